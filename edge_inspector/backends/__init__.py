@@ -1,0 +1,30 @@
+"""Inference backends behind one protocol; ``create_backend`` is the explicit registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Backend, BackendError
+
+BACKENDS = ("onnxruntime", "tensorrt", "torch")
+
+
+def create_backend(kind: str, model_path: Path, *, threads: int = 0, providers: list[str] | None = None,
+                   **options) -> Backend:
+    """Build a backend by name. Imports lazily so the daemon never needs torch or TensorRT installed."""
+    if kind == "onnxruntime":
+        from .onnx import OnnxBackend
+
+        return OnnxBackend(model_path, providers=providers, threads=threads)
+    if kind == "tensorrt":
+        from .tensorrt import TensorRTBackend  # noqa: PLC0415 - optional dependency
+
+        return TensorRTBackend(model_path, **options)
+    if kind == "torch":
+        from .torch_backend import TorchBackend  # noqa: PLC0415 - optional dependency
+
+        return TorchBackend(model_path, threads=threads)
+    raise BackendError(f"unknown backend {kind!r}; expected one of {', '.join(BACKENDS)}")
+
+
+__all__ = ["Backend", "BackendError", "BACKENDS", "create_backend"]

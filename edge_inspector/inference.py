@@ -1,0 +1,103 @@
+"""A loaded model: card + backend + the shared preprocessing, giving typed, normalised results.
+
+This is the single inference path: the daemon, ``evaluate``, ``compare`` and ``calibrate`` all
+score images through ``LoadedModel``, so a model cannot score differently in the field than it
+did in its report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backends import Backend, BackendError, create_backend
+from .card import ModelCard, card_path_for, load_card
+from .preprocess import to_batch
+
+
+@dataclass
+class ModelResult:
+    """One model's opinion on one frame. ``score`` is normalised: 0.5 is the calibrated threshold."""
+
+    score: float
+    raw_score: float
+    anomaly_map: np.ndarray | None = None  # normalised [0, 1], model output resolution
+    raw_map: np.ndarray | None = None
+    defect_type: str | None = None
+    defect_confidence: float | None = None
+
+    @property
+    def is_defect(self) -> bool:
+        return self.score >= 0.5
+
+
+class LoadedModel:
+    def __init__(self, card: ModelCard, backend: Backend, card_path: Path):
+        self.card = card
+        self.backend = backend
+        self.card_path = card_path
+        if "pred_score" not in backend.output_names:
+            raise BackendError(
+                f"{card.model_path(card_path)}: model has outputs {backend.output_names}, "
+                "expected 'pred_score' (see edge_inspector/card.py for the I/O contract)"
+            )
+        shape = getattr(backend, "input_shape", None)
+        if shape and len(shape) == 4:
+            h, w = shape[2], shape[3]
+            if isinstance(h, int) and isinstance(w, int) and (h, w) != (card.input.height, card.input.width):
+                raise BackendError(
+                    f"{card.model_path(card_path)}: model input is {h}x{w} but its card says "
+                    f"{card.input.height}x{card.input.width}"
+                )
+
+    @classmethod
+    def load(cls, path: Path | str, backend: str = "onnxruntime", threads: int = 0,
+             providers: list[str] | None = None, **options) -> LoadedModel:
+        """Load a model from its card or model file; verifies the sha256 on the way."""
+        card_path = card_path_for(Path(path))
+        card = load_card(card_path)
+        model_file = card.model_path(card_path)
+        return cls(card, create_backend(backend, model_file, threads=threads, providers=providers, **options),
+                   card_path)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.card.input.height, self.card.input.width
+
+    def preprocess(self, images_bgr: list[np.ndarray]) -> np.ndarray:
+        return to_batch(images_bgr, *self.input_size)
+
+    def run_batch(self, batch: np.ndarray) -> list[ModelResult]:
+        """Score a preprocessed float32 batch (N, 3, H, W)."""
+        out = self.backend.run(batch)
+        norm = self.card.normalization
+        raw_scores = np.asarray(out["pred_score"], np.float32).reshape(len(batch), -1)[:, 0]
+        scores = norm.score(raw_scores)
+        maps = out.get("anomaly_map")
+        if maps is not None:
+            maps = np.asarray(maps, np.float32).reshape(len(batch), *maps.shape[-2:])
+            norm_maps = norm.anomaly_map(maps)
+        probs = out.get("type_probs")
+        results = []
+        for i in range(len(batch)):
+            defect_type = confidence = None
+            if probs is not None and self.card.classes:
+                k = int(np.argmax(probs[i]))
+                defect_type, confidence = self.card.classes[k], float(probs[i][k])
+            results.append(ModelResult(
+                score=float(scores[i]), raw_score=float(raw_scores[i]),
+                anomaly_map=None if maps is None else norm_maps[i],
+                raw_map=None if maps is None else maps[i],
+                defect_type=defect_type, defect_confidence=confidence,
+            ))
+        return results
+
+    def predict(self, images_bgr: list[np.ndarray]) -> list[ModelResult]:
+        """Decode-free convenience: BGR uint8 images in, results out."""
+        return self.run_batch(self.preprocess(images_bgr))

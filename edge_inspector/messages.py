@@ -1,0 +1,60 @@
+"""The verdict message: one JSON document per frame, the product's public interface to PLC/MES.
+
+Versioned by ``schema``; consumers dedupe on (camera, frame) since delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+VerdictKind = Literal["ok", "defect", "error"]
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Region(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    x: int = Field(description="Left edge in frame pixels.")
+    y: int = Field(description="Top edge in frame pixels.")
+    w: int
+    h: int
+    score: float = Field(description="Peak normalised anomaly score inside the region.")
+
+
+class ModelVote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    version: str
+    score: float = Field(description="Normalised score; 0.5 is the model's calibrated threshold.")
+    verdict: VerdictKind | None = None
+    defect_type: str | None = None
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = Field(SCHEMA_VERSION, alias="schema", description="Message schema version.")
+    line: str = Field(description="Production line id from the configuration.")
+    camera: str = Field(description="Camera id from the configuration.")
+    frame: int = Field(description="Per-camera frame sequence number; with camera, the dedupe key.")
+    captured_at: str = Field(description="UTC ISO-8601 time the frame was grabbed.")
+    decided_at: str = Field(default_factory=utc_now_iso, description="UTC ISO-8601 time of the decision.")
+    verdict: VerdictKind
+    score: float | None = Field(None, description="Fused normalised score (0.5 = threshold).")
+    threshold: float = 0.5
+    defect_type: str | None = None
+    defect_confidence: float | None = None
+    regions: list[Region] = Field(default_factory=list)
+    models: list[ModelVote] = Field(default_factory=list)
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    image: str | None = Field(None, description="Path of the saved frame, when it was saved.")
+    source: str | None = Field(None, description="File name or stream the frame came from.")
+    error: str | None = Field(None, description="Why the verdict is 'error'.")
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=False)

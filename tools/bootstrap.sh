@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything edge-inspector needs on a fresh Debian machine: system packages (Mosquitto
+# for the MQTT tests) and a virtual environment in .venv with the package, [train] and [dev].
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+APT_PACKAGES="mosquitto mosquitto-clients chromium chromium-driver"
+missing=""
+for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "bootstrap: installing system packages:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# Debian starts a system-wide broker on 1883; the tests start their own on free ports.
+
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  python3 -m venv .venv
+fi
+PIP=".venv/bin/pip"
+stamp=.venv/.edge-inspector-installed
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
+  $PIP install -q --upgrade pip wheel
+  # The CPU build of torch (a local wheel on these machines) satisfies [train]'s torch>=2.2
+  # without pulling a multi-GB CUDA build.
+  $PIP install -q "torch==2.13.0" || $PIP install -q "torch>=2.2"
+  $PIP install -q -e ".[train,console,dev]"
+  touch "$stamp"
+fi
+echo "bootstrap: ready (.venv/bin/edge-inspector)"
