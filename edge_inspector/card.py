@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -97,7 +97,7 @@ class ModelCard(BaseModel):
     training: TrainingInfo = Field(default_factory=TrainingInfo)
     metrics: dict[str, float | None] = Field(default_factory=dict)
     parameters: int | None = None
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     extra: dict = Field(default_factory=dict, description="Kind-specific details (backbone taps, ...).")
 
     # -- files ---------------------------------------------------------------------------------
