@@ -1,0 +1,59 @@
+"""Publishers: where verdicts go (MQTT with a disk spool, ZeroMQ PUB, a JSONL file).
+
+``create_publisher`` is the explicit registry: the config's ``type`` picks the class, and the
+implementation module is imported only then (pyzmq/paho are not needed to validate a config).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+from edge_inspector.publishers.base import Publisher, PublisherError
+from edge_inspector.publishers.config import JsonlConfig, MqttConfig, MqttTlsConfig, ZmqConfig
+
+if TYPE_CHECKING:
+    from edge_inspector.metrics import Metrics
+
+PublisherConfig = Annotated[MqttConfig | ZmqConfig | JsonlConfig, Field(discriminator="type")]
+
+__all__ = [
+    "JsonlConfig",
+    "MqttConfig",
+    "MqttTlsConfig",
+    "Publisher",
+    "PublisherConfig",
+    "PublisherError",
+    "ZmqConfig",
+    "create_publisher",
+    "status_topic",
+    "verdict_topic",
+]
+
+
+def verdict_topic(prefix: str, line: str, camera: str) -> str:
+    """``<prefix>/<line>/<camera>/verdict`` (QoS 1; also the ZeroMQ topic frame)."""
+    return f"{prefix}/{line}/{camera}/verdict"
+
+
+def status_topic(prefix: str, line: str) -> str:
+    """``<prefix>/<line>/status``: retained ``online``; ``offline`` on clean close and as last will."""
+    return f"{prefix}/{line}/status"
+
+
+def create_publisher(cfg: MqttConfig | ZmqConfig | JsonlConfig, *, line: str, metrics: Metrics) -> Publisher:
+    """Build the publisher for one config item. Raises PublisherError when it cannot start."""
+    if isinstance(cfg, MqttConfig):
+        from edge_inspector.publishers.mqtt import MqttPublisher
+
+        return MqttPublisher(cfg, line=line, metrics=metrics)
+    if isinstance(cfg, ZmqConfig):
+        from edge_inspector.publishers.zmq import ZmqPublisher
+
+        return ZmqPublisher(cfg, line=line, metrics=metrics)
+    if isinstance(cfg, JsonlConfig):
+        from edge_inspector.publishers.jsonl import JsonlPublisher
+
+        return JsonlPublisher(cfg, line=line, metrics=metrics)
+    raise PublisherError(f"unknown publisher config {type(cfg).__name__}; expected type mqtt, zmq or jsonl")

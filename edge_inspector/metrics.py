@@ -1,0 +1,156 @@
+"""Prometheus metrics of the daemon, named as in DESIGN.md (all prefixed ``edge_inspector_``).
+
+Why a class owning its own ``CollectorRegistry`` instead of module-level metrics on the global
+registry: tests (and a reload that rebuilds the pipeline) can create several independent
+``Metrics`` objects without "Duplicated timeseries" errors, and what a scrape shows is exactly what
+this object registered.
+
+Why custom histogram buckets: the client's default buckets start at 5 ms, but preprocessing and
+small-model inference stages take tens to hundreds of microseconds; without sub-millisecond
+buckets every observation lands in the first bucket and p50/p99 are meaningless.
+
+Why loopback by default: ``prometheus_client.start_http_server`` binds 0.0.0.0, which exposes
+line/camera names and model versions to the whole plant network; exposing it is an explicit
+choice in the configuration.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import start_http_server
+
+PREFIX = "edge_inspector"
+
+#: Latency buckets in seconds: 100 us ... 10 s, dense below 100 ms where the stages live.
+STAGE_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class Metrics:
+    """All metrics of one daemon instance, registered in a private registry.
+
+    Attribute names match the DESIGN.md metric names without the prefix, e.g.
+    ``metrics.frames_total.labels(camera="cam1").inc()``.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.frames_total = Counter(
+            f"{PREFIX}_frames_total", "Frames grabbed from a source.", ["camera"], registry=r
+        )
+        self.verdicts_total = Counter(
+            f"{PREFIX}_verdicts_total", "Verdicts decided, by result (ok/defect/error).", ["camera", "verdict"],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            f"{PREFIX}_stage_seconds",
+            "Time spent in a pipeline stage (grab, preprocess, infer, decide, publish).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            f"{PREFIX}_queue_depth", "Items waiting in a bounded pipeline queue.", ["queue"], registry=r
+        )
+        self.frames_dropped_total = Counter(
+            f"{PREFIX}_frames_dropped_total", "Frames dropped, by reason (queue_full, decode, ...).",
+            ["camera", "reason"], registry=r,
+        )
+        self.publish_failures_total = Counter(
+            f"{PREFIX}_publish_failures_total",
+            "Messages a sink failed to publish or dropped (including MQTT spool overflow).",
+            ["sink"], registry=r,
+        )
+        self.spool_messages = Gauge(
+            f"{PREFIX}_spool_messages", "Verdicts in the MQTT disk spool not yet acknowledged by the broker.",
+            registry=r,
+        )
+        self.spool_dropped_total = Counter(
+            f"{PREFIX}_spool_dropped_total", "Verdicts discarded because the MQTT spool was full, by policy.",
+            ["policy"], registry=r,
+        )
+        self.broker_connected = Gauge(
+            f"{PREFIX}_broker_connected", "1 while the MQTT broker accepted our connection (CONNACK success).",
+            registry=r,
+        )
+        self.model_info = Gauge(
+            f"{PREFIX}_model_info", "Loaded model (value is always 1).", ["name", "version", "backend"], registry=r
+        )
+        self.source_up = Gauge(
+            f"{PREFIX}_source_up", "1 while a frame source is open and delivering.", ["camera"], registry=r
+        )
+        self.errors_total = Counter(
+            f"{PREFIX}_errors_total", "Frames that ended in an error verdict or a stage exception, by reason.",
+            ["camera", "reason"], registry=r,
+        )
+        self.publish_seconds = Histogram(
+            f"{PREFIX}_publish_seconds", "Time a publisher's publish() call took (handing over, not delivery).",
+            ["sink"], buckets=STAGE_BUCKETS, registry=r,
+        )
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.host: str | None = None
+        self.port: int | None = None
+
+    def set_model(self, name: str, version: str, backend: str) -> None:
+        """Record a loaded model; call once per model after (re)loading."""
+        self.model_info.labels(name=name, version=version, backend=backend).set(1)
+
+    def clear_models(self) -> None:
+        """Forget the model_info series, e.g. before a reload registers the new set."""
+        self.model_info.clear()
+
+    def render(self) -> bytes:
+        """The exposition text a scrape would return (useful for tests and `check-config`)."""
+        return generate_latest(self.registry)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 9464) -> Any:
+        """Start the HTTP exporter in a daemon thread; port 0 picks a free one (see ``self.port``).
+
+        Returns the server object (a ``wsgiref`` server); ``shutdown()`` stops it.
+        Raises ``OSError`` naming host:port when the address is taken.
+        """
+        if self._server is not None:
+            raise RuntimeError(f"metrics exporter already serving on {self.host}:{self.port}")
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise OSError(exc.errno, f"metrics exporter cannot bind {host}:{port}: {exc.strerror}") from exc
+        self._server, self._thread = server, thread
+        self.host = host
+        self.port = int(server.server_address[1])
+        return server
+
+    def shutdown(self) -> None:
+        """Stop the HTTP exporter (no-op when not serving)."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)

@@ -1,0 +1,100 @@
+"""Pydantic configs of the publishers, one per ``type`` (the YAML ``publishers:`` list items).
+
+Kept apart from the implementations so that validating a configuration (``check-config``) imports
+neither paho nor pyzmq.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+OverflowPolicy = Literal["drop-oldest", "drop-newest"]
+
+
+class MqttTlsConfig(BaseModel):
+    """TLS towards the broker; files are PEM (with systemd ``LoadCredential=`` for the key)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker certificate; None = system CAs.")
+    cert_file: Path | None = Field(None, description="Client certificate for mutual TLS (needs key_file).")
+    key_file: Path | None = Field(None, description="Private key of cert_file, e.g. $CREDENTIALS_DIRECTORY/mqtt.key.")
+    insecure: bool = Field(False, description="Skip broker hostname verification (testing only).")
+
+    @model_validator(mode="after")
+    def _cert_needs_key(self) -> MqttTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file must be given together")
+        return self
+
+
+class MqttConfig(BaseModel):
+    """MQTT sink: QoS>=1 verdicts through a disk spool, retained online/offline status."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["mqtt"] = Field("mqtt", description="Selects the MQTT publisher.")
+    host: str = Field(description="Broker host name or IP address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (8883 is usual with TLS).")
+    client_id: str | None = Field(
+        None, description="MQTT client id; default 'edge-inspector-<line>-<hostname>' (stable across restarts)."
+    )
+    username: str | None = Field(None, description="Broker user name.")
+    password: SecretStr | None = Field(None, description="Broker password (prefer password_file).")
+    password_file: Path | None = Field(
+        None, description="File holding the password (read at start), e.g. $CREDENTIALS_DIRECTORY/mqtt-password."
+    )
+    tls: MqttTlsConfig | None = Field(None, description="TLS settings; omit for plain TCP.")
+    topic_prefix: str = Field("edge-inspector", min_length=1, description="First topic level of every topic.")
+    qos: Literal[1, 2] = Field(1, description="QoS of verdict messages (0 is refused: it cannot be acknowledged).")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds (bounds last-will latency).")
+    spool_dir: Path = Field(
+        Path("/var/lib/edge-inspector/mqtt-spool"),
+        description="Directory of the on-disk spool (SQLite WAL) holding verdicts until the broker acknowledges.",
+    )
+    spool_max_messages: int = Field(1_000_000, ge=1, description="Spool capacity in messages.")
+    spool_overflow: OverflowPolicy = Field(
+        "drop-oldest",
+        description="When the spool is full: drop the oldest spooled verdict or refuse the newest; counted and logged.",
+    )
+    max_inflight: int = Field(20, ge=1, le=1000, description="Verdicts sent but not yet acknowledged, at most.")
+    reconnect_min_delay: float = Field(1.0, gt=0, description="First reconnect delay in seconds (then doubled).")
+    reconnect_max_delay: float = Field(60.0, gt=0, description="Largest reconnect delay in seconds.")
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both")
+        if self.reconnect_max_delay < self.reconnect_min_delay:
+            raise ValueError(
+                f"reconnect_max_delay ({self.reconnect_max_delay}) must be >= reconnect_min_delay "
+                f"({self.reconnect_min_delay})"
+            )
+        if any(c in self.topic_prefix for c in "#+") or self.topic_prefix.startswith("/"):
+            raise ValueError(f"topic_prefix {self.topic_prefix!r} must not contain '#', '+' or start with '/'")
+        return self
+
+
+class ZmqConfig(BaseModel):
+    """ZeroMQ PUB sink: multipart [topic, json], never blocking the pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["zmq"] = Field("zmq", description="Selects the ZeroMQ PUB publisher.")
+    endpoint: str = Field("tcp://127.0.0.1:5556", description="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5556 or ipc://...")
+    bind: bool = Field(True, description="Bind the endpoint (True) or connect to it, e.g. to an XSUB proxy (False).")
+    sndhwm: int = Field(1000, ge=1, description="Send high-water mark per subscriber; beyond it messages are dropped.")
+    topic_prefix: str = Field("edge-inspector", min_length=1, description="First level of the topic frame.")
+
+
+class JsonlConfig(BaseModel):
+    """Local JSON-lines file sink: one verdict per line, with size rotation."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["jsonl"] = Field("jsonl", description="Selects the JSON-lines file publisher.")
+    path: Path = Field(description="File the verdicts are appended to (parent directory is created).")
+    rotate_size_mb: float | None = Field(
+        100.0, gt=0, description="Rotate to <path>.1 when the file exceeds this size in MB; None = never."
+    )
+    rotate_keep: int = Field(5, ge=1, description="Rotated files kept (<path>.1 ... <path>.N).")
+    fsync: bool = Field(False, description="fsync after every line (durable, slower on SD cards/eMMC).")

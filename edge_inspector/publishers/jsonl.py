@@ -1,0 +1,96 @@
+"""JSON-lines file sink: one verdict per line, flushed per message, optional fsync, size rotation.
+
+Why: the simplest audit trail a quality engineer can grep or load into pandas, and a fallback
+when no broker exists on the line. Rotation renames ``path`` -> ``path.1`` -> ... ``path.N``
+(the oldest beyond ``rotate_keep`` is deleted), like logrotate, so ``tail -F`` keeps working.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from edge_inspector.messages import Verdict
+from edge_inspector.publishers.base import PublisherError
+from edge_inspector.publishers.config import JsonlConfig
+
+if TYPE_CHECKING:
+    from edge_inspector.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class JsonlPublisher:
+    """Append verdicts to a file; thread-safe; failures are counted, not raised."""
+
+    name = "jsonl"
+
+    def __init__(self, cfg: JsonlConfig, *, line: str, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.line = line
+        self.metrics = metrics
+        self.path = Path(cfg.path)
+        self._max_bytes = int(cfg.rotate_size_mb * 1024 * 1024) if cfg.rotate_size_mb else None
+        self._lock = threading.Lock()
+        self._file: IO[bytes] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the publisher's lifetime
+        except OSError as exc:
+            raise PublisherError(f"jsonl publisher: cannot open {self.path} for appending: {exc}") from exc
+
+    def publish(self, verdict: Verdict) -> None:
+        """Write one line; rotate first when the file would exceed the size limit."""
+        data = verdict.to_json().encode() + b"\n"
+        start = time.perf_counter()
+        with self._lock:
+            if self._file is None:
+                self.metrics.publish_failures_total.labels(sink=self.name).inc()
+                log.warning("jsonl publisher %s is closed; verdict %s/%s not written", self.path, verdict.camera,
+                            verdict.frame)
+                return
+            try:
+                if self._max_bytes is not None and self._file.tell() > 0 and \
+                        self._file.tell() + len(data) > self._max_bytes:
+                    self._rotate()
+                self._file.write(data)
+                self._file.flush()
+                if self.cfg.fsync:
+                    os.fsync(self._file.fileno())
+            except OSError as exc:
+                self.metrics.publish_failures_total.labels(sink=self.name).inc()
+                log.error("jsonl publisher: writing %s failed: %s", self.path, exc)
+        self.metrics.publish_seconds.labels(sink=self.name).observe(time.perf_counter() - start)
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        self._file = None
+        keep = self.cfg.rotate_keep
+        oldest = self.path.with_name(f"{self.path.name}.{keep}")
+        if oldest.exists():
+            oldest.unlink()
+        for i in range(keep - 1, 0, -1):
+            src = self.path.with_name(f"{self.path.name}.{i}")
+            if src.exists():
+                src.rename(self.path.with_name(f"{self.path.name}.{i + 1}"))
+        self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        log.info("jsonl publisher rotated %s", self.path)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush (and fsync when configured) and close the file. Idempotent."""
+        with self._lock:
+            f, self._file = self._file, None
+        if f is None:
+            return
+        try:
+            f.flush()
+            if self.cfg.fsync:
+                os.fsync(f.fileno())
+        finally:
+            f.close()
