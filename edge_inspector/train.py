@@ -1,0 +1,106 @@
+"""Train one detector on a dataset and leave a deployable model behind: ONNX + card + calibration.
+
+``train_model`` is the one place that turns a fitted torch detector into files: the ``train``
+command, the evaluation engineer's ``auto`` mode and the console all call it, so every model on
+disk went through the same export parity check and the same threshold calibration.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from .data.types import Dataset, DatasetError, Sample
+
+log = logging.getLogger(__name__)
+
+CalibrationSource = Literal["val", "train", "none"]
+# Options that belong to the Detector base class rather than to one detector kind.
+BASE_OPTIONS = ("input_size", "backbone", "threads")
+
+
+def default_calibration_dir(out_dir: Path) -> Path:
+    """``<repo>/models`` -> ``<repo>/calibration`` (the documented layout); any other folder keeps
+    its calibration records in ``<out_dir>/calibration`` so a scratch run never writes outside it."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / "calibration" if out_dir.name == "models" else out_dir / "calibration"
+
+
+def _calibration_samples(dataset: Dataset, source: CalibrationSource) -> tuple[list[Sample], str]:
+    """Pick the images the threshold is calibrated on, and say which ones were used.
+
+    Training images are a last resort: a memory-bank detector has seen them, so their scores are
+    biased low and a threshold from them rejects too many good parts.
+    """
+    if source == "none":
+        return [], "none"
+    if source == "val":
+        val = dataset.split("val")
+        if val:
+            return val, "val"
+        log.warning("%s: no 'val' split; calibrating on the train split (threshold will be optimistic)",
+                    dataset.name)
+    return dataset.split("train"), "train"
+
+
+def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None = None, seed: int = 0,
+                options: dict[str, Any] | None = None, progress: bool = True,
+                calibration: CalibrationSource = "val", calibration_dir: Path | None = None,
+                calibration_method: str = "auto", calibration_target: float | None = None) -> Path:
+    """Fit ``kind`` on the train split, export it to ONNX (parity-checked), calibrate and write the card.
+
+    ``options`` holds the Detector options (``input_size``, ``backbone``, ``threads``) and the
+    kind's own (``epochs``, ``coreset_ratio``, ...). ``calibration`` names the split that sets the
+    threshold ("val", falling back to "train" when there is no val split; "none" keeps the raw
+    scale). Writes ``out_dir/<name>.onnx``, ``out_dir/<name>.card.json`` and
+    ``<calibration_dir>/<name>.json``; returns the card path.
+    """
+    from .calibrate import calibrate_model
+    from .card import InputSpec, ModelCard, ScoreNormalization, TrainingInfo
+    from .export.onnx import export_onnx
+    from .models import create_detector
+
+    train = dataset.split("train")
+    if not train:
+        raise DatasetError(f"{dataset.root}: dataset '{dataset.name}' has no training images")
+    val = dataset.split("val") or None
+    opts = dict(options or {})
+    name = name or f"{dataset.name}-{kind}"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    detector = create_detector(kind, seed=seed, **opts)
+    started = time.perf_counter()
+    fit_report = detector.fit(train, val, progress=progress)
+    fit_seconds = float(fit_report.get("seconds", time.perf_counter() - started))
+
+    parity_samples = (val or [])[:2] + train[:2]
+    onnx_path = out_dir / f"{name}.onnx"
+    export = export_onnx(detector, onnx_path, detector.load(parity_samples))
+
+    info = detector.card_info()
+    h, w = detector.input_size
+    card = ModelCard(
+        name=name, kind=detector.kind, model_file=onnx_path.name, model_sha256=export.sha256,
+        input=InputSpec(height=h, width=w, mean=list(detector.mean), std=list(detector.std)),
+        outputs=detector.output_meanings(), classes=info.get("classes", []),
+        normalization=ScoreNormalization(threshold=0.0, min=0.0, max=1.0, method="uncalibrated"),
+        training=TrainingInfo(
+            data_digest=dataset.digest("train"), dataset=dataset.name, n_images=len(train), seed=seed,
+            backbone=info.get("backbone"), fit_seconds=round(fit_seconds, 3),
+            options={k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()},
+            fit_report={k: v for k, v in fit_report.items() if isinstance(v, (int, float, str, bool))},
+            export={"opset": export.opset, "max_abs_diff": export.max_abs_diff},
+        ),
+        parameters=info.get("parameters"), extra=info.get("extra", {}),
+    )
+    card_path = card.save(out_dir / f"{name}.card.json")
+
+    samples, source = _calibration_samples(dataset, calibration)
+    if samples:
+        calibrate_model(card_path, samples, method=calibration_method, target=calibration_target,
+                        calibration_dir=calibration_dir or default_calibration_dir(out_dir),
+                        source=f"{dataset.name}:{source}", progress=progress)
+    return card_path
