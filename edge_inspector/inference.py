@@ -27,6 +27,7 @@ class ModelResult:
     raw_map: np.ndarray | None = None
     defect_type: str | None = None
     defect_confidence: float | None = None
+    type_probs: np.ndarray | None = None  # [K] over card.classes, when the model has a type head
 
     @property
     def is_defect(self) -> bool:
@@ -95,6 +96,7 @@ class LoadedModel:
                 anomaly_map=None if maps is None else norm_maps[i],
                 raw_map=None if maps is None else maps[i],
                 defect_type=defect_type, defect_confidence=confidence,
+                type_probs=None if probs is None else np.asarray(probs[i], np.float32),
             ))
         return results
 
