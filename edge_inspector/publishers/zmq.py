@@ -3,6 +3,9 @@
 Why PUB and NOBLOCK: local consumers (a PLC gateway, a line HMI) subscribe by topic prefix with
 no broker in between; a slow or stuck subscriber must never stall inspection, so a send that
 would block (HWM reached) is dropped and counted in ``publish_failures_total{sink="zmq"}``.
+A plain PUB socket drops silently at the HWM, which would make the loss invisible, so the socket
+sets ``XPUB_NODROP``: the send then fails with EAGAIN, which we count. The price: while one
+subscriber is stuck at its HWM, that message is dropped for all subscribers (and counted).
 Delivery is best effort by design: PUB drops messages for subscribers that are not connected
 yet (the "slow joiner"); use MQTT where every verdict must arrive.
 """
@@ -39,9 +42,11 @@ class ZmqPublisher:
         self.line = line
         self.metrics = metrics
         self._lock = threading.Lock()  # zmq sockets are not thread-safe
-        self._ctx = zmq.Context()
+        #: The publisher's own context: ``inproc://`` consumers must create their sockets from it.
+        self.context = self._ctx = zmq.Context()
         self._sock: zmq.Socket | None = self._ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
+        self._sock.setsockopt(zmq.XPUB_NODROP, 1)
         self._sock.setsockopt(zmq.LINGER, 0)
         try:
             if cfg.bind:
