@@ -204,6 +204,11 @@ class EfficientNetLite(nn.Module):
                 break
         return out
 
+    def trunk(self, taps: tuple[int, ...] = (8, 16)) -> FeatureTrunk:
+        """A module holding only the stem and the blocks up to the deepest tap (shared weights):
+        what a feature detector exports, without the unused tail of the network."""
+        return FeatureTrunk(self, taps)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled 1280-d embedding (before the classifier) from RGB [0, 1]."""
         y = F.relu6(self._bn0(self._conv_stem(self.normalize(x))))
@@ -215,6 +220,35 @@ class EfficientNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits from an RGB [0, 1] batch."""
         return self._fc(self.forward_features(x))
+
+
+class FeatureTrunk(nn.Module):
+    """Stem + the first blocks of an EfficientNetLite, returning the tapped feature maps.
+
+    Input is RGB [0, 1]; normalisation happens inside, so the exported graph takes raw images.
+    """
+
+    def __init__(self, net: EfficientNetLite, taps: tuple[int, ...]):
+        super().__init__()
+        blocks = {net._tap_block(t): t for t in taps}
+        self.taps = tuple(taps)
+        self.tap_at = blocks  # block index -> stride
+        self.channels = {t: net.block_channels[i] for i, t in blocks.items()}
+        self._conv_stem = net._conv_stem
+        self._bn0 = net._bn0
+        self._blocks = nn.ModuleList(list(net._blocks)[: max(blocks) + 1])
+        self.register_buffer("_mean", net._mean.clone(), persistent=False)
+        self.register_buffer("_std", net._std.clone(), persistent=False)
+
+    def forward(self, x01: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps in the order of ``taps``."""
+        y = F.relu6(self._bn0(self._conv_stem((x01 - self._mean) / self._std)))
+        out: dict[int, torch.Tensor] = {}
+        for i, block in enumerate(self._blocks):
+            y = block(y)
+            if i in self.tap_at:
+                out[self.tap_at[i]] = y
+        return [out[t] for t in self.taps]
 
 
 def weights_path(variant: str) -> Path:

@@ -1,0 +1,282 @@
+"""Threshold calibration: choose the raw score that means "defect" and store it in the model card.
+
+Scores come from ``inference.LoadedModel`` (the ONNX file, the shared preprocessing), so the
+threshold is set on exactly the numbers the daemon will compute. Three rules:
+
+* ``fpr``: normal images only; the threshold lets at most ``target`` of them be rejected
+  (false-reject rate, default 0.5 %). The usual case on a line: defects are rare and unlabelled.
+* ``f1``: labelled images; the threshold with the best F1.
+* ``recall``: labelled images; the highest threshold that still catches ``target`` of the
+  defects (an escape budget), which keeps false rejects as low as that allows.
+
+Every threshold sits midway between the highest accepted and the lowest flagged score, so a tiny
+numeric difference cannot flip a calibration image. The card's normalisation is set so the
+threshold maps to 0.5 and the calibration scores spread over [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from .card import ScoreNormalization, card_path_for, load_card
+from .data.types import Sample
+
+METHODS = ("fpr", "f1", "recall")
+DEFAULT_TARGETS = {"fpr": 0.005, "recall": 0.95, "f1": None}
+MAX_PIXELS = 2_000_000  # pixels used for the pixel threshold (random subsample beyond that)
+
+
+class CalibrationError(ValueError):
+    """Calibration is impossible with the given images (none, or no defects for f1/recall)."""
+
+
+@dataclass
+class Calibration:
+    """A calibration decision and the figures it achieves on the calibration images."""
+
+    method: str
+    target: float | None
+    threshold: float
+    min: float
+    max: float
+    n_normal: int
+    n_defect: int
+    false_reject_rate: float
+    recall: float | None = None
+    precision: float | None = None
+    f1: float | None = None
+    pixel_threshold: float | None = None
+    pixel_min: float | None = None
+    pixel_max: float | None = None
+    pixel_f1: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def method_label(self) -> str:
+        return self.method if self.target is None else f"{self.method}={self.target:g}"
+
+    def normalization(self) -> ScoreNormalization:
+        return ScoreNormalization(threshold=self.threshold, min=self.min, max=self.max,
+                                  pixel_threshold=self.pixel_threshold, pixel_min=self.pixel_min,
+                                  pixel_max=self.pixel_max, method=self.method_label())
+
+
+# -- pure threshold rules (numbers in, numbers out) ----------------------------------------------
+
+def _step(value: float) -> float:
+    """A visible step (0.1 % of the score), not one ulp: the daemon normalises in float32."""
+    return max(abs(value) * 1e-3, 1e-6)
+
+
+def _cut(accept: float | None, reject: float | None) -> float:
+    """A threshold that accepts score ``accept`` and flags ``reject`` (score >= t flags): the
+    midpoint, or a step beyond the one that exists."""
+    if accept is not None and reject is not None and accept < reject:
+        return float((accept + reject) / 2.0)
+    if reject is None:
+        return float(accept + _step(accept))
+    return float(reject - _step(reject))
+
+
+def threshold_for_fpr(normal_scores: np.ndarray, target: float = 0.005) -> float:
+    """Threshold rejecting at most ``floor(target * n)`` of the normal scores (score >= t rejects)."""
+    s = np.sort(np.asarray(normal_scores, np.float64).ravel())[::-1]
+    if s.size == 0:
+        raise CalibrationError("fpr calibration needs at least one normal image")
+    if not 0.0 <= target < 1.0:
+        raise CalibrationError(f"target false-reject rate must be in [0, 1), got {target}")
+    k = int(math.floor(target * s.size + 1e-9))  # how many normals may be rejected
+    # s[k] must be accepted (and every score tied with it); the cut goes just below the next
+    # higher distinct score, so at most k normals are rejected.
+    above = s[s > s[k]]
+    return _cut(float(s[k]), float(above.min()) if above.size else None)
+
+
+def _sweep(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct scores (descending) with true and false positives when flagging score >= each."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    tp, fp = np.cumsum(y), np.cumsum(1 - y)
+    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]  # last index of each distinct score
+    return s[last], tp[last], fp[last]
+
+
+def _check_labelled(scores: np.ndarray, labels: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, np.float64).ravel()
+    labels = (np.asarray(labels).ravel() > 0).astype(np.int64)
+    if scores.shape != labels.shape:
+        raise CalibrationError(f"{scores.size} scores but {labels.size} labels")
+    if labels.sum() == 0:
+        raise CalibrationError(f"{method} calibration needs labelled defective images; none given "
+                               "(use --method fpr with normal images only)")
+    return scores, labels
+
+
+def _next_lower(distinct_desc: np.ndarray, i: int) -> float | None:
+    return float(distinct_desc[i + 1]) if i + 1 < distinct_desc.size else None
+
+
+def threshold_best_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(threshold, F1) maximising image F1; ties go to the higher threshold (fewer rejects)."""
+    scores, labels = _check_labelled(scores, labels, "f1")
+    s, tp, fp = _sweep(scores, labels)
+    positives = labels.sum()
+    f1 = 2 * tp / (tp + fp + positives)
+    i = int(np.argmax(f1))  # first maximum = highest threshold
+    return _cut(_next_lower(s, i), float(s[i])), float(f1[i])
+
+
+def threshold_min_recall(scores: np.ndarray, labels: np.ndarray, min_recall: float = 0.95) -> float:
+    """The highest threshold whose recall on the labelled defects is at least ``min_recall``."""
+    scores, labels = _check_labelled(scores, labels, "recall")
+    if not 0.0 < min_recall <= 1.0:
+        raise CalibrationError(f"minimum recall must be in (0, 1], got {min_recall}")
+    s, tp, _ = _sweep(scores, labels)
+    i = int(np.nonzero(tp >= min_recall * labels.sum() - 1e-9)[0][0])
+    return _cut(_next_lower(s, i), float(s[i]))
+
+
+def span_around(threshold: float, lo: float, hi: float) -> tuple[float, float]:
+    """(min, max) centred on the threshold and wide enough that lo..hi map inside [0, 1]."""
+    half = max(threshold - lo, hi - threshold, abs(threshold) * 1e-3, 1e-6)
+    return threshold - half, threshold + half
+
+
+def calibrate_scores(scores: np.ndarray, labels: np.ndarray | None = None, method: str = "auto",
+                     target: float | None = None, maps: np.ndarray | None = None,
+                     masks: np.ndarray | None = None) -> Calibration:
+    """Choose image (and, with masks, pixel) thresholds from raw scores.
+
+    ``method="auto"`` is f1 when defective images are labelled, else fpr. ``maps``/``masks``
+    ((N, h, w) raw anomaly maps and {0,1} masks at the same size) add a pixel threshold (best
+    pixel F1) when at least one mask has defect pixels.
+    """
+    scores = np.asarray(scores, np.float64).ravel()
+    labels = np.zeros(scores.size, np.int64) if labels is None else (np.asarray(labels).ravel() > 0).astype(np.int64)
+    if scores.size == 0:
+        raise CalibrationError("no images to calibrate on")
+    if not np.all(np.isfinite(scores)):
+        raise CalibrationError(f"{int((~np.isfinite(scores)).sum())} scores are NaN/inf: the model is broken")
+    n_defect = int(labels.sum())
+    if method == "auto":
+        method = "f1" if n_defect else "fpr"
+    if method not in METHODS:
+        raise CalibrationError(f"unknown calibration method {method!r}; expected one of {METHODS} or 'auto'")
+    if target is None:
+        target = DEFAULT_TARGETS[method]
+    normal = scores[labels == 0]
+    f1_value = None
+    if method == "fpr":
+        if normal.size == 0:
+            raise CalibrationError("fpr calibration needs normal images; all given images are defective")
+        threshold = threshold_for_fpr(normal, target)
+    elif method == "f1":
+        threshold, f1_value = threshold_best_f1(scores, labels)
+    else:
+        threshold = threshold_min_recall(scores, labels, target)
+    lo, hi = span_around(threshold, float(scores.min()), float(scores.max()))
+    flagged = scores >= threshold
+    tp = int((flagged & (labels == 1)).sum())
+    cal = Calibration(
+        method=method, target=target, threshold=float(threshold), min=lo, max=hi,
+        n_normal=int(normal.size), n_defect=n_defect,
+        false_reject_rate=float(flagged[labels == 0].mean()) if normal.size else 0.0,
+    )
+    if n_defect:
+        cal.recall = tp / n_defect
+        cal.precision = tp / max(int(flagged.sum()), 1)
+        cal.f1 = f1_value if f1_value is not None else 2 * tp / (int(flagged.sum()) + n_defect)
+    if maps is not None and masks is not None:
+        _pixel_threshold(cal, np.asarray(maps, np.float32), np.asarray(masks))
+    return cal
+
+
+def _pixel_threshold(cal: Calibration, maps: np.ndarray, masks: np.ndarray) -> None:
+    if maps.shape != masks.shape:
+        raise CalibrationError(f"anomaly maps {maps.shape} and masks {masks.shape} differ in shape")
+    values, truth = maps.ravel(), (masks.ravel() > 0).astype(np.int64)
+    if truth.sum() == 0:
+        return  # no defect pixels: the image threshold doubles as the pixel threshold
+    if values.size > MAX_PIXELS:
+        idx = np.random.default_rng(0).choice(values.size, MAX_PIXELS, replace=False)
+        values, truth = values[idx], truth[idx]
+    thr, f1 = threshold_best_f1(values, truth)
+    cal.pixel_threshold = float(thr)
+    cal.pixel_f1 = float(f1)
+    lo, hi = np.quantile(values, [0.001, 0.999])
+    cal.pixel_min, cal.pixel_max = span_around(float(thr), float(lo), float(hi))
+
+
+# -- the model-level operation ---------------------------------------------------------------------
+
+def score_samples(model, samples: list[Sample], batch_size: int = 16, progress: bool = False,
+                  with_maps: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw image scores (and raw maps) of samples through a LoadedModel: what the daemon computes."""
+    from .data.loading import load_images
+
+    h, w = model.input_size
+    scores, maps = [], []
+    starts = range(0, len(samples), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="scoring", unit="batch", disable=None)
+    for start in starts:
+        for r in model.run_batch(load_images(samples[start:start + batch_size], h, w)):
+            scores.append(r.raw_score)
+            if with_maps and r.raw_map is not None:
+                maps.append(r.raw_map)
+    return np.asarray(scores, np.float64), (np.stack(maps) if with_maps and maps else None)
+
+
+def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: str = "auto",
+                    target: float | None = None, calibration_dir: Path | str = Path("calibration"),
+                    source: str = "", progress: bool = False, write_card: bool = True,
+                    threads: int = 2) -> Calibration:
+    """Score ``samples`` with the ONNX model, choose thresholds, update the card, record the decision.
+
+    Writes the new ``card.normalization`` (threshold at 0.5) and ``<calibration_dir>/<name>.json``
+    with the method, target, figures achieved and the scores' summary.
+    """
+    from .data.loading import load_masks
+    from .inference import LoadedModel
+
+    if not samples:
+        raise CalibrationError(f"{model_path}: no calibration images given")
+    card_path = card_path_for(Path(model_path))
+    model = LoadedModel.load(card_path, threads=threads)
+    has_masks = any(s.mask_path is not None for s in samples)
+    scores, maps = score_samples(model, samples, progress=progress, with_maps=has_masks)
+    labels = np.array([s.label for s in samples])
+    masks = None
+    if maps is not None:
+        masks = load_masks(samples, *maps.shape[-2:])
+    cal = calibrate_scores(scores, labels, method=method, target=target, maps=maps, masks=masks)
+    if write_card:
+        card = load_card(card_path)
+        card.normalization = cal.normalization()
+        card.metrics.update({"calibration_false_reject_rate": cal.false_reject_rate,
+                             "calibration_recall": cal.recall})
+        card.save(card_path)
+    out_dir = Path(calibration_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "model": model.name, "card": str(card_path), "model_sha256": model.card.model_sha256,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "source": source,
+        "n_images": len(samples), **asdict(cal),
+        "scores": {"normal": _summary(scores[labels == 0]), "defect": _summary(scores[labels == 1])},
+    }
+    (out_dir / f"{model.name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return cal
+
+
+def _summary(values: np.ndarray) -> dict:
+    if values.size == 0:
+        return {"n": 0}
+    q = np.quantile(values, [0.0, 0.5, 0.95, 1.0])
+    return {"n": int(values.size), "min": float(q[0]), "median": float(q[1]), "p95": float(q[2]), "max": float(q[3])}

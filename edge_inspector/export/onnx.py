@@ -1,0 +1,114 @@
+"""Export a detector to ONNX and prove the file scores like the torch model.
+
+The most common complaint about exported anomaly models is that they score differently from the
+trained one. Here export is never trusted: the written file is run in ONNX Runtime on real images
+and compared with torch, output by output, and a mismatch is an error (the file is removed so it
+cannot be deployed by mistake).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..card import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class ExportParityError(RuntimeError):
+    """The ONNX file's outputs differ from the torch model's beyond tolerance."""
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    sha256: str
+    opset: int
+    output_names: list[str]
+    seconds: float
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+    output_range: dict[str, float] = field(default_factory=dict)
+    tolerance: float = 1e-3
+
+    def summary(self) -> str:
+        diffs = ", ".join(f"{k} {v:.2e} (range {self.output_range[k]:.3g})" for k, v in self.max_abs_diff.items())
+        return f"{self.path} (opset {self.opset}, {self.seconds:.1f} s): ORT vs torch max |diff|: {diffs}"
+
+
+def _torch_outputs(module, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        out = module(torch.from_numpy(batch))
+    if not isinstance(out, (tuple, list)):
+        out = (out,)
+    if len(out) != len(names):
+        raise ExportParityError(f"module returned {len(out)} outputs, detector declares {names}")
+    return {n: o.detach().cpu().numpy() for n, o in zip(names, out, strict=True)}
+
+
+def export_onnx(detector, path: Path | str, sample_batch: np.ndarray, opset: int = 17,
+                tolerance: float = 1e-3) -> ExportReport:
+    """Write ``detector.export_module()`` to ``path`` and check it against torch on ``sample_batch``.
+
+    Input ``image`` float32 [N,3,H,W] RGB [0,1] with a dynamic batch axis; outputs named by
+    ``detector.output_names``. Parity: for each output, max |ORT - torch| must not exceed
+    ``tolerance`` times the output's range on the sample (plus a tiny absolute floor).
+    Raises ExportParityError (and deletes the file) otherwise.
+    """
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch = np.ascontiguousarray(sample_batch, dtype=np.float32)
+    h, w = detector.input_size
+    if batch.ndim != 4 or batch.shape[1:] != (3, h, w) or len(batch) == 0:
+        raise ValueError(f"sample_batch must be float32 [N>=1, 3, {h}, {w}], got {batch.shape}")
+    names = list(detector.output_names)
+    module = detector.export_module().eval()
+    started = time.perf_counter()
+    dynamic = {"image": {0: "batch"}}
+    dynamic.update({n: {0: "batch"} for n in names})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about fixed H/W are expected: H/W are fixed
+        torch.onnx.export(module, (torch.from_numpy(batch[:1]),), str(path), input_names=["image"],
+                          output_names=names, dynamic_axes=dynamic, opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
+    onnx.checker.check_model(str(path))
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(getattr(detector, "threads", 1)))
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ort_out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": batch}), strict=True))
+    ref = _torch_outputs(module, batch, names)
+    report = ExportReport(path=path, sha256="", opset=opset, output_names=names,
+                          seconds=time.perf_counter() - started, tolerance=tolerance)
+    problems = []
+    for name in names:
+        a, b = ref[name], ort_out.get(name)
+        if b is None or a.shape != b.shape:
+            problems.append(f"{name}: torch shape {a.shape}, ONNX shape {None if b is None else b.shape}")
+            continue
+        span = float(a.max() - a.min()) if a.size else 0.0
+        scale = max(span, float(np.abs(a).max(initial=0.0)) * 1e-3, 1e-6)
+        diff = float(np.abs(a - b).max(initial=0.0))
+        report.max_abs_diff[name] = diff
+        report.output_range[name] = span
+        if not np.isfinite(diff) or diff > tolerance * scale:
+            problems.append(f"{name}: max |diff| {diff:.3g} > {tolerance:g} x range {scale:.3g}")
+    if problems:
+        path.unlink(missing_ok=True)
+        raise ExportParityError(f"{path}: ONNX Runtime disagrees with torch on {len(batch)} images: "
+                                + "; ".join(problems))
+    report.sha256 = sha256_file(path)
+    log.info(report.summary())
+    return report

@@ -1,0 +1,188 @@
+"""PatchCore-style feature-memory detector on EfficientNet-Lite features.
+
+Training only stores knowledge: patch features of normal images (stride 8 and 16 taps, the deeper
+one upsampled, 3x3 local averaging for a little context) are reduced to a coreset, the memory
+bank. At test time each patch's distance to its nearest memory entry is its anomaly score; the
+map is smoothed with a fixed Gaussian, upsampled to the input size, and its maximum is the image
+score. Everything after the pixels -- normalisation, backbone, nearest-neighbour search (as
+matmuls, no cdist), smoothing -- is one torch module, exported as one ONNX graph with the memory
+bank as a constant, so the daemon runs exactly what was evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.types import Sample
+from .backbone import FeatureTrunk, load_backbone
+from .base import Detector, DetectorError
+from .coreset import greedy_coreset
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "taps": (8, 16),  # output strides of the feature maps; the first sets the map resolution
+    "coreset_ratio": 0.01,  # fraction of training patch features kept in the memory bank
+    "min_memory": 1024,  # but at least this many (small training sets)
+    "max_memory": 50_000,  # and at most this many (inference cost grows with the bank)
+    "projection_dim": 64,  # random-projection dims for the coreset search
+    "max_candidates": 40_000,  # random subset of features the coreset is chosen from
+    "neighbourhood": 3,  # local average pooling window over the feature map
+    "sigma": 4.0,  # Gaussian smoothing of the anomaly map, in input pixels
+    "batch_size": 8,  # images per forward pass during fit
+    "pretrained": True,  # False only in tests that need no weights
+}
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 2-D Gaussian (1, 1, k, k) with k = 2 * ceil(3 sigma) + 1; a 1x1 identity for sigma 0."""
+    if sigma <= 0:
+        return torch.ones(1, 1, 1, 1)
+    radius = max(1, int(math.ceil(3 * sigma)))
+    ax = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-(ax**2) / (2 * sigma**2))
+    k2 = torch.outer(g, g)
+    return (k2 / k2.sum()).view(1, 1, 2 * radius + 1, 2 * radius + 1)
+
+
+class PatchEmbedder(nn.Module):
+    """RGB [0,1] images -> (N, D, h, w) locally aggregated patch features at the first tap's stride."""
+
+    def __init__(self, trunk: FeatureTrunk, neighbourhood: int):
+        super().__init__()
+        self.trunk = trunk
+        self.neighbourhood = int(neighbourhood)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.trunk(x)
+        size = maps[0].shape[-2:]
+        parts = [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
+        f = torch.cat(parts, dim=1)
+        if self.neighbourhood > 1:
+            k = self.neighbourhood
+            f = F.avg_pool2d(f, k, stride=1, padding=k // 2, count_include_pad=False)
+        return f
+
+
+class FeatureMemoryModule(nn.Module):
+    """The exported graph: image -> (pred_score [N], anomaly_map [N, H, W])."""
+
+    def __init__(self, embedder: PatchEmbedder, memory: torch.Tensor, input_size: tuple[int, int],
+                 sigma_features: float):
+        super().__init__()
+        self.embedder = embedder
+        self.register_buffer("memory_t", memory.t().contiguous())  # (D, M): one matmul per batch
+        self.register_buffer("memory_sq", (memory * memory).sum(1))  # (M,)
+        self.register_buffer("kernel", gaussian_kernel(sigma_features))
+        self.input_size = tuple(input_size)
+
+    def patch_distances(self, f: torch.Tensor) -> torch.Tensor:
+        """(N, D, h, w) features -> (N, 1, h, w) Euclidean distance to the nearest memory entry."""
+        h, w = f.shape[-2:]
+        q = f.flatten(2).transpose(1, 2)  # (N, hw, D)
+        d2 = (q * q).sum(-1, keepdim=True) - 2.0 * (q @ self.memory_t) + self.memory_sq
+        nearest = d2.min(dim=-1).values.clamp_min(0.0).sqrt()  # (N, hw)
+        return nearest.reshape(-1, 1, int(h), int(w))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = self.patch_distances(self.embedder(image))
+        r = self.kernel.shape[-1] // 2
+        if r:
+            dist = F.conv2d(F.pad(dist, (r, r, r, r), mode="replicate"), self.kernel)
+        score = dist.flatten(1).max(dim=1).values
+        amap = F.interpolate(dist, size=self.input_size, mode="bilinear", align_corners=False)
+        return score, amap[:, 0]
+
+
+class FeatureMemoryDetector(Detector):
+    """PatchCore-style detector: unsupervised, fits on normal images only, in seconds."""
+
+    kind: ClassVar[str] = "feature_memory"
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.config = self._take_options(DEFAULTS)
+        self.config["taps"] = tuple(int(t) for t in self.config["taps"])
+        if not 0.0 < float(self.config["coreset_ratio"]) <= 1.0:
+            raise DetectorError(f"coreset_ratio must be in (0, 1], got {self.config['coreset_ratio']}")
+        self.output_names = ["pred_score", "anomaly_map"]
+        self._module: FeatureMemoryModule | None = None
+        self._embedder: PatchEmbedder | None = None
+
+    def _build_embedder(self) -> PatchEmbedder:
+        if self._embedder is None:
+            net = load_backbone(self.backbone_name, pretrained=bool(self.config["pretrained"]))
+            self._embedder = PatchEmbedder(net.trunk(self.config["taps"]), self.config["neighbourhood"]).eval()
+        return self._embedder
+
+    def embed(self, samples: list[Sample], progress: bool = False) -> torch.Tensor:
+        """(N * h * w, D) patch features of the samples, extracted in batches."""
+        embedder = self._build_embedder()
+        bs = int(self.config["batch_size"])
+        chunks = []
+        starts = range(0, len(samples), bs)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="features", unit="batch", disable=None)
+        with torch.no_grad():
+            for start in starts:
+                batch = torch.from_numpy(self.load(samples[start:start + bs]))
+                f = embedder(batch)
+                chunks.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).clone())
+        return torch.cat(chunks)
+
+    def memory_size(self, n_features: int) -> int:
+        wanted = max(int(round(self.config["coreset_ratio"] * n_features)), int(self.config["min_memory"]))
+        return min(n_features, wanted, int(self.config["max_memory"]))
+
+    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
+        if not train:
+            raise DetectorError("feature_memory: no training images")
+        self._setup_torch()
+        t0 = time.perf_counter()
+        feats = self.embed(train, progress=progress)
+        t1 = time.perf_counter()
+        n_mem = self.memory_size(len(feats))
+        idx = greedy_coreset(feats, n_mem, projection_dim=int(self.config["projection_dim"]),
+                             max_candidates=int(self.config["max_candidates"]), seed=self.seed)
+        memory = feats[idx].contiguous()
+        t2 = time.perf_counter()
+        stride = self.config["taps"][0]
+        self._module = FeatureMemoryModule(self._build_embedder(), memory, self.input_size,
+                                           float(self.config["sigma"]) / stride).eval()
+        report = {
+            "seconds": time.perf_counter() - t0, "n_images": len(train), "n_features": int(len(feats)),
+            "feature_dim": int(feats.shape[1]), "memory_size": int(n_mem),
+            "feature_seconds": t1 - t0, "coreset_seconds": t2 - t1,
+        }
+        log.info("feature_memory fit: %d images, %d features -> memory %d x %d in %.1f s",
+                 len(train), len(feats), n_mem, feats.shape[1], report["seconds"])
+        return report
+
+    def export_module(self) -> FeatureMemoryModule:
+        if self._module is None:
+            raise DetectorError("feature_memory: call fit() before exporting or predicting")
+        return self._module
+
+    def predict(self, batch: np.ndarray, chunk: int = 8) -> dict[str, np.ndarray]:
+        return super().predict(batch, chunk=chunk)
+
+    def card_info(self) -> dict:
+        module = self.export_module()
+        info = super().card_info()
+        info["extra"] = {
+            "taps": list(self.config["taps"]), "memory_size": int(module.memory_sq.numel()),
+            "feature_dim": int(module.memory_t.shape[0]), "coreset_ratio": self.config["coreset_ratio"],
+            "neighbourhood": self.config["neighbourhood"], "sigma": self.config["sigma"],
+            "map_stride": self.config["taps"][0],
+        }
+        return info
