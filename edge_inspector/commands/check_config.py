@@ -1,0 +1,57 @@
+"""``edge-inspector check-config``: validate a configuration file and its models without running."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check-config",
+        help="validate a configuration file, its models and sources; print every problem at once",
+        description="Validate FILE: YAML syntax, every field (unknown keys, types, ranges, choices; each "
+        "problem with its YAML path and line), then that every model card exists, its model file matches "
+        "the card's sha256 and loads in its backend, that replay/video paths exist and that the fusion "
+        "rule fits the models. Exits 0 with a summary when valid, 1 with the full list of problems.",
+    )
+    p.add_argument("file", type=Path, help="configuration file (e.g. config.yaml)")
+    p.add_argument("--no-models", action="store_true", help="skip loading the models (syntax and fields only)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import ConfigError, load_config
+    from ..daemon import load_models, source_problems
+
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        print(exc)
+        return 1
+    problems = source_problems(cfg)
+    models = []
+    if not args.no_models:
+        models, model_problems = load_models(cfg)
+        problems += model_problems
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s):")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print(f"{args.file}: valid. line {cfg.line}")
+    for cam in cfg.cameras:
+        src = cam.source
+        where = getattr(src, "path", None) or getattr(src, "device", "")
+        roi = f", roi {cam.roi}" if cam.roi else ""
+        print(f"  camera {cam.id}: {src.type} {where} (queue {cam.queue_size}, {cam.policy}{roi})")
+    for mcfg, model in models:
+        print(f"  model {model.name} v{model.card.version} ({model.card.kind}, {mcfg.backend}, "
+              f"{model.input_size[1]}x{model.input_size[0]}, {mcfg.role}, sha256 ok)")
+    if args.no_models:
+        for mcfg in cfg.models:
+            print(f"  model {mcfg.path} ({mcfg.backend}, {mcfg.role}, not loaded)")
+    print(f"  fusion {cfg.fusion.rule}; publishers: {', '.join(p.type for p in cfg.publishers) or 'none'}; "
+          f"saving {cfg.saving.mode}; metrics "
+          f"{f'{cfg.metrics.host}:{cfg.metrics.port}' if cfg.metrics.enabled else 'off'}")
+    return 0

@@ -1,0 +1,342 @@
+"""``config.yaml``: typed, validated configuration of the daemon (pydantic v2, Frigate-style).
+
+Why this shape: every field is described and unknown keys are refused (``extra="forbid"``), so a
+typo such as ``queue_polciy`` is an error instead of a silently ignored setting. ``load_config``
+reports *every* problem at once, each with its YAML path and line (``cameras[1].source.fps
+(line 12): Input should be greater than 0``), because an engineer at a line PC fixes a file
+faster from one complete list than from a fix-rerun loop.
+
+Relative paths (models, sources, saving dir, publisher files) are resolved against the folder of
+the configuration file, so a systemd unit works whatever its working directory is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .publishers import PublisherConfig
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+IMAGE_PATTERN = "*.png,*.jpg,*.jpeg,*.bmp,*.tif,*.tiff"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``problems`` lists every problem found, each with its path."""
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path = str(path)
+        self.problems = list(problems)
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{self.path}: {len(self.problems)} problem(s) in the configuration:\n{listing}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# -- sources ---------------------------------------------------------------------------------------
+class CameraSourceConfig(_Model):
+    """A live camera through OpenCV ``VideoCapture``."""
+
+    type: Literal["camera"] = Field(description="A live camera (USB index, RTSP/HTTP URL or GStreamer pipeline).")
+    device: int | str = Field(
+        description="USB/V4L2 index (0), a stream URL (rtsp://..., http://...), or a GStreamer pipeline "
+        "(any string containing '!', opened with CAP_GSTREAMER and ending in appsink)."
+    )
+    fps: float | None = Field(None, gt=0, description="Frame rate to request from the camera (None: its default).")
+    width: int | None = Field(None, gt=0, description="Frame width to request (None: the camera's default).")
+    height: int | None = Field(None, gt=0, description="Frame height to request (None: the camera's default).")
+
+
+class VideoSourceConfig(_Model):
+    """A video file, decoded frame by frame (for testing a line from a recording)."""
+
+    type: Literal["video"] = Field(description="A video file read with OpenCV.")
+    path: Path = Field(description="Video file (any container/codec OpenCV's FFmpeg build reads).")
+    loop: bool = Field(False, description="Start again at the end instead of finishing.")
+    rate_fps: float = Field(0.0, ge=0, description="Frames per second to deliver; 0 = as fast as possible.")
+
+
+class FolderSourceConfig(_Model):
+    """A watched folder: each new image file that appears is inspected once."""
+
+    type: Literal["folder"] = Field(description="Watch a folder for new image files (e.g. from a smart camera's FTP).")
+    path: Path = Field(description="Folder to watch (created if missing).")
+    pattern: str = Field(IMAGE_PATTERN, description="Comma-separated glob patterns of files to pick up.")
+    settle_ms: int = Field(
+        300, ge=0, description="A file is read only once its size and mtime have been stable this long, so "
+        "partial writes are never read early. Temporary names (.tmp, .part, dot-files) are always ignored.")
+    poll_ms: int = Field(100, gt=0, description="How often the folder is listed.")
+    process_existing: bool = Field(True, description="Also inspect files already present at start-up.")
+
+
+class ReplaySourceConfig(_Model):
+    """A recorded folder of images replayed in name order."""
+
+    type: Literal["replay"] = Field(description="Replay a recorded image folder in sorted name order.")
+    path: Path = Field(description="Folder of recorded images.")
+    pattern: str = Field(IMAGE_PATTERN, description="Comma-separated glob patterns of files to replay.")
+    rate_fps: float = Field(0.0, ge=0, description="Frames per second; 0 = as fast as the pipeline takes them.")
+    loop: bool = Field(False, description="Start again after the last file instead of finishing.")
+
+
+SourceConfig = Annotated[
+    CameraSourceConfig | VideoSourceConfig | FolderSourceConfig | ReplaySourceConfig,
+    Field(discriminator="type"),
+]
+
+#: Why these defaults: a live camera cannot be paused, so an old frame is worth less than the newest
+#: one (drop the oldest, count it); files on disk wait patiently, so blocking loses nothing.
+DEFAULT_QUEUE_POLICY = {"camera": "drop-oldest", "video": "block", "folder": "block", "replay": "block"}
+
+
+class CameraConfig(_Model):
+    id: str = Field(pattern=ID_PATTERN, description="Camera id used in topics, metrics and verdicts.")
+    source: SourceConfig = Field(description="Where frames come from; `type` selects the kind.")
+    roi: list[int] | None = Field(
+        None, min_length=4, max_length=4,
+        description="Region of interest [x, y, w, h] in frame pixels; only this crop is inspected.")
+    queue_size: int = Field(8, ge=1, le=10_000, description="Frames buffered between grabbing and preprocessing.")
+    queue_policy: Literal["block", "drop-oldest"] | None = Field(
+        None, description="When the queue is full: 'block' the source, or 'drop-oldest' and count it. "
+        "Default: drop-oldest for cameras, block for video/folder/replay.")
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_positive(cls, roi: list[int] | None) -> list[int] | None:
+        if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] <= 0 or roi[3] <= 0):
+            raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
+        return roi
+
+    @property
+    def policy(self) -> str:
+        return self.queue_policy or DEFAULT_QUEUE_POLICY[self.source.type]
+
+
+# -- models and fusion -----------------------------------------------------------------------------
+class ModelConfig(_Model):
+    path: Path = Field(description="Model card (<name>.card.json) or model file beside its card.")
+    name: str | None = Field(None, description="Optional label; must match the card's name when given.")
+    backend: Literal["onnxruntime", "tensorrt", "torch"] = Field("onnxruntime", description="Inference backend.")
+    threads: int = Field(1, ge=0, description="Intra-op threads for CPU backends (0 = library default).")
+    weight: float = Field(1.0, ge=0, description="Weight of this model in the 'weighted' fusion rule.")
+    role: Literal["primary", "shadow"] = Field(
+        "primary", description="'shadow' models are scored and reported in the verdict's votes but do not "
+        "influence the decision (for trying a new model on the line).")
+
+
+class FusionConfig(_Model):
+    rule: Literal["any", "all", "weighted", "classifier_then_detector"] = Field(
+        "any", description="How model scores combine: any model defective, all models, the weighted mean of "
+        "normalised scores vs `threshold`, or the classifier decides and the detector localises/confirms.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Threshold on the weighted mean (rule 'weighted').")
+    require_confirmation: bool = Field(
+        False, description="classifier_then_detector: a defect also needs the detector's score >= 0.5.")
+
+
+# -- other sections -------------------------------------------------------------------------------
+class SavingConfig(_Model):
+    mode: Literal["none", "defects", "all", "sample"] = Field("none", description="Which frames to save as JPEG.")
+    sample_every: int = Field(100, ge=1, description="mode 'sample': save one frame in this many (per camera).")
+    dir: Path = Field(Path("frames"), description="Root folder; files go to <dir>/YYYY-MM-DD/<camera>/<frame>.jpg.")
+    quota_mb: float = Field(1024.0, gt=0, description="Disk quota for saved frames; the oldest are deleted first.")
+    overlay: bool = Field(True, description="Draw the anomaly heatmap and regions onto saved frames.")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of saved frames.")
+
+
+class MetricsConfig(_Model):
+    enabled: bool = Field(True, description="Serve Prometheus metrics over HTTP.")
+    host: str = Field("127.0.0.1", description="Bind address (loopback by default; 0.0.0.0 exposes it).")
+    port: int = Field(9108, ge=0, le=65535, description="TCP port (0 = any free port).")
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+
+class InferenceConfig(_Model):
+    batch_max: int = Field(8, ge=1, le=1024, description="Largest batch built from frames already waiting.")
+    batch_timeout_ms: float = Field(
+        0.0, ge=0, le=1000, description="Extra wait for a fuller batch once a frame is in hand; 0 = never wait "
+        "(a lone frame is inferred at once: single-frame latency).")
+    queue_size: int = Field(32, ge=1, description="Frames buffered between preprocessing and inference.")
+
+
+class DaemonConfig(_Model):
+    line: str = Field(pattern=ID_PATTERN, description="Production line id, used in topics and verdicts.")
+    cameras: list[CameraConfig] = Field(min_length=1, description="Frame sources, one per camera.")
+    models: list[ModelConfig] = Field(min_length=1, description="Models run on every frame.")
+    fusion: FusionConfig = Field(default_factory=FusionConfig, description="How model scores become one verdict.")
+    publishers: list[PublisherConfig] = Field(default_factory=list, description="Where verdicts are sent.")
+    saving: SavingConfig = Field(default_factory=SavingConfig, description="Saving of frames and heatmaps.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus exporter.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Batching of inference.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> DaemonConfig:
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"cameras: duplicate camera id(s) {dupes}")
+        primaries = [m for m in self.models if m.role == "primary"]
+        if not primaries:
+            raise ValueError("models: at least one model must have role 'primary'")
+        return self
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(camera_id)
+
+
+# -- loading ---------------------------------------------------------------------------------------
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(node: Any, path: str, problems: list[str]) -> Any:
+    """Replace ``${VAR}`` in string values (e.g. ``${CREDENTIALS_DIRECTORY}`` from systemd)."""
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        def sub(m: re.Match) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                problems.append(f"{path}: environment variable {name} is not set")
+                return m.group(0)
+            return os.environ[name]
+        return _ENV.sub(sub, node)
+    return node
+
+
+def _line_map(text: str) -> dict[tuple, int]:
+    """YAML path tuple -> 1-based line, from the composed node tree (for error messages)."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, path: tuple) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                k = key.value
+                lines[(*path, k)] = key.start_mark.line + 1
+                walk(value, (*path, k))
+                lines[(*path, k)] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _format_loc(loc: tuple, data: Any) -> tuple[str, tuple]:
+    """Pydantic loc -> ('cameras[1].source.fps', data path). Skips union tags that are not data keys."""
+    text, path, node = "", (), data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list):
+            text += f"[{part}]"
+            path += (part,)
+            node = node[part] if part < len(node) else None
+        elif isinstance(node, dict) and part in node:
+            text += f".{part}" if text else str(part)
+            path += (part,)
+            node = node[part]
+        elif isinstance(node, dict) and part != "__root__" and not _is_union_tag(part):
+            text += f".{part}" if text else str(part)  # a missing field
+            path += (part,)
+            node = None
+        # else: a discriminator tag or function-validator name that pydantic inserts: not in YAML
+    return text or "(top level)", path
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part in DEFAULT_QUEUE_POLICY or part.startswith("function-")
+                                      or part in ("mqtt", "zmq", "jsonl"))
+
+
+def _problems_from(exc: ValidationError, data: Any, lines: dict[tuple, int]) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        text, path = _format_loc(tuple(err["loc"]), data)
+        line = None
+        for n in range(len(path), -1, -1):  # the nearest line we know (a missing key: its parent's)
+            if path[:n] in lines:
+                line = lines[path[:n]]
+                break
+        msg = err["msg"]
+        if err["type"] == "literal_error" or err["type"] == "enum":
+            msg += f" (got {err.get('input')!r})"
+        elif err["type"] == "union_tag_invalid":
+            msg = msg.replace("Input tag", "source type")
+        where = f"{text} (line {line})" if line else text
+        problems.append(f"{where}: {msg}")
+    return problems
+
+
+def _resolve(p: Path, base: Path) -> Path:
+    p = Path(os.path.expanduser(str(p)))
+    return p if p.is_absolute() else (base / p)
+
+
+def resolve_paths(cfg: DaemonConfig, base: Path) -> DaemonConfig:
+    """Make every relative path absolute against ``base`` (the config file's folder)."""
+    for cam in cfg.cameras:
+        if hasattr(cam.source, "path"):
+            cam.source.path = _resolve(cam.source.path, base)
+    for model in cfg.models:
+        model.path = _resolve(model.path, base)
+    cfg.saving.dir = _resolve(cfg.saving.dir, base)
+    for pub in cfg.publishers:  # publisher configs own their fields; resolve every Path-typed value
+        for name in type(pub).model_fields:
+            value = getattr(pub, name)
+            if isinstance(value, Path):
+                setattr(pub, name, _resolve(value, base))
+    return cfg
+
+
+def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> DaemonConfig:
+    """Validate YAML text; raise ConfigError listing every problem with its path and line."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(source, [f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"]) from exc
+    if data is None:
+        raise ConfigError(source, ["the file is empty; expected a mapping with line, cameras, models"])
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"expected a mapping at the top level, got {type(data).__name__}"])
+    problems: list[str] = []
+    data = _expand_env(data, "", problems)
+    lines = _line_map(text)
+    try:
+        cfg = DaemonConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, problems + _problems_from(exc, data, lines)) from None
+    if problems:
+        raise ConfigError(source, problems)
+    return resolve_paths(cfg, base if base is not None else Path.cwd())
+
+
+def load_config(path: Path | str) -> DaemonConfig:
+    """Read and validate ``config.yaml``; relative paths resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file ({exc.strerror or exc})"]) from exc
+    return parse_config(text, str(path), base=path.resolve().parent)

@@ -1,0 +1,305 @@
+"""The daemon: builds the pipeline from the configuration and runs its lifecycle.
+
+* start: metrics exporter, models, publishers, sources; then ``READY=1``.
+* SIGTERM/SIGINT: ``STOPPING=1``, stop the sources, drain every frame already grabbed through
+  decide and publish, close the publishers (they flush), exit 0.
+* SIGHUP: ``RELOADING=1``; load and validate the new file *and* its models and publishers first; if
+  anything is wrong, log every problem and keep the old set running (OpenVINO Model Server's rule);
+  otherwise swap models/fusion/saving/publishers between two batches, restart only cameras whose
+  configuration changed; then ``READY=1``.
+* watchdog: ``WATCHDOG=1`` only while every stage thread beat recently, i.e. each made progress or
+  waited idle on an empty queue. A stage stuck with frames pending stops the pings, and systemd
+  restarts us.
+
+Why explicit construction in a few functions instead of an app object wired by ordered init calls
+(Frigate's weak spot): every piece is built from its config section alone, so a reload can build a
+complete new set beside the running one and swap it in one assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import sdnotify
+from .card import CardError
+from .config import ConfigError, DaemonConfig, ReplaySourceConfig, load_config
+from .framesaver import FrameSaver
+from .inference import LoadedModel
+from .metrics import Metrics
+from .pipeline import Generation, Pipeline
+from .publishers import create_publisher
+
+log = logging.getLogger(__name__)
+
+Override = Callable[[DaemonConfig], DaemonConfig]
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start; the message lists what is wrong."""
+
+
+def load_models(cfg: DaemonConfig) -> tuple[list[tuple[Any, LoadedModel]], list[str]]:
+    """Load every configured model (sha256 verified); collect problems instead of stopping at one."""
+    models, problems = [], []
+    for i, mcfg in enumerate(cfg.models):
+        try:
+            model = LoadedModel.load(mcfg.path, backend=mcfg.backend, threads=mcfg.threads)
+        except (CardError, RuntimeError, OSError, ValueError) as exc:
+            problems.append(f"models[{i}] ({mcfg.path}): {exc}")
+            continue
+        if mcfg.name and mcfg.name != model.name:
+            problems.append(f"models[{i}].name: {mcfg.name!r} does not match the card's name {model.name!r}")
+            continue
+        models.append((mcfg, model))
+    names = [m.name for _, m in models]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"models: model name(s) {dupes} loaded twice; verdict votes need unique names")
+    problems += fusion_problems(cfg, [m for _, m in models]) if not problems else []
+    return models, problems
+
+
+def fusion_problems(cfg: DaemonConfig, models: list[LoadedModel]) -> list[str]:
+    """Rules that only make sense with certain kinds of models."""
+    rule = cfg.fusion.rule
+    primaries = [m for (mcfg, m) in zip(cfg.models, models, strict=False) if mcfg.role == "primary"]
+    if rule == "classifier_then_detector" and not any(m.card.kind == "classifier" for m in primaries):
+        return ["fusion.rule: classifier_then_detector needs a primary model whose card kind is 'classifier'"]
+    if rule == "weighted" and not any(m.weight > 0 for m in cfg.models if m.role == "primary"):
+        return ["fusion.rule: weighted needs at least one primary model with weight > 0"]
+    return []
+
+
+def source_problems(cfg: DaemonConfig) -> list[str]:
+    """Files and folders a source needs that are missing (a camera device is only known at open)."""
+    problems = []
+    for i, cam in enumerate(cfg.cameras):
+        src = cam.source
+        if src.type == "replay" and not src.path.is_dir():
+            problems.append(f"cameras[{i}].source.path: replay folder {src.path} does not exist")
+        elif src.type == "video" and not src.path.is_file():
+            problems.append(f"cameras[{i}].source.path: video file {src.path} does not exist")
+    return problems
+
+
+def build_generation(cfg: DaemonConfig, number: int, metrics: Metrics,
+                     previous: Generation | None = None) -> Generation:
+    """Load models and create publishers for ``cfg``; raise StartupError listing every problem.
+
+    Publishers whose configuration is unchanged are reused from ``previous`` (an MQTT session and its
+    spool survive a reload; a ZeroMQ socket keeps its subscribers).
+    """
+    models, problems = load_models(cfg)
+    if problems:
+        raise StartupError("; ".join(problems))
+    reuse = {}
+    if previous is not None:
+        for pcfg, pub in zip(previous.config.publishers, previous.publishers, strict=True):
+            reuse[pcfg.model_dump_json()] = pub
+    publishers, created = [], []
+    try:
+        for i, pcfg in enumerate(cfg.publishers):
+            key = pcfg.model_dump_json()
+            if key in reuse:
+                publishers.append(reuse.pop(key))
+                continue
+            try:
+                pub = create_publisher(pcfg, line=cfg.line, metrics=metrics)
+            except Exception as exc:
+                raise StartupError(f"publishers[{i}] ({pcfg.type}): {exc}") from exc
+            publishers.append(pub)
+            created.append(pub)
+    except StartupError:
+        for pub in created:
+            pub.close(timeout=1.0)
+        raise
+    return Generation(number=number, config=cfg, models=models, saver=FrameSaver(cfg.saving), publishers=publishers)
+
+
+class Daemon:
+    def __init__(self, config_path: Path | str, override: Override | None = None, drain_timeout: float = 60.0):
+        self.config_path = Path(config_path)
+        self.override = override
+        self.drain_timeout = drain_timeout
+        self.metrics = Metrics()
+        self.pipeline: Pipeline | None = None
+        self.wake = threading.Event()
+        self.stop_requested = False
+        self.reload_requested = False
+        self.generation_number = 0
+
+    # -- building -----------------------------------------------------------------------------
+    def load(self) -> DaemonConfig:
+        cfg = load_config(self.config_path)
+        return self.override(cfg) if self.override else cfg
+
+    def start(self) -> None:
+        """Build everything; raise ConfigError/StartupError (nothing half-started is left running)."""
+        cfg = self.load()
+        problems = source_problems(cfg)
+        if problems:
+            raise StartupError("; ".join(problems))
+        logging.getLogger("edge_inspector").setLevel(cfg.logging.level)
+        self.generation_number = 1
+        gen = build_generation(cfg, 1, self.metrics)
+        self._record_models(gen)
+        if cfg.metrics.enabled:
+            try:
+                self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+            except OSError as exc:
+                for pub in gen.publishers:
+                    pub.close(timeout=1.0)
+                raise StartupError(str(exc)) from exc
+            log.info("metrics on http://%s:%d/metrics", self.metrics.host, self.metrics.port)
+        self.pipeline = Pipeline(gen, self.metrics)
+        for cam in cfg.cameras:
+            self.pipeline.add_camera(cam)
+        self.pipeline.start()
+        log.info("line %s: %d camera(s), models %s, fusion %s, %d publisher(s)", cfg.line, len(cfg.cameras),
+                 [m.name for _, m in gen.models], cfg.fusion.rule, len(gen.publishers))
+        sdnotify.ready(f"inspecting {len(cfg.cameras)} camera(s)")
+
+    def _record_models(self, gen: Generation) -> None:
+        self.metrics.clear_models()
+        for mcfg, model in gen.models:
+            self.metrics.set_model(model.name, model.card.version, mcfg.backend)
+
+    # -- signals ------------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        self.stop_requested = True
+        self.wake.set()
+
+    def _on_reload(self, signum: int, _frame: Any) -> None:
+        self.reload_requested = True
+        self.wake.set()
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until SIGTERM, or until every (finite) source is done; return the exit code."""
+        assert self.pipeline is not None, "start() first"
+        interval = sdnotify.watchdog_interval()
+        ping_every = interval / 2 if interval else None
+        max_age = max(2.0, interval / 2) if interval else 10.0
+        last_ping = 0.0
+        code = 0
+        while True:
+            self.wake.wait(0.2 if ping_every is None else min(0.2, ping_every))
+            self.wake.clear()
+            if self.stop_requested:
+                log.info("stop requested: draining in-flight frames")
+                break
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            if self.pipeline.crashed.is_set():
+                log.error("a pipeline stage crashed; stopping")
+                code = 1
+                break
+            if self.pipeline.sources_finished():
+                log.info("all sources finished: draining and exiting")
+                break
+            now = time.monotonic()
+            if ping_every is not None and now - last_ping >= ping_every:
+                if self.pipeline.healthy(max_age):
+                    sdnotify.watchdog()
+                    last_ping = now
+                else:
+                    log.warning("a pipeline stage made no progress for %.0f s; not pinging the watchdog", max_age)
+        return self.shutdown() or code
+
+    def shutdown(self) -> int:
+        sdnotify.stopping()
+        assert self.pipeline is not None
+        ok = self.pipeline.drain(self.drain_timeout)
+        self.pipeline.close_publishers()
+        self.metrics.shutdown()
+        c = self.pipeline.counters
+        log.info("stopped: %d frames grabbed, %d dropped, %d published", c["grabbed"], c["dropped"], c["published"])
+        return 0 if ok else 1
+
+    # -- reload -------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Validate and load the new configuration completely before touching the running one."""
+        assert self.pipeline is not None
+        sdnotify.reloading()
+        old = self.pipeline.generation
+        try:
+            cfg = self.load()
+            problems = source_problems(cfg)
+            if problems:
+                raise StartupError("; ".join(problems))
+            gen = build_generation(cfg, self.generation_number + 1, self.metrics, previous=old)
+        except (ConfigError, StartupError) as exc:
+            log.error("reload refused, the running configuration stays active: %s", exc)
+            sdnotify.ready("reload refused; previous configuration active")
+            return False
+        except Exception:
+            log.exception("reload refused (unexpected error); the running configuration stays active")
+            sdnotify.ready("reload refused; previous configuration active")
+            return False
+        self.generation_number += 1
+        if cfg.metrics != old.config.metrics:
+            log.warning("metrics settings changed: they take effect at the next restart")
+        logging.getLogger("edge_inspector").setLevel(cfg.logging.level)
+        old_cams = {c.id: c for c in old.config.cameras}
+        new_cams = {c.id: c for c in cfg.cameras}
+        for cam_id, cam in old_cams.items():
+            if new_cams.get(cam_id) != cam:
+                log.info("camera %s removed or changed: stopping it", cam_id)
+                self.pipeline.remove_camera(cam_id)
+        self.pipeline.swap(gen)
+        for cam_id, cam in new_cams.items():
+            if old_cams.get(cam_id) != cam:
+                log.info("camera %s added or changed: starting it", cam_id)
+                self.pipeline.add_camera(cam)
+        self._record_models(gen)
+        log.info("reloaded %s: generation %d, models %s", self.config_path, gen.number, [m.name for _, m in gen.models])
+        sdnotify.ready(f"reloaded (generation {gen.number})")
+        return True
+
+
+def replay_override(folder: Path, rate_fps: float = 0.0, camera: str | None = None, loop: bool = False) -> Override:
+    """Replace the configured cameras by one replay source over ``folder`` (re-applied on reload).
+
+    The replayed camera keeps the id, ROI and queue size of ``camera`` (default: the first one), so
+    verdicts look exactly like the live camera's would.
+    """
+    folder = Path(folder).resolve()
+
+    def apply(cfg: DaemonConfig) -> DaemonConfig:
+        if camera is None:
+            base = cfg.cameras[0]
+        else:
+            try:
+                base = cfg.camera(camera)
+            except KeyError:
+                known = ", ".join(c.id for c in cfg.cameras)
+                raise ConfigError("--camera", [f"camera {camera!r} is not in the configuration ({known})"]) from None
+        source = ReplaySourceConfig(type="replay", path=folder, rate_fps=rate_fps, loop=loop)
+        cam = base.model_copy(update={"source": source, "queue_policy": "block"})
+        return cfg.model_copy(update={"cameras": [cam]})
+
+    return apply
+
+
+def run_daemon(config_path: Path | str, override: Override | None = None) -> int:
+    """Entry point of ``run``/``replay``: start, run, drain; errors become exit code 1 with a message."""
+    daemon = Daemon(config_path, override)
+    daemon.install_signals()  # before start, so a SIGTERM during model loading is not fatal
+    try:
+        daemon.start()
+    except (ConfigError, StartupError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return daemon.run()

@@ -1,0 +1,171 @@
+"""From per-model normalised scores to one verdict: fusion rules, defect type and regions.
+
+Every score arriving here is normalised by the model's card (0.5 = its calibrated threshold), which
+is what makes rules over models with unrelated raw scales meaningful. This module is pure (no
+I/O, no threads): the pipeline calls ``decide`` once per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .inference import ModelResult
+from .messages import ModelVote, Region, Verdict
+
+MAX_REGIONS = 16
+DETECTOR_KINDS = ("autoencoder", "feature_memory", "anomalib", "classical")
+
+
+@dataclass
+class ModelOutcome:
+    """One model's result for one frame (or why it has none)."""
+
+    name: str
+    version: str
+    kind: str
+    result: ModelResult | None = None
+    error: str | None = None
+    role: str = "primary"
+    weight: float = 1.0
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.kind == "classifier"
+
+
+@dataclass
+class FrameContext:
+    """What the decision needs to know about the frame besides the model outputs."""
+
+    line: str
+    camera: str
+    seq: int
+    captured_at: str
+    crop_size: tuple[int, int] | None  # (width, height) of the inspected crop
+    roi_offset: tuple[int, int] = (0, 0)
+    source: str | None = None
+    error: str | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Fused:
+    defect: bool
+    score: float
+    threshold: float
+
+
+def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = 0.5,
+         require_confirmation: bool = False) -> Fused:
+    """Combine primary models' normalised scores with one of the rules.
+
+    any: defect if any model >= 0.5, score = max. all: defect if every model >= 0.5, score = min.
+    weighted: weighted mean vs ``threshold``. classifier_then_detector: the classifier decides
+    (the detector, if present, must also agree when ``require_confirmation``); without a
+    classifier the detectors decide as in 'any'.
+    """
+    used = [o for o in outcomes if o.role == "primary" and o.result is not None]
+    if not used:
+        raise ValueError("no primary model result to fuse")
+    scores = np.array([o.result.score for o in used], dtype=np.float64)
+    if rule == "any":
+        return Fused(bool((scores >= 0.5).any()), float(scores.max()), 0.5)
+    if rule == "all":
+        return Fused(bool((scores >= 0.5).all()), float(scores.min()), 0.5)
+    if rule == "weighted":
+        weights = np.array([o.weight for o in used], dtype=np.float64)
+        total = weights.sum()
+        score = float((weights * scores).sum() / total) if total > 0 else float(scores.mean())
+        return Fused(score >= threshold, score, threshold)
+    if rule == "classifier_then_detector":
+        classifiers = [o for o in used if o.is_classifier]
+        detectors = [o for o in used if not o.is_classifier]
+        if not classifiers:
+            return fuse(outcomes, "any")
+        score = max(o.result.score for o in classifiers)
+        defect = score >= 0.5
+        if defect and require_confirmation and detectors:
+            defect = max(o.result.score for o in detectors) >= 0.5
+        return Fused(defect, score, 0.5)
+    raise ValueError(f"unknown fusion rule {rule!r}")
+
+
+def regions_from_map(anomaly_map: np.ndarray, crop_size: tuple[int, int], offset: tuple[int, int] = (0, 0),
+                     level: float = 0.5, max_regions: int = MAX_REGIONS) -> list[Region]:
+    """Bounding boxes of connected components of ``map >= level``, in frame pixels.
+
+    The map (model resolution, normalised) is scaled to the crop size (width, height) and shifted by
+    the ROI offset, so a region points at the right place on the full camera frame.
+    """
+    amap = np.asarray(anomaly_map, dtype=np.float32)
+    if amap.ndim != 2 or amap.size == 0:
+        return []
+    mask = (amap >= level).astype(np.uint8)
+    if not mask.any():
+        return []
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    mh, mw = amap.shape
+    sx, sy = crop_size[0] / mw, crop_size[1] / mh
+    peaks = np.zeros(n, dtype=np.float32)
+    np.maximum.at(peaks, labels.ravel(), amap.ravel())  # one pass, whatever the component count
+    regions = []
+    for label in range(1, n):
+        x, y, w, h, _area = stats[label]
+        peak = float(peaks[label])
+        x0, y0 = int(np.floor(x * sx)), int(np.floor(y * sy))
+        x1, y1 = int(np.ceil((x + w) * sx)), int(np.ceil((y + h) * sy))
+        regions.append(Region(x=x0 + offset[0], y=y0 + offset[1], w=x1 - x0, h=y1 - y0, score=round(peak, 4)))
+    regions.sort(key=lambda r: r.score, reverse=True)
+    return regions[:max_regions]
+
+
+def best_map(outcomes: list[ModelOutcome]) -> np.ndarray | None:
+    """The anomaly map of the most anomalous primary detector (used for regions and the overlay)."""
+    with_maps = [o for o in outcomes if o.role == "primary" and o.result is not None
+                 and o.result.anomaly_map is not None]
+    if not with_maps:
+        return None
+    return max(with_maps, key=lambda o: o.result.score).result.anomaly_map
+
+
+def _vote(o: ModelOutcome) -> ModelVote:
+    if o.result is None:
+        return ModelVote(name=o.name, version=o.version, score=0.0, verdict="error")
+    return ModelVote(name=o.name, version=o.version, score=round(o.result.score, 6),
+                     verdict="defect" if o.result.score >= 0.5 else "ok", defect_type=o.result.defect_type)
+
+
+def decide(ctx: FrameContext, outcomes: list[ModelOutcome], rule: str = "any", threshold: float = 0.5,
+           require_confirmation: bool = False) -> tuple[Verdict, np.ndarray | None]:
+    """The verdict for one frame and the anomaly map used (for the saved overlay).
+
+    ``error`` when the frame could not be read or any primary model failed: an inspection system
+    must never turn "could not look" into "ok".
+    """
+    base = dict(line=ctx.line, camera=ctx.camera, frame=ctx.seq, captured_at=ctx.captured_at,
+                source=ctx.source, latency_ms=ctx.latency_ms, models=[_vote(o) for o in outcomes])
+    if ctx.error:
+        return Verdict(verdict="error", error=ctx.error, **base), None
+    failed = [o for o in outcomes if o.role == "primary" and o.result is None]
+    if failed or not outcomes:
+        why = "; ".join(f"{o.name}: {o.error}" for o in failed) or "no model configured"
+        return Verdict(verdict="error", error=why, **base), None
+    fused = fuse(outcomes, rule, threshold, require_confirmation)
+    amap = best_map(outcomes)
+    defect_type = confidence = None
+    regions: list[Region] = []
+    if fused.defect:
+        typed = [o for o in outcomes if o.role == "primary" and o.result is not None and o.result.defect_type]
+        if typed:
+            best = max(typed, key=lambda o: o.result.score)
+            defect_type = best.result.defect_type
+            confidence = round(float(best.result.defect_confidence), 6)
+        if amap is not None and ctx.crop_size is not None:
+            regions = regions_from_map(amap, ctx.crop_size, ctx.roi_offset)
+    verdict = Verdict(verdict="defect" if fused.defect else "ok", score=round(fused.score, 6),
+                      threshold=fused.threshold, defect_type=defect_type, defect_confidence=confidence,
+                      regions=regions, **base)
+    return verdict, amap

@@ -1,0 +1,590 @@
+"""The frame pipeline: grab -> preprocess -> infer (batched) -> decide -> publish, one thread per stage.
+
+Shape (DeepStream/Frigate style)::
+
+    grab[cam] --q(cam, policy)--> preprocess[cam] --q(infer)--> infer --q(decide)--> decide --q(publish)--> publish
+
+Why these choices:
+* Per-camera grab and preprocess threads, so a camera's drop-oldest policy only ever drops that
+  camera's frames and a stuck camera cannot stall the others. Every queue after the first blocks
+  (back-pressure), so the only place frames are ever dropped is the camera queue, where it is counted.
+* Batching takes only frames that are already waiting (``batch_timeout_ms`` = 0): an idle line gets
+  single-frame latency, a busy one gets full batches for free.
+* A ``Generation`` (models + fusion + saver + publishers) travels with every frame. A reload swaps the
+  generation between two batches; frames already inferred are decided and published by the
+  generation that inferred them, so a reload neither drops nor mis-decides a frame.
+* OpenCV resize/encode and ONNX Runtime release the GIL, so threads give real parallelism here
+  without per-pixel Python loops.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import CameraConfig, DaemonConfig
+from .decision import FrameContext, ModelOutcome, decide
+from .framesaver import FrameSaver
+from .inference import LoadedModel
+from .metrics import Metrics
+from .preprocess import ImageDecodeError, crop_roi, to_tensor
+from .sources import Backoff, Frame, Source, SourceError, create_source
+
+log = logging.getLogger(__name__)
+
+POLL = 0.2  # seconds a stage waits on an empty queue before it beats and looks again
+
+
+class _End:
+    """End-of-stream marker: the upstream stage has finished; finish too and pass it on."""
+
+
+END = _End()
+
+
+@dataclass(eq=False)
+class Generation:
+    """Everything a SIGHUP reload swaps at once."""
+
+    number: int
+    config: DaemonConfig
+    models: list[tuple[Any, LoadedModel]]  # (ModelConfig, LoadedModel)
+    saver: FrameSaver
+    publishers: list[Any]
+
+    @property
+    def sizes(self) -> set[tuple[int, int]]:
+        return {m.input_size for _, m in self.models}
+
+
+@dataclass(eq=False)
+class GenSwitch:
+    """Travels downstream after the last frame of ``old``: publishers of ``old`` that ``new`` does not
+    reuse can then be closed, because every frame that used them has been published."""
+
+    old: Generation
+    new: Generation
+
+
+@dataclass(eq=False)
+class Item:
+    frame: Frame
+    roi: tuple[int, int, int, int] | None
+    crop: np.ndarray | None = None
+    error: str | None = None
+    tensors: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=dict)
+    gen: Generation | None = None
+    outcomes: list[ModelOutcome] = field(default_factory=list)
+    verdict: Any = None
+
+
+class StageQueue(queue.Queue):
+    """A bounded queue that reports its depth as ``queue_depth{queue=name}``."""
+
+    def __init__(self, name: str, maxsize: int, metrics: Metrics):
+        super().__init__(maxsize)
+        self.name = name
+        self.gauge = metrics.queue_depth.labels(queue=name)
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        self.gauge.set(len(self.queue))
+
+    def _get(self) -> Any:
+        item = super()._get()
+        self.gauge.set(len(self.queue))
+        return item
+
+
+class Stage(threading.Thread):
+    """A pipeline thread with a heartbeat, so the watchdog can tell 'idle' from 'stuck'."""
+
+    def __init__(self, name: str, pipeline: Pipeline):
+        super().__init__(name=name, daemon=True)
+        self.pipeline = pipeline
+        self.metrics = pipeline.metrics
+        self.beat = time.monotonic()
+
+    def heartbeat(self) -> None:
+        self.beat = time.monotonic()
+
+    def put(self, q: StageQueue, item: Any) -> None:
+        """Blocking put that keeps beating while downstream is busy (back-pressure is not a hang)."""
+        while True:
+            try:
+                q.put(item, timeout=POLL)
+                return
+            except queue.Full:
+                self.heartbeat()
+
+    def get(self, q: StageQueue, timeout: float = POLL) -> Any:
+        try:
+            return q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        finally:
+            self.heartbeat()
+
+    def run(self) -> None:
+        try:
+            self.loop()
+        except Exception:  # a bug in a stage must be loud, and the watchdog must notice
+            log.exception("pipeline stage %s crashed", self.name)
+            self.pipeline.crashed.set()
+
+    def loop(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Grabber(Stage):
+    """Reads one source; reconnects with backoff; applies the camera's queue policy."""
+
+    def __init__(self, pipeline: Pipeline, camera: CameraConfig, source: Source, out: StageQueue):
+        super().__init__(f"grab-{camera.id}", pipeline)
+        self.camera, self.source, self.out = camera, source, out
+        self.stopping = threading.Event()
+        self.finished = False  # a finite source reached its end
+        self.backoff = Backoff()
+        self.up = self.metrics.source_up.labels(camera=camera.id)
+        self.frames = self.metrics.frames_total.labels(camera=camera.id)
+        self.dropped = self.metrics.frames_dropped_total.labels(camera=camera.id, reason="queue_full")
+        self.grab_time = self.metrics.stage_seconds.labels(stage="grab")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.source.stop()
+
+    def _wait(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping.is_set() and (left := end - time.monotonic()) > 0:
+            self.stopping.wait(min(left, POLL))
+            self.heartbeat()
+
+    def loop(self) -> None:
+        opened = False
+        try:
+            while not self.stopping.is_set():
+                self.heartbeat()
+                if not opened:
+                    try:
+                        self.source.open()
+                        opened = True
+                        self.up.set(1)
+                        log.info("camera %s: %s opened", self.camera.id, self.source.describe())
+                    except Exception as exc:  # noqa: BLE001 - any failure to open means: retry later
+                        self.up.set(0)
+                        delay = self.backoff.next_delay()
+                        log.warning("camera %s: %s; retrying in %.1f s", self.camera.id, exc, delay)
+                        self.metrics.errors_total.labels(camera=self.camera.id, reason="source").inc()
+                        self._wait(delay)
+                        continue
+                t0 = time.perf_counter()
+                try:
+                    frame = self.source.read()
+                except Exception as exc:  # noqa: BLE001 - lost connection: close, back off, reopen
+                    log.warning("camera %s: %s", self.camera.id, exc)
+                    self.metrics.errors_total.labels(camera=self.camera.id, reason="source").inc()
+                    self.up.set(0)
+                    self._close()
+                    opened = False
+                    if not isinstance(exc, SourceError):
+                        log.exception("camera %s: unexpected source error", self.camera.id)
+                    self._wait(self.backoff.next_delay())
+                    continue
+                if frame is None:
+                    if not self.stopping.is_set():
+                        self.finished = True
+                        log.info("camera %s: source finished after %d frames", self.camera.id, self.source.seq)
+                    break
+                self.grab_time.observe(time.perf_counter() - t0)
+                self.backoff.reset()
+                self.frames.inc()
+                self.pipeline.count("grabbed")
+                self._enqueue(frame)
+        finally:
+            self.up.set(0)
+            self._close()
+
+    def _close(self) -> None:
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001
+            log.exception("camera %s: closing the source failed", self.camera.id)
+
+    def _enqueue(self, frame: Frame) -> None:
+        if self.camera.policy == "block":
+            self.put(self.out, frame)
+            return
+        while True:
+            try:
+                self.out.put_nowait(frame)
+                return
+            except queue.Full:
+                try:
+                    self.out.get_nowait()  # the oldest frame is worth least on a live line
+                    self.dropped.inc()
+                    self.pipeline.count("dropped")
+                except queue.Empty:
+                    pass
+
+
+class Preprocessor(Stage):
+    """ROI crop and the shared to_tensor per distinct model input size (computed once per frame)."""
+
+    def __init__(self, pipeline: Pipeline, camera: CameraConfig, inp: StageQueue):
+        super().__init__(f"preprocess-{camera.id}", pipeline)
+        self.camera, self.inp = camera, inp
+        self.roi = tuple(camera.roi) if camera.roi else None
+        self.timer = self.metrics.stage_seconds.labels(stage="preprocess")
+
+    def loop(self) -> None:
+        while True:
+            frame = self.get(self.inp)
+            if frame is None:
+                continue
+            if frame is END:
+                return
+            t0 = time.perf_counter()
+            item = Item(frame=frame, roi=self.roi, error=frame.error)
+            if frame.image is not None and frame.error is None:
+                try:
+                    item.crop = crop_roi(frame.image, self.roi)
+                    for h, w in self.pipeline.generation.sizes:
+                        item.tensors[(h, w)] = to_tensor(item.crop, h, w)
+                except (ImageDecodeError, ValueError) as exc:
+                    item.crop, item.error = None, f"{frame.source or 'frame'}: {exc}"
+            elapsed = time.perf_counter() - t0
+            self.timer.observe(elapsed)
+            item.latency["preprocess"] = elapsed * 1000
+            self.put(self.pipeline.infer_q, item)
+
+
+class Inferencer(Stage):
+    """Batches waiting frames and runs every model of the current generation on the batch."""
+
+    def __init__(self, pipeline: Pipeline):
+        super().__init__("infer", pipeline)
+        self.timer = self.metrics.stage_seconds.labels(stage="infer")
+        cfg = pipeline.generation.config.inference
+        self.batch_max, self.batch_timeout = cfg.batch_max, cfg.batch_timeout_ms / 1000
+
+    def loop(self) -> None:
+        q = self.pipeline.infer_q
+        while True:
+            self._maybe_switch()
+            first = self.get(q)
+            if first is None:
+                continue
+            if first is END:
+                break
+            batch, ended = [first], False
+            deadline = time.monotonic() + self.batch_timeout
+            while len(batch) < self.batch_max:
+                try:
+                    left = deadline - time.monotonic()
+                    nxt = q.get(timeout=left) if left > 0 else q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is END:
+                    ended = True
+                    break
+                batch.append(nxt)
+            self._maybe_switch()
+            self.infer(batch)
+            for item in batch:
+                self.put(self.pipeline.decide_q, item)
+            if ended:
+                break
+        self._maybe_switch()
+        self.put(self.pipeline.decide_q, END)
+
+    def _maybe_switch(self) -> None:
+        pending = self.pipeline.take_pending()
+        if pending is not None:
+            old = self.pipeline.generation
+            self.pipeline.generation = pending
+            cfg = pending.config.inference
+            self.batch_max, self.batch_timeout = cfg.batch_max, cfg.batch_timeout_ms / 1000
+            log.info("generation %d active (models: %s)", pending.number,
+                     ", ".join(m.name for _, m in pending.models))
+            self.put(self.pipeline.decide_q, GenSwitch(old, pending))
+
+    def infer(self, batch: list[Item]) -> None:
+        gen = self.pipeline.generation
+        good = [it for it in batch if it.crop is not None]
+        t0 = time.perf_counter()
+        per_model: list[tuple[Any, LoadedModel, list | None, str | None]] = []
+        for mcfg, model in gen.models:
+            if not good:
+                break
+            h, w = model.input_size
+            try:
+                # tensors preprocessed for this size are shared by every model of that size; a model
+                # swapped in by a reload may need a size the preprocessor did not know yet
+                tensors = [it.tensors[(h, w)] if (h, w) in it.tensors else to_tensor(it.crop, h, w)
+                           for it in good]
+                results, error = model.run_batch(np.stack(tensors)), None
+            except Exception as exc:  # noqa: BLE001 - a model failure becomes 'error' verdicts
+                log.error("model %s failed on a batch of %d: %s", model.name, len(good), exc)
+                results, error = None, f"{type(exc).__name__}: {exc}"
+            per_model.append((mcfg, model, results, error))
+        elapsed = time.perf_counter() - t0
+        if good:
+            self.timer.observe(elapsed)
+        for it in batch:
+            it.gen = gen
+            it.latency["infer"] = elapsed * 1000 if it.crop is not None else 0.0
+        for j, it in enumerate(good):
+            for mcfg, model, results, error in per_model:
+                it.outcomes.append(ModelOutcome(
+                    name=model.name, version=model.card.version, kind=model.card.kind,
+                    result=None if results is None else results[j], error=error,
+                    role=mcfg.role, weight=mcfg.weight))
+        self.pipeline.count("inferred", len(batch))
+
+
+class Decider(Stage):
+    """Fusion, regions and frame saving; passes generation switches on."""
+
+    def __init__(self, pipeline: Pipeline):
+        super().__init__("decide", pipeline)
+        self.timer = self.metrics.stage_seconds.labels(stage="decide")
+        self.save_timer = self.metrics.stage_seconds.labels(stage="save")
+
+    def loop(self) -> None:
+        p = self.pipeline
+        while True:
+            item = self.get(p.decide_q)
+            if item is None:
+                continue
+            if item is END or isinstance(item, GenSwitch):
+                self.put(p.publish_q, item)
+                if item is END:
+                    return
+                continue
+            t0 = time.perf_counter()
+            frame, gen = item.frame, item.gen
+            crop_size = (item.crop.shape[1], item.crop.shape[0]) if item.crop is not None else None
+            offset = (item.roi[0], item.roi[1]) if item.roi else (0, 0)
+            ctx = FrameContext(line=gen.config.line, camera=frame.camera, seq=frame.seq,
+                               captured_at=frame.captured_at, crop_size=crop_size, roi_offset=offset,
+                               source=frame.source, error=item.error, latency_ms={})
+            fusion = gen.config.fusion
+            try:
+                verdict, amap = decide(ctx, item.outcomes, fusion.rule, fusion.threshold, fusion.require_confirmation)
+            except Exception as exc:  # noqa: BLE001 - never lose a frame to a decision bug
+                log.exception("decision failed for %s/%s", frame.camera, frame.seq)
+                ctx.error = f"decision failed: {exc}"
+                verdict, amap = decide(ctx, [])
+            decided = time.perf_counter()
+            item.latency["decide"] = (decided - t0) * 1000
+            self.timer.observe(decided - t0)
+            if gen.saver.config.mode != "none":
+                verdict.image = gen.saver.save(verdict, frame.image, amap, item.roi)
+                self.save_timer.observe(time.perf_counter() - decided)
+            item.latency["total"] = (time.monotonic() - frame.captured_mono) * 1000
+            verdict.latency_ms = {k: round(v, 3) for k, v in item.latency.items()}
+            if verdict.verdict == "error":
+                reason = "frame" if item.error else "model"
+                self.metrics.errors_total.labels(camera=frame.camera, reason=reason).inc()
+            item.verdict = verdict
+            self.put(p.publish_q, item)
+
+
+class PublisherStage(Stage):
+    """Hands each verdict to every publisher of its generation; closes retired publishers."""
+
+    def __init__(self, pipeline: Pipeline):
+        super().__init__("publish", pipeline)
+        self.timer = self.metrics.stage_seconds.labels(stage="publish")
+        self.total = self.metrics.stage_seconds.labels(stage="total")
+
+    def loop(self) -> None:
+        p = self.pipeline
+        while True:
+            item = self.get(p.publish_q)
+            if item is None:
+                continue
+            if item is END:
+                return
+            if isinstance(item, GenSwitch):
+                p.retire(item.old, item.new)
+                continue
+            t0 = time.perf_counter()
+            verdict = item.verdict
+            for pub in item.gen.publishers:
+                try:
+                    pub.publish(verdict)
+                except Exception as exc:  # noqa: BLE001 - one broken sink must not stop the others
+                    log.error("publisher %s failed on %s/%s: %s", getattr(pub, "name", pub), verdict.camera,
+                              verdict.frame, exc)
+                    self.metrics.publish_failures_total.labels(sink=getattr(pub, "name", "unknown")).inc()
+            now = time.perf_counter()
+            self.timer.observe(now - t0)
+            self.total.observe(time.monotonic() - item.frame.captured_mono)
+            self.metrics.verdicts_total.labels(camera=verdict.camera, verdict=verdict.verdict).inc()
+            p.count("published")
+
+
+@dataclass(eq=False)
+class CameraLane:
+    config: CameraConfig
+    source: Source
+    queue: StageQueue
+    grabber: Grabber
+    preprocessor: Preprocessor
+
+
+class Pipeline:
+    """Owns the stage threads and queues; the daemon owns lifecycle and reloads."""
+
+    def __init__(self, generation: Generation, metrics: Metrics):
+        self.metrics = metrics
+        self.generation = generation
+        self._pending: Generation | None = None
+        self._lock = threading.Lock()
+        self.counters = {"grabbed": 0, "dropped": 0, "inferred": 0, "published": 0}
+        self.crashed = threading.Event()
+        cfg = generation.config
+        self.infer_q = StageQueue("infer", cfg.inference.queue_size, metrics)
+        self.decide_q = StageQueue("decide", max(64, 2 * cfg.inference.batch_max), metrics)
+        self.publish_q = StageQueue("publish", max(64, 2 * cfg.inference.batch_max), metrics)
+        self.lanes: dict[str, CameraLane] = {}
+        self.stages: list[Stage] = [Inferencer(self), Decider(self), PublisherStage(self)]
+        self.started = False
+
+    # -- counters -----------------------------------------------------------------------------
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[key] += n
+
+    # -- cameras ------------------------------------------------------------------------------
+    def add_camera(self, camera: CameraConfig, source: Source | None = None) -> None:
+        source = source or create_source(camera.id, camera.source)
+        q = StageQueue(f"camera-{camera.id}", camera.queue_size, self.metrics)
+        lane = CameraLane(camera, source, q, Grabber(self, camera, source, q), Preprocessor(self, camera, q))
+        self.lanes[camera.id] = lane
+        if self.started:
+            lane.preprocessor.start()
+            lane.grabber.start()
+
+    def remove_camera(self, camera_id: str, timeout: float = 10.0) -> None:
+        """Stop a camera and push its frames already grabbed through the pipeline."""
+        lane = self.lanes.pop(camera_id)
+        lane.grabber.stop()
+        lane.grabber.join(timeout)
+        lane.grabber.put(lane.queue, END)
+        lane.preprocessor.join(timeout)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        for stage in self.stages:
+            stage.start()
+        for lane in self.lanes.values():
+            lane.preprocessor.start()
+            lane.grabber.start()
+        self.started = True
+
+    def sources_finished(self) -> bool:
+        """True when every source was finite and has delivered its last frame."""
+        return bool(self.lanes) and all(lane.grabber.finished for lane in self.lanes.values())
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Stop the sources, then push every frame already grabbed through decide and publish.
+
+        Stages finish in order (each on the END marker of the one before), so nothing in flight is
+        lost. Returns False when a stage did not finish within ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        for lane in self.lanes.values():
+            lane.grabber.stop()
+        for lane in self.lanes.values():
+            lane.grabber.join(max(0.1, deadline - time.monotonic()))
+            if lane.grabber.is_alive():
+                log.warning("camera %s: source did not stop in time; its last frame may be lost", lane.config.id)
+        for lane in self.lanes.values():
+            if lane.preprocessor.is_alive():
+                lane.preprocessor.put(lane.queue, END)
+        for lane in self.lanes.values():
+            lane.preprocessor.join(max(0.1, deadline - time.monotonic()))
+        infer = self.stages[0]
+        if infer.is_alive():
+            infer.put(self.infer_q, END)
+        ok = True
+        for stage in self.stages:
+            stage.join(max(0.1, deadline - time.monotonic()))
+            if stage.is_alive():
+                log.error("stage %s did not finish draining within %.0f s", stage.name, timeout)
+                ok = False
+        return ok
+
+    def close_publishers(self, timeout: float = 10.0) -> None:
+        gens = [self.generation] + ([self._pending] if self._pending else [])
+        seen: set[int] = set()
+        for gen in gens:
+            for pub in gen.publishers:
+                if id(pub) not in seen:
+                    seen.add(id(pub))
+                    _close(pub, timeout)
+
+    # -- reloads ------------------------------------------------------------------------------
+    def swap(self, generation: Generation) -> None:
+        """Make ``generation`` active before the next batch (called from the daemon thread)."""
+        with self._lock:
+            self._pending = generation
+
+    def take_pending(self) -> Generation | None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+            return pending
+
+    def swapped(self, generation: Generation) -> bool:
+        return self.generation is generation
+
+    def retire(self, old: Generation, new: Generation) -> None:
+        """Close the publishers ``new`` no longer uses (called after old's last frame was published)."""
+        keep = {id(p) for p in new.publishers}
+        for pub in old.publishers:
+            if id(pub) not in keep:
+                _close(pub, 10.0)
+
+    # -- health -------------------------------------------------------------------------------
+    def threads(self) -> list[Stage]:
+        out: list[Stage] = list(self.stages)
+        for lane in self.lanes.values():
+            out += [lane.grabber, lane.preprocessor]
+        return out
+
+    def healthy(self, max_age: float) -> bool:
+        """Every live stage beat recently: each either made progress or waited on an empty queue.
+
+        A grabber whose finite source is done counts as healthy; a crashed stage never does.
+        """
+        if self.crashed.is_set():
+            return False
+        now = time.monotonic()
+        for t in self.threads():
+            if isinstance(t, Grabber) and (t.finished or t.stopping.is_set()):
+                continue
+            if not t.is_alive() or now - t.beat > max_age:
+                return False
+        return True
+
+    def in_flight(self) -> int:
+        with self._lock:
+            c = dict(self.counters)
+        return c["grabbed"] - c["dropped"] - c["published"]
+
+
+def _close(pub: Any, timeout: float) -> None:
+    try:
+        pub.close(timeout=timeout)
+    except Exception:  # noqa: BLE001
+        log.exception("closing publisher %s failed", getattr(pub, "name", pub))

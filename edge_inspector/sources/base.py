@@ -1,0 +1,137 @@
+"""The one small interface every frame source implements, and the ``Frame`` it delivers.
+
+Why a pull interface (``read()`` returning the next frame, ``None`` at the end): the pipeline's
+grab thread owns the timing, the reconnect backoff and the queue policy, so a source is only
+"how to get the next image" and stays a few dozen lines.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
+
+
+class SourceError(RuntimeError):
+    """A source cannot be opened or lost its connection; the grab loop reconnects with backoff."""
+
+
+@dataclass
+class Frame:
+    """One grabbed frame. ``image`` is BGR uint8, or None with ``error`` saying why (bad file)."""
+
+    camera: str
+    seq: int
+    image: np.ndarray | None
+    captured_mono: float = field(default_factory=time.monotonic)
+    captured_wall: float = field(default_factory=time.time)
+    error: str | None = None
+    source: str | None = None  # file name or stream the frame came from
+
+    @property
+    def captured_at(self) -> str:
+        """UTC ISO-8601 with milliseconds, as in the verdict message."""
+        stamp = datetime.fromtimestamp(self.captured_wall, UTC).isoformat(timespec="milliseconds")
+        return stamp.replace("+00:00", "Z")
+
+
+class Source(ABC):
+    """A frame source for one camera.
+
+    ``open()`` raises SourceError when the source is unavailable; ``read()`` returns the next Frame,
+    None when a finite source is exhausted, and raises SourceError when the connection is lost.
+    """
+
+    type: ClassVar[str]
+    #: True for sources that cannot wait (cameras): their default queue policy drops the oldest.
+    live: ClassVar[bool] = False
+
+    def __init__(self, camera: str, config: Any):
+        self.camera = camera
+        self.config = config
+        self.seq = 0
+        self.stop_event = threading.Event()
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Acquire the device/folder; called again after a failure."""
+
+    @abstractmethod
+    def read(self) -> Frame | None:
+        """Next frame, None at the end of a finite source."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the device; must be safe to call twice and from another thread."""
+
+    def stop(self) -> None:
+        """Ask a blocking ``read()`` to return soon (sets ``stop_event``)."""
+        self.stop_event.set()
+
+    def frames(self) -> Iterator[Frame]:
+        """Iterate until the source is exhausted or stopped."""
+        self.open()
+        try:
+            while not self.stop_event.is_set():
+                frame = self.read()
+                if frame is None:
+                    return
+                yield frame
+        finally:
+            self.close()
+
+    def describe(self) -> str:
+        return f"{self.type} source for camera {self.camera}"
+
+    def _next_seq(self) -> int:
+        seq = self.seq
+        self.seq += 1
+        return seq
+
+    def _pace(self, rate_fps: float, started: float, count: int) -> None:
+        """Sleep until frame ``count`` is due at ``rate_fps`` (0 = no pacing), waking early on stop."""
+        if rate_fps > 0:
+            delay = started + count / rate_fps - time.monotonic()
+            if delay > 0:
+                self.stop_event.wait(delay)
+
+
+def matches(name: str, patterns: str) -> bool:
+    """Comma-separated glob patterns, case-insensitive; temporary/hidden names never match."""
+    lower = name.lower()
+    if lower.startswith(".") or lower.endswith(TEMP_SUFFIXES):
+        return False
+    return any(fnmatch(lower, p.strip().lower()) for p in patterns.split(",") if p.strip())
+
+
+def list_images(folder: Path, patterns: str) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and matches(p.name, patterns))
+
+
+class Backoff:
+    """Exponential reconnect delay with jitter: base * 2^n, capped, +-jitter fraction.
+
+    Why jitter: several cameras behind one switch that reboots must not reconnect in lockstep.
+    """
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, jitter: float = 0.2, rng: random.Random | None = None):
+        self.base, self.cap, self.jitter = base, cap, jitter
+        self.failures = 0
+        self.rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * (2 ** self.failures))
+        self.failures += 1
+        return max(0.0, delay * (1 + self.rng.uniform(-self.jitter, self.jitter)))
+
+    def reset(self) -> None:
+        self.failures = 0
