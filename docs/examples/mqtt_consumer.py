@@ -1,0 +1,91 @@
+"""Minimal MES/PLC-side consumer of edge-inspector verdicts over MQTT.
+
+Why it dedupes: the daemon delivers every verdict *at least once* (it re-sends what the broker had
+not acknowledged before a crash or an outage), so the same verdict can arrive twice. The pair
+(camera, frame) identifies a verdict; with several lines on one broker the line id belongs in the
+key too. Why a persistent session (fixed client id, clean_session=False, QoS 1): the broker then
+keeps the verdicts published while this consumer is down and hands them over when it returns.
+
+Run:  python mqtt_consumer.py --host broker.plant.local [--count N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import OrderedDict
+
+import paho.mqtt.client as mqtt
+
+
+class Deduper:
+    """Remembers the most recent keys (bounded), answering 'seen before?' in O(1)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self.seen: OrderedDict[tuple, None] = OrderedDict()
+
+    def first_time(self, key: tuple) -> bool:
+        if key in self.seen:
+            self.seen.move_to_end(key)
+            return False
+        self.seen[key] = None
+        if len(self.seen) > self.size:
+            self.seen.popitem(last=False)
+        return True
+
+
+def handle(verdict: dict) -> None:
+    """Your integration goes here: write to the MES, set a PLC tag, divert the part, ..."""
+    if verdict["verdict"] == "ok":
+        action = "pass"
+    elif verdict["verdict"] == "defect":
+        action = f"reject ({verdict.get('defect_type') or 'defect'}, score {verdict.get('score')})"
+    else:  # "error": the part was NOT inspected (bad frame, model failure): never treat it as ok
+        action = f"hold for manual check ({verdict.get('error')})"
+    print(f"{verdict['line']}/{verdict['camera']} frame {verdict['frame']}: {action}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--prefix", default="edge-inspector", help="the daemon's topic_prefix")
+    parser.add_argument("--client-id", default="mes-consumer-1", help="fixed, so the broker keeps our session")
+    parser.add_argument("--count", type=int, default=0, help="stop after this many distinct verdicts (0 = never)")
+    args = parser.parse_args()
+
+    dedupe = Deduper()
+    handled = 0
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.client_id, clean_session=False)
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            print(f"broker refused the connection: {reason_code}", flush=True)
+            return
+        client.subscribe([(f"{args.prefix}/+/+/verdict", 1), (f"{args.prefix}/+/status", 1)])
+
+    def on_message(client, userdata, msg):
+        nonlocal handled
+        if msg.topic.endswith("/status"):  # retained "online", or "offline" (clean stop or last will)
+            print(f"{msg.topic}: {msg.payload.decode()}", flush=True)
+            return
+        verdict = json.loads(msg.payload)
+        if verdict.get("schema") != 1:
+            print(f"skipping a message of unknown schema {verdict.get('schema')!r}", flush=True)
+            return
+        if not dedupe.first_time((verdict["line"], verdict["camera"], verdict["frame"])):
+            return  # a re-delivery of a verdict already handled
+        handle(verdict)
+        handled += 1
+        if args.count and handled >= args.count:
+            client.disconnect()
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.connect(args.host, args.port, keepalive=30)
+    client.loop_forever(retry_first_connection=True)
+
+
+if __name__ == "__main__":
+    main()
