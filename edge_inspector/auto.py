@@ -1,0 +1,181 @@
+"""Automatic model choice: train every candidate, pick by composite score on VALIDATION, report on test.
+
+Why validation and not test: choosing the best of three models on the test split and then
+reporting that split's figures overstates what the line will see (a selection bias that grows with
+the number of candidates). The test split is touched exactly once, by the chosen model.
+
+Layout written under ``out``:
+  <name>.onnx, <name>.card.json (+ any other file the trainer wrote with the model's name, such as
+  a calibration file)       the chosen model, ready for ``models/``; its card's ``metrics`` hold the
+                             test figures
+  candidates/<kind>/         every candidate as the trainer wrote it
+  auto_report/auto.json|html the candidates' validation figures, the choice and its test figures
+  auto_report/test/          the chosen model's full evaluation report on the test split
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .card import load_card
+from .data.types import Dataset, DatasetError
+from .evaluate.energy import EnergyMeter
+from .evaluate.metrics import DEFAULT_WEIGHTS, composite_inputs
+from .evaluate.report import fmt, page, table, terminal_summary, write_evaluation_report, write_json
+from .evaluate.runner import evaluate_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CANDIDATES = ("feature_memory", "autoencoder", "classifier")
+Trainer = Callable[..., Path]  # same signature as edge_inspector.train.train_model
+
+
+def _default_trainer() -> Trainer:
+    from .train import train_model  # noqa: PLC0415 - torch lives behind this import
+
+    return train_model
+
+
+def _check_val(dataset: Dataset) -> None:
+    val = dataset.split("val")
+    if not val:
+        raise DatasetError(f"{dataset.root}: dataset has no validation split; auto chooses on validation "
+                           "(load it with scheme='stratified' or a larger val_fraction)")
+    labels = {s.label for s in val}
+    if labels != {0, 1}:
+        missing = "defective" if 1 not in labels else "good"
+        raise DatasetError(f"{dataset.root}: the validation split has no {missing} part, so models cannot be "
+                           "ranked on it; use scheme='stratified' so val holds both good and defective parts")
+    if not dataset.split("test"):
+        raise DatasetError(f"{dataset.root}: dataset has no test split to report the chosen model on")
+
+
+def _copy_model(card_path: Path, out: Path) -> Path:
+    """Copy the chosen model, its card and sibling files named after it into ``out``; return the new card."""
+    card = load_card(card_path)
+    src_dir = card_path.parent
+    names = {card_path.name, card.model_file}
+    names |= {p.name for p in src_dir.iterdir() if p.is_file() and p.name.startswith(card.name)}
+    for name in sorted(names):
+        shutil.copy2(src_dir / name, out / name)
+    return out / card_path.name
+
+
+def _ranking_key(c: Mapping[str, Any]) -> tuple[float, float]:
+    """Higher composite first; ties broken by lower latency (cheaper on the line)."""
+    score = c["val_composite"]["score"] if c.get("val_composite") else None
+    return (-1.0 if score is None else score, -(c.get("val_ms_per_image") or 0.0))
+
+
+def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] = DEFAULT_CANDIDATES,
+             trainer: Trainer | None = None, seed: int = 0, weights: Mapping[str, float] | None = None,
+             options: Mapping[str, Mapping[str, Any]] | None = None, threads: int = 2,
+             progress: bool = False) -> dict[str, Any]:
+    """Train, choose on validation, report on test; return the summary dict (also in auto.json).
+
+    ``trainer`` defaults to ``edge_inspector.train.train_model``; it must accept
+    ``(kind, dataset, out_dir, *, name, seed, options, progress)`` and return a card path.
+    A candidate whose training or evaluation fails is recorded with its error; auto fails only
+    when no candidate survives.
+    """
+    if not models:
+        raise ValueError("auto: no candidate model kind given")
+    _check_val(dataset)
+    weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+    trainer = trainer or _default_trainer()
+    out = Path(out_dir)
+    (out / "candidates").mkdir(parents=True, exist_ok=True)
+    val, test = dataset.split("val"), dataset.split("test")
+    info = {"name": dataset.name, "root": str(dataset.root), "split_info": dataset.split_info}
+    candidates: list[dict[str, Any]] = []
+    for kind in models:
+        cand: dict[str, Any] = {"kind": kind}
+        candidates.append(cand)
+        try:
+            with EnergyMeter() as meter:
+                card_path = Path(trainer(kind, dataset, out / "candidates" / kind, name=f"{dataset.name}-{kind}",
+                                         seed=seed, options=dict((options or {}).get(kind, {})), progress=progress))
+            cand["card"] = str(card_path)
+            cand["training_energy"] = meter.result()
+            report, _ = evaluate_model(card_path, val, dataset={**info, "split": "val"}, threads=threads,
+                                       weights=weights, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - one failed candidate must not lose the others
+            log.exception("auto: candidate %s failed", kind)
+            cand["error"] = f"{type(exc).__name__}: {exc}"
+            continue
+        cand["model"] = report["model"]["name"]
+        cand["val"] = composite_inputs(report)
+        cand["val_composite"] = report["composite"]
+        cand["val_ms_per_image"] = report["timing"]["ms_per_image"]
+        cand["val_false_reject_rate"] = (report["image"].get("at_threshold") or {}).get("false_reject_rate")
+        cand["val_escape_rate"] = (report["image"].get("at_threshold") or {}).get("escape_rate")
+    viable = [c for c in candidates if "error" not in c and c["val_composite"]["score"] is not None]
+    if not viable:
+        errors = "; ".join(f"{c['kind']}: {c.get('error', 'no composite score')}" for c in candidates)
+        raise RuntimeError(f"auto: no candidate could be trained and scored ({errors})")
+    best = max(viable, key=_ranking_key)
+    for c in candidates:
+        c["chosen"] = c is best
+
+    chosen_card = _copy_model(Path(best["card"]), out)
+    report, pred = evaluate_model(chosen_card, test, dataset={**info, "split": "test"}, threads=threads,
+                                  weights=weights, progress=progress)
+    write_evaluation_report(report, pred, out / "auto_report" / "test")
+    _store_test_metrics(chosen_card, report)
+    summary = {
+        "schema": 1, "kind": "auto", "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": info, "weights": weights, "selection_split": "val", "candidates": candidates,
+        "chosen": {"kind": best["kind"], "card": str(chosen_card), "val_composite": best["val_composite"]["score"]},
+        "test": {**composite_inputs(report), "composite": report["composite"]["score"],
+                 "false_reject_rate": (report["image"].get("at_threshold") or {}).get("false_reject_rate"),
+                 "escape_rate": (report["image"].get("at_threshold") or {}).get("escape_rate"),
+                 "pixel_auroc": report["pixel"]["pixel_auroc"],
+                 "inference_energy_per_1000_parts": report["energy"]["inference_per_1000_parts"]},
+        "test_summary": terminal_summary(report),
+    }
+    write_json(summary, out / "auto_report" / "auto.json")
+    (out / "auto_report" / "auto.html").write_text(auto_html(summary))
+    return summary
+
+
+def _store_test_metrics(card_path: Path, report: Mapping[str, Any]) -> None:
+    """Record the chosen model's test figures in its card (the model file, hence its sha256, is untouched)."""
+    card = load_card(card_path)
+    at = report["image"].get("at_threshold") or {}
+    figures = {**{f"test_{k}": v for k, v in composite_inputs(report).items()},
+               "test_pixel_auroc": report["pixel"]["pixel_auroc"],
+               "test_false_reject_rate": at.get("false_reject_rate"), "test_escape_rate": at.get("escape_rate"),
+               "test_composite": report["composite"]["score"]}
+    card.metrics.update(figures)
+    card.save(card_path)
+
+
+def auto_html(summary: Mapping[str, Any]) -> str:
+    rows, classes = [], []
+    for c in summary["candidates"]:
+        v = c.get("val") or {}
+        energy = (c.get("training_energy") or {}).get("energy_wh")
+        rows.append([c["kind"], c.get("model"), v.get("image_auroc"), v.get("f1"), v.get("recall"), v.get("pro"),
+                     v.get("defect_type_auroc"), (c.get("val_composite") or {}).get("score"),
+                     c.get("val_ms_per_image"), energy, c.get("error")])
+        classes.append("best" if c.get("chosen") else "")
+    test = summary["test"]
+    body = [f"<h1>auto: {html.escape(summary['dataset']['name'])}</h1>",
+            f"<p>Chosen: <b>{html.escape(summary['chosen']['kind'])}</b> "
+            f"({html.escape(summary['chosen']['card'])}) by composite score on the <b>validation</b> split; "
+            "the test split was used only to report the chosen model.</p>",
+            "<h2>Candidates (validation split)</h2>",
+            table(["kind", "model", "AUROC", "F1", "recall", "PRO", "type AUROC", "composite", "ms/img",
+                   "training Wh (estimate)", "error"], rows, classes),
+            "<h2>Chosen model on the test split</h2>",
+            table(["figure", "value"], [[k, v] for k, v in test.items() if not isinstance(v, dict)]),
+            '<p>Full test report: <a href="test/report.html">test/report.html</a></p>',
+            f'<p class="note">weights: {html.escape(", ".join(f"{k} {fmt(v)}" for k, v in summary["weights"].items()))}'
+            "</p>"]
+    return page(f"auto {summary['dataset']['name']}", "".join(body))

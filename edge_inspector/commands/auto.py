@@ -1,0 +1,52 @@
+"""``edge-inspector auto``: train the candidate models, keep the best by composite score on validation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .evaluate import add_dataset_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "auto",
+        help="train candidate models, choose the best on the validation split, report it on test",
+        description="Train each candidate kind on DATASET, evaluate each on the VALIDATION split, keep the best "
+        "by composite score (model + card in --out, the others in --out/candidates/), then report the chosen "
+        "model's figures on the test split. The test split is never used for choosing.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder or .zip")
+    p.add_argument("--models", default="feature_memory,autoencoder,classifier",
+                   help="comma-separated candidate kinds (default: feature_memory,autoencoder,classifier)")
+    p.add_argument("--out", type=Path, default=Path("models"), help="where the chosen model goes (default: models/)")
+    add_dataset_options(p, default_scheme="stratified")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..auto import run_auto
+    from ..card import CardError
+    from ..data.types import DatasetError
+    from ..evaluate.datasets import open_dataset
+    from ..evaluate.metrics import parse_weights
+
+    kinds = [k.strip() for k in args.models.split(",") if k.strip()]
+    try:
+        weights = parse_weights(args.weights)
+        dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.seed, val_fraction=args.val_fraction,
+                               category=args.category)
+        summary = run_auto(dataset, args.out, models=kinds, seed=args.seed, weights=weights, threads=args.threads,
+                           progress=not args.quiet and sys.stderr.isatty())
+    except (CardError, DatasetError, ValueError, RuntimeError) as exc:
+        print(f"auto: {exc}", file=sys.stderr)
+        return 1
+    for c in summary["candidates"]:
+        score = (c.get("val_composite") or {}).get("score")
+        status = c["error"] if "error" in c else f"val composite {score:.3f}" if score is not None else "n/a"
+        print(f"  {'*' if c.get('chosen') else ' '} {c['kind']:<15} {status}")
+    print(f"chosen: {summary['chosen']['kind']} -> {summary['chosen']['card']}")
+    print(summary["test_summary"])
+    print(f"report: {args.out / 'auto_report' / 'auto.html'}")
+    return 0

@@ -1,0 +1,70 @@
+"""``edge-inspector evaluate``: score one model on one dataset split; write report.json + report.html."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_dataset_options(p: argparse.ArgumentParser, default_scheme: str = "native") -> None:
+    """Options shared by evaluate, compare and auto for reading and splitting a dataset."""
+    p.add_argument("--scheme", choices=["native", "stratified"], default=default_scheme,
+                   help=f"how the dataset is split (default: {default_scheme})")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="validation share (default: 0.2)")
+    p.add_argument("--category", help="category of a multi-category root (MVTec/VisA)")
+    p.add_argument("--threads", type=int, default=2, help="inference threads (default: 2)")
+    p.add_argument("--weights", help="composite weights, e.g. 'image_auroc=0.3,f1=0.2,recall=0.15,pro=0.25,"
+                   "defect_type_auroc=0.1' (the default; unnamed components get 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a model on a dataset split (image, defect-type and pixel metrics, HTML + JSON)",
+        description="Score MODEL (its .onnx or .card.json) on a split of DATASET through the same inference "
+        "path as the daemon, and write report.json and a self-contained report.html (ROC/PR curves, score "
+        "histograms, confusion matrices, per-defect-type table, heatmap gallery of the worst errors).",
+    )
+    p.add_argument("model", type=Path, help="model .onnx or .card.json")
+    p.add_argument("dataset", type=Path, help="dataset folder or .zip (MVTec, VisA or normal/ + anomaly/)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default: test)")
+    p.add_argument("--out", type=Path, help="report folder (default: reports/<model>-<dataset>-<split>)")
+    p.add_argument("--backend", default="onnxruntime", help="inference backend (default: onnxruntime)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--pixel-size", type=int, default=128,
+                   help="longest side of the resolution for pixel metrics (default: 128)")
+    add_dataset_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backends import BackendError
+    from ..card import CardError
+    from ..data.types import DatasetError
+    from ..evaluate.datasets import data_spec, open_dataset
+    from ..evaluate.metrics import parse_weights
+    from ..evaluate.report import terminal_summary, write_evaluation_report
+    from ..evaluate.runner import evaluate_model
+
+    try:
+        weights = parse_weights(args.weights)
+        dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.seed, val_fraction=args.val_fraction,
+                               category=args.category)
+        spec = data_spec(dataset, args.split)
+        report, pred = evaluate_model(
+            args.model, spec.samples, backend=args.backend, threads=args.threads, batch_size=args.batch_size,
+            pixel_size=args.pixel_size, weights=weights, progress=not args.quiet and sys.stderr.isatty(),
+            dataset={"name": spec.name, "root": spec.root, "split": spec.split, "scheme": args.scheme,
+                     "seed": args.seed},
+        )
+    except (BackendError, CardError, DatasetError, ValueError) as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 1
+    out = args.out or Path("reports") / f"{report['model']['name']}-{spec.name}-{spec.split}"
+    json_path, html_path = write_evaluation_report(report, pred, out)
+    print(terminal_summary(report))
+    print(f"report: {html_path}\n        {json_path}")
+    return 0

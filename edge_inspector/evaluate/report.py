@@ -1,0 +1,241 @@
+"""report.json + one self-contained report.html (inline CSS, plots as base64 PNG, no external URL).
+
+The JSON is the machine-readable record (CI gates, model cards, ``compare``); the HTML is for the
+quality engineer and must open anywhere, offline, as a single file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import plots
+from .metrics import CALIBRATED_THRESHOLD
+from .pro import pro_curve
+from .scoring import Predictions
+
+CSS = """
+body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ccc;padding-bottom:3px;margin-top:28px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0f0}
+td:first-child,th:first-child{text-align:left}
+.na{color:#999}.figs img{margin:4px;border:1px solid #ddd}.note{color:#666;font-size:12px}
+.gallery{display:flex;flex-wrap:wrap;gap:8px}.tile{font-size:11px;width:196px}
+.tile img{border:2px solid #ccc}.tile.err img{border-color:#d62728}.best{background:#e8f5e9}
+"""
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """Numbers for humans: None becomes an explicit "n/a" (never a misleading 0)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
+    return str(value)
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    text = html.escape(fmt(value, digits))
+    return f'<td class="na">{text}</td>' if value is None else f"<td>{text}</td>"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], row_classes: Sequence[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(_cell(v) for v in row) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def img(b64: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def unavailable_note(section: Mapping[str, Any] | None) -> str:
+    reasons = (section or {}).get("unavailable") or {}
+    if not reasons:
+        return ""
+    items = "; ".join(f"{html.escape(k)}: {html.escape(str(v))}" for k, v in reasons.items())
+    return f'<p class="note">Not available: {items}</p>'
+
+
+def page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{CSS}</style></head><body>{body}</body></html>\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(data: Mapping[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    return path
+
+
+# -- evaluation report -------------------------------------------------------------------------
+
+def _threshold_rows(image: Mapping[str, Any]) -> list[list[Any]]:
+    rows = []
+    for label, key in (("calibrated", "at_threshold"), ("best F1", "best_f1")):
+        at = image.get(key)
+        if not at:
+            rows.append([label] + [None] * 9)
+            continue
+        rows.append([label, at["threshold"], at["precision"], at["recall"], at["f1"], at["accuracy"],
+                     at["false_reject_rate"], at["escape_rate"], f"{at['tp']}/{at['fp']}", f"{at['fn']}/{at['tn']}"])
+    return rows
+
+
+def _gallery_html(report: Mapping[str, Any], pred: Predictions) -> str:
+    parts = []
+    for key, title in (("false_positives", "Worst false positives (good parts scored highest)"),
+                       ("false_negatives", "Worst false negatives (defective parts scored lowest)")):
+        tiles = []
+        for item in report["gallery"][key]:
+            i = item["index"]
+            sample = pred.samples[i]
+            amap = pred.maps[i] if pred.maps is not None else None
+            try:
+                b64 = plots.overlay(str(sample.path), amap, str(sample.mask_path) if sample.mask_path else None)
+            except Exception as exc:  # noqa: BLE001 - one unreadable image must not lose the report
+                tiles.append(f'<div class="tile">{html.escape(sample.path.name)}: {html.escape(str(exc))}</div>')
+                continue
+            cls = "tile err" if item["error"] else "tile"
+            verdict = "ERROR" if item["error"] else "correct (closest call)"
+            tiles.append(f'<div class="{cls}">{img(b64, sample.path.name)}<br>{html.escape(sample.path.name)}'
+                         f"<br>{html.escape(item['defect_type'])}, score {item['score']:.3f}, {verdict}</div>")
+        parts.append(f"<h3>{html.escape(title)}</h3>"
+                     + (f'<div class="gallery">{"".join(tiles)}</div>' if tiles else "<p>none</p>"))
+    return "".join(parts)
+
+
+def _energy_html(energy: Mapping[str, Any] | None, label: str) -> str:
+    if not energy or energy.get("method") is None:
+        return ""
+    return (f"<p>{html.escape(label)}: <b>{fmt(energy.get('energy_wh'), 4)} Wh</b>, "
+            f"{fmt(energy.get('co2_g'), 3)} g CO2e ({html.escape(str(energy['method']))}: "
+            f"{html.escape(str(energy.get('basis', '')))}).</p>")
+
+
+def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
+    model, data, image = report["model"], report["dataset"], report["image"]
+    labels, scores = pred.labels, pred.scores
+    best = (image.get("best_f1") or {}).get("threshold")
+    body = [f"<h1>Evaluation: {html.escape(model['name'])} v{html.escape(model['version'])} on "
+            f"{html.escape(str(data.get('name')))} ({html.escape(str(data.get('split')))})</h1>",
+            f'<p class="note">created {html.escape(report["created_at"])}, backend {html.escape(report["backend"])}, '
+            f"{data['n']} images ({data['n_good']} good, {data['n_defective']} defective)</p>"]
+    comp = report["composite"]
+    body.append("<h2>Summary</h2>" + table(
+        ["figure", "value"],
+        [["image AUROC", image["auroc"]], ["average precision", image["average_precision"]],
+         ["F1 (calibrated)", (image.get("at_threshold") or {}).get("f1")],
+         ["false-reject rate (calibrated)", (image.get("at_threshold") or {}).get("false_reject_rate")],
+         ["escape rate (calibrated)", (image.get("at_threshold") or {}).get("escape_rate")],
+         ["pixel AUROC", report["pixel"]["pixel_auroc"]], ["PRO (AUPRO@30 % FPR)", report["pixel"]["pro"]],
+         ["defect-type macro F1", report["defect_type"]["macro_f1"]],
+         ["composite score", comp["score"]], ["ms / image (decode+infer)", report["timing"]["ms_per_image"]]]))
+    if comp.get("missing"):
+        body.append(f'<p class="note">Composite: missing {", ".join(comp["missing"])}; '
+                    "the remaining weights were re-scaled to sum to 1.</p>")
+    body.append(_energy_html(report["energy"].get("inference_per_1000_parts"), "Inference energy per 1000 parts"))
+
+    body.append("<h2>Image level</h2>" + table(
+        ["threshold", "value", "precision", "recall", "F1", "accuracy", "false-reject", "escape", "TP/FP", "FN/TN"],
+        _threshold_rows(image)) + unavailable_note(image))
+    curves = [(model["name"], labels, scores)]
+    figs = [img(plots.score_histogram(labels, scores, CALIBRATED_THRESHOLD, best), "score histogram")]
+    if image["auroc"] is not None:
+        figs += [img(plots.roc_plot(curves), "ROC curve"), img(plots.pr_plot(curves), "PR curve")]
+    at = image.get("at_threshold")
+    if at:
+        figs.append(img(plots.confusion_plot([[at["tn"], at["fp"]], [at["fn"], at["tp"]]], ["good", "defect"],
+                                             "Confusion (calibrated)"), "binary confusion matrix"))
+    body.append(f'<div class="figs">{"".join(figs)}</div>')
+
+    body.append("<h2>Per defect type</h2>" + table(
+        ["type", "n", "mean score", "detection rate", "false-reject rate", "AUROC vs good"],
+        [[r["type"], r["n"], r["mean_score"], r["detection_rate"], r["false_reject_rate"], r["auroc_vs_good"]]
+         for r in report["per_type"]]))
+    dt = report["defect_type"]
+    body.append("<h2>Defect-type classification</h2>")
+    if dt.get("per_class"):
+        body.append(table(["figure", "value"], [["macro F1", dt["macro_f1"]], ["weighted F1", dt["weighted_f1"]],
+                                                ["defect-type AUROC (one-vs-rest)", dt["defect_type_auroc"]]]))
+        body.append(table(["type", "support", "precision", "recall", "F1"],
+                          [[c["type"], c["support"], c["precision"], c["recall"], c["f1"]] for c in dt["per_class"]]))
+        body.append(f'<div class="figs">{img(plots.confusion_plot(dt["confusion"], dt["classes"]), "type confusion")}'
+                    "</div>")
+    body.append(unavailable_note(dt))
+
+    px = report["pixel"]
+    body.append("<h2>Pixel level</h2>" + table(
+        ["figure", "value"], [["pixel AUROC", px["pixel_auroc"]], ["PRO (normalised AUPRO to 30 % FPR)", px["pro"]],
+                              ["IoU at threshold", px["iou"]], ["Dice at threshold", px["dice"]],
+                              ["resolution", "x".join(map(str, px.get("resolution", []))) or None]]))
+    if px["pro"] is not None and pred.maps is not None:
+        known = pred.has_mask
+        curve = pro_curve(pred.maps[known], pred.masks[known])
+        body.append(f'<div class="figs">{img(plots.pro_plot(curve.fpr, curve.pro, px["fpr_limit"]), "PRO curve")}'
+                    "</div>")
+    body.append(unavailable_note(px))
+    body.append("<h2>Gallery</h2><p class=\"note\">Heatmap: normalised anomaly map (JET); green outline: "
+                "ground-truth mask; red frame: misclassified at the calibrated threshold.</p>")
+    body.append(_gallery_html(report, pred))
+    body.append("<h2>Model card</h2>" + table(
+        ["field", "value"], [[k, json.dumps(v) if isinstance(v, (dict, list)) else v]
+                             for k, v in model.items()]))
+    return page(f"Evaluation {model['name']}", "".join(body))
+
+
+def write_evaluation_report(report: Mapping[str, Any], pred: Predictions, out_dir: Path | str) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``out_dir``; return both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = write_json(report, out / "report.json")
+    html_path = out / "report.html"
+    html_path.write_text(evaluation_html(report, pred))
+    return json_path, html_path
+
+
+def terminal_summary(report: Mapping[str, Any]) -> str:
+    """A few lines for the terminal: the figures an engineer checks first."""
+    image, at = report["image"], report["image"].get("at_threshold") or {}
+    px, dt = report["pixel"], report["defect_type"]
+    energy = report["energy"].get("inference_per_1000_parts") or {}
+    lines = [
+        f"{report['model']['name']} on {report['dataset'].get('name')} [{report['dataset'].get('split')}]: "
+        f"{report['dataset']['n']} images ({report['dataset']['n_good']} good, "
+        f"{report['dataset']['n_defective']} defective)",
+        f"  image AUROC {fmt(image['auroc'])}  AP {fmt(image['average_precision'])}  "
+        f"F1 {fmt(at.get('f1'))}  precision {fmt(at.get('precision'))}  recall {fmt(at.get('recall'))}",
+        f"  at calibrated threshold: false-reject {fmt(at.get('false_reject_rate'))}  "
+        f"escape {fmt(at.get('escape_rate'))}  accuracy {fmt(at.get('accuracy'))}",
+        f"  pixel AUROC {fmt(px['pixel_auroc'])}  PRO {fmt(px['pro'])}  IoU {fmt(px['iou'])}  Dice {fmt(px['dice'])}",
+        f"  defect-type macro F1 {fmt(dt['macro_f1'])}  type AUROC {fmt(dt['defect_type_auroc'])}",
+        f"  composite {fmt(report['composite']['score'])}  {fmt(report['timing']['ms_per_image'], 1)} ms/image  "
+        f"energy/1000 parts {fmt(energy.get('energy_wh'), 4)} Wh ({energy.get('method')})",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""Evaluate one model on one list of samples: score, compute every metric, assemble the JSON report.
+
+The report dict is the single source for report.json, report.html, ``compare`` and ``auto``: they
+never recompute a figure differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..card import ModelCard
+from ..data.types import Sample
+from ..inference import LoadedModel
+from .metrics import (
+    CALIBRATED_THRESHOLD,
+    DEFAULT_FPR_LIMIT,
+    composite_inputs,
+    composite_score,
+    defect_type_metrics,
+    image_metrics,
+    per_type_table,
+    pixel_metrics,
+    predicted_types,
+)
+from .scoring import DEFAULT_PIXEL_SIZE, Predictions, score_samples
+
+REPORT_SCHEMA = 1
+
+
+def count_parameters(model_path: Path) -> int | None:
+    """Number of weights in an ONNX file: the sum of its initializers' sizes (None if unreadable)."""
+    try:
+        import onnx  # noqa: PLC0415 - only the toolchain needs the onnx package
+
+        graph = onnx.load(str(model_path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - a non-ONNX model (TensorRT engine) simply has no count here
+        return None
+    return int(sum(int(np.prod(init.dims)) if init.dims else 1 for init in graph.initializer))
+
+
+def card_summary(card: ModelCard, card_path: Path) -> dict[str, Any]:
+    """What a reader of a report needs to know about the model, taken from its card and file."""
+    model_file = card.model_path(card_path)
+    params = card.parameters if card.parameters is not None else count_parameters(model_file)
+    return {
+        "name": card.name,
+        "version": card.version,
+        "kind": card.kind,
+        "card": str(card_path),
+        "model_file": str(model_file),
+        "model_sha256": card.model_sha256,
+        "size_bytes": model_file.stat().st_size if model_file.is_file() else None,
+        "parameters": params,
+        "parameters_source": "card" if card.parameters is not None else "onnx initializers",
+        "input": f"{card.input.width}x{card.input.height} RGB",
+        "outputs": dict(card.outputs),
+        "classes": list(card.classes),
+        "threshold_method": card.normalization.method,
+        "raw_threshold": card.normalization.threshold,
+        "training": card.training.model_dump(),
+        "created_at": card.created_at,
+    }
+
+
+def _gallery(pred: Predictions, n: int) -> dict[str, list[dict[str, Any]]]:
+    """The worst false positives (good parts, highest scores) and false negatives (defects, lowest).
+
+    When a side has fewer errors than ``n`` the closest correct calls fill it, flagged ``error=False``,
+    so the gallery still shows where the margin is thin.
+    """
+    labels, scores = pred.labels, pred.scores
+
+    def pick(idx: np.ndarray, descending: bool) -> list[dict[str, Any]]:
+        order = idx[np.argsort(-scores[idx] if descending else scores[idx], kind="stable")][:n]
+        rows = []
+        for i in order:
+            s = pred.samples[int(i)]
+            wrong = (scores[i] >= CALIBRATED_THRESHOLD) != bool(s.label)
+            rows.append({"index": int(i), "path": str(s.path), "defect_type": s.defect_type,
+                         "score": float(scores[i]), "error": bool(wrong),
+                         "predicted_type": pred.type_names[i] if pred.type_names else None})
+        return rows
+
+    return {"false_positives": pick(np.nonzero(labels == 0)[0], True),
+            "false_negatives": pick(np.nonzero(labels == 1)[0], False)}
+
+
+def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str, Any],
+                 fpr_limit: float = DEFAULT_FPR_LIMIT, weights: Mapping[str, float] | None = None,
+                 gallery_size: int = 6) -> dict[str, Any]:
+    """All figures for ``pred`` as one JSON-ready dict (see module docstring)."""
+    labels, scores = pred.labels, pred.scores
+    has_types = bool(model.card.classes) and any(t is not None for t in pred.type_names)
+    pixel_in = (None, None)
+    if pred.maps is not None:
+        known = pred.has_mask
+        pixel_in = (pred.maps[known], pred.masks[known]) if known.any() else (pred.maps, None)
+    report: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "kind": "evaluation",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": card_summary(model.card, model.card_path),
+        "backend": model.backend.describe() if hasattr(model.backend, "describe") else model.backend.name,
+        "dataset": {
+            **dict(dataset),
+            "n": len(pred.samples),
+            "n_good": int((labels == 0).sum()),
+            "n_defective": int(labels.sum()),
+            "defect_types": sorted({s.defect_type for s in pred.samples if s.label == 1}),
+        },
+        "image": image_metrics(labels, scores),
+        "per_type": per_type_table(labels, pred.true_types, scores),
+        "defect_type": defect_type_metrics(
+            pred.true_types,
+            predicted_types(scores, pred.type_names) if has_types else None,
+            pred.type_probs if has_types else None,
+            model.card.classes if has_types else None,
+        ),
+        "pixel": pixel_metrics(*pixel_in, fpr_limit=fpr_limit),
+        "timing": {
+            "wall_seconds": pred.wall_seconds,
+            "ms_per_image": 1000.0 * pred.wall_seconds / len(pred.samples),
+            "includes": "decode + preprocess + inference, batched",
+        },
+        "energy": {"inference_per_1000_parts": pred.energy},
+        "gallery": _gallery(pred, gallery_size),
+    }
+    if pred.maps is not None and pred.has_mask is not None:
+        missing = int((~pred.has_mask).sum())
+        if missing:
+            report["pixel"]["excluded_images"] = missing
+            report["pixel"]["excluded_reason"] = "defective images without a ground-truth mask"
+    report["composite"] = composite_score(composite_inputs(report), weights)
+    return report
+
+
+def evaluate_model(model: LoadedModel | Path | str, samples: Sequence[Sample], *, dataset: Mapping[str, Any],
+                   backend: str = "onnxruntime", threads: int = 2, batch_size: int = 16,
+                   pixel_size: int = DEFAULT_PIXEL_SIZE, fpr_limit: float = DEFAULT_FPR_LIMIT,
+                   weights: Mapping[str, float] | None = None, progress: bool = False,
+                   ) -> tuple[dict[str, Any], Predictions]:
+    """Load (if needed) and score ``model`` on ``samples``; return (report dict, predictions)."""
+    if not isinstance(model, LoadedModel):
+        model = LoadedModel.load(model, backend=backend, threads=threads)
+    pred = score_samples(model, samples, batch_size=batch_size, pixel_size=pixel_size, progress=progress)
+    return build_report(pred, model, dataset=dataset, fpr_limit=fpr_limit, weights=weights), pred
+
+
+def dataset_info(name: str, root: Path | str, split: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "root": str(root), "split": split, **dict(extra or {})}
