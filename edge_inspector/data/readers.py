@@ -370,6 +370,9 @@ def _find_root(root: Path, category: str | None) -> tuple[Path, str]:
             return root, "mvtec"
         if (root / "normal").is_dir():
             return root, "folders"
+        if (root / "train").is_dir() or (root / "test").is_dir():
+            half = "test" if (root / "train").is_dir() else "train"
+            raise DatasetError(f"{root / half}: missing folder (MVTec layout needs both train/ and test/)")
         categories = list_categories(root)
         if category is not None and categories:
             raise DatasetError(f"{root}: no category {category!r}; available: {', '.join(categories)}")
@@ -382,9 +385,6 @@ def _find_root(root: Path, category: str | None) -> tuple[Path, str]:
             root = subdirs[0]
             continue
         break
-    if (root / "train").is_dir() or (root / "test").is_dir():
-        half = "test" if (root / "train").is_dir() else "train"
-        raise DatasetError(f"{root / half}: missing folder (MVTec layout needs both train/ and test/)")
     raise DatasetError(f"{root}: unknown dataset layout; expected MVTec (train/good, test/<type>), "
                        "VisA (split_csv/1cls.csv) or plain folders (normal/, anomaly/<type>/)")
 
