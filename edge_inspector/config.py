@@ -273,7 +273,7 @@ def _problems_from(exc: ValidationError, data: Any, lines: dict[tuple, int]) -> 
     for err in exc.errors(include_url=False):
         text, path = _format_loc(tuple(err["loc"]), data)
         line = None
-        for n in range(len(path), -1, -1):  # the nearest line we know (a missing key: its parent's)
+        for n in range(len(path), 0, -1):  # the nearest line we know (a missing key: its parent's)
             if path[:n] in lines:
                 line = lines[path[:n]]
                 break
@@ -281,7 +281,8 @@ def _problems_from(exc: ValidationError, data: Any, lines: dict[tuple, int]) -> 
         if err["type"] == "literal_error" or err["type"] == "enum":
             msg += f" (got {err.get('input')!r})"
         elif err["type"] == "union_tag_invalid":
-            msg = msg.replace("Input tag", "source type")
+            ctx = err.get("ctx", {})
+            msg = f"unknown type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
         where = f"{text} (line {line})" if line else text
         problems.append(f"{where}: {msg}")
     return problems

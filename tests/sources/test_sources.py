@@ -1,0 +1,188 @@
+"""Frame sources on real files: folder watch, replay, video (MJPG/avi), camera via a stream path."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_inspector.config import (
+    CameraSourceConfig,
+    FolderSourceConfig,
+    ReplaySourceConfig,
+    VideoSourceConfig,
+)
+from edge_inspector.sources import SOURCES, Backoff, SourceError, create_source
+from tests.fixtures.models import make_frame, write_frames
+
+
+def png_bytes(defect: bool = False, seed: int = 0) -> bytes:
+    ok, data = cv2.imencode(".png", make_frame(defect, 64, seed))
+    assert ok
+    return data.tobytes()
+
+
+def test_registry_covers_every_source_type():
+    assert set(SOURCES) == {"camera", "video", "folder", "replay"}
+
+
+# -- replay ----------------------------------------------------------------------------------------
+def test_replay_sorted_order_and_end(tmp_path):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for name in ["c.png", "a.png", "b.jpg", "notes.txt", ".hidden.png"]:
+        (folder / name).write_bytes(png_bytes() if name != "notes.txt" else b"x")
+    src = create_source("cam", ReplaySourceConfig(type="replay", path=folder))
+    frames = list(src.frames())
+    assert [Path(f.source).name for f in frames] == ["a.png", "b.jpg", "c.png"]
+    assert [f.seq for f in frames] == [0, 1, 2]
+    assert all(f.image.shape == (64, 64, 3) and f.image.dtype == np.uint8 and f.camera == "cam" for f in frames)
+
+
+def test_replay_rate_is_respected(tmp_path):
+    folder = write_frames(tmp_path / "rec", n=6)
+    src = create_source("cam", ReplaySourceConfig(type="replay", path=folder, rate_fps=25))
+    t0 = time.monotonic()
+    frames = list(src.frames())
+    elapsed = time.monotonic() - t0
+    assert len(frames) == 6
+    assert elapsed >= 5 / 25 - 0.01  # frame i is due at i/25 s
+    stamps = [f.captured_mono for f in frames]
+    assert min(np.diff(stamps)) > 0.02
+
+
+def test_replay_loop_and_missing_folder(tmp_path):
+    folder = write_frames(tmp_path / "rec", n=3)
+    src = create_source("cam", ReplaySourceConfig(type="replay", path=folder, loop=True))
+    src.open()
+    names = [Path(src.read().source).name for _ in range(7)]
+    assert names[:4] == ["frame_00000.png", "frame_00001.png", "frame_00002.png", "frame_00000.png"]
+    with pytest.raises(SourceError, match="not a folder"):
+        create_source("cam", ReplaySourceConfig(type="replay", path=tmp_path / "nope")).open()
+
+
+def test_decode_failure_gives_error_frame_not_crash(tmp_path):
+    folder = write_frames(tmp_path / "rec", n=2)
+    (folder / "frame_00000.png").write_bytes(png_bytes()[:40])  # truncated
+    (folder / "frame_00001b.png").write_bytes(b"")  # empty
+    frames = list(create_source("cam", ReplaySourceConfig(type="replay", path=folder)).frames())
+    assert [f.error is not None for f in frames] == [True, False, True]
+    assert frames[0].image is None and "frame_00000.png" in frames[0].error
+    assert frames[1].image is not None
+
+
+# -- folder watch ------------------------------------------------------------------------------
+class Collector:
+    def __init__(self, source):
+        self.source, self.frames = source, []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for frame in self.source.frames():
+            self.frames.append(frame)
+
+    def wait(self, n: int, timeout: float = 5.0):
+        deadline = time.monotonic() + timeout
+        while len(self.frames) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return list(self.frames)
+
+    def stop(self):
+        self.source.stop()
+        self.thread.join(2)
+        assert not self.thread.is_alive()
+
+
+def test_folder_watch_new_files_once_and_never_half_written(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "old.png").write_bytes(png_bytes(seed=9))
+    cfg = FolderSourceConfig(type="folder", path=inbox, settle_ms=250, poll_ms=20, process_existing=False)
+    col = Collector(create_source("cam", cfg))
+    time.sleep(0.1)
+    (inbox / "a.png").write_bytes(png_bytes(seed=1))
+    assert [Path(f.source).name for f in col.wait(1)] == ["a.png"]
+
+    # a slow writer: half the file, a pause shorter than settle_ms, then the rest
+    data = png_bytes(True, seed=2)
+    with open(inbox / "b.png", "wb") as fh:
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        time.sleep(0.12)
+        assert len(col.frames) == 1  # not read while still being written
+        fh.write(data[len(data) // 2:])
+    # a writer that renames when complete: the temporary name is never read
+    (inbox / "c.png.part").write_bytes(png_bytes(seed=3))
+    time.sleep(0.4)
+    assert len(col.frames) == 2
+    (inbox / "c.png.part").rename(inbox / "c.png")
+    frames = col.wait(3)
+    time.sleep(0.4)  # several more polls: nothing is picked up twice
+    col.stop()
+    frames = col.frames
+    assert [Path(f.source).name for f in frames] == ["a.png", "b.png", "c.png"]
+    assert all(f.error is None and f.image is not None for f in frames)
+    assert frames[1].image.max() == 255  # the complete defect frame, not a truncated one
+    assert [f.seq for f in frames] == [0, 1, 2]
+
+
+def test_folder_watch_processes_existing_by_default(tmp_path):
+    folder = write_frames(tmp_path / "inbox", n=3)
+    col = Collector(create_source("cam", FolderSourceConfig(type="folder", path=folder, settle_ms=0, poll_ms=20)))
+    frames = col.wait(3)
+    col.stop()
+    assert [Path(f.source).name for f in frames] == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
+
+
+# -- video and camera --------------------------------------------------------------------------
+def write_video(path: Path, n: int = 5, size: int = 64) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (size, size))
+    assert writer.isOpened()
+    for i in range(n):
+        writer.write(make_frame(i % 2 == 1, size, seed=i))
+    writer.release()
+    return path
+
+
+def test_video_file_frames_and_loop(tmp_path):
+    video = write_video(tmp_path / "line.avi", n=5)
+    frames = list(create_source("cam", VideoSourceConfig(type="video", path=video)).frames())
+    assert len(frames) == 5
+    assert frames[1].image.mean() > frames[0].image.mean() + 50  # frame 1 carries the white square
+    assert frames[4].source == "line.avi#4"
+    looped = create_source("cam", VideoSourceConfig(type="video", path=video, loop=True))
+    looped.open()
+    assert len([looped.read() for _ in range(12)]) == 12
+    looped.close()
+    with pytest.raises(SourceError, match="not found"):
+        create_source("cam", VideoSourceConfig(type="video", path=tmp_path / "none.avi")).open()
+
+
+def test_camera_source_reads_a_stream_and_reports_loss(tmp_path):
+    # a file path is a valid VideoCapture "URL"; its end looks exactly like a dropped stream
+    video = write_video(tmp_path / "stream.avi", n=3)
+    cam = create_source("cam", CameraSourceConfig(type="camera", device=str(video)))
+    assert cam.live
+    cam.open()
+    assert [cam.read().seq for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(SourceError, match="no frame"):
+        cam.read()
+    cam.close()
+    with pytest.raises(SourceError, match="cannot open"):
+        create_source("cam", CameraSourceConfig(type="camera", device=str(tmp_path / "absent.avi"))).open()
+
+
+def test_backoff_grows_is_capped_and_jittered():
+    b = Backoff(base=0.5, cap=4.0, jitter=0.2, rng=random.Random(1))
+    delays = [b.next_delay() for _ in range(8)]
+    assert 0.4 <= delays[0] <= 0.6 and 0.8 <= delays[1] <= 1.2
+    assert all(3.2 <= d <= 4.8 for d in delays[4:])
+    assert len(set(delays[4:])) > 1  # jitter: not lockstep
+    b.reset()
+    assert b.next_delay() <= 0.6
