@@ -1,0 +1,65 @@
+"""``edge-inspector console``: the web console (Django + waitress), its own process beside the daemon.
+
+``edge-inspector console [--host H] [--port P] [--data-dir D] [--zmq URL] [--models-dir M]
+[--daemon-pid-file F]`` serves; ``edge-inspector console createadmin --username U`` creates the
+login (password from stdin or EDGE_INSPECTOR_ADMIN_PASSWORD); ``edge-inspector console manage
+ARGS`` runs any Django management command against the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "console",
+        help="web console: live verdicts, defect gallery, datasets, training, model comparison and promotion",
+        description=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--data-dir", help="database, secret key, uploads, jobs (default ~/.local/share/edge-inspector)")
+    p.add_argument("--zmq", help="daemon's ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
+    p.add_argument("--models-dir", help="the daemon's models folder that 'promote' copies into (default models/)")
+    p.add_argument("--daemon-pid-file", help="pid file of the daemon, signalled with SIGHUP after a promotion")
+    p.add_argument("--frames-root", help="folder the verdicts' relative image paths start from (default: cwd)")
+    p.add_argument("--threads", type=int, default=4, help="web server threads (default 4)")
+    sub = p.add_subparsers(dest="console_command", metavar="ACTION")
+    admin = sub.add_parser("createadmin", help="create or reset an administrator login")
+    admin.add_argument("--username", required=True)
+    admin.add_argument("--email", default="")
+    manage = sub.add_parser("manage", help="run a Django management command (migrate, showmigrations, ...)")
+    manage.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_inspector.console import server  # Django is imported only when the console runs
+
+    server.configure(
+        data_dir=args.data_dir, zmq=args.zmq, models_dir=args.models_dir,
+        daemon_pid_file=args.daemon_pid_file, frames_root=args.frames_root, host=args.host,
+    )
+    action = getattr(args, "console_command", None)
+    if action == "createadmin":
+        from django.core.management import CommandError
+
+        from edge_inspector.console.admin_user import AdminUserError, create_admin
+        from edge_inspector.console.management.commands.createadmin import read_password
+
+        server.migrate()
+        try:
+            user, created = create_admin(args.username, read_password(), args.email)
+        except (AdminUserError, CommandError) as exc:
+            print(f"edge-inspector console createadmin: {exc}", file=sys.stderr)
+            return 2
+        print(f"{'created' if created else 'updated'} admin user {user.get_username()}")
+        return 0
+    if action == "manage":
+        from django.core.management import execute_from_command_line
+
+        execute_from_command_line(["edge-inspector console manage", *args.args])
+        return 0
+    return server.serve(args.host, args.port, threads=args.threads)

@@ -1,0 +1,232 @@
+"""Training jobs: queue, start detached workers, follow their files, cancel, recover after a restart.
+
+The web process never trains: a job is a ``jobrunner`` process in its own session running the
+``edge-inspector train`` (then ``evaluate``) CLI. ``tick()`` is the whole scheduler: it refreshes
+running jobs from their files and starts the oldest queued job when none runs (2-core machines:
+one job at a time). The console calls it from a monitor thread and from the job pages, and tests
+call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from .models import TrainingJob, audit
+
+log = logging.getLogger(__name__)
+_lock = threading.RLock()
+_children: dict[int, subprocess.Popen] = {}
+CANCEL_MARKER = "cancel-requested"
+
+DETECTOR_KINDS = [
+    ("feature_memory", "Feature-memory detector (PatchCore-style, normal images only)"),
+    ("autoencoder", "Autoencoder (normal images only)"),
+    ("classifier", "EfficientNet-Lite classifier (needs labelled defects)"),
+]
+
+
+def _command(key: str, default: list[str]) -> list[str]:
+    configured = settings.CONSOLE.get(key) or ""
+    return shlex.split(configured) if configured else default
+
+
+def build_steps(job: TrainingJob, out_dir: Path, report_dir: Path) -> list[dict]:
+    """The argv of each step; ``{card}`` stands for the card the train step will produce."""
+    cli = [sys.executable, "-m", "edge_inspector"]
+    train = _command("TRAIN_COMMAND", [*cli, "train"])
+    opts = job.options or {}
+    argv = [*train, job.dataset.path, "--model", job.kind, "--out", str(out_dir)]
+    if opts.get("name"):
+        argv += ["--name", str(opts["name"])]
+    if opts.get("seed") not in (None, ""):
+        argv += ["--seed", str(int(opts["seed"]))]
+    argv += shlex.split(opts.get("extra_args", "") or "")
+    steps = [{"name": "train", "argv": argv}]
+    if opts.get("evaluate", True):
+        evaluate = _command("EVALUATE_COMMAND", [*cli, "evaluate"])
+        steps.append({"name": "evaluate", "argv": [*evaluate, "{card}", job.dataset.path, "--out", str(report_dir)]})
+    return steps
+
+
+def start(job: TrainingJob) -> TrainingJob:
+    """Spawn the detached worker for a queued job and mark it running."""
+    job_dir = Path(settings.CONSOLE["JOBS_DIR"]) / f"job-{job.pk}"
+    out_dir, report_dir = job_dir / "model", job_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"steps": build_steps(job, out_dir, report_dir), "out_dir": str(out_dir), "env": {"OMP_NUM_THREADS": "2"}}
+    spec_path = job_dir / "spec.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    for stale in ("status.json", "progress.json", CANCEL_MARKER):
+        (job_dir / stale).unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_inspector.console.jobrunner", str(spec_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(job_dir / "runner-stderr.txt", "wb"),  # noqa: SIM115 - handed to the child
+        start_new_session=True,  # survives the console: its own session and process group
+        cwd=os.getcwd(),
+    )
+    _children[proc.pid] = proc
+    job.status, job.pid, job.started_at = "running", proc.pid, timezone.now()
+    job.work_dir, job.log_path = str(job_dir), str(job_dir / "log.txt")
+    job.progress, job.step, job.error = 0.0, "starting", ""
+    job.save()
+    log.info("started %s as pid %d", job, proc.pid)
+    return job
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while the worker runs; reaps our own children so a finished one is not a live zombie."""
+    if not pid:
+        return False
+    proc = _children.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return True
+        _children.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a pid reused by an unrelated process is not our worker
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return b"jobrunner" in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def refresh(job: TrainingJob) -> TrainingJob:
+    """Update a running job from its worker's files; finish it when the worker has ended."""
+    if job.status != "running":
+        return job
+    job_dir = Path(job.work_dir)
+    if progress := _read_json(job_dir / "progress.json"):
+        job.progress = float(progress.get("progress", job.progress))
+        job.step = str(progress.get("step", job.step))
+    status = _read_json(job_dir / "status.json")
+    if status is None and pid_alive(job.pid):
+        job.save(update_fields=["progress", "step"])
+        return job
+    if status is None:
+        status = {"returncode": -1, "error": "the worker process ended without a result (killed, or lost in a restart)",
+                  "cancelled": (job_dir / CANCEL_MARKER).exists()}
+    job.finished_at = timezone.now()
+    if status.get("cancelled"):
+        job.status, job.error = "cancelled", ""
+    elif status.get("returncode") == 0 and status.get("card"):
+        job.status, job.progress, job.result_card = "done", 1.0, status["card"]
+    else:
+        job.status = "failed"
+        job.error = status.get("error") or "failed"
+        if status.get("returncode") == 0:
+            job.error = "training finished but wrote no model card"
+    job.save()
+    if job.status == "done":
+        from .registry import register_card
+
+        try:
+            register_card(Path(job.result_card), report_dir=job_dir / "report", job=job)
+        except Exception as exc:  # noqa: BLE001 - a bad card fails the job visibly instead of the page
+            job.status, job.error = "failed", f"model card {job.result_card}: {exc}"
+            job.save()
+    audit(None, f"job.{job.status}", job=job.pk, kind=job.kind, error=job.error)
+    return job
+
+
+def cancel(job: TrainingJob, user) -> TrainingJob:
+    """Queued jobs are cancelled at once; running ones get SIGTERM and finish as cancelled."""
+    with _lock:
+        job.refresh_from_db()
+        if job.status == "queued":
+            job.status, job.finished_at = "cancelled", timezone.now()
+            job.save()
+        elif job.status == "running" and pid_alive(job.pid):
+            # The marker covers a worker killed by this SIGTERM before its handler was installed.
+            (Path(job.work_dir) / CANCEL_MARKER).touch()
+            os.kill(job.pid, signal.SIGTERM)
+        audit(user, "job.cancel", job=job.pk)
+    return job
+
+
+def tick() -> None:
+    """One scheduler pass: refresh running jobs, then start the oldest queued one if none runs."""
+    with _lock:
+        running = list(TrainingJob.objects.filter(status="running"))
+        for job in running:
+            refresh(job)
+        if not TrainingJob.objects.filter(status="running").exists():
+            nxt = TrainingJob.objects.filter(status="queued").order_by("created_at", "id").first()
+            if nxt is not None:
+                try:
+                    start(nxt)
+                except OSError as exc:
+                    nxt.status, nxt.error, nxt.finished_at = "failed", f"cannot start worker: {exc}", timezone.now()
+                    nxt.save()
+
+
+def recover() -> None:
+    """At console start: running jobs whose worker is gone are finished from their files or failed."""
+    for job in TrainingJob.objects.filter(status="running"):
+        if not pid_alive(job.pid):
+            log.info("recovering %s: worker pid %s is gone", job, job.pid)
+        refresh(job)
+
+
+class JobMonitor(threading.Thread):
+    """Calls tick() every ``interval`` seconds inside the console process."""
+
+    def __init__(self, interval: float = 1.0):
+        super().__init__(name="job-monitor", daemon=True)
+        self.interval = interval
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(5)
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            try:
+                close_old_connections()
+                tick()
+            except Exception:  # noqa: BLE001 - the monitor must outlive a transient DB error
+                log.exception("job monitor tick failed")
+
+
+def log_tail(job: TrainingJob, limit: int = 8000) -> str:
+    """The end of the job's log, with tqdm's carriage-return redraws collapsed to their last state."""
+    if not job.log_path:
+        return ""
+    try:
+        with open(job.log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit * 4))
+            raw = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.rsplit("\r", 1)[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r") for line in raw.split("\n")]
+    return "\n".join(lines)[-limit:]

@@ -1,0 +1,130 @@
+"""Promote a trained model: copy model + card (+ calibration) into the daemon's models dir, send SIGHUP.
+
+Files are copied to a temporary name and renamed into place so the daemon, reloading at any
+moment, never reads a half-written model; the card is renamed last so a card never points at a
+model file that is not there yet. The daemon re-verifies the sha256 on reload.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.utils import timezone
+
+from edge_inspector.card import CARD_SUFFIX, load_card
+
+from .models import TrainedModel, audit
+
+
+class PromoteError(RuntimeError):
+    """The model cannot be promoted (bad card, unwritable models dir); nothing was signalled."""
+
+
+@dataclass
+class PromoteResult:
+    copied: list[str] = field(default_factory=list)
+    signalled_pid: int | None = None
+    signal_error: str = ""
+
+
+def calibration_dir_for(models_dir: Path) -> Path:
+    """Where calibration records live for a models folder: the layout train.py documents
+    (``<repo>/models`` -> ``<repo>/calibration``, any other folder -> ``<folder>/calibration``)."""
+    models_dir = Path(models_dir)
+    return models_dir.parent / "calibration" if models_dir.name == "models" else models_dir / "calibration"
+
+
+def calibration_files(card_path: Path, model_file: str) -> list[tuple[Path, str]]:
+    """(file, kind) pairs that belong to the model besides the ONNX file and card.
+
+    kind "sibling": ``<name>.calib*`` / ``<name>.*threshold*`` beside the card;
+    kind "calibration": ``<name>*`` in the calibration folder of the card's folder.
+    """
+    stem = card_path.name[: -len(CARD_SUFFIX)]
+    found: list[tuple[Path, str]] = []
+    for path in sorted(card_path.parent.glob(f"{stem}.*")):
+        if path == card_path or path.name == model_file or not path.is_file():
+            continue
+        if "calib" in path.name.lower() or "threshold" in path.name.lower():
+            found.append((path, "sibling"))
+    calib_dir = calibration_dir_for(card_path.parent)
+    if calib_dir.is_dir():
+        found += [(p, "calibration") for p in sorted(calib_dir.glob(f"{stem}*")) if p.is_file()]
+    return found
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.promote-tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def read_pid(pid_file: Path) -> int:
+    try:
+        text = Path(pid_file).read_text().strip()
+    except OSError as exc:
+        raise ProcessLookupError(f"daemon pid file {pid_file}: cannot read ({exc.strerror})") from exc
+    if not text.isdigit() or int(text) <= 1:
+        raise ProcessLookupError(f"daemon pid file {pid_file}: expected a process id, found {text[:40]!r}")
+    return int(text)
+
+
+def promote(model: TrainedModel, models_dir: Path, pid_file: Path | None, user) -> PromoteResult:
+    card_path = Path(model.card_path)
+    try:
+        card = load_card(card_path)
+    except ValueError as exc:
+        raise PromoteError(str(exc)) from exc
+    models_dir = Path(models_dir)
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PromoteError(f"models dir {models_dir}: cannot create ({exc.strerror})") from exc
+    result = PromoteResult()
+    model_file = card.model_path(card_path)
+    plan = [(model_file, models_dir / model_file.name)]
+    for path, kind in calibration_files(card_path, card.model_file):
+        plan.append((path, (models_dir if kind == "sibling" else calibration_dir_for(models_dir)) / path.name))
+    plan.append((card_path, models_dir / card_path.name))  # last: the card makes the model visible
+    src = card_path
+    try:
+        for src, dst in plan:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _copy_atomic(src, dst)
+            result.copied.append(str(dst))
+    except OSError as exc:
+        raise PromoteError(f"copying {src} to {models_dir}: {exc}") from exc
+    if pid_file is None:
+        result.signal_error = "no daemon pid file configured (--daemon-pid-file); reload the daemon yourself"
+    else:
+        try:
+            pid = read_pid(pid_file)
+        except ProcessLookupError as exc:
+            result.signal_error = str(exc)
+        else:
+            try:
+                os.kill(pid, signal.SIGHUP)
+                result.signalled_pid = pid
+            except ProcessLookupError:
+                result.signal_error = f"daemon pid {pid} from {pid_file} is not running"
+            except PermissionError:
+                result.signal_error = f"not allowed to signal daemon pid {pid} from {pid_file} (run as its user)"
+    TrainedModel.objects.filter(name=model.name).exclude(pk=model.pk).update(deployed=False)
+    model.deployed, model.deployed_at = True, timezone.now()
+    model.save(update_fields=["deployed", "deployed_at"])
+    audit(
+        user,
+        "model.promote",
+        model=model.name,
+        version=model.version,
+        card=str(card_path),
+        models_dir=str(models_dir),
+        copied=result.copied,
+        sighup_pid=result.signalled_pid,
+        signal_error=result.signal_error,
+    )
+    return result

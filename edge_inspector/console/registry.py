@@ -1,0 +1,85 @@
+"""Known models: register a card (from a finished job or an existing folder) with its metrics and report.
+
+Metrics come from the card's ``metrics`` and, when an evaluation ran, from ``report.json``
+(flattened to dotted names such as ``image.auroc``), so the comparison page shows whatever the
+evaluation measured without the console hard-coding its schema.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge_inspector.card import load_card
+
+from .models import TrainedModel, TrainingJob
+
+MAX_METRICS = 60
+
+
+def flatten_metrics(data: dict, prefix: str = "", depth: int = 0) -> dict[str, float]:
+    """Numeric leaves of a nested dict as {"a.b": value}; lists and strings are left out."""
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            out[name] = float(value)
+        elif isinstance(value, dict) and depth < 2:
+            out.update(flatten_metrics(value, name + ".", depth + 1))
+        if len(out) >= MAX_METRICS:
+            break
+    return out
+
+
+def find_report(report_dir: Path | None) -> tuple[Path | None, dict]:
+    if report_dir is None or not Path(report_dir).is_dir():
+        return None, {}
+    report = Path(report_dir) / "report.json"
+    if not report.is_file():
+        candidates = sorted(Path(report_dir).rglob("report.json"))
+        report = candidates[0] if candidates else None
+    if report is None:
+        return None, {}
+    try:
+        data = json.loads(report.read_text())
+    except ValueError:
+        return report.parent, {}
+    return report.parent, data if isinstance(data, dict) else {}
+
+
+def report_metrics(data: dict) -> dict[str, float]:
+    source = data.get("metrics") if isinstance(data.get("metrics"), dict) else data
+    return flatten_metrics(source)
+
+
+def register_card(card_path: Path, *, report_dir: Path | None = None, job: TrainingJob | None = None) -> TrainedModel:
+    """Create or update the TrainedModel for a card; raises CardError when the card or its model is bad."""
+    card_path = Path(card_path).resolve()
+    card = load_card(card_path)  # checks the model file's sha256 too
+    found_dir, report = find_report(report_dir)
+    metrics = {k: float(v) for k, v in card.metrics.items() if isinstance(v, int | float)}
+    metrics.update(report_metrics(report))
+    model, _ = TrainedModel.objects.update_or_create(
+        card_path=str(card_path),
+        defaults={
+            "name": card.name,
+            "version": card.version,
+            "kind": card.kind,
+            "card": json.loads(card.model_dump_json(by_alias=True)),
+            "metrics": metrics,
+            "report_dir": str(found_dir) if found_dir else "",
+            "job": job,
+        },
+    )
+    return model
+
+
+def metric_columns(models: list[TrainedModel], limit: int = 12) -> list[str]:
+    """The metric names most models share, most common first (ties: alphabetical)."""
+    counts: dict[str, int] = {}
+    for m in models:
+        for key in m.metrics or {}:
+            counts[key] = counts.get(key, 0) + 1
+    return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:limit]

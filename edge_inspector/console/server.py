@@ -1,0 +1,70 @@
+"""Start the console: configure Django from flags, migrate, start the subscriber and job monitor, serve.
+
+The web server is waitress (a production WSGI server, pure Python, no compiler needed on a
+Jetson), never Django's runserver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# flag name -> environment variable read by conf.py / settings.py
+FLAG_ENV = {
+    "data_dir": "EDGE_INSPECTOR_DATA_DIR",
+    "zmq": "EDGE_INSPECTOR_ZMQ",
+    "models_dir": "EDGE_INSPECTOR_MODELS_DIR",
+    "daemon_pid_file": "EDGE_INSPECTOR_DAEMON_PID_FILE",
+    "frames_root": "EDGE_INSPECTOR_FRAMES_ROOT",
+}
+
+
+def configure(**flags) -> None:
+    """Turn CLI flags into the environment settings.py reads, then set Django up (once per process)."""
+    for name, var in FLAG_ENV.items():
+        value = flags.get(name)
+        if value not in (None, ""):
+            os.environ[var] = str(Path(value).expanduser().resolve()) if name != "zmq" else str(value)
+    host = flags.get("host")
+    if host and host not in ("0.0.0.0", "::") and "EDGE_INSPECTOR_ALLOWED_HOSTS" not in os.environ:
+        os.environ["EDGE_INSPECTOR_ALLOWED_HOSTS"] = ",".join(dict.fromkeys([host, "127.0.0.1", "localhost", "[::1]"]))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edge_inspector.console.settings")
+    import django
+
+    django.setup()
+
+
+def migrate(verbosity: int = 0) -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=verbosity)
+
+
+def serve(host: str, port: int, threads: int = 4) -> int:
+    """Migrate, recover jobs, start background threads, then block in waitress until interrupted."""
+    import waitress
+    from django.conf import settings
+
+    from . import jobs
+    from .subscriber import VerdictSubscriber
+    from .wsgi import application
+
+    migrate()
+    jobs.recover()
+    subscriber = VerdictSubscriber(settings.CONSOLE["ZMQ_ENDPOINT"], keep=settings.CONSOLE["KEEP_VERDICTS"])
+    subscriber.start()
+    monitor = jobs.JobMonitor()
+    monitor.start()
+    log.info(
+        "console on http://%s:%d/ (data %s, verdicts from %s, models dir %s)",
+        host, port, settings.DATA_DIR, settings.CONSOLE["ZMQ_ENDPOINT"], settings.CONSOLE["MODELS_DIR"],
+    )
+    try:
+        waitress.serve(application, host=host, port=port, threads=threads, ident="edge-inspector-console")
+    finally:
+        subscriber.stop()
+        monitor.stop()
+    return 0

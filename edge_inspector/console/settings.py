@@ -1,0 +1,103 @@
+"""Django settings for the console; every deployment choice comes from conf.py's environment variables.
+
+DEBUG is off unless EDGE_INSPECTOR_DEBUG=1: the console runs on factory networks, where a
+debug page leaking settings is a real risk.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import conf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = conf.data_dir()
+SECRET_KEY = conf.secret_key(DATA_DIR)
+DEBUG = conf.flag("DEBUG", False)
+ALLOWED_HOSTS = conf.path_list(conf.env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]"))
+CSRF_TRUSTED_ORIGINS = conf.path_list(conf.env("CSRF_TRUSTED_ORIGINS"))
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "edge_inspector.console.apps.ConsoleConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a login unless the view is explicitly marked @login_not_required.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "edge_inspector.console.urls"
+WSGI_APPLICATION = "edge_inspector.console.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": conf.parse_database_url(os.environ.get("DATABASE_URL", "sqlite:///console.sqlite3"), DATA_DIR)
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The verdict subscriber writes while pages read: wait for the lock instead of failing at once.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# Static files are served by the console itself (views.static_file): no collectstatic step,
+# no CDN, and the vendored Bootstrap/Chart.js always match the templates.
+STATIC_URL = "/static/"
+STATIC_DIR = PACKAGE_DIR / "static"
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "SAMEORIGIN"  # the model report is shown in an iframe on the model page
+
+# --- console-specific --------------------------------------------------------------------------
+CONSOLE = {
+    "ZMQ_ENDPOINT": conf.env("ZMQ", "tcp://127.0.0.1:5556"),
+    "MODELS_DIR": Path(conf.env("MODELS_DIR", "models")).expanduser().resolve(),
+    "DAEMON_PID_FILE": Path(p).expanduser().resolve() if (p := conf.env("DAEMON_PID_FILE")) else None,
+    "FRAMES_ROOT": Path(conf.env("FRAMES_ROOT", ".")).expanduser().resolve(),
+    "KEEP_VERDICTS": int(conf.env("KEEP_VERDICTS", "200000")),
+    # The training/evaluation commands, as argv prefixes; overridable so a site can wrap them.
+    "TRAIN_COMMAND": conf.env("TRAIN_COMMAND", ""),
+    "EVALUATE_COMMAND": conf.env("EVALUATE_COMMAND", ""),
+    "UPLOADS_DIR": DATA_DIR / "datasets",
+    "JOBS_DIR": DATA_DIR / "jobs",
+}

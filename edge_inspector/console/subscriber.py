@@ -1,0 +1,152 @@
+"""The verdict subscriber: a thread that reads the daemon's ZeroMQ PUB stream into the database.
+
+Messages are multipart ``[topic, json]`` with topic ``<prefix>/<line>/<camera>/verdict``. Rows are
+written in small batches (bulk insert, duplicates ignored) so a daemon at hundreds of frames per
+second costs one INSERT per batch, and old rows are pruned so the table stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import datetime
+
+import zmq
+from django.db import close_old_connections
+from pydantic import ValidationError
+
+from edge_inspector.messages import Verdict as VerdictMessage
+
+from .models import Verdict
+
+log = logging.getLogger(__name__)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def to_row(payload: bytes | str) -> Verdict:
+    """Validate one JSON message against the Verdict schema and turn it into an unsaved row."""
+    msg = VerdictMessage.model_validate_json(payload)
+    data = json.loads(msg.to_json())
+    total = msg.latency_ms.get("total")
+    return Verdict(
+        line=msg.line,
+        camera=msg.camera,
+        frame=msg.frame,
+        captured_at=parse_time(msg.captured_at),
+        decided_at=parse_time(msg.decided_at),
+        verdict=msg.verdict,
+        score=msg.score,
+        threshold=msg.threshold,
+        defect_type=msg.defect_type or "",
+        defect_confidence=msg.defect_confidence,
+        latency_ms=total,
+        image=msg.image or "",
+        source=msg.source or "",
+        error=msg.error or "",
+        message=data,
+    )
+
+
+def store(rows: list[Verdict]) -> int:
+    """Insert rows, silently skipping redeliveries (same line, camera, frame, capture time)."""
+    if not rows:
+        return 0
+    Verdict.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def prune(keep: int) -> int:
+    """Delete all but the newest ``keep`` verdicts; rows marked for review are kept."""
+    cutoff = Verdict.objects.order_by("-id").values_list("id", flat=True)[keep : keep + 1]
+    ids = list(cutoff)
+    if not ids:
+        return 0
+    deleted, _ = Verdict.objects.filter(id__lte=ids[0], review=False).delete()
+    return deleted
+
+
+class VerdictSubscriber(threading.Thread):
+    """Connects a SUB socket to the daemon's endpoint and stores every verdict message it receives."""
+
+    def __init__(self, endpoint: str, *, keep: int = 200_000, flush_s: float = 0.25, prune_every_s: float = 60.0):
+        super().__init__(name="verdict-subscriber", daemon=True)
+        self.endpoint = endpoint
+        self.keep = keep
+        self.flush_s = flush_s
+        self.prune_every_s = prune_every_s
+        self.received = 0
+        self.rejected = 0
+        self.connected = threading.Event()
+        self._stopping = threading.Event()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self.join(timeout)
+
+    def run(self) -> None:
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(self.endpoint)
+        self.connected.set()
+        log.info("verdict subscriber connected to %s", self.endpoint)
+        pending: list[Verdict] = []
+        last_flush = last_prune = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                if sock.poll(100):
+                    while True:
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        row = self._decode(parts)
+                        if row is not None:
+                            pending.append(row)
+                        if len(pending) >= 500:
+                            break
+                now = time.monotonic()
+                if pending and (now - last_flush >= self.flush_s or len(pending) >= 500):
+                    self._flush(pending)
+                    pending = []
+                    last_flush = now
+                if now - last_prune >= self.prune_every_s:
+                    last_prune = now
+                    self._safe(prune, self.keep)
+            self._flush(pending)
+        finally:
+            sock.close()
+            close_old_connections()
+
+    def _decode(self, parts: list[bytes]) -> Verdict | None:
+        topic = parts[0].decode("utf-8", "replace") if len(parts) > 1 else ""
+        if topic and not topic.endswith("/verdict"):
+            return None  # status or other topics share the socket
+        try:
+            row = to_row(parts[-1])
+        except (ValidationError, ValueError) as exc:
+            self.rejected += 1
+            log.warning("ignoring malformed verdict on %r: %s", topic, str(exc).splitlines()[0])
+            return None
+        self.received += 1
+        return row
+
+    def _flush(self, rows: list[Verdict]) -> None:
+        self._safe(store, rows)
+
+    def _safe(self, fn, *args) -> None:
+        """A database hiccup (locked SQLite, restarted PostgreSQL) must not kill the thread."""
+        try:
+            close_old_connections()
+            fn(*args)
+        except Exception:  # noqa: BLE001
+            log.exception("verdict subscriber: %s failed", fn.__name__)

@@ -1,0 +1,382 @@
+"""Console pages and the small JSON API the live pages poll."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.db.models import Avg, Count, Q
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from edge_inspector.card import CardError
+
+from . import datasets, files, jobs
+from .forms import DatasetFolderForm, DatasetUploadForm, ImportModelForm, ReviewForm, TrainingForm
+from .models import AuditLog, Dataset, TrainedModel, TrainingJob, Verdict, audit
+from .promote import PromoteError, promote
+from .registry import metric_columns, register_card
+
+log = logging.getLogger(__name__)
+STATS_WINDOW = timedelta(hours=1)
+
+
+# --- static files (vendored Bootstrap / Chart.js and the console's own JS) --------------------------
+@login_not_required
+@require_GET
+def static_file(request: HttpRequest, path: str) -> HttpResponse:
+    response = files.serve(files.contained(settings.STATIC_DIR, path))
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+# --- dashboard + verdict API ---------------------------------------------------------------------
+def verdict_json(v: Verdict) -> dict:
+    return {
+        "id": v.id,
+        "line": v.line,
+        "camera": v.camera,
+        "frame": v.frame,
+        "captured_at": v.captured_at.isoformat(),
+        "verdict": v.verdict,
+        "score": v.score,
+        "defect_type": v.defect_type,
+        "latency_ms": v.latency_ms,
+        "image_url": f"/frames/{v.id}/frame" if v.image else None,
+        "overlay_url": f"/frames/{v.id}/overlay" if v.image else None,
+        "review": v.review,
+    }
+
+
+def camera_stats() -> list[dict]:
+    """Per camera over the last hour received: counts, OK/defect rate, mean latency."""
+    since = timezone.now() - STATS_WINDOW
+    rows = (
+        Verdict.objects.filter(received_at__gte=since)
+        .values("camera")
+        .annotate(
+            total=Count("id"),
+            ok=Count("id", filter=Q(verdict="ok")),
+            defect=Count("id", filter=Q(verdict="defect")),
+            error=Count("id", filter=Q(verdict="error")),
+            latency=Avg("latency_ms"),
+        )
+        .order_by("camera")
+    )
+    out = []
+    for r in rows:
+        total = r["total"] or 1
+        out.append({
+            "camera": r["camera"],
+            "total": r["total"],
+            "ok_rate": r["ok"] / total,
+            "defect_rate": r["defect"] / total,
+            "error_rate": r["error"] / total,
+            "latency_ms": r["latency"],
+        })
+    return out
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/dashboard.html", {"poll_ms": 1000})
+
+
+@require_GET
+def api_verdicts(request: HttpRequest) -> JsonResponse:
+    """Verdicts with id > since (oldest first, at most ``limit``), plus per-camera stats."""
+    try:
+        since = int(request.GET.get("since", "0"))
+        limit = min(max(int(request.GET.get("limit", "100")), 1), 500)
+    except ValueError:
+        return JsonResponse({"error": "since and limit must be integers"}, status=400)
+    qs = Verdict.objects.filter(id__gt=since)
+    if camera := request.GET.get("camera"):
+        qs = qs.filter(camera=camera)
+    if since == 0:  # first call: the newest ones, not the oldest in history
+        rows = list(qs.order_by("-id")[:limit])[::-1]
+    else:
+        rows = list(qs.order_by("id")[:limit])
+    last_id = rows[-1].id if rows else since
+    return JsonResponse({"verdicts": [verdict_json(v) for v in rows], "last_id": last_id, "cameras": camera_stats()})
+
+
+@require_GET
+def frame_image(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    verdict = get_object_or_404(Verdict, pk=pk)
+    frame = files.frame_path(settings.CONSOLE["FRAMES_ROOT"], verdict.image)
+    if kind == "overlay":
+        overlay = files.overlay_path(frame)
+        return files.serve(overlay or frame)
+    if kind != "frame":
+        raise Http404("unknown image kind")
+    return files.serve(frame)
+
+
+# --- gallery -------------------------------------------------------------------------------------
+def _parse_dt(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else timezone.make_aware(dt, timezone.get_current_timezone())
+
+
+@require_GET
+def gallery(request: HttpRequest) -> HttpResponse:
+    q = request.GET
+    qs = Verdict.objects.filter(verdict="defect")
+    errors = []
+    if q.get("camera"):
+        qs = qs.filter(camera=q["camera"])
+    if q.get("defect_type"):
+        qs = qs.filter(defect_type=q["defect_type"])
+    if q.get("review") == "1":
+        qs = qs.filter(review=True)
+    for field, lookup in (("since", "captured_at__gte"), ("until", "captured_at__lte")):
+        if q.get(field):
+            if (dt := _parse_dt(q[field])) is None:
+                errors.append(f"{field}: expected a date/time like 2026-11-24T10:00, got {q[field]!r}")
+            else:
+                qs = qs.filter(**{lookup: dt})
+    if q.get("min_score"):
+        try:
+            qs = qs.filter(score__gte=float(q["min_score"]))
+        except ValueError:
+            errors.append(f"min_score: expected a number, got {q['min_score']!r}")
+    context = {
+        "verdicts": qs.order_by("-id")[:120],
+        "cameras": Verdict.objects.values_list("camera", flat=True).distinct().order_by("camera"),
+        "defect_types": Verdict.objects.exclude(defect_type="").values_list("defect_type", flat=True)
+        .distinct().order_by("defect_type"),
+        "filters": q,
+        "errors": errors,
+    }
+    return render(request, "console/gallery.html", context)
+
+
+@require_POST
+def review_verdict(request: HttpRequest, pk: int) -> HttpResponse:
+    """The "false alarm" button: mark a defect verdict for review, with an optional note."""
+    verdict = get_object_or_404(Verdict, pk=pk)
+    form = ReviewForm(request.POST)
+    note = form.cleaned_data["note"] if form.is_valid() else ""
+    verdict.review, verdict.review_note = True, note
+    verdict.reviewed_by, verdict.reviewed_at = request.user.get_username(), timezone.now()
+    verdict.save(update_fields=["review", "review_note", "reviewed_by", "reviewed_at"])
+    audit(request.user, "verdict.false_alarm", verdict=verdict.pk, camera=verdict.camera, frame=verdict.frame,
+          note=note)
+    messages.success(request, f"{verdict.camera} frame {verdict.frame} marked as a false alarm for review.")
+    return redirect(request.POST.get("next") or "gallery")
+
+
+# --- datasets ------------------------------------------------------------------------------------
+def _datasets_page(request, upload_form=None, folder_form=None, status=200):
+    context = {
+        "datasets": Dataset.objects.all(),
+        "upload_form": upload_form or DatasetUploadForm(),
+        "folder_form": folder_form or DatasetFolderForm(),
+    }
+    return render(request, "console/datasets.html", context, status=status)
+
+
+@require_GET
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    return _datasets_page(request)
+
+
+def _after_validation(request, record: Dataset) -> HttpResponse:
+    audit(request.user, "dataset.add", dataset=record.pk, name=record.name, status=record.status, error=record.error)
+    if record.status == "valid":
+        total = record.counts.get("total", 0)
+        messages.success(request, f"Dataset {record.name}: {total} images, layout {record.layout}.")
+    else:
+        messages.error(request, f"Dataset {record.name} rejected: {record.error}")
+    return redirect("dataset_detail", pk=record.pk)
+
+
+@require_POST
+def dataset_upload(request: HttpRequest) -> HttpResponse:
+    form = DatasetUploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _datasets_page(request, upload_form=form, status=400)
+    path = datasets.store_upload(form.cleaned_data["archive"], form.cleaned_data["name"])
+    record = Dataset.objects.create(
+        name=form.cleaned_data["name"], source="zip", path=str(path), created_by=request.user.get_username()
+    )
+    return _after_validation(request, datasets.validate(record))
+
+
+@require_POST
+def dataset_folder(request: HttpRequest) -> HttpResponse:
+    form = DatasetFolderForm(request.POST)
+    if not form.is_valid():
+        return _datasets_page(request, folder_form=form, status=400)
+    record = Dataset.objects.create(
+        name=form.cleaned_data["name"], source="folder", path=form.cleaned_data["path"],
+        created_by=request.user.get_username(),
+    )
+    return _after_validation(request, datasets.validate(record))
+
+
+@require_GET
+def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    record = get_object_or_404(Dataset, pk=pk)
+    splits = {k: v for k, v in (record.counts or {}).items() if isinstance(v, dict)}
+    return render(request, "console/dataset_detail.html", {"dataset": record, "splits": splits})
+
+
+@require_POST
+def dataset_revalidate(request: HttpRequest, pk: int) -> HttpResponse:
+    return _after_validation(request, datasets.validate(get_object_or_404(Dataset, pk=pk)))
+
+
+# --- training ------------------------------------------------------------------------------------
+def training(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = TrainingForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            job = TrainingJob.objects.create(
+                dataset=data["dataset"],
+                kind=data["kind"],
+                options={k: data[k] for k in ("name", "seed", "evaluate", "extra_args")},
+                created_by=request.user.get_username(),
+            )
+            audit(request.user, "job.create", job=job.pk, kind=job.kind, dataset=job.dataset.name)
+            jobs.tick()
+            messages.success(request, f"Training job {job.pk} queued.")
+            return redirect("job_detail", pk=job.pk)
+        status = 400
+    else:
+        form, status = TrainingForm(initial={"dataset": request.GET.get("dataset"), "seed": 0, "evaluate": True}), 200
+    context = {"form": form, "jobs": TrainingJob.objects.all()[:50]}
+    return render(request, "console/training.html", context, status=status)
+
+
+def job_json(job: TrainingJob) -> dict:
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "progress": job.progress,
+        "step": job.step,
+        "error": job.error,
+        "kind": job.kind,
+        "dataset": job.dataset.name,
+        "result_card": job.result_card,
+        "model_id": job.models.values_list("id", flat=True).first(),
+        "log": jobs.log_tail(job),
+        "finished": job.finished,
+    }
+
+
+@require_GET
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(TrainingJob, pk=pk)
+    jobs.refresh(job)
+    return render(request, "console/job_detail.html", {"job": job, "log": jobs.log_tail(job)})
+
+
+@require_GET
+def api_job(request: HttpRequest, pk: int) -> JsonResponse:
+    job = get_object_or_404(TrainingJob, pk=pk)
+    jobs.refresh(job)
+    return JsonResponse(job_json(job))
+
+
+@require_POST
+def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = jobs.cancel(get_object_or_404(TrainingJob, pk=pk), request.user)
+    messages.info(request, f"Cancel requested for job {job.pk}.")
+    return redirect("job_detail", pk=job.pk)
+
+
+# --- models --------------------------------------------------------------------------------------
+def model_list(request: HttpRequest) -> HttpResponse:
+    """Comparison table of every known model's metrics, with a Chart.js chart of one metric."""
+    form = ImportModelForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            model = register_card(Path(form.cleaned_data["card_path"]).expanduser(),
+                                  report_dir=Path(form.cleaned_data["report_dir"]).expanduser()
+                                  if form.cleaned_data["report_dir"] else None)
+        except (CardError, OSError) as exc:
+            form.add_error("card_path", str(exc))
+        else:
+            audit(request.user, "model.import", model=model.name, card=model.card_path)
+            messages.success(request, f"Model {model.name} imported.")
+            return redirect("model_detail", pk=model.pk)
+    models = list(TrainedModel.objects.all())
+    columns = metric_columns(models)
+    rows = [{"model": m, "values": [m.metrics.get(c) for c in columns]} for m in models]
+    chart = {"labels": [f"{m.name} v{m.version} (#{m.pk})" for m in models],
+             "metrics": {c: [m.metrics.get(c) for m in models] for c in columns}}
+    status = 400 if request.method == "POST" else 200
+    return render(request, "console/models.html",
+                  {"rows": rows, "columns": columns, "chart": chart, "form": form}, status=status)
+
+
+def _report_files(model: TrainedModel) -> tuple[bool, list[str]]:
+    if not model.report_dir:
+        return False, []
+    folder = Path(model.report_dir)
+    has_html = (folder / "report.html").is_file()
+    images = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png") if "roc" in p.name.lower())
+    return has_html, images
+
+
+@require_GET
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    model = get_object_or_404(TrainedModel, pk=pk)
+    has_html, roc_images = _report_files(model)
+    context = {
+        "model": model,
+        "card_json": json.dumps(model.card, indent=2),
+        "has_report": has_html,
+        "roc_images": roc_images,
+        "metrics": sorted(model.metrics.items()),
+        "models_dir": settings.CONSOLE["MODELS_DIR"],
+        "pid_file": settings.CONSOLE["DAEMON_PID_FILE"],
+        "promotions": AuditLog.objects.filter(action="model.promote", detail__card=model.card_path)[:10],
+    }
+    return render(request, "console/model_detail.html", context)
+
+
+@require_GET
+def model_report(request: HttpRequest, pk: int, path: str = "report.html") -> HttpResponse:
+    model = get_object_or_404(TrainedModel, pk=pk)
+    if not model.report_dir:
+        raise Http404("this model has no evaluation report")
+    return files.serve(files.contained(Path(model.report_dir), path))
+
+
+@require_POST
+def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    model = get_object_or_404(TrainedModel, pk=pk)
+    try:
+        result = promote(model, settings.CONSOLE["MODELS_DIR"], settings.CONSOLE["DAEMON_PID_FILE"], request.user)
+    except PromoteError as exc:
+        messages.error(request, f"Promote failed: {exc}")
+        audit(request.user, "model.promote_failed", model=model.name, card=model.card_path, error=str(exc))
+    else:
+        text = f"{model.name} copied to {settings.CONSOLE['MODELS_DIR']} ({len(result.copied)} files)"
+        if result.signalled_pid:
+            messages.success(request, f"{text}; daemon pid {result.signalled_pid} signalled to reload.")
+        else:
+            messages.warning(request, f"{text}; daemon NOT signalled: {result.signal_error}")
+    return redirect("model_detail", pk=model.pk)
+
+
+# --- audit ---------------------------------------------------------------------------------------
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/audit.html", {"entries": AuditLog.objects.all()[:300]})

@@ -1,0 +1,99 @@
+"""Console test setup: Django configured against a throwaway data dir and a migrated SQLite file.
+
+Tests are plain pytest functions. ``db`` wraps a test in a transaction that is rolled back (the
+test client runs in the same thread and connection); ``committed_db`` is for tests where another
+thread (the ZeroMQ subscriber) must see and write rows, and clears the tables afterwards.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+_DATA = Path(tempfile.mkdtemp(prefix="edge-inspector-console-tests-"))
+atexit.register(shutil.rmtree, _DATA, True)
+os.environ["EDGE_INSPECTOR_DATA_DIR"] = str(_DATA)
+os.environ["EDGE_INSPECTOR_CACHE"] = str(_DATA / "archive-cache")  # ZIP extraction stays in the tmp dir
+os.environ.pop("DATABASE_URL", None)
+os.environ["DJANGO_SETTINGS_MODULE"] = "edge_inspector.console.settings"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+
+setup_test_environment()
+call_command("migrate", interactive=False, verbosity=0)
+
+PASSWORD = "test-pass-4711"
+STANDIN_TRAIN = f"{sys.executable} {REPO / 'tests' / 'console' / 'standin_train.py'}"
+STANDIN_EVALUATE = f"{sys.executable} {REPO / 'tests' / 'console' / 'standin_evaluate.py'}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def db():
+    from django.db import transaction
+
+    with transaction.atomic():
+        yield
+        transaction.set_rollback(True)
+
+
+@pytest.fixture
+def committed_db():
+    from edge_inspector.console.models import AuditLog, Dataset, TrainedModel, TrainingJob, Verdict
+
+    yield
+    for model in (Verdict, TrainedModel, TrainingJob, Dataset, AuditLog):
+        model.objects.all().delete()
+
+
+@pytest.fixture
+def user(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("operator", password=PASSWORD)
+
+
+@pytest.fixture
+def client(user):
+    from django.test import Client
+
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+@pytest.fixture
+def settings_console(tmp_path):
+    from django.conf import settings
+
+    saved = dict(settings.CONSOLE)
+    settings.CONSOLE.update(
+        MODELS_DIR=tmp_path / "daemon" / "models",
+        DAEMON_PID_FILE=None,
+        FRAMES_ROOT=tmp_path / "daemon",
+        UPLOADS_DIR=tmp_path / "uploads",
+        JOBS_DIR=tmp_path / "jobs",
+        TRAIN_COMMAND=STANDIN_TRAIN,
+        EVALUATE_COMMAND=STANDIN_EVALUATE,
+    )
+    yield settings.CONSOLE
+    settings.CONSOLE.clear()
+    settings.CONSOLE.update(saved)

@@ -1,0 +1,69 @@
+"""Dataset upload: a generated ZIP is accepted with its counts, bad uploads are rejected with a message."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from edge_inspector.console.models import AuditLog, Dataset
+
+
+def zip_folder(folder: Path, top: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{top}/{path.relative_to(folder)}")
+    return buf.getvalue()
+
+
+def test_upload_valid_zip(client, settings_console, demo_dataset):
+    data = zip_folder(demo_dataset, "widget")
+    response = client.post("/datasets/upload", {"name": "widgets", "archive": SimpleUploadedFile("widgets.zip", data)})
+    assert response.status_code == 302
+    record = Dataset.objects.get(name="widgets")
+    assert record.status == "valid", record.error
+    assert record.layout == "mvtec" and record.source == "zip"
+    assert record.counts["total"] == 37 and record.counts["defective"] == 9
+    assert Path(record.path).parent == settings_console["UPLOADS_DIR"]
+    page = client.get(response["Location"])
+    assert b"37 images" in page.content or b"Total 37 images" in page.content
+    assert AuditLog.objects.filter(action="dataset.add", detail__status="valid").exists()
+
+
+def test_upload_bad_zip_rejected_with_message(client, settings_console, tmp_path, demo_dataset):
+    # A real ZIP whose defect folder has no images: the readers must say which folder is wrong.
+    broken = tmp_path / "broken"
+    shutil.copytree(demo_dataset, broken)
+    for image in (broken / "test" / "scratch").iterdir():
+        image.unlink()
+    (broken / "test" / "scratch" / "notes.txt").write_text("no images here")
+    response = client.post("/datasets/upload", {"name": "broken",
+                                                "archive": SimpleUploadedFile("broken.zip", zip_folder(broken, "b"))})
+    record = Dataset.objects.get(name="broken")
+    assert record.status == "invalid"
+    assert "scratch" in record.error
+    page = client.get(response["Location"], follow=True)
+    assert b"Validation failed" in page.content and b"scratch" in page.content
+
+    # Not a ZIP at all (right extension, wrong bytes).
+    client.post("/datasets/upload", {"name": "junk", "archive": SimpleUploadedFile("junk.zip", b"not a zip")})
+    junk = Dataset.objects.get(name="junk")
+    assert junk.status == "invalid" and "not a ZIP archive" in junk.error
+
+    # Wrong extension: refused by the form, nothing stored.
+    response = client.post("/datasets/upload", {"name": "png", "archive": SimpleUploadedFile("x.png", b"\x89PNG")})
+    assert response.status_code == 400 and b"expected a .zip file" in response.content
+    assert not Dataset.objects.filter(name="png").exists()
+
+
+def test_folder_dataset(client, settings_console, demo_dataset):
+    response = client.post("/datasets/folder", {"name": "folder-ds", "path": str(demo_dataset)})
+    assert response.status_code == 302
+    assert Dataset.objects.get(name="folder-ds").status == "valid"
+    response = client.post("/datasets/folder", {"name": "nowhere", "path": "/nonexistent/dataset"})
+    assert response.status_code == 400 and b"no such file or folder" in response.content

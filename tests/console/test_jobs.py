@@ -1,0 +1,129 @@
+"""Training job lifecycle through real worker processes (train/evaluate are stand-in scripts)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_inspector.console import jobs
+from edge_inspector.console.models import Dataset, TrainedModel, TrainingJob
+
+
+@pytest.fixture
+def dataset(db, demo_dataset):
+    return Dataset.objects.create(name="demo", source="folder", path=str(demo_dataset), status="valid", layout="mvtec")
+
+
+def wait_finished(job: TrainingJob, timeout: float = 30.0) -> TrainingJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs.tick()
+        job.refresh_from_db()
+        if job.finished:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job.pk} still {job.status} after {timeout}s; log:\n{jobs.log_tail(job)}")
+
+
+def test_job_lifecycle_done(client, settings_console, dataset):
+    response = client.post("/training/", {"dataset": dataset.pk, "kind": "feature_memory", "name": "widget-fm",
+                                          "seed": 1, "evaluate": "on"})
+    assert response.status_code == 302
+    job = TrainingJob.objects.get()
+    assert job.status == "running" and job.pid  # the view's tick() started it at once
+    api = client.get(f"/api/jobs/{job.pk}").json()
+    assert api["status"] in ("running", "done") and api["kind"] == "feature_memory"
+    job = wait_finished(job)
+    assert job.status == "done", job.error
+    assert job.progress == 1.0
+    log = jobs.log_tail(job)
+    assert "step 1/2: train" in log and "step 2/2: evaluate" in log and "100%" in log
+
+    model = TrainedModel.objects.get(job=job)
+    assert model.name == "widget-fm" and Path(model.card_path).is_file()
+    assert model.metrics["image_auroc_val"] == pytest.approx(0.91)  # from the card
+    assert model.metrics["image.auroc"] == pytest.approx(0.875)  # from report.json
+    api = client.get(f"/api/jobs/{job.pk}").json()
+    assert api["finished"] and api["model_id"] == model.pk
+
+    detail = client.get(f"/models/{model.pk}/")
+    assert b"image.auroc" in detail.content and b"roc_image.png" in detail.content
+    assert client.get(f"/models/{model.pk}/report/").status_code == 200
+    assert client.get(f"/models/{model.pk}/report/roc_image.png")["Content-Type"] == "image/png"
+    assert client.get(f"/models/{model.pk}/report/../../spec.json").status_code == 404
+    comparison = client.get("/models/")
+    assert b"metrics-chart" in comparison.content and b"chart.umd.min.js" in comparison.content
+    assert comparison.context["columns"][0] in ("image.auroc", "image.f1", "image_auroc_val", "pixel.auroc")
+
+
+def test_job_failure_and_queue(client, settings_console, dataset):
+    failing = TrainingJob.objects.create(dataset=dataset, kind="autoencoder", options={"extra_args": "--fail 3"})
+    queued = TrainingJob.objects.create(dataset=dataset, kind="autoencoder", options={"evaluate": False})
+    jobs.tick()
+    failing.refresh_from_db()
+    queued.refresh_from_db()
+    assert failing.status == "running" and queued.status == "queued"  # one job at a time
+    failing = wait_finished(failing)
+    assert failing.status == "failed" and "train exited with status 3" in failing.error
+    assert "simulated training failure" in jobs.log_tail(failing)
+    queued = wait_finished(queued)
+    assert queued.status == "done" and TrainedModel.objects.filter(job=queued).exists()
+
+
+def test_cancel_running_job(client, settings_console, dataset):
+    job = TrainingJob.objects.create(dataset=dataset, kind="classifier", options={"extra_args": "--sleep 60"})
+    jobs.tick()
+    job.refresh_from_db()
+    assert job.status == "running"
+    response = client.post(f"/training/{job.pk}/cancel")
+    assert response.status_code == 302
+    job = wait_finished(job, timeout=15)
+    assert job.status == "cancelled"
+    assert not jobs.pid_alive(job.pid)
+
+
+def test_job_survives_console_restart(settings_console, dataset):
+    """A new console process finds a running worker by pid and finishes the job from its files."""
+    job = TrainingJob.objects.create(dataset=dataset, kind="feature_memory",
+                                     options={"extra_args": "--sleep 1.5", "evaluate": False})
+    jobs.tick()
+    job.refresh_from_db()
+    proc = jobs._children.pop(job.pid)  # forget the Popen, as a restarted console would
+    assert jobs.pid_alive(job.pid)  # found through /proc
+    jobs.recover()
+    job.refresh_from_db()
+    assert job.status == "running"
+    proc.wait(timeout=20)  # reap it (in production init does, the old console being gone)
+    jobs.recover()
+    job.refresh_from_db()
+    assert job.status == "done", job.error
+
+
+def test_lost_worker_marked_failed(settings_console, dataset, tmp_path):
+    job = TrainingJob.objects.create(dataset=dataset, kind="feature_memory", status="running",
+                                     pid=_dead_pid(), work_dir=str(tmp_path / "gone"))
+    jobs.recover()
+    job.refresh_from_db()
+    assert job.status == "failed" and "ended without a result" in job.error
+
+
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_cancel_queued_job(client, settings_console, dataset):
+    blocker = TrainingJob.objects.create(dataset=dataset, kind="feature_memory", options={"extra_args": "--sleep 60"})
+    jobs.tick()
+    waiting = TrainingJob.objects.create(dataset=dataset, kind="feature_memory")
+    client.post(f"/training/{waiting.pk}/cancel")
+    waiting.refresh_from_db()
+    assert waiting.status == "cancelled"
+    jobs.cancel(blocker, None)
+    assert wait_finished(blocker, timeout=15).status == "cancelled"
