@@ -236,7 +236,7 @@ def test_mqtt_consumer_example_dedupes(mosquitto) -> None:
         pub.publish(f"{prefix}/line-1/status", "online", qos=1, retain=True).wait_for_publish(5)
         consumer = subprocess.Popen(
             [sys.executable, str(DOCS / "examples" / "mqtt_consumer.py"), "--host", mosquitto.host,
-             "--port", str(mosquitto.port), "--prefix", prefix, "--client-id", prefix, "--count", "3"],
+             "--port", str(mosquitto.port), "--prefix", prefix, "--client-id", prefix, "--count", "4"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first = consumer.stdout.readline()  # the retained status: proof that it has subscribed
         assert first.strip() == f"{prefix}/line-1/status: online", first
@@ -246,6 +246,8 @@ def test_mqtt_consumer_example_dedupes(mosquitto) -> None:
             Verdict(line="line-1", camera="cam-0", frame=2, captured_at="t", verdict="defect", score=0.9,
                     defect_type="scratch"),
             Verdict(line="line-1", camera="cam-1", frame=2, captured_at="t", verdict="error", error="decode"),
+            # after a daemon restart frame numbers start again: same (camera, frame), a new part
+            Verdict(line="line-1", camera="cam-0", frame=1, captured_at="t2", verdict="ok", score=0.2),
         ]
         for v in verdicts:
             pub.publish(f"{prefix}/line-1/{v.camera}/verdict", v.to_json(), qos=1).wait_for_publish(5)
@@ -258,6 +260,7 @@ def test_mqtt_consumer_example_dedupes(mosquitto) -> None:
         "line-1/cam-0 frame 1: pass",
         "line-1/cam-0 frame 2: reject (scratch, score 0.9)",
         "line-1/cam-1 frame 2: hold for manual check (decode)",
+        "line-1/cam-0 frame 1: pass",
     ]
 
 

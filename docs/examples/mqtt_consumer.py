@@ -1,9 +1,10 @@
 """Minimal MES/PLC-side consumer of edge-inspector verdicts over MQTT.
 
 Why it dedupes: the daemon delivers every verdict *at least once* (it re-sends what the broker had
-not acknowledged before a crash or an outage), so the same verdict can arrive twice. The pair
-(camera, frame) identifies a verdict; with several lines on one broker the line id belongs in the
-key too. Why a persistent session (fixed client id, clean_session=False, QoS 1): the broker then
+not acknowledged before a crash or an outage), so the same verdict can arrive twice, byte for byte.
+(camera, frame) identifies a verdict while the daemon runs; frame numbers start again at 0 when it
+restarts, so the key also holds captured_at (and the line, for several lines on one broker).
+Why a persistent session (fixed client id, clean_session=False, QoS 1): the broker then
 keeps the verdicts published while this consumer is down and hands them over when it returns.
 
 Run:  python mqtt_consumer.py --host broker.plant.local [--count N]
@@ -74,7 +75,8 @@ def main() -> None:
         if verdict.get("schema") != 1:
             print(f"skipping a message of unknown schema {verdict.get('schema')!r}", flush=True)
             return
-        if not dedupe.first_time((verdict["line"], verdict["camera"], verdict["frame"])):
+        key = (verdict["line"], verdict["camera"], verdict["frame"], verdict["captured_at"])
+        if not dedupe.first_time(key):
             return  # a re-delivery of a verdict already handled
         handle(verdict)
         handled += 1
