@@ -107,3 +107,9 @@ def test_zip_with_corrupt_image_names_the_extracted_file(tmp_path: Path) -> None
     zip_path = builders.zip_folder(src, tmp_path / "c.zip", prefix="cat/")
     with pytest.raises(DatasetError, match="test/good/000.png: corrupt"):
         load_dataset(zip_path, cache_dir=tmp_path / "cache")
+
+
+def test_tests_never_extract_into_the_home_cache(tmp_path: Path, demo_dataset: Path) -> None:
+    ds = load_dataset(builders.zip_folder(demo_dataset, tmp_path / "d.zip"))  # default cache dir
+    assert ds.root.is_relative_to(Path(os.environ["EDGE_INSPECTOR_CACHE"]))
+    assert not ds.root.is_relative_to(Path.home() / ".cache")
