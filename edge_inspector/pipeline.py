@@ -181,7 +181,7 @@ class Grabber(Stage):
                     except Exception as exc:  # noqa: BLE001 - any failure to open means: retry later
                         self.up.set(0)
                         delay = self.backoff.next_delay()
-                        log.warning("camera %s: %s; retrying in %.1f s", self.camera.id, exc, delay)
+                        log.warning("%s; retrying in %.1f s", self._label(exc), delay)
                         self.metrics.errors_total.labels(camera=self.camera.id, reason="source").inc()
                         self._wait(delay)
                         continue
@@ -189,7 +189,7 @@ class Grabber(Stage):
                 try:
                     frame = self.source.read()
                 except Exception as exc:  # noqa: BLE001 - lost connection: close, back off, reopen
-                    log.warning("camera %s: %s", self.camera.id, exc)
+                    log.warning("%s", self._label(exc))
                     self.metrics.errors_total.labels(camera=self.camera.id, reason="source").inc()
                     self.up.set(0)
                     self._close()
@@ -211,6 +211,10 @@ class Grabber(Stage):
         finally:
             self.up.set(0)
             self._close()
+
+    def _label(self, exc: Exception) -> str:
+        text = str(exc)
+        return text if f"camera {self.camera.id}" in text else f"camera {self.camera.id}: {text}"
 
     def _close(self) -> None:
         try:

@@ -1,0 +1,219 @@
+"""The in-process pipeline with real ONNX Runtime models, real files and a real JSONL publisher."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_inspector.config import parse_config
+from edge_inspector.daemon import build_generation
+from edge_inspector.framesaver import FrameSaver
+from edge_inspector.messages import Verdict
+from edge_inspector.metrics import Metrics
+from edge_inspector.pipeline import END, Item, Pipeline
+from edge_inspector.sources import Frame
+from tests.fixtures.models import make_frame, write_frames
+
+
+def config(tmp_path: Path, tiny_models: Path, cameras: str, extra: str = "", models: str | None = None):
+    models = models or f"  - path: {tiny_models}/tiny-detector.card.json\n"
+    text = (f"line: line-1\ncameras:\n{textwrap.indent(textwrap.dedent(cameras), '  ')}"
+            f"models:\n{models}publishers:\n  - {{type: jsonl, path: {tmp_path}/verdicts.jsonl}}\n"
+            f"metrics: {{enabled: false}}\n{textwrap.dedent(extra)}")
+    return parse_config(text, base=tmp_path)
+
+
+def build(cfg, metrics=None, number=1, previous=None):
+    metrics = metrics or Metrics()
+    gen = build_generation(cfg, number, metrics, previous=previous)
+    return Pipeline(gen, metrics), gen, metrics
+
+
+def verdicts(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "verdicts.jsonl").read_text().splitlines()]
+
+
+def wait(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def sample(metrics: Metrics, name: str, **labels) -> float:
+    return metrics.registry.get_sample_value(f"edge_inspector_{name}", labels) or 0.0
+
+
+def test_replay_end_to_end_one_verdict_per_frame_with_roi(tmp_path, tiny_models):
+    frames = write_frames(tmp_path / "rec", n=9, defect_every=3)
+    (frames / "frame_00004.png").write_bytes(b"garbage")
+    cfg = config(tmp_path, tiny_models, f"""\
+        - id: cam-0
+          source: {{type: replay, path: {frames}}}
+          roi: [4, 4, 56, 56]
+        """)
+    pipe, _, metrics = build(cfg)
+    pipe.add_camera(cfg.cameras[0])
+    pipe.start()
+    wait(pipe.sources_finished)
+    assert pipe.drain(10)
+    pipe.close_publishers()
+    out = verdicts(tmp_path)
+    assert [v["frame"] for v in out] == list(range(9))
+    kinds = [v["verdict"] for v in out]
+    assert kinds == ["ok", "ok", "defect", "ok", "error", "defect", "ok", "ok", "defect"]
+    assert "frame_00004.png" in out[4]["error"]
+    defect = out[2]
+    assert defect["regions"] and defect["regions"][0]["x"] == 12 and defect["regions"][0]["w"] == 40
+    assert set(defect["latency_ms"]) >= {"preprocess", "infer", "decide", "total"}
+    Verdict.model_validate(defect)
+    assert sample(metrics, "frames_total", camera="cam-0") == 9
+    assert sample(metrics, "verdicts_total", camera="cam-0", verdict="defect") == 3
+    assert sample(metrics, "errors_total", camera="cam-0", reason="frame") == 1
+    for stage in ("grab", "preprocess", "infer", "decide", "publish"):
+        assert sample(metrics, "stage_seconds_count", stage=stage) > 0, stage
+
+
+def test_inference_batches_frames_already_waiting(tmp_path, tiny_models):
+    cfg = config(tmp_path, tiny_models, "- {id: cam-0, source: {type: replay, path: x}}\n",
+                 extra="inference: {batch_max: 4}\n",
+                 models=f"  - path: {tiny_models}/tiny-detector.card.json\n"
+                        f"  - path: {tiny_models}/tiny-classifier.card.json\n")
+    pipe, gen, metrics = build(cfg)
+    for i in range(10):  # 10 frames waiting before inference starts: batches of 4, 4, 2
+        frame = Frame("cam-0", i, make_frame(i % 2 == 1, 64, i))
+        item = Item(frame=frame, roi=None, crop=frame.image)
+        pipe.infer_q.put(item)
+    pipe.infer_q.put(END)
+    pipe.start()
+    for stage in pipe.stages:
+        stage.join(10)
+    assert sample(metrics, "stage_seconds_count", stage="infer") == 3
+    pipe.close_publishers()
+    out = verdicts(tmp_path)
+    assert [v["frame"] for v in out] == list(range(10))
+    assert [v["verdict"] for v in out] == ["ok", "defect"] * 5
+    assert [m["name"] for m in out[1]["models"]] == ["tiny-detector", "tiny-classifier"]
+
+
+def test_live_camera_queue_drops_oldest_and_counts(tmp_path, tiny_models):
+    frames = write_frames(tmp_path / "rec", n=10)
+    cfg = config(tmp_path, tiny_models, f"""\
+        - id: cam-0
+          source: {{type: replay, path: {frames}}}
+          queue_size: 3
+          queue_policy: drop-oldest
+        """)
+    pipe, _, metrics = build(cfg)
+    pipe.add_camera(cfg.cameras[0])
+    lane = pipe.lanes["cam-0"]
+    lane.grabber.start()  # nobody consumes: the queue overflows
+    lane.grabber.join(10)
+    kept = [lane.queue.get_nowait().seq for _ in range(lane.queue.qsize())]
+    assert kept == [7, 8, 9]  # the newest frames survive
+    assert sample(metrics, "frames_dropped_total", camera="cam-0", reason="queue_full") == 7
+    assert sample(metrics, "queue_depth", queue="camera-cam-0") == 0
+    pipe.close_publishers()
+
+
+def test_failing_camera_backs_off_while_others_continue(tmp_path, tiny_models):
+    frames = write_frames(tmp_path / "rec", n=6)
+    cfg = config(tmp_path, tiny_models, f"""\
+        - id: good
+          source: {{type: replay, path: {frames}, rate_fps: 20}}
+        - id: broken
+          source: {{type: camera, device: "{tmp_path}/no-such-stream.avi"}}
+        """)
+    pipe, _, metrics = build(cfg)
+    for cam in cfg.cameras:
+        pipe.add_camera(cam)
+    pipe.start()
+    wait(lambda: pipe.lanes["good"].grabber.finished)
+    wait(lambda: pipe.counters["published"] == 6)
+    assert sample(metrics, "source_up", camera="broken") == 0
+    wait(lambda: sample(metrics, "errors_total", camera="broken", reason="source") >= 2)  # retried after backoff
+    assert pipe.healthy(5.0)  # a camera in backoff is not a hung stage
+    assert pipe.drain(10)
+    pipe.close_publishers()
+    assert [v["camera"] for v in verdicts(tmp_path)] == ["good"] * 6
+
+
+def test_generation_swap_between_batches_loses_no_frame(tmp_path, tiny_models):
+    frames = write_frames(tmp_path / "rec", n=5)
+    cfg = config(tmp_path, tiny_models, f"""\
+        - id: cam-0
+          source: {{type: replay, path: {frames}, rate_fps: 50, loop: true}}
+        """)
+    pipe, gen1, metrics = build(cfg)
+    pipe.add_camera(cfg.cameras[0])
+    pipe.start()
+    wait(lambda: pipe.counters["published"] >= 10)
+    cfg2 = config(tmp_path, tiny_models, "- {id: cam-0, source: {type: replay, path: x}}\n",
+                  models=f"  - path: {tiny_models}/tiny-detector-b.card.json\n")
+    _, gen2, _ = build(cfg2, metrics, number=2, previous=gen1)
+    assert gen2.publishers[0] is gen1.publishers[0]  # unchanged publisher reused, not reopened
+    pipe.swap(gen2)
+    wait(lambda: pipe.generation is gen2)
+    n = pipe.counters["published"]
+    wait(lambda: pipe.counters["published"] >= n + 10)
+    assert pipe.drain(10)
+    pipe.close_publishers()
+    out = verdicts(tmp_path)
+    assert [v["frame"] for v in out] == list(range(len(out)))  # no gap, no duplicate
+    names = [v["models"][0]["name"] for v in out]
+    switch = names.index("tiny-detector-b")
+    assert set(names[:switch]) == {"tiny-detector"} and set(names[switch:]) == {"tiny-detector-b"}
+
+
+def test_framesaver_modes_overlay_and_quota(tmp_path):
+    from edge_inspector.config import SavingConfig
+    from edge_inspector.messages import Region
+
+    saver = FrameSaver(SavingConfig(mode="defects", dir=tmp_path / "frames", quota_mb=0.02))
+    image = make_frame(True, 64)
+    amap = np.zeros((32, 32), np.float32)
+    amap[6:26, 6:26] = 1.0
+
+    def verdict(seq: int, kind: str = "defect") -> Verdict:
+        return Verdict(line="l", camera="cam-0", frame=seq, captured_at="x", verdict=kind,
+                       regions=[Region(x=12, y=12, w=40, h=40, score=1.0)])
+
+    assert saver.save(verdict(0, "ok"), image, amap, None) is None
+    rel = saver.save(verdict(1), image, amap, (0, 0, 64, 64))
+    assert rel.startswith("frames/") and rel.endswith("/cam-0/1.jpg")
+    saved = cv2.imread(str(tmp_path / rel))
+    assert saved.shape == (64, 64, 3)
+    assert saved[32, 32, 0] > saved[32, 32, 2] + 20 or saved[32, 32, 2] > 150  # heatmap colour, not grey
+    for seq in range(2, 60):  # ~20 kB quota: the oldest files go first
+        noisy = np.random.default_rng(seq).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        saver.save(verdict(seq), noisy, amap, None)
+    files = sorted(int(p.stem) for p in (tmp_path / "frames").rglob("*.jpg"))
+    total = sum(p.stat().st_size for p in (tmp_path / "frames").rglob("*.jpg"))
+    assert total <= 0.02 * 1024 * 1024 and files[-1] == 59 and 1 not in files
+    assert files == list(range(files[0], 60))  # a contiguous run of the newest
+    sampler = FrameSaver(SavingConfig(mode="sample", sample_every=3, dir=tmp_path / "s"))
+    assert [sampler.wants(verdict(i, "ok")) for i in range(6)] == [True, False, False, True, False, False]
+
+
+@pytest.mark.parametrize("policy", ["block"])
+def test_drain_finishes_frames_in_flight(tmp_path, tiny_models, policy):
+    frames = write_frames(tmp_path / "rec", n=40)
+    cfg = config(tmp_path, tiny_models, f"""\
+        - id: cam-0
+          source: {{type: replay, path: {frames}}}
+          queue_policy: {policy}
+        """)
+    pipe, _, _ = build(cfg)
+    pipe.add_camera(cfg.cameras[0])
+    pipe.start()
+    wait(lambda: pipe.counters["grabbed"] >= 5)
+    assert pipe.drain(10)  # stop mid-replay
+    pipe.close_publishers()
+    grabbed = pipe.counters["grabbed"]
+    assert len(verdicts(tmp_path)) == grabbed == pipe.counters["published"]
