@@ -43,6 +43,8 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "n/a"
+        if value != 0 and abs(value) < 10 ** -digits:
+            return f"{value:.2g}"  # tiny energies: 2 significant digits, not a misleading 0.000
         return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
     return str(value)
 

@@ -1,0 +1,84 @@
+"""evaluate_model + report files on tiny real ONNX models (ONNX Runtime) and generated images."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from edge_inspector.evaluate.report import terminal_summary, write_evaluation_report
+from edge_inspector.evaluate.runner import evaluate_model
+
+DATA = {"name": "tiny", "root": "/tmp", "split": "test"}
+
+
+@pytest.fixture(scope="module")
+def detector_eval(eval_models, eval_samples):
+    return evaluate_model(eval_models["detector"], eval_samples, dataset=DATA, threads=1)
+
+
+def test_detector_figures(detector_eval):
+    report, pred = detector_eval
+    image = report["image"]
+    # 8 good (one with a bright unmasked spot), 8 defective (one faint): exactly one FP and one FN
+    at = image["at_threshold"]
+    assert (at["tp"], at["fp"], at["tn"], at["fn"]) == (7, 1, 7, 1)
+    assert at["false_reject_rate"] == pytest.approx(1 / 8) and at["escape_rate"] == pytest.approx(1 / 8)
+    # the spotted good part (0.90) outscores all 8 defects (0.88 and the faint 0.38); the faint defect
+    # still beats the 7 plain good parts (<= 0.27): 8 of 64 pairs wrong
+    assert image["auroc"] == pytest.approx(1 - 8 / 64)
+    px = report["pixel"]
+    assert px["resolution"] == [32, 32]
+    assert px["pixel_auroc"] > 0.9 and 0.5 < px["pro"] <= 1.0
+    assert 0.5 < px["iou"] <= 1.0 and px["dice"] >= px["iou"]
+    assert report["defect_type"]["macro_f1"] is None  # a detector has no type head
+    assert report["composite"]["missing"] == ["defect_type_auroc"]
+    assert report["energy"]["inference_per_1000_parts"]["method"] in ("estimate", "codecarbon")
+    assert report["energy"]["inference_per_1000_parts"]["energy_wh"] > 0
+    fp = report["gallery"]["false_positives"][0]
+    assert fp["error"] and "good" in fp["path"] and fp["index"] == 0
+    fn = report["gallery"]["false_negatives"][0]
+    assert fn["error"] and fn["defect_type"] == "red"
+    assert pred.maps.shape == (16, 32, 32)
+
+
+def test_classifier_defect_types(eval_models, eval_samples):
+    report, _ = evaluate_model(eval_models["classifier"], eval_samples, dataset=DATA, threads=1)
+    dt = report["defect_type"]
+    by = {c["type"]: c for c in dt["per_class"]}
+    assert by["blue"]["recall"] == 1.0
+    assert by["red"]["recall"] == pytest.approx(3 / 4)  # the faint red defect is passed as good
+    assert dt["defect_type_auroc"] is not None and dt["defect_type_auroc"] > 0.8
+    assert report["pixel"]["pro"] is None and "no anomaly map" in report["pixel"]["unavailable"]["pro"]
+    assert report["composite"]["missing"] == ["pro"]
+
+
+def test_pooled_map_is_kept_at_its_own_resolution(eval_models, eval_samples):
+    report, pred = evaluate_model(eval_models["pooled"], eval_samples, dataset=DATA, threads=1)
+    assert report["pixel"]["resolution"] == [8, 8]
+    assert pred.masks.shape == (16, 8, 8)
+    assert report["pixel"]["pro"] is not None
+
+
+def test_report_files_are_self_contained(detector_eval, tmp_path):
+    report, pred = detector_eval
+    json_path, html_path = write_evaluation_report(report, pred, tmp_path / "r")
+    data = json.loads(json_path.read_text())
+    for key in ("model", "dataset", "image", "per_type", "defect_type", "pixel", "composite", "energy",
+                "gallery", "timing"):
+        assert key in data, key
+    for key in ("auroc", "average_precision", "at_threshold", "best_f1"):
+        assert key in data["image"]
+    for key in ("pixel_auroc", "pro", "iou", "dice"):
+        assert key in data["pixel"]
+    assert data["model"]["name"] == "tiny-detector" and data["model"]["parameters"] == 2
+    text = html_path.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), "external resource in report"
+    assert "<script" not in text and "<link" not in text
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) >= 6  # histogram, ROC, PR, confusion, PRO curve, gallery tiles
+    for name in ("ROC", "Per defect type", "Gallery", "Model card", "PRO"):
+        assert name in text
+    summary = terminal_summary(report)
+    assert "image AUROC" in summary and "escape" in summary and "PRO" in summary
