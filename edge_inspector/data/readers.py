@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -19,6 +21,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from ..preprocess import ImageDecodeError, to_bgr8
 from .archive import COMPLETE, extract_zip
 from .types import GOOD, Dataset, DatasetError, Sample
 
@@ -33,6 +36,7 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", 
 MAX_ASPECT_SPREAD = 4.0
 MASK_ASPECT_TOLERANCE = 0.02  # a mask of another size is resized only if its aspect ratio matches
 SPLIT_FORMAT = 1
+_DECODE_THREADS = 4
 _MASK_SUFFIXES = ("_mask", "")
 _IGNORED_NAMES = frozenset({"Thumbs.db", "desktop.ini", COMPLETE})
 
@@ -42,7 +46,11 @@ _size_cache: dict[tuple[str, int, int], tuple[int, int]] = {}
 
 # ---------------------------------------------------------------------------------------- files
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, decoding it once to prove it is readable."""
+    """(height, width) of an image file, decoding it once to prove it is readable.
+
+    The decode is the one the models' loading uses (``cv2`` unchanged + ``preprocess.to_bgr8``),
+    so an image accepted here cannot fail later in the middle of a training run.
+    """
     try:
         st = path.stat()
     except OSError as exc:
@@ -53,8 +61,24 @@ def image_size(path: Path) -> tuple[int, int]:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if st.st_size else None
         if image is None or image.ndim < 2 or image.size == 0:
             raise DatasetError(f"{path}: corrupt or unreadable image (OpenCV cannot decode it)")
+        try:
+            to_bgr8(image, str(path))
+        except ImageDecodeError as exc:
+            raise DatasetError(f"unusable image: {exc}") from exc
         size = _size_cache[key] = (int(image.shape[0]), int(image.shape[1]))
     return size
+
+
+def _image_sizes(paths: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Sizes of many images, decoded in a few threads (OpenCV releases the GIL while decoding).
+
+    Errors surface in the order of ``paths``, so the message names the same file on every run.
+    """
+    workers = max(1, min(_DECODE_THREADS, os.cpu_count() or 1))
+    if workers == 1 or len(paths) < 32:
+        return {p: image_size(p) for p in paths}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(paths, pool.map(image_size, paths), strict=True))
 
 
 def _list_images(folder: Path) -> list[Path]:
@@ -115,11 +139,12 @@ def _elongation(size: tuple[int, int]) -> float:
 
 def _check_images(samples: list[Sample], max_aspect_spread: float | None = MAX_ASPECT_SPREAD) -> None:
     """Decode every image and mask once: corrupt files, mask size mismatches, unusable size mixes."""
+    every = _image_sizes([s.path for s in samples] + [s.mask_path for s in samples if s.mask_path is not None])
     sizes: dict[Path, tuple[int, int]] = {}
     for s in samples:
-        h, w = sizes[s.path] = image_size(s.path)
+        h, w = sizes[s.path] = every[s.path]
         if s.mask_path is not None:
-            mh, mw = image_size(s.mask_path)
+            mh, mw = every[s.mask_path]
             if (mh, mw) != (h, w) and abs((mw / mh) / (w / h) - 1) > MASK_ASPECT_TOLERANCE:
                 raise DatasetError(f"{s.mask_path}: mask is {mw}x{mh} but its image {s.path} is {w}x{h}; "
                                    "a mask must have the image's size (or at least its aspect ratio)")
