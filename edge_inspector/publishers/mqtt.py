@@ -17,6 +17,15 @@ and ``publish_failures_total{sink="mqtt"}`` and logged.
 Status: last will ``offline`` (retained, QoS 1) on ``<prefix>/<line>/status``; retained ``online``
 after each successful CONNACK; retained ``offline`` on a clean ``close()``.
 
+Reload hand-over: the spool directory is locked by one process, so a reload that changes the MQTT
+settings (new password, broker, QoS) while keeping ``spool_dir`` cannot open it a second time.
+Instead, a publisher created in the same process for a ``spool_dir`` that a live publisher holds
+becomes its *successor*: it shares the open spool (its ``publish()`` appends right away and the
+old sender delivers), and it connects only when the old one is closed. The old one then stops
+without draining and without publishing ``offline`` (the daemon stays online), and hands the spool
+over; its unacknowledged messages are resent by the successor (at-least-once, in order).
+If the successor is closed first (the reload was refused), the old publisher simply continues.
+
 Connection: in the background (``connect_async`` + ``loop_start``) with exponential backoff
 (``reconnect_min_delay`` doubling to ``reconnect_max_delay``). ``broker_connected`` is 1 only after
 a successful CONNACK (a refused connection, e.g. bad credentials, stays 0 and logs the broker's
@@ -31,6 +40,7 @@ import socket
 import sqlite3
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -45,6 +55,10 @@ if TYPE_CHECKING:
     from edge_inspector.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+_OWNERS_LOCK = threading.Lock()
+#: spool directory (resolved) -> the publisher of this process that holds its spool.
+_OWNERS: dict[Path, MqttPublisher] = {}
 
 #: How long ``close()`` waits for a broker that is not connected before leaving the spool as is.
 CLOSE_RECONNECT_GRACE_S = 2.0
@@ -79,12 +93,9 @@ class MqttPublisher:
         password = read_password(cfg)
         self._check_tls_files()
 
-        self.spool = Spool(cfg.spool_dir, cfg.spool_max_messages, cfg.spool_overflow)
-        if len(self.spool):
-            log.info("mqtt spool %s holds %d undelivered verdicts from a previous run; delivering them first",
-                     cfg.spool_dir, len(self.spool))
-        metrics.spool_messages.set(len(self.spool))
-        metrics.broker_connected.set(0)
+        self._spool_key = Path(cfg.spool_dir).resolve()
+        self._successor: MqttPublisher | None = None
+        self._started = False
 
         self._connected = threading.Event()
         self._wake = threading.Event()
@@ -112,7 +123,6 @@ class MqttPublisher:
                     keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
                 )
             except (OSError, ValueError) as exc:
-                self.spool.close()
                 raise PublisherError(f"mqtt.tls: cannot load CA/cert/key: {exc}") from exc
             client.tls_insecure_set(cfg.tls.insecure)
         client.reconnect_delay_set(cfg.reconnect_min_delay, cfg.reconnect_max_delay)  # type: ignore[arg-type]
@@ -121,14 +131,45 @@ class MqttPublisher:
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
         self._client = client
-        try:
-            client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
-        except (OSError, ValueError) as exc:
-            self.spool.close()
-            raise PublisherError(f"mqtt: cannot start connecting to {cfg.host}:{cfg.port}: {exc}") from exc
-        client.loop_start()
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
+
+        with _OWNERS_LOCK:
+            owner = _OWNERS.get(self._spool_key)
+            if owner is not None:
+                if owner._successor is not None:
+                    raise PublisherError(
+                        f"mqtt.spool_dir {cfg.spool_dir}: already being handed over to another publisher"
+                    )
+                self.spool = owner.spool
+                owner._successor = self
+                log.info("mqtt spool %s: new publisher waits for the current one to close (reload)", cfg.spool_dir)
+                return
+            self.spool = Spool(cfg.spool_dir, cfg.spool_max_messages, cfg.spool_overflow)
+            _OWNERS[self._spool_key] = self
+        if len(self.spool):
+            log.info("mqtt spool %s holds %d undelivered verdicts from a previous run; delivering them first",
+                     cfg.spool_dir, len(self.spool))
+        try:
+            self._start()
+        except PublisherError:
+            with _OWNERS_LOCK:
+                _OWNERS.pop(self._spool_key, None)
+            self.spool.close()
+            raise
+
+    def _start(self) -> None:
+        """Connect in the background and start the sender (once this publisher owns the spool)."""
+        self.spool.max_messages = self.cfg.spool_max_messages
+        self.spool.overflow = self.cfg.spool_overflow
+        self.metrics.spool_messages.set(len(self.spool))
+        self.metrics.broker_connected.set(0)
+        try:
+            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        except (OSError, ValueError) as exc:
+            raise PublisherError(f"mqtt: cannot start connecting to {self.cfg.host}:{self.cfg.port}: {exc}") from exc
+        self._client.loop_start()
         self._sender.start()
+        self._started = True
 
     # ----------------------------------------------------------------- pipeline side
     def publish(self, verdict: Verdict) -> None:
@@ -263,11 +304,49 @@ class MqttPublisher:
     def close(self, timeout: float = 10.0) -> None:
         """Drain the spool while the broker is reachable (up to ``timeout``), say ``offline``, disconnect.
 
-        Whatever is not acknowledged by then stays in the spool for the next start. Idempotent.
+        Whatever is not acknowledged by then stays in the spool for the next start. With a
+        successor (reload), hand the spool over at once instead. Idempotent.
         """
         if self._closed:
             return
         self._closing = True
+        with _OWNERS_LOCK:
+            successor = self._successor
+            self._successor = None
+            if not self._started:  # a successor that never took over: just withdraw
+                owner = _OWNERS.get(self._spool_key)
+                if owner is not None and owner._successor is self:
+                    owner._successor = None
+                self._closed = True
+                return
+            if successor is not None:
+                _OWNERS[self._spool_key] = successor
+            elif _OWNERS.get(self._spool_key) is self:
+                del _OWNERS[self._spool_key]
+        if successor is None:
+            self._drain(timeout)
+        self._stop_sender = True
+        self._wake.set()
+        self._sender.join(timeout=5)
+        if successor is None and self._connected.is_set():
+            try:
+                info = self._client.publish(self.status_topic, "offline", qos=1, retain=True)
+                info.wait_for_publish(timeout=max(0.1, min(2.0, timeout)))
+            except (RuntimeError, ValueError) as exc:
+                log.warning("mqtt: could not publish offline status: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+        self._closed = True
+        if successor is not None:
+            log.info("mqtt spool %s handed over to the reloaded publisher", self.cfg.spool_dir)
+            successor._start()
+            return
+        self.metrics.broker_connected.set(0)
+        self.metrics.spool_messages.set(len(self.spool))
+        self.spool.close()
+
+    def _drain(self, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 0.0)
         grace_end = time.monotonic() + min(max(timeout, 0.0), CLOSE_RECONNECT_GRACE_S)
         self._wake.set()
@@ -279,22 +358,6 @@ class MqttPublisher:
         if left:
             log.warning("mqtt closing with %d verdict(s) left in spool %s; they are delivered at the next start",
                         left, self.cfg.spool_dir)
-        self._stop_sender = True
-        self._wake.set()
-        self._sender.join(timeout=5)
-        if self._connected.is_set():
-            try:
-                info = self._client.publish(self.status_topic, "offline", qos=1, retain=True)
-                info.wait_for_publish(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
-            except (RuntimeError, ValueError) as exc:
-                log.warning("mqtt: could not publish offline status: %s", exc)
-        self._client.disconnect()
-        self._client.loop_stop()
-        self._connected.clear()
-        self.metrics.broker_connected.set(0)
-        self.metrics.spool_messages.set(len(self.spool))
-        self.spool.close()
-        self._closed = True
 
     def _check_tls_files(self) -> None:
         tls = self.cfg.tls

@@ -254,3 +254,42 @@ def test_entries_leave_the_spool_only_after_puback(mosquitto, mqtt_subscriber, t
     sub.wait_for(5, timeout=10)
     pub2.close()
     assert _first_occurrences(_frames(sub.messages)) == list(range(5))
+
+
+def test_reload_hands_the_spool_over_without_loss_or_offline(mosquitto, mqtt_subscriber, tmp_path):
+    prefix = unique_prefix()
+    sub = mqtt_subscriber(f"{prefix}/#")
+    m = Metrics()
+    old = create_publisher(_cfg(mosquitto, tmp_path, prefix), line="line1", metrics=m)
+    wait_until(lambda: old.connected, what="broker connection")
+    for i in range(5):
+        old.publish(make_verdict(i))
+    # a reload that is refused: the would-be successor withdraws, the old publisher carries on
+    refused = create_publisher(_cfg(mosquitto, tmp_path, prefix, qos=2), line="line1", metrics=m)
+    refused.close(timeout=1)
+    # a reload with changed MQTT settings and the same spool_dir
+    new = create_publisher(_cfg(mosquitto, tmp_path, prefix, keepalive=10), line="line1", metrics=m)
+    assert not new.connected
+    for i in range(5, 10):
+        new.publish(make_verdict(i))  # spooled at once, delivered by the old connection meanwhile
+    old.close()
+    wait_until(lambda: new.connected, what="successor connection")
+    for i in range(10, 15):
+        new.publish(make_verdict(i))
+    sub.wait_for(15 + 2)  # 15 verdicts + online twice
+    wait_until(lambda: sample(m, "edge_inspector_spool_messages") == 0, what="spool drained")
+    statuses = [x.payload for x in sub.messages if x.topic.endswith("/status")]
+    new.close()
+    assert _first_occurrences(_frames(sub.messages)) == list(range(15))
+    assert b"offline" not in statuses, "a reload must not announce the daemon offline"
+    with pytest.raises(PublisherError, match="in use by another process"):
+        code = (f"from edge_inspector.publishers.spool import Spool; s = Spool({str(tmp_path / 'spool')!r}, 5);"
+                "import time; print('L', flush=True); time.sleep(30)")
+        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONPATH": os.getcwd()})
+        try:
+            assert holder.stdout.readline().strip() == "L"
+            create_publisher(_cfg(mosquitto, tmp_path, prefix), line="line1", metrics=m)
+        finally:
+            holder.kill()
+            holder.wait()
