@@ -39,7 +39,7 @@ DOCS = ROOT / "docs"
 VENV_BIN = Path(sys.executable).parent
 MARKER = re.compile(r"<!--\s*test:\s*(?P<kind>[\w-]+)(?P<args>[^>]*?)\s*-->\s*\n+"
                     r"(?P<indent>[ \t]*)```(?P<lang>[\w-]*)\n(?P<body>.*?)\n(?P=indent)```", re.S)
-FOLLOWING_TEXT = re.compile(r"\A\s*```text\n(?P<body>.*?)\n```", re.S)
+FOLLOWING_TEXT = re.compile(r"```text\n(?P<body>.*?)\n```", re.S)
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def test_config_examples_validate(block: Block, config_env: None, tmp_path: Path
 def test_config_error_examples_print_what_the_loader_prints(block: Block, tmp_path: Path) -> None:
     from edge_inspector.config import ConfigError, load_config
 
-    shown = FOLLOWING_TEXT.match(block.after)
+    shown = FOLLOWING_TEXT.search(block.after)
     assert shown, f"{block.page}: a config-error block must be followed by a ```text block with the message"
     path = tmp_path / "config.yaml"
     path.write_text(block.body + "\n")
@@ -364,3 +364,18 @@ def test_every_command_the_guide_shows_exists() -> None:
         for name in set(re.findall(r"\bedge-inspector ([a-z][a-z-]*[a-z])\b", "\n".join(code))):
             where = f"docs/{page.relative_to(DOCS)}"
             assert name in commands, f"{where} shows `edge-inspector {name}`, which does not exist"
+
+
+def test_promql_in_the_monitoring_page_parses(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    text = (DOCS / "monitoring.md").read_text()
+    table = text[text.index("| Question | PromQL |"):].split("\n\n", 1)[0].splitlines()[2:]
+    exprs = [re.search(r"\| `([^`]+)`", row).group(1) for row in table]
+    assert len(exprs) >= 8
+    rules = {"groups": [{"name": "docs", "rules": [{"record": f"docs:q{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
