@@ -295,7 +295,7 @@ def _split_native(samples: list[Sample], seed: int, val_fraction: float) -> list
     n_val = round(len(train_good) * val_fraction)
     if val_fraction > 0 and len(train_good) >= 2:
         n_val = max(1, n_val)
-    n_val = min(n_val, len(train_good) - 1)
+    n_val = max(0, min(n_val, len(train_good) - 1))
     chosen = set(np.random.default_rng(seed).permutation(train_good)[:n_val].tolist())
     return [replace(s, split="val") if i in chosen else s for i, s in enumerate(samples)]
 
