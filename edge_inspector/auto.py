@@ -56,15 +56,30 @@ def _check_val(dataset: Dataset) -> None:
         raise DatasetError(f"{dataset.root}: dataset has no test split to report the chosen model on")
 
 
-def _copy_model(card_path: Path, out: Path) -> Path:
-    """Copy the chosen model, its card and sibling files named after it into ``out``; return the new card."""
+def _calibration_dir(out_dir: Path) -> Path:
+    """Where ``train_model`` keeps calibration records for models written to ``out_dir``."""
+    try:
+        from .train import default_calibration_dir  # noqa: PLC0415 - the trainer owns this layout
+    except ImportError:  # pragma: no cover - train module absent in a runtime-only install
+        return out_dir / "calibration"
+    return default_calibration_dir(out_dir)
+
+
+def _copy_model(card_path: Path, out: Path) -> list[Path]:
+    """Copy the chosen model, its card, sibling files named after it and its calibration record into
+    ``out`` (calibration into the layout ``train_model`` uses for ``out``); return the copied paths,
+    the card first."""
     card = load_card(card_path)
     src_dir = card_path.parent
-    names = {card_path.name, card.model_file}
-    names |= {p.name for p in src_dir.iterdir() if p.is_file() and p.name.startswith(card.name)}
-    for name in sorted(names):
-        shutil.copy2(src_dir / name, out / name)
-    return out / card_path.name
+    names = {card.model_file} | {p.name for p in src_dir.iterdir() if p.is_file() and p.name.startswith(card.name)}
+    copied = [Path(shutil.copy2(card_path, out / card_path.name))]
+    copied += [Path(shutil.copy2(src_dir / n, out / n)) for n in sorted(names - {card_path.name})]
+    record = _calibration_dir(src_dir) / f"{card.name}.json"
+    if record.is_file():
+        target = _calibration_dir(out)
+        target.mkdir(parents=True, exist_ok=True)
+        copied.append(Path(shutil.copy2(record, target / record.name)))
+    return copied
 
 
 def _ranking_key(c: Mapping[str, Any]) -> tuple[float, float]:
@@ -123,7 +138,8 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] = D
     for c in candidates:
         c["chosen"] = c is best
 
-    chosen_card = _copy_model(Path(best["card"]), out)
+    kept = _copy_model(Path(best["card"]), out)
+    chosen_card = kept[0]
     report, pred = evaluate_model(chosen_card, test, dataset={**info, "split": "test"}, threads=threads,
                                   weights=weights, progress=progress)
     write_evaluation_report(report, pred, out / "auto_report" / "test")
@@ -131,7 +147,8 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] = D
     summary = {
         "schema": 1, "kind": "auto", "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": info, "weights": weights, "selection_split": "val", "candidates": candidates,
-        "chosen": {"kind": best["kind"], "card": str(chosen_card), "val_composite": best["val_composite"]["score"]},
+        "chosen": {"kind": best["kind"], "card": str(chosen_card), "val_composite": best["val_composite"]["score"],
+                   "files": [str(p) for p in kept]},
         "test": {**composite_inputs(report), "composite": report["composite"]["score"],
                  "false_reject_rate": (report["image"].get("at_threshold") or {}).get("false_reject_rate"),
                  "escape_rate": (report["image"].get("at_threshold") or {}).get("escape_rate"),

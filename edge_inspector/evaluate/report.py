@@ -6,6 +6,7 @@ quality engineer and must open anywhere, offline, as a single file.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -219,6 +220,9 @@ def write_evaluation_report(report: Mapping[str, Any], pred: Predictions, out_di
     json_path = write_json(report, out / "report.json")
     html_path = out / "report.html"
     html_path.write_text(evaluation_html(report, pred))
+    if report["image"]["auroc"] is not None:  # also as a file, for tools that list a report's *roc*.png
+        curves = [(report["model"]["name"], pred.labels, pred.scores)]
+        (out / "roc_image.png").write_bytes(base64.b64decode(plots.roc_plot(curves)))
     return json_path, html_path
 
 

@@ -136,7 +136,23 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
             report["pixel"]["excluded_images"] = missing
             report["pixel"]["excluded_reason"] = "defective images without a ground-truth mask"
     report["composite"] = composite_score(composite_inputs(report), weights)
+    report["metrics"] = headline_metrics(report)
     return report
+
+
+def headline_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures a model registry shows, nested shallowly (the console flattens this to ``image.auroc``...)."""
+    image, at = report["image"], report["image"].get("at_threshold") or {}
+    px, dt = report["pixel"], report["defect_type"]
+    return {
+        "image": {"auroc": image["auroc"], "average_precision": image["average_precision"], "f1": at.get("f1"),
+                  "precision": at.get("precision"), "recall": at.get("recall"), "accuracy": at.get("accuracy"),
+                  "false_reject_rate": at.get("false_reject_rate"), "escape_rate": at.get("escape_rate"),
+                  "best_f1": (image.get("best_f1") or {}).get("f1")},
+        "pixel": {"auroc": px["pixel_auroc"], "pro": px["pro"], "iou": px["iou"], "dice": px["dice"]},
+        "defect_type": {"macro_f1": dt["macro_f1"], "weighted_f1": dt["weighted_f1"], "auroc": dt["defect_type_auroc"]},
+        "composite": report["composite"]["score"],
+    }
 
 
 def evaluate_model(model: LoadedModel | Path | str, samples: Sequence[Sample], *, dataset: Mapping[str, Any],

@@ -66,8 +66,10 @@ def test_report_files_are_self_contained(detector_eval, tmp_path):
     json_path, html_path = write_evaluation_report(report, pred, tmp_path / "r")
     data = json.loads(json_path.read_text())
     for key in ("model", "dataset", "image", "per_type", "defect_type", "pixel", "composite", "energy",
-                "gallery", "timing"):
+                "gallery", "timing", "metrics"):
         assert key in data, key
+    assert data["metrics"]["image"]["auroc"] == pytest.approx(0.875) and data["metrics"]["pixel"]["pro"] > 0.5
+    assert (json_path.parent / "roc_image.png").stat().st_size > 1000
     for key in ("auroc", "average_precision", "at_threshold", "best_f1"):
         assert key in data["image"]
     for key in ("pixel_auroc", "pro", "iou", "dice"):

@@ -1,0 +1,33 @@
+"""Energy estimate: CPU seconds x watts per core, labelled as an estimate, configurable by environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_inspector.evaluate.energy import EnergyMeter, estimate
+
+
+def test_estimate_arithmetic():
+    e = estimate(36.0, watts=10.0, grid_g_per_kwh=400.0)
+    assert e["method"] == "estimate"
+    assert e["energy_wh"] == pytest.approx(0.1)  # 36 core-seconds x 10 W = 360 J = 0.1 Wh
+    assert e["co2_g"] == pytest.approx(0.04)  # 0.0001 kWh x 400 g/kWh
+
+
+def test_meter_counts_cpu_time_and_scales_per_1000(monkeypatch):
+    monkeypatch.setenv("EDGE_INSPECTOR_WATTS_PER_CORE", "20")
+    with EnergyMeter(use_codecarbon=False) as meter:
+        x = 0
+        for i in range(300_000):
+            x += i * i
+    assert meter.cpu_s > 0
+    per = meter.result(per_parts=1000, n_parts=10)
+    assert per["method"] == "estimate" and per["watts_per_core"] == 20.0
+    assert per["energy_wh"] == pytest.approx(meter.cpu_s * 100 * 20 / 3600, rel=1e-3)
+    assert meter.result(per_parts=1000, n_parts=0)["method"] is None
+
+
+def test_bad_setting_is_named(monkeypatch):
+    monkeypatch.setenv("EDGE_INSPECTOR_WATTS_PER_CORE", "lots")
+    with pytest.raises(ValueError, match="EDGE_INSPECTOR_WATTS_PER_CORE"):
+        estimate(1.0)

@@ -1,0 +1,90 @@
+"""auto: choose on the validation split, report on test once, keep the chosen model and its calibration.
+
+The selection logic runs with tiny real ONNX models through an injected trainer (fast, exact); one
+test runs the real ``train_model`` on the generated demo dataset end to end.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import edge_inspector.auto as auto
+from edge_inspector.card import load_card
+from edge_inspector.data.types import Dataset, DatasetError
+from tests.evaluate.tiny import build_detector, make_samples
+
+
+def fake_trainer(kind: str, dataset: Dataset, out_dir: Path, *, name: str, seed: int, options: dict,
+                 progress: bool) -> Path:
+    """feature_memory: a good detector; autoencoder: the same graph with a threshold so high that it
+    passes every part (poor recall); classifier: training fails."""
+    if kind == "classifier":
+        raise RuntimeError("no labelled defects")
+    card_path = build_detector(Path(out_dir), name)
+    if kind == "autoencoder":
+        card = load_card(card_path)
+        card.normalization.threshold = 0.99
+        card.save(card_path)
+    calib = Path(out_dir) / "calibration"
+    calib.mkdir(parents=True, exist_ok=True)
+    (calib / f"{name}.json").write_text(json.dumps({"threshold": 0.5, "kind": kind}))
+    return card_path
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path: Path) -> Dataset:
+    root = tmp_path / "ds"
+    samples = (make_samples(root / "train", n_good=4, n_red=0, n_blue=0, split="train", seed=1, hard=False)
+               + make_samples(root / "val", n_good=4, n_red=2, n_blue=2, split="val", seed=2)
+               + make_samples(root / "test", n_good=4, n_red=2, n_blue=2, split="test", seed=3))
+    return Dataset(name="tiny", root=root, samples=samples, layout="folders")
+
+
+def test_chooses_on_validation_and_reports_test_once(tiny_dataset, tmp_path, monkeypatch):
+    seen: list[tuple[str, str]] = []
+    real = auto.evaluate_model
+
+    def spy(model, samples, **kw):
+        seen.append((str(model), kw["dataset"]["split"]))
+        assert {s.split for s in samples} == {kw["dataset"]["split"]}
+        return real(model, samples, **kw)
+
+    monkeypatch.setattr(auto, "evaluate_model", spy)
+    out = tmp_path / "models"
+    summary = auto.run_auto(tiny_dataset, out, trainer=fake_trainer, threads=1)
+
+    by = {c["kind"]: c for c in summary["candidates"]}
+    assert "no labelled defects" in by["classifier"]["error"]
+    assert by["autoencoder"]["val"]["recall"] == 0.0
+    assert by["feature_memory"]["val_composite"]["score"] > by["autoencoder"]["val_composite"]["score"]
+    assert summary["chosen"]["kind"] == "feature_memory" and by["feature_memory"]["chosen"]
+    # every candidate scored on val; only the chosen one, copied into out/, on test
+    assert [split for _, split in seen] == ["val", "val", "test"]
+    assert seen[-1][0] == str(out / "tiny-feature_memory.card.json")
+
+    card = load_card(out / "tiny-feature_memory.card.json")  # sha256 still matches the copied model
+    assert card.metrics["test_image_auroc"] == summary["test"]["image_auroc"]
+    assert (out / "tiny-feature_memory.onnx").is_file()
+    assert json.loads((tmp_path / "calibration" / "tiny-feature_memory.json").read_text())["kind"] == "feature_memory"
+    assert (out / "candidates" / "autoencoder" / "tiny-autoencoder.onnx").is_file()
+    assert not (out / "tiny-autoencoder.onnx").exists()
+    data = json.loads((out / "auto_report" / "auto.json").read_text())
+    assert data["selection_split"] == "val" and data["chosen"]["kind"] == "feature_memory"
+    assert (out / "auto_report" / "test" / "report.html").is_file()
+    assert "validation" in (out / "auto_report" / "auto.html").read_text()
+
+
+def test_refuses_a_validation_split_without_defects(tiny_dataset, tmp_path):
+    for s in list(tiny_dataset.samples):
+        if s.split == "val" and s.label == 1:
+            tiny_dataset.samples.remove(s)
+    with pytest.raises(DatasetError, match="stratified"):
+        auto.run_auto(tiny_dataset, tmp_path, trainer=fake_trainer)
+
+
+def test_fails_clearly_when_no_candidate_survives(tiny_dataset, tmp_path):
+    with pytest.raises(RuntimeError, match="classifier: RuntimeError: no labelled defects"):
+        auto.run_auto(tiny_dataset, tmp_path, models=["classifier"], trainer=fake_trainer)
