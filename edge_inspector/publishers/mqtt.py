@@ -95,6 +95,7 @@ class MqttPublisher:
 
         self._spool_key = Path(cfg.spool_dir).resolve()
         self._successor: MqttPublisher | None = None
+        self._predecessor: MqttPublisher | None = None
         self._started = False
 
         self._connected = threading.Event()
@@ -142,6 +143,7 @@ class MqttPublisher:
                     )
                 self.spool = owner.spool
                 owner._successor = self
+                self._predecessor = owner
                 log.info("mqtt spool %s: new publisher waits for the current one to close (reload)", cfg.spool_dir)
                 return
             self.spool = Spool(cfg.spool_dir, cfg.spool_max_messages, cfg.spool_overflow)
@@ -170,6 +172,7 @@ class MqttPublisher:
         self._client.loop_start()
         self._sender.start()
         self._started = True
+        self._predecessor = None
 
     # ----------------------------------------------------------------- pipeline side
     def publish(self, verdict: Verdict) -> None:
@@ -190,7 +193,8 @@ class MqttPublisher:
         if result.dropped:
             self._count_drops(result.dropped)
         self.metrics.spool_messages.set(len(self.spool))
-        self._wake.set()
+        predecessor = self._predecessor
+        (predecessor._wake if predecessor is not None and not self._started else self._wake).set()
         self.metrics.publish_seconds.labels(sink=self.name).observe(time.perf_counter() - start)
 
     def _count_drops(self, n: int) -> None:

@@ -108,9 +108,9 @@ def test_broker_outage_mid_stream_delivers_everything_in_order(mosquitto, mqtt_s
     prefix = unique_prefix()
     sub = mqtt_subscriber(f"{prefix}/+/+/verdict")
     m = Metrics()
-    # The publisher retries after 2 s, long after the subscriber (50-200 ms) has re-subscribed to the
+    # The publisher retries after 3 s, long after the subscriber (50-200 ms) has re-subscribed to the
     # restarted broker, which keeps no sessions: the test checks our delivery, not the subscriber's luck.
-    cfg = _cfg(mosquitto, tmp_path, prefix, reconnect_min_delay=2.0, reconnect_max_delay=2.0)
+    cfg = _cfg(mosquitto, tmp_path, prefix, reconnect_min_delay=3.0, reconnect_max_delay=3.0)
     pub = create_publisher(cfg, line="line1", metrics=m)
     try:
         wait_until(lambda: pub.connected, what="broker connection")
