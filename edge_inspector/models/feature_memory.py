@@ -97,9 +97,9 @@ class FeatureMemoryModule(nn.Module):
         r = self.kernel.shape[-1] // 2
         if r:
             dist = F.conv2d(F.pad(dist, (r, r, r, r), mode="replicate"), self.kernel)
-        score = dist.flatten(1).max(dim=1).values
-        amap = F.interpolate(dist, size=self.input_size, mode="bilinear", align_corners=False)
-        return score, amap[:, 0]
+        amap = F.interpolate(dist, size=self.input_size, mode="bilinear", align_corners=False)[:, 0]
+        # the score is the maximum of the map as delivered, so a heatmap's peak always equals its score
+        return amap.flatten(1).max(dim=1).values, amap
 
 
 class FeatureMemoryDetector(Detector):

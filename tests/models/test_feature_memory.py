@@ -1,0 +1,146 @@
+"""Feature-memory (PatchCore-style) detector: it finds defects, exports faithfully, calibrates to 0.5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from edge_inspector.calibrate import calibrate_model  # noqa: E402
+from edge_inspector.card import InputSpec, ModelCard, ScoreNormalization, load_card, sha256_file  # noqa: E402
+from edge_inspector.data.loading import load_masks  # noqa: E402
+from edge_inspector.data.readers import load_dataset  # noqa: E402
+from edge_inspector.data.synthetic import generate_demo_dataset  # noqa: E402
+from edge_inspector.data.types import Dataset  # noqa: E402
+from edge_inspector.export.onnx import export_onnx  # noqa: E402
+from edge_inspector.inference import LoadedModel  # noqa: E402
+from edge_inspector.models import DetectorError, create_detector  # noqa: E402
+from edge_inspector.models.coreset import greedy_coreset  # noqa: E402
+from edge_inspector.models.feature_memory import FeatureMemoryDetector, gaussian_kernel  # noqa: E402
+from edge_inspector.preprocess import decode_image  # noqa: E402
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    root = generate_demo_dataset(tmp_path_factory.mktemp("fm") / "parts", n_train=40, n_test_good=6,
+                                 n_test_defect=9, size=SIZE, seed=3)
+    return load_dataset(root, val_fraction=0.2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(parts: Dataset) -> tuple[FeatureMemoryDetector, dict]:
+    det = create_detector("feature_memory", input_size=(SIZE, SIZE), threads=2, seed=0)
+    report = det.fit(parts.split("train"), progress=False)
+    return det, report
+
+
+def test_defective_parts_score_above_good_parts(parts: Dataset, fitted) -> None:
+    det, _ = fitted
+    test = parts.split("test")
+    out = det.predict(det.load(test))
+    labels = np.array([s.label for s in test])
+    scores = out["pred_score"]
+    assert scores.shape == (len(test),) and out["anomaly_map"].shape == (len(test), SIZE, SIZE)
+    assert roc_auc_score(labels, scores) >= 0.9
+    assert np.median(scores[labels == 1]) > scores[labels == 0].max()
+    # the map points at the defect: pixel AUROC over the defective images
+    defective = [s for s in test if s.label == 1]
+    masks = load_masks(defective, SIZE, SIZE)
+    maps = out["anomaly_map"][labels == 1]
+    assert roc_auc_score(masks.ravel(), maps.ravel()) >= 0.85
+    # image score = maximum of the smoothed map (bilinear upsampling keeps the maximum)
+    np.testing.assert_allclose(out["anomaly_map"].reshape(len(test), -1).max(1), scores, rtol=1e-4)
+
+
+def test_fit_report_and_card_info(parts: Dataset, fitted) -> None:
+    det, report = fitted
+    n_train = len(parts.split("train"))
+    per_image = (SIZE // 8) ** 2
+    assert report["n_images"] == n_train and report["n_features"] == n_train * per_image
+    assert report["feature_dim"] == 40 + 112
+    assert report["memory_size"] == min(report["n_features"], 1024)
+    assert report["seconds"] > 0
+    info = det.card_info()
+    assert info["backbone"] == "lite0" and info["classes"] == []
+    assert info["extra"]["memory_size"] == report["memory_size"] and info["extra"]["taps"] == [8, 16]
+    assert info["parameters"] > report["memory_size"] * report["feature_dim"]
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(DetectorError, match="unknown option.*corset_ratio"):
+        create_detector("feature_memory", corset_ratio=0.1)
+    with pytest.raises(DetectorError, match="coreset_ratio"):
+        create_detector("feature_memory", coreset_ratio=0.0)
+    with pytest.raises(DetectorError, match="call fit"):
+        create_detector("feature_memory").predict(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_coreset_covers_every_cluster_and_beats_random() -> None:
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(8, 152, generator=gen) * 20
+    sizes = [4000, 2000, 500, 100, 50, 20, 10, 5]  # rare clusters are what random sampling misses
+    x = torch.cat([c + torch.randn(n, 152, generator=gen) for c, n in zip(centres, sizes, strict=True)])
+    label = torch.cat([torch.full((n,), i) for i, n in enumerate(sizes)])
+    idx = greedy_coreset(x, 8, projection_dim=32, max_candidates=10_000, seed=0)
+    assert len(set(idx.tolist())) == 8
+    assert set(label[idx].tolist()) == set(range(8))
+    assert torch.equal(idx, greedy_coreset(x, 8, projection_dim=32, max_candidates=10_000, seed=0))
+
+    def radius(sel: torch.Tensor) -> float:  # farthest point from its nearest selected point
+        return torch.cdist(x, x[sel]).min(1).values.max().item()
+
+    random_sel = torch.randperm(len(x), generator=gen)[:64]
+    assert radius(greedy_coreset(x, 64, seed=1)) < radius(random_sel)
+    assert torch.equal(greedy_coreset(x[:5], 10), torch.arange(5))
+
+
+def test_gaussian_kernel_is_normalised() -> None:
+    k = gaussian_kernel(0.5)
+    assert k.shape == (1, 1, 5, 5) and abs(k.sum().item() - 1) < 1e-6 and k[0, 0, 2, 2] == k.max()
+    assert gaussian_kernel(0).numel() == 1
+
+
+def test_onnx_export_card_and_calibrated_loaded_model(parts: Dataset, fitted, tmp_path: Path) -> None:
+    """The deployable path: ONNX (parity-checked) + card with sha256, calibrated, through LoadedModel."""
+    det, _ = fitted
+    val, test = parts.split("val"), parts.split("test")
+    onnx_path = tmp_path / "fm.onnx"
+    report = export_onnx(det, onnx_path, det.load(val[:2] + test[-1:]))
+    assert set(report.max_abs_diff) == {"pred_score", "anomaly_map"}
+    assert report.max_abs_diff["pred_score"] <= 1e-3 * max(report.output_range["pred_score"], 1e-6) + 1e-5
+    assert report.sha256 == sha256_file(onnx_path)
+
+    card = ModelCard(name="fm", kind="feature_memory", model_file=onnx_path.name, model_sha256=report.sha256,
+                     input=InputSpec(height=SIZE, width=SIZE), outputs=det.output_meanings(),
+                     normalization=ScoreNormalization(threshold=0, min=0, max=1))
+    card_path = card.save(tmp_path / "fm.card.json")
+    cal = calibrate_model(card_path, val, method="fpr", target=0.125, calibration_dir=tmp_path / "calibration")
+    assert cal.false_reject_rate <= 0.125 and (tmp_path / "calibration" / "fm.json").is_file()
+    norm = load_card(card_path).normalization
+    assert norm.method == "fpr=0.125" and norm.threshold == pytest.approx(cal.threshold)
+
+    model = LoadedModel.load(card_path, threads=2)
+    images = [decode_image(s.path) for s in val + test]
+    results = model.predict(images)
+    # ORT through the daemon's path scores like torch
+    torch_scores = det.predict(model.preprocess(images))["pred_score"]
+    np.testing.assert_allclose([r.raw_score for r in results], torch_scores, rtol=1e-3, atol=1e-4)
+    # 0.5 is the calibrated threshold: the verdict flips exactly there
+    assert all((r.score >= 0.5) == (r.raw_score >= norm.threshold) for r in results)
+    assert sum(r.score >= 0.5 for r in results[:len(val)]) <= 1  # at most 12.5 % of 8 normals rejected
+    missing = [r.score for r, s in zip(results[len(val):], test, strict=True) if s.defect_type == "missing"]
+    assert min(missing) > 0.5  # a missing chunk of the part is an obvious defect
+    assert all(0.0 <= r.score <= 1.0 for r in results)
+    assert results[0].anomaly_map.shape == (SIZE, SIZE)
+
+    # the card's sha256 guards the file: a changed model is refused
+    onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")
+    with pytest.raises(Exception, match="sha256"):
+        LoadedModel.load(card_path)
