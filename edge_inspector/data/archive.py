@@ -23,6 +23,7 @@ MAX_MEMBERS = 200_000
 MAX_RATIO = 200  # uncompressed/compressed; images compress far less than this, bombs far more
 _RATIO_MIN_BYTES = 1 << 20  # tiny files may compress well (e.g. blank masks): only judge large ones
 COMPLETE = ".edge-inspector-complete"
+SOURCE = ".edge-inspector-source"  # the archive an extraction came from, to prune stale versions
 
 
 def default_cache_dir() -> Path:
@@ -47,6 +48,14 @@ def _check_member(zip_path: Path, info: zipfile.ZipInfo) -> None:
     if info.file_size > _RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
         raise DatasetError(f"{zip_path}: member {name!r} expands {info.compress_size} -> {info.file_size} bytes "
                            f"(ratio > {MAX_RATIO}): refused as a zip bomb")
+
+
+def _prune_stale(cache: Path, zip_path: Path, keep: Path) -> None:
+    """Remove earlier extractions of the same archive path (it was replaced): edge disks are small."""
+    for entry in cache.glob(f"{zip_path.stem}-*"):
+        source = entry / SOURCE
+        if entry != keep and source.is_file() and source.read_text() == str(zip_path):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def extract_zip(zip_path: Path | str, cache_dir: Path | str | None = None, *, max_mb: int = 2048,
@@ -103,9 +112,11 @@ def extract_zip(zip_path: Path | str, cache_dir: Path | str | None = None, *, ma
                             raise DatasetError(f"{zip_path}: member {info.filename!r} expands beyond its declared "
                                                f"size or the {max_mb} MB limit: refused as a zip bomb")
                         out.write(chunk)
+            (tmp / SOURCE).write_text(str(zip_path))
             (tmp / COMPLETE).touch()
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
+            _prune_stale(cache, zip_path, keep=target)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
             raise DatasetError(f"{zip_path}: archive is corrupt or cannot be extracted ({exc})") from exc
         finally:

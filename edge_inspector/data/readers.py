@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..preprocess import ImageDecodeError, to_bgr8
-from .archive import COMPLETE, extract_zip
+from .archive import COMPLETE, SOURCE, extract_zip
 from .types import GOOD, Dataset, DatasetError, Sample
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ MASK_ASPECT_TOLERANCE = 0.02  # a mask of another size is resized only if its as
 SPLIT_FORMAT = 1
 _DECODE_THREADS = 4
 _MASK_SUFFIXES = ("_mask", "")
-_IGNORED_NAMES = frozenset({"Thumbs.db", "desktop.ini", COMPLETE})
+_IGNORED_NAMES = frozenset({"Thumbs.db", "desktop.ini", COMPLETE, SOURCE})
 
 # (resolved path, size, mtime_ns) -> (height, width): each image is decoded once per process
 _size_cache: dict[tuple[str, int, int], tuple[int, int]] = {}
@@ -135,6 +135,19 @@ def _match_masks(images: list[Path], image_dir: Path, mask_dir: Path | None) -> 
 def _elongation(size: tuple[int, int]) -> float:
     h, w = size
     return max(h, w) / min(h, w)
+
+
+def _warn_partial_masks(samples: list[Sample]) -> None:
+    """Pixel metrics need every defect of a type masked; a partly masked type is usually a copy mistake."""
+    by_type: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        if s.label == 1:
+            by_type[s.defect_type].append(s)
+    for name, group in sorted(by_type.items()):
+        missing = [s for s in group if s.mask_path is None]
+        if 0 < len(missing) < len(group):
+            log.warning("defect type %r: %d of %d images have no mask (e.g. %s); pixel metrics will skip them",
+                        name, len(missing), len(group), missing[0].path)
 
 
 def _check_images(samples: list[Sample], max_aspect_spread: float | None = MAX_ASPECT_SPREAD) -> None:
@@ -461,6 +474,7 @@ def load_dataset(
     else:
         samples = _read_folders(root)
     _check_images(samples, max_aspect_spread)
+    _warn_partial_masks(samples)
     effective = "stratified" if layout == "folders" else scheme
     if effective == "native":
         samples = _split_native(samples, seed, val_fraction)

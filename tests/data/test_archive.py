@@ -113,3 +113,16 @@ def test_tests_never_extract_into_the_home_cache(tmp_path: Path, demo_dataset: P
     ds = load_dataset(builders.zip_folder(demo_dataset, tmp_path / "d.zip"))  # default cache dir
     assert ds.root.is_relative_to(Path(os.environ["EDGE_INSPECTOR_CACHE"]))
     assert not ds.root.is_relative_to(Path.home() / ".cache")
+
+
+def test_replaced_archive_is_extracted_afresh_and_the_old_copy_pruned(tmp_path: Path) -> None:
+    src = builders.mvtec(tmp_path / "src", n_train=3)
+    zip_path = builders.zip_folder(src, tmp_path / "line.zip", prefix="cat/")
+    cache = tmp_path / "cache"
+    first = load_dataset(zip_path, cache_dir=cache)
+    builders.image(src / "train" / "good" / "extra.png")
+    builders.zip_folder(src, zip_path, prefix="cat/")
+    os.utime(zip_path, ns=(1, 1))  # a different modification time, whatever the clock resolution
+    second = load_dataset(zip_path, cache_dir=cache)
+    assert len(second.samples) == len(first.samples) + 1
+    assert [p.name for p in cache.iterdir()] == [second.root.parent.name]

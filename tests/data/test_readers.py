@@ -288,3 +288,11 @@ def test_real_sets_with_mixed_sizes(name: str) -> None:
     ds = load_dataset(REAL / name)
     assert ds.split("train") and ds.split("val") and ds.split("test")
     assert sum(s.label for s in ds.samples) > 0
+
+
+def test_partly_masked_defect_type_warns(tmp_path: Path, caplog) -> None:
+    root = builders.mvtec(tmp_path / "cat")
+    (root / "ground_truth" / "crack" / "001_mask.png").unlink()
+    with caplog.at_level(logging.WARNING):
+        load_dataset(root)
+    assert "'crack': 1 of 3 images have no mask" in caplog.text and "'hole'" not in caplog.text
