@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--zmq", help="daemon's ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
     p.add_argument("--models-dir", help="the daemon's models folder that 'promote' copies into (default models/)")
     p.add_argument("--daemon-pid-file", help="pid file of the daemon, signalled with SIGHUP after a promotion")
-    p.add_argument("--frames-root", help="folder the verdicts' relative image paths start from (default: cwd)")
+    p.add_argument("--frames-root", help="folder the verdicts' image paths are relative to: the parent of the "
+                   "daemon's frames dir (default: current dir)")
     p.add_argument("--threads", type=int, default=4, help="web server threads (default 4)")
     sub = p.add_subparsers(dest="console_command", metavar="ACTION")
     admin = sub.add_parser("createadmin", help="create or reset an administrator login")

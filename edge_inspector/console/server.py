@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ def serve(host: str, port: int, threads: int = 4) -> int:
         "console on http://%s:%d/ (data %s, verdicts from %s, models dir %s)",
         host, port, settings.DATA_DIR, settings.CONSOLE["ZMQ_ENDPOINT"], settings.CONSOLE["MODELS_DIR"],
     )
+    def on_term(signum, frame):  # noqa: ARG001 - systemd stop: leave waitress, flush pending verdicts
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         waitress.serve(application, host=host, port=port, threads=threads, ident="edge-inspector-console")
     finally:

@@ -33,6 +33,10 @@ from django.core.management import call_command  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
 setup_test_environment()
+from django.conf import settings as _settings  # noqa: E402
+
+# Fast hashing: the production PBKDF2 cost adds seconds per login and tests nothing here.
+_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 call_command("migrate", interactive=False, verbosity=0)
 
 PASSWORD = "test-pass-4711"
@@ -57,10 +61,12 @@ def db():
 
 @pytest.fixture
 def committed_db():
+    from django.contrib.auth import get_user_model
+
     from edge_inspector.console.models import AuditLog, Dataset, TrainedModel, TrainingJob, Verdict
 
     yield
-    for model in (Verdict, TrainedModel, TrainingJob, Dataset, AuditLog):
+    for model in (Verdict, TrainedModel, TrainingJob, Dataset, AuditLog, get_user_model()):
         model.objects.all().delete()
 
 
