@@ -149,6 +149,7 @@ class Grabber(Stage):
     def __init__(self, pipeline: Pipeline, camera: CameraConfig, source: Source, out: StageQueue):
         super().__init__(f"grab-{camera.id}", pipeline)
         self.camera, self.source, self.out = camera, source, out
+        source.heartbeat = self.heartbeat  # an idle folder or a paced replay is waiting, not hung
         self.stopping = threading.Event()
         self.finished = False  # a finite source reached its end
         self.backoff = Backoff()

@@ -217,3 +217,42 @@ def test_drain_finishes_frames_in_flight(tmp_path, tiny_models, policy):
     pipe.close_publishers()
     grabbed = pipe.counters["grabbed"]
     assert len(verdicts(tmp_path)) == grabbed == pipe.counters["published"]
+
+
+def test_watchdog_health_idle_is_healthy_stuck_is_not(tmp_path, tiny_models):
+    import threading
+
+    from edge_inspector.sources import Source
+
+    class Hanging(Source):
+        """A source whose driver call never returns (as a wedged camera driver does)."""
+
+        type = "hanging"
+
+        def __init__(self, camera, config):
+            super().__init__(camera, config)
+            self.release = threading.Event()
+
+        def read(self):
+            self.release.wait()
+            return None
+
+    inbox = tmp_path / "inbox"
+    cfg = config(tmp_path, tiny_models, f"""\
+        - id: idle
+          source: {{type: folder, path: {inbox}, poll_ms: 50}}
+        - id: wedged
+          source: {{type: replay, path: {inbox}}}
+        """)
+    pipe, _, _ = build(cfg)
+    pipe.add_camera(cfg.cameras[0])
+    pipe.start()
+    time.sleep(0.8)
+    assert pipe.healthy(0.5)  # an empty folder and empty queues: idle, not stuck
+    hanging = Hanging("wedged", cfg.cameras[1].source)
+    pipe.add_camera(cfg.cameras[1], source=hanging)
+    time.sleep(0.8)
+    assert not pipe.healthy(0.5)  # the wedged grabber stopped beating: no WATCHDOG=1
+    hanging.release.set()
+    assert pipe.drain(5)
+    pipe.close_publishers()

@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatch
@@ -62,6 +62,9 @@ class Source(ABC):
         self.config = config
         self.seq = 0
         self.stop_event = threading.Event()
+        #: Called while a source waits (pacing, polling an empty folder), so the pipeline's watchdog
+        #: can tell a source that is idle on purpose from one that hangs. The grab loop sets it.
+        self.heartbeat: Callable[[], None] = lambda: None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire the device/folder; called again after a failure."""
@@ -100,9 +103,14 @@ class Source(ABC):
     def _pace(self, rate_fps: float, started: float, count: int) -> None:
         """Sleep until frame ``count`` is due at ``rate_fps`` (0 = no pacing), waking early on stop."""
         if rate_fps > 0:
-            delay = started + count / rate_fps - time.monotonic()
-            if delay > 0:
-                self.stop_event.wait(delay)
+            self._sleep(started + count / rate_fps - time.monotonic())
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds``, beating every 0.2 s and returning at once when stopped."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and not self.stop_event.is_set():
+            self.stop_event.wait(min(left, 0.2))
+            self.heartbeat()
 
 
 def matches(name: str, patterns: str) -> bool:

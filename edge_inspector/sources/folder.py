@@ -79,7 +79,7 @@ class FolderSource(Source):
                 except ImageDecodeError as exc:
                     image, error = None, str(exc)
                 return Frame(self.camera, self._next_seq(), image, error=error, source=str(path))
-            self.stop_event.wait(self.config.poll_ms / 1000.0)
+            self._sleep(self.config.poll_ms / 1000.0)
         return None
 
     def idle(self) -> bool:
