@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "generate-demo",
         help="write a synthetic demo dataset (MVTec layout) and replay frames",
         description="Write OUT/dataset, an MVTec-layout category of procedural parts with scratches, spots "
-        "and missing pieces (exact masks), and OUT/replay, numbered frames (about 20%% defective) with "
+        "and missing pieces (exact masks), and OUT/replay, numbered frames (about one in five defective) with "
         "labels.csv for the daemon's replay mode. Deterministic for a given seed; needs no download.",
     )
     p.add_argument("out", type=Path, help="output folder (created)")
