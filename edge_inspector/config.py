@@ -178,6 +178,10 @@ class DaemonConfig(_Model):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus exporter.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Batching of inference.")
+    state_dir: Path | None = Field(
+        None, description="Folder where per-camera frame counters persist, so (camera, frame) stays unique "
+        "across restarts (consumers dedupe on it). None: counters restart at 0 with the daemon. Replay "
+        "sources always number frames by file position.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> DaemonConfig:
@@ -301,6 +305,8 @@ def resolve_paths(cfg: DaemonConfig, base: Path) -> DaemonConfig:
     for model in cfg.models:
         model.path = _resolve(model.path, base)
     cfg.saving.dir = _resolve(cfg.saving.dir, base)
+    if cfg.state_dir is not None:
+        cfg.state_dir = _resolve(cfg.state_dir, base)
     for pub in cfg.publishers:  # publisher configs own their fields; resolve every Path-typed value
         for name in type(pub).model_fields:
             value = getattr(pub, name)

@@ -34,7 +34,7 @@ from .framesaver import FrameSaver
 from .inference import LoadedModel
 from .metrics import Metrics
 from .preprocess import ImageDecodeError, crop_roi, to_tensor
-from .sources import Backoff, Frame, Source, SourceError, create_source
+from .sources import Backoff, Frame, SeqStore, Source, SourceError, create_source
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,9 @@ class Grabber(Stage):
         super().__init__(f"grab-{camera.id}", pipeline)
         self.camera, self.source, self.out = camera, source, out
         source.heartbeat = self.heartbeat  # an idle folder or a paced replay is waiting, not hung
+        self.numbered = source.type != "replay"  # replay numbers frames by file position (reproducible)
+        if self.numbered:
+            source.seq = pipeline.seqs.start(camera.id)
         self.stopping = threading.Event()
         self.finished = False  # a finite source reached its end
         self.backoff = Backoff()
@@ -208,6 +211,8 @@ class Grabber(Stage):
                 self.backoff.reset()
                 self.frames.inc()
                 self.pipeline.count("grabbed")
+                if self.numbered:
+                    self.pipeline.seqs.advance(self.camera.id, frame.seq)
                 self._enqueue(frame)
         finally:
             self.up.set(0)
@@ -458,6 +463,7 @@ class Pipeline:
         self.counters = {"grabbed": 0, "dropped": 0, "inferred": 0, "published": 0}
         self.crashed = threading.Event()
         cfg = generation.config
+        self.seqs = SeqStore(cfg.state_dir)
         self.infer_q = StageQueue("infer", cfg.inference.queue_size, metrics)
         self.decide_q = StageQueue("decide", max(64, 2 * cfg.inference.batch_max), metrics)
         self.publish_q = StageQueue("publish", max(64, 2 * cfg.inference.batch_max), metrics)

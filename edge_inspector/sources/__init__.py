@@ -8,6 +8,7 @@ from .base import Backoff, Frame, Source, SourceError
 from .camera import CameraSource
 from .folder import FolderSource
 from .replay import ReplaySource
+from .seqstore import SeqStore
 from .video import VideoSource
 
 SOURCES: dict[str, type[Source]] = {
@@ -27,4 +28,4 @@ def create_source(camera: str, config: Any) -> Source:
     return cls(camera, config)
 
 
-__all__ = ["Backoff", "Frame", "Source", "SourceError", "SOURCES", "create_source"]
+__all__ = ["Backoff", "Frame", "SeqStore", "Source", "SourceError", "SOURCES", "create_source"]

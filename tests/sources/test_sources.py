@@ -186,3 +186,19 @@ def test_backoff_grows_is_capped_and_jittered():
     assert len(set(delays[4:])) > 1  # jitter: not lockstep
     b.reset()
     assert b.next_delay() <= 0.6
+
+
+def test_frame_numbers_never_repeat_across_restarts(tmp_path):
+    from edge_inspector.sources import SeqStore
+
+    store = SeqStore(tmp_path / "state", block=3)
+    assert store.start("cam") == 0
+    for seq in range(5):
+        store.advance("cam", seq)
+    assert store.start("cam") == 5  # a re-created source (reload) continues in memory
+    restarted = SeqStore(tmp_path / "state", block=3)  # a daemon restart (or crash) skips, never repeats
+    first = restarted.start("cam")
+    assert first >= 5 and first <= 5 + 3
+    assert SeqStore(None).start("cam") == 0  # without a state folder counters restart at 0
+    (tmp_path / "state" / "other.seq").write_text("garbage")
+    assert SeqStore(tmp_path / "state").start("other") == 0
