@@ -121,7 +121,8 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] = D
             report, _ = evaluate_model(card_path, val, dataset={**info, "split": "val"}, threads=threads,
                                        weights=weights, progress=progress)
         except Exception as exc:  # noqa: BLE001 - one failed candidate must not lose the others
-            log.exception("auto: candidate %s failed", kind)
+            log.warning("auto: candidate %s failed: %s", kind, exc)
+            log.debug("auto: candidate %s traceback", kind, exc_info=True)
             cand["error"] = f"{type(exc).__name__}: {exc}"
             continue
         cand["model"] = report["model"]["name"]

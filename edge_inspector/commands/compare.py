@@ -25,7 +25,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-images", type=int, default=20, help="images timed per model and backend")
     p.add_argument("--out", type=Path, default=Path("reports/compare"), help="report folder")
     add_dataset_options(p)
+    for action in p._actions:
+        if action.dest == "category":
+            action.help = "categories of a multi-category root: 'a,b' or 'all' (one table row per model and category)"
     p.set_defaults(func=run)
+
+
+def _categories(path: Path, option: str | None) -> list[str | None]:
+    """``--category a,b`` -> [a, b]; ``--category all`` -> every category under ``path``; none -> [None]."""
+    if not option:
+        return [None]
+    if option == "all":
+        from ..data.readers import list_categories  # noqa: PLC0415
+
+        found = list_categories(path)
+        if not found:
+            from ..data.types import DatasetError  # noqa: PLC0415
+
+            raise DatasetError(f"{path}: --category all, but no category folder (with train/ and test/) found")
+        return list(found)
+    return [c.strip() for c in option.split(",") if c.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,9 +60,13 @@ def run(args: argparse.Namespace) -> int:
         weights = parse_weights(args.weights)
         specs = []
         for path in args.data:
-            ds = open_dataset(path, scheme=args.scheme, seed=args.seed, val_fraction=args.val_fraction,
-                              category=args.category)
-            specs.append(data_spec(ds, args.split))
+            for category in _categories(path, args.category):
+                ds = open_dataset(path, scheme=args.scheme, seed=args.seed, val_fraction=args.val_fraction,
+                                  category=category)
+                spec = data_spec(ds, args.split)
+                if category:  # "mvtec/bolt": the category alone is ambiguous across --data roots
+                    spec.name = f"{Path(path).name}/{category}"
+                specs.append(spec)
         result = compare_models(args.models, specs, backends=backends or ["onnxruntime"], threads=args.threads,
                                 weights=weights, latency_images=args.latency_images,
                                 progress=not args.quiet and sys.stderr.isatty())

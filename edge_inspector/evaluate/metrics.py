@@ -24,7 +24,7 @@ from sklearn.metrics import (
 )
 
 from ..data.types import GOOD
-from .pro import aupro, label_regions
+from .pro import label_regions, normalised_aupro, pro_curve
 
 CALIBRATED_THRESHOLD = 0.5
 DEFAULT_FPR_LIMIT = 0.3
@@ -229,8 +229,13 @@ def pixel_metrics(maps: np.ndarray | None, masks: np.ndarray | None, threshold: 
                defect_pixel_fraction=n_pos / gt.size)
     out["n_regions"] = label_regions(gt)[1] if n_pos else 0
     if n_pos and n_neg:
-        out["pixel_auroc"] = float(roc_auc_score(gt.ravel(), maps.ravel()))
-        out["pro"] = aupro(maps, gt, fpr_limit)
+        curve = pro_curve(maps, gt)  # one sort gives both the pixel ROC and the PRO curve
+        out["pixel_auroc"] = curve.pixel_auroc()
+        out["pro"] = normalised_aupro(curve, fpr_limit)
+        # a decimated copy for plots and JSON readers: PRO reached at each FPR of a fixed grid
+        grid = np.linspace(0.0, min(1.0, 2 * fpr_limit), 121)
+        idx = np.searchsorted(curve.fpr, grid, side="right") - 1
+        out["pro_curve"] = {"fpr": grid.round(5).tolist(), "pro": curve.pro[idx].round(5).tolist()}
     else:
         reason = "the masks contain no defect pixel" if not n_pos else "the masks contain no normal pixel"
         unavailable["pixel_auroc"] = unavailable["pro"] = reason

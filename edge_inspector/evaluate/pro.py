@@ -28,12 +28,22 @@ import numpy as np
 
 @dataclass
 class ProCurve:
-    """FPR/PRO pairs at every distinct threshold, from the highest threshold (0, 0) to (1, 1)."""
+    """FPR/PRO (and pixel TPR) at every distinct threshold, from the highest threshold (0, 0) to (1, 1).
+
+    ``tpr`` (defect pixels found / defect pixels) comes from the same sort, so pixel AUROC costs no
+    second pass: on 5 M pixels one argsort replaces scikit-learn's roc_auc_score, which was the
+    slowest step of an evaluation.
+    """
 
     fpr: np.ndarray
     pro: np.ndarray
+    tpr: np.ndarray
     thresholds: np.ndarray
     n_regions: int
+
+    def pixel_auroc(self) -> float:
+        """Area under the pixel ROC (trapezoids over distinct thresholds, as scikit-learn does)."""
+        return float(np.trapezoid(self.tpr, self.fpr))
 
 
 def label_regions(masks: np.ndarray) -> tuple[np.ndarray, int]:
@@ -61,7 +71,7 @@ def pro_curve(maps: np.ndarray, masks: np.ndarray) -> ProCurve:
     binary ground truth. Raises ValueError when there is no region or no normal pixel (the caller
     turns that into a metric of None with its reason).
     """
-    maps = np.asarray(maps, dtype=np.float64)
+    maps = np.asarray(maps, dtype=np.float32)
     masks = np.asarray(masks) > 0
     if maps.shape != masks.shape:
         raise ValueError(f"anomaly maps {maps.shape} and masks {masks.shape} differ in shape")
@@ -73,25 +83,24 @@ def pro_curve(maps: np.ndarray, masks: np.ndarray) -> ProCurve:
         raise ValueError("no normal (defect-free) pixel in the masks")
     flat_labels = labels.ravel()
     region_sizes = np.bincount(flat_labels, minlength=n_regions + 1).astype(np.float64)
-    fp_weight = np.where(flat_labels == 0, 1.0 / n_normal, 0.0)
-    with np.errstate(divide="ignore"):
-        per_region = np.where(region_sizes > 0, 1.0 / (region_sizes * n_regions), 0.0)
-    per_region[0] = 0.0
-    pro_weight = per_region[flat_labels]
-
-    order = np.argsort(-maps.ravel(), kind="stable")
-    scores = maps.ravel()[order]
-    fpr = np.cumsum(fp_weight[order])
-    pro = np.cumsum(pro_weight[order])
+    per_region = np.zeros(n_regions + 1, dtype=np.float64)
+    per_region[1:] = 1.0 / (region_sizes[1:] * n_regions)  # every region carries 1 / n_regions in total
+    flat_maps = maps.ravel()
+    order = np.argsort(-flat_maps)  # ties need no stable order: only the last index of each run is kept
+    scores = flat_maps[order]
+    sorted_labels = flat_labels[order]
+    normal = sorted_labels == 0
+    fpr = np.cumsum(normal, dtype=np.float64) / n_normal
+    tpr = np.cumsum(~normal, dtype=np.float64) / (normal.size - n_normal)
+    pro = np.cumsum(per_region[sorted_labels])
     # Keep the last pixel of each run of equal scores: one point per distinct threshold.
     last = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
-    fpr = np.r_[0.0, fpr[last]]
-    pro = np.r_[0.0, pro[last]]
+    fpr, tpr, pro = (np.r_[0.0, a[last]] for a in (fpr, tpr, pro))
     thresholds = np.r_[np.inf, scores[last]]
     # Cumulative sums of many small floats overshoot 1 by rounding; the curve ends at (1, 1).
-    np.clip(fpr, 0.0, 1.0, out=fpr)
-    np.clip(pro, 0.0, 1.0, out=pro)
-    return ProCurve(fpr=fpr, pro=pro, thresholds=thresholds, n_regions=n_regions)
+    for a in (fpr, tpr, pro):
+        np.clip(a, 0.0, 1.0, out=a)
+    return ProCurve(fpr=fpr, pro=pro, tpr=tpr, thresholds=thresholds, n_regions=n_regions)
 
 
 def area_under_curve(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
@@ -116,5 +125,8 @@ def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) -> float:
     """AUPRO up to ``fpr_limit`` normalised by it (1.0 = perfect); see the module docstring."""
     if not 0.0 < fpr_limit <= 1.0:
         raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
-    curve = pro_curve(maps, masks)
+    return normalised_aupro(pro_curve(maps, masks), fpr_limit)
+
+
+def normalised_aupro(curve: ProCurve, fpr_limit: float = 0.3) -> float:
     return area_under_curve(curve.fpr, curve.pro, fpr_limit) / fpr_limit

@@ -18,7 +18,6 @@ import numpy as np
 
 from . import plots
 from .metrics import CALIBRATED_THRESHOLD
-from .pro import pro_curve
 from .scoring import Predictions
 
 CSS = """
@@ -198,10 +197,9 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
         ["figure", "value"], [["pixel AUROC", px["pixel_auroc"]], ["PRO (normalised AUPRO to 30 % FPR)", px["pro"]],
                               ["IoU at threshold", px["iou"]], ["Dice at threshold", px["dice"]],
                               ["resolution", "x".join(map(str, px.get("resolution", []))) or None]]))
-    if px["pro"] is not None and pred.maps is not None:
-        known = pred.has_mask
-        curve = pro_curve(pred.maps[known], pred.masks[known])
-        body.append(f'<div class="figs">{img(plots.pro_plot(curve.fpr, curve.pro, px["fpr_limit"]), "PRO curve")}'
+    if px.get("pro_curve"):
+        curve = px["pro_curve"]
+        body.append(f'<div class="figs">{img(plots.pro_plot(curve["fpr"], curve["pro"], px["fpr_limit"]), "PRO")}'
                     "</div>")
     body.append(unavailable_note(px))
     body.append("<h2>Gallery</h2><p class=\"note\">Heatmap: normalised anomaly map (JET); green outline: "

@@ -34,3 +34,16 @@ def test_evaluate_command_errors_are_clear(eval_models, tmp_path, capsys):
     assert rc == 1 and "dataset not found" in capsys.readouterr().err
     rc = main(["evaluate", str(tmp_path / "missing.onnx"), str(tmp_path), "--quiet"])
     assert rc == 1
+
+
+def test_compare_every_category_of_a_root(eval_models, tmp_path, capsys):
+    from edge_inspector.data.synthetic import generate_demo_dataset
+
+    for name in ("bolt", "plate"):
+        generate_demo_dataset(tmp_path / "root" / name, n_train=4, n_test_good=3, n_test_defect=3, size=48, seed=1)
+    rc = main(["compare", str(eval_models["detector"]), "--data", str(tmp_path / "root"), "--category", "all",
+               "--out", str(tmp_path / "cmp"), "--quiet", "--threads", "1", "--latency-images", "2"])
+    assert rc == 0, capsys.readouterr()
+    data = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert [r["dataset"] for r in data["rows"]] == ["root/bolt", "root/plate"]
+    assert data["summary"][0]["datasets"] == 2

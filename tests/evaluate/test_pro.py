@@ -86,3 +86,12 @@ def test_refuses_undefined_cases():
         pro_curve(np.zeros((1, 2, 2)), np.ones((1, 2, 2)))
     with pytest.raises(ValueError, match="differ in shape"):
         pro_curve(np.zeros((1, 2, 2)), np.ones((1, 2, 3)))
+
+
+def test_pixel_auroc_from_the_shared_sort_equals_scikit_learn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    masks = (rng.random((3, 12, 12)) > 0.8).astype(np.uint8)
+    maps = np.round(rng.random((3, 12, 12)) + 0.3 * masks, 1)  # heavy ties
+    assert pro_curve(maps, masks).pixel_auroc() == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
