@@ -92,6 +92,9 @@ def test_job_survives_console_restart(settings_console, dataset):
     jobs.tick()
     job.refresh_from_db()
     proc = jobs._children.pop(job.pid)  # forget the Popen, as a restarted console would
+    deadline = time.monotonic() + 10  # a restart comes long after exec(); here wait for it
+    while b"jobrunner" not in Path(f"/proc/{job.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert jobs.pid_alive(job.pid)  # found through /proc
     jobs.recover()
     job.refresh_from_db()
