@@ -48,14 +48,16 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.metrics import parse_weights
     from ..evaluate.report import terminal_summary, write_evaluation_report
     from ..evaluate.runner import evaluate_model
+    from ..inference import LoadedModel
 
     try:
         weights = parse_weights(args.weights)
+        model = LoadedModel.load(args.model, backend=args.backend, threads=args.threads)  # fail fast on a bad model
         dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.seed, val_fraction=args.val_fraction,
                                category=args.category)
         spec = data_spec(dataset, args.split)
         report, pred = evaluate_model(
-            args.model, spec.samples, backend=args.backend, threads=args.threads, batch_size=args.batch_size,
+            model, spec.samples, batch_size=args.batch_size,
             pixel_size=args.pixel_size, weights=weights, progress=not args.quiet and sys.stderr.isatty(),
             dataset={"name": spec.name, "root": spec.root, "split": spec.split, "scheme": args.scheme,
                      "seed": args.seed},

@@ -33,7 +33,9 @@ def test_evaluate_command_errors_are_clear(eval_models, tmp_path, capsys):
     rc = main(["evaluate", str(eval_models["detector"]), str(tmp_path / "nope"), "--quiet"])
     assert rc == 1 and "dataset not found" in capsys.readouterr().err
     rc = main(["evaluate", str(tmp_path / "missing.onnx"), str(tmp_path), "--quiet"])
-    assert rc == 1
+    assert rc == 1 and "missing.card.json: model card not found" in capsys.readouterr().err
+    rc = main(["evaluate", str(eval_models["detector"]), str(tmp_path), "--quiet", "--weights", "speed=1"])
+    assert rc == 1 and "--weights" in capsys.readouterr().err
 
 
 def test_compare_every_category_of_a_root(eval_models, tmp_path, capsys):
