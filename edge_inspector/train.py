@@ -45,6 +45,26 @@ def _calibration_samples(dataset: Dataset, source: CalibrationSource) -> tuple[l
     return dataset.split("train"), "train"
 
 
+def limit_train(dataset: Dataset, max_train: int | None, seed: int = 0) -> Dataset:
+    """The dataset with at most ``max_train`` training images (a seeded random subset).
+
+    Fit time of a memory-bank detector grows with the training set while accuracy saturates
+    after a few hundred images; benchmarks and the CLI cap it with this.
+    """
+    import random
+    from dataclasses import replace
+
+    train = dataset.split("train")
+    if max_train is None or len(train) <= max_train:
+        return dataset
+    if max_train < 1:
+        raise DatasetError(f"max_train must be at least 1, got {max_train}")
+    keep = {s.path for s in random.Random(seed).sample(train, max_train)}
+    samples = [s for s in dataset.samples if s.split != "train" or s.path in keep]
+    info = dict(dataset.split_info, max_train=max_train)
+    return replace(dataset, samples=samples, split_info=info)
+
+
 def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None = None, seed: int = 0,
                 options: dict[str, Any] | None = None, progress: bool = True,
                 calibration: CalibrationSource = "val", calibration_dir: Path | None = None,

@@ -112,3 +112,54 @@ def export_onnx(detector, path: Path | str, sample_batch: np.ndarray, opset: int
     report.sha256 = sha256_file(path)
     log.info(report.summary())
     return report
+
+
+@dataclass
+class ModelCheck:
+    """What ``check_model`` found: output shapes and batch-size invariance of a deployed model."""
+
+    path: Path
+    n_images: int
+    outputs: dict[str, list[int]]
+    batch_max_diff: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_model(model_path: Path | str, batch: np.ndarray, threads: int = 2) -> ModelCheck:
+    """Run a deployed model (card + ONNX, sha256 verified) on ``batch`` as the daemon would.
+
+    Checks the I/O contract (``pred_score`` [N], ``anomaly_map`` [N,h,w], ``type_probs`` [N,K]
+    matching the card's classes), finite outputs, and that scoring the batch at once equals
+    scoring image by image (a graph that mixes images across the batch would fail here).
+    """
+    from ..inference import LoadedModel
+
+    model = LoadedModel.load(model_path, threads=threads)
+    n = len(batch)
+    together = model.backend.run(batch)
+    single = [model.backend.run(batch[i:i + 1]) for i in range(n)]
+    problems: list[str] = []
+    shapes = {k: list(np.asarray(v).shape) for k, v in together.items()}
+    expected_rank = {"pred_score": 1, "anomaly_map": 3, "type_probs": 2}
+    for name, value in together.items():
+        value = np.asarray(value)
+        if name in expected_rank and (value.ndim != expected_rank[name] or value.shape[0] != n):
+            problems.append(f"{name}: shape {list(value.shape)}, expected rank {expected_rank[name]} with batch {n}")
+        if not np.all(np.isfinite(value)):
+            problems.append(f"{name}: NaN/inf in the output")
+    if "type_probs" in together and model.card.classes and np.asarray(together["type_probs"]).shape[-1] != len(
+            model.card.classes):
+        problems.append(f"type_probs has {np.asarray(together['type_probs']).shape[-1]} columns, card lists "
+                        f"{len(model.card.classes)} classes")
+    diff = 0.0
+    for name, value in together.items():
+        stacked = np.concatenate([np.asarray(s[name]) for s in single])
+        diff = max(diff, float(np.abs(stacked - np.asarray(value)).max(initial=0.0)))
+    scale = max(float(np.ptp(np.asarray(together["pred_score"]))), 1e-6)
+    if diff > 1e-3 * max(scale, 1.0):
+        problems.append(f"batch of {n} differs from image-by-image scoring by {diff:.3g}")
+    return ModelCheck(path=Path(model_path), n_images=n, outputs=shapes, batch_max_diff=diff, problems=problems)

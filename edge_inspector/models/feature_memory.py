@@ -79,17 +79,27 @@ class FeatureMemoryModule(nn.Module):
                  sigma_features: float):
         super().__init__()
         self.embedder = embedder
-        self.register_buffer("memory_t", memory.t().contiguous())  # (D, M): one matmul per batch
-        self.register_buffer("memory_sq", (memory * memory).sum(1))  # (M,)
+        # Distances are computed around the bank's mean: ||a||^2 - 2ab + ||b||^2 cancels badly in
+        # float32 when the norms are large, and torch and ONNX Runtime sum in different orders, so
+        # centring is what keeps the exported map within tolerance of the torch one.
+        centre = memory.mean(0)
+        centred = memory - centre
+        self.register_buffer("centre", centre.view(1, 1, -1))  # (1, 1, D)
+        self.register_buffer("memory_t", centred.t().contiguous())  # (D, M): one matmul per batch
+        self.register_buffer("memory_sq", (centred * centred).sum(1))  # (M,)
+        # Distances below 1 % of the bank's RMS norm count as exact matches: sqrt's slope near 0
+        # would otherwise blow float32 rounding noise of a perfect match up to visible map values.
+        floor = 1e-2 * float(self.memory_sq.mean().sqrt()) if len(memory) else 0.0
+        self.register_buffer("floor_sq", torch.tensor(floor * floor))
         self.register_buffer("kernel", gaussian_kernel(sigma_features))
         self.input_size = tuple(input_size)
 
     def patch_distances(self, f: torch.Tensor) -> torch.Tensor:
         """(N, D, h, w) features -> (N, 1, h, w) Euclidean distance to the nearest memory entry."""
         h, w = f.shape[-2:]
-        q = f.flatten(2).transpose(1, 2)  # (N, hw, D)
+        q = f.flatten(2).transpose(1, 2) - self.centre  # (N, hw, D)
         d2 = (q * q).sum(-1, keepdim=True) - 2.0 * (q @ self.memory_t) + self.memory_sq
-        nearest = d2.min(dim=-1).values.clamp_min(0.0).sqrt()  # (N, hw)
+        nearest = torch.maximum(d2.min(dim=-1).values, self.floor_sq).sqrt()  # (N, hw)
         return nearest.reshape(-1, 1, int(h), int(w))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,75 @@
+"""``edge-inspector export``: check a trained model as the daemon will run it and bundle it for a device."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="check a trained ONNX model (I/O contract, batch invariance) and copy it to a deploy folder",
+        description="Models are exported to ONNX by `train` (with a PyTorch parity check). This command "
+        "verifies a model file against its card (sha256), runs it through ONNX Runtime on real images "
+        "(--images) or a fixed random batch, checks the output contract and that batched and single-image "
+        "scores agree, then copies the model, its card and its calibration record to --out.",
+    )
+    p.add_argument("model", type=Path, help="model .onnx or its .card.json")
+    p.add_argument("--out", type=Path, help="deploy folder to copy model + card (+ calibration) into")
+    p.add_argument("--images", type=Path, help="folder (searched recursively) of sample images to run")
+    p.add_argument("--count", type=int, default=4, help="number of sample images")
+    p.add_argument("--calibration-dir", type=Path, default=Path("calibration"),
+                   help="where the model's calibration record is looked up")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
+    p.set_defaults(func=run)
+
+
+def _sample_batch(images: Path | None, count: int, height: int, width: int):
+    import numpy as np
+
+    from ..preprocess import decode_image, to_batch
+
+    if images is None:
+        return np.random.default_rng(0).uniform(0, 1, (max(count, 2), 3, height, width)).astype(np.float32)
+    exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+    files = sorted(f for f in images.rglob("*") if f.suffix.lower() in exts)[:max(count, 1)]
+    if not files:
+        raise FileNotFoundError(f"{images}: no images found (expected {', '.join(sorted(exts))})")
+    return to_batch([decode_image(f) for f in files], height, width)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backends.base import BackendError
+    from ..card import CardError, card_path_for, load_card
+    from ..export.onnx import check_model
+    from ..preprocess import ImageDecodeError
+
+    try:
+        card_path = card_path_for(args.model)
+        card = load_card(card_path)
+        batch = _sample_batch(args.images, args.count, card.input.height, card.input.width)
+        check = check_model(card_path, batch, threads=args.threads)
+    except (CardError, BackendError, ImageDecodeError, FileNotFoundError) as exc:
+        print(f"export: {exc}")
+        return 1
+    outputs = ", ".join(f"{k} {v}" for k, v in check.outputs.items())
+    print(f"model:   {card.model_path(card_path)} ({card.kind}, sha256 {card.model_sha256[:12]} verified)")
+    print(f"checked: {check.n_images} images -> {outputs}; batched vs single max |diff| {check.batch_max_diff:.2e}")
+    if not check.ok:
+        for problem in check.problems:
+            print(f"export: {problem}")
+        return 1
+    if card.normalization.method == "uncalibrated":
+        print("warning: model is not calibrated (run `edge-inspector calibrate`); scores are not 0.5-centred")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        copied = [shutil.copy2(card.model_path(card_path), args.out / card.model_file),
+                  shutil.copy2(card_path, args.out / card_path.name)]
+        record = args.calibration_dir / f"{card.name}.json"
+        if record.is_file():
+            (args.out / "calibration").mkdir(exist_ok=True)
+            copied.append(shutil.copy2(record, args.out / "calibration" / record.name))
+        print("copied:  " + ", ".join(str(c) for c in copied))
+    return 0

@@ -1,0 +1,133 @@
+"""``edge-inspector train``: fit a detector on a dataset and write a calibrated, deployable model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+KINDS = ("feature_memory", "autoencoder", "classifier")
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``key=value`` with value parsed as JSON when it can be (numbers, lists, true/false)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--option {text!r}: expected KEY=VALUE, e.g. coreset_ratio=0.05")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``224`` or ``256x192`` (height x width)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 32:
+        raise argparse.ArgumentTypeError(f"--input-size {text!r}: expected N or HxW with sides >= 32, e.g. 224")
+    return parts[0], parts[1]
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheme", choices=["native", "stratified"], default="native",
+                   help="native: the dataset's own train/test, val_fraction of normal train images held out; "
+                   "stratified: pool everything and split by defect type (labelled defects in val)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of images held out for validation")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--category", help="category inside a multi-category dataset root")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model on a dataset (fit, export to ONNX, calibrate, write the card)",
+        description="Fit MODEL on DATASET's train split, export it to ONNX (checked against PyTorch on real "
+        "images), calibrate its threshold on the val split, and write OUT/NAME.onnx, OUT/NAME.card.json "
+        "and calibration/NAME.json. DATASET is an MVTec/VisA/plain-folders dataset or a ZIP of one.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder or .zip")
+    p.add_argument("--model", choices=KINDS, default="feature_memory", help="detector kind")
+    p.add_argument("--out", type=Path, default=Path("models"), help="output folder for model and card")
+    p.add_argument("--name", help="model name (default: <dataset>-<model>)")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--input-size", type=parse_size, help="input size, N or HxW (default 224)")
+    p.add_argument("--backbone", choices=["lite0", "lite1", "lite2"], help="EfficientNet-Lite variant")
+    p.add_argument("--epochs", type=int, help="training epochs (autoencoder, classifier)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime")
+    p.add_argument("--max-train", type=int, help="use at most this many training images (seeded subset)")
+    p.add_argument("--option", "-o", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+                   help="detector option, repeatable (e.g. -o coreset_ratio=0.05 -o taps=[4,8])")
+    p.add_argument("--calibration", choices=["val", "train", "none"], default="val",
+                   help="images that set the threshold")
+    p.add_argument("--method", choices=["auto", "fpr", "f1", "recall"], default="auto",
+                   help="calibration rule (auto: f1 with labelled defects in the split, else fpr)")
+    p.add_argument("--target", type=float, help="fpr: false-reject rate (0.005); recall: minimum recall (0.95)")
+    p.add_argument("--calibration-dir", type=Path, help="where calibration/NAME.json goes")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_dataset_arguments(p)
+    p.set_defaults(func=run)
+
+
+def build_options(args: argparse.Namespace) -> dict:
+    options = dict(args.option)
+    for key in ("input_size", "backbone", "epochs"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    options["threads"] = args.threads
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from ..calibrate import CalibrationError
+    from ..card import load_card
+    from ..data.readers import load_dataset
+    from ..data.types import DatasetError
+    from ..export.onnx import ExportParityError
+    from ..models.backbone import BackboneError
+    from ..models.base import DetectorError
+    from ..train import limit_train, train_model
+
+    started = time.perf_counter()
+    try:
+        dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,
+                               val_fraction=args.val_fraction, category=args.category)
+        dataset = limit_train(dataset, args.max_train, seed=args.seed)
+        counts = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
+        print(f"dataset {dataset.name}: {counts['train']} train, {counts['val']} val, {counts['test']} test images")
+        card_path = train_model(args.model, dataset, args.out, name=args.name, seed=args.seed,
+                                options=build_options(args), progress=not args.quiet,
+                                calibration=args.calibration, calibration_dir=args.calibration_dir,
+                                calibration_method=args.method, calibration_target=args.target)
+    except (DatasetError, DetectorError, BackboneError, ExportParityError, CalibrationError) as exc:
+        print(f"train: {exc}")
+        return 1
+    card = load_card(card_path)
+    print_summary(card, card_path, time.perf_counter() - started)
+    return 0
+
+
+def print_summary(card, card_path: Path, total_seconds: float) -> None:
+    t = card.training
+    norm = card.normalization
+    print(f"model:       {card.model_path(card_path)} ({card.kind}, {card.parameters or 0:,} parameters)")
+    print(f"card:        {card_path}")
+    print(f"training:    {t.n_images} images, fit {t.fit_seconds or 0:.1f} s, total {total_seconds:.1f} s, "
+          f"backbone {t.backbone}, data sha256 {t.data_digest[:12]}")
+    export = getattr(t, "export", None) or {}
+    if export:
+        diffs = ", ".join(f"{k} {v:.1e}" for k, v in export.get("max_abs_diff", {}).items())
+        print(f"export:      ONNX opset {export.get('opset')}, ORT vs torch max |diff|: {diffs}")
+    if norm.method == "uncalibrated":
+        print("threshold:   not calibrated (run `edge-inspector calibrate`)")
+    else:
+        extra = ", ".join(f"{k.removeprefix('calibration_')} {v:.3f}" for k, v in card.metrics.items()
+                          if k.startswith("calibration_") and v is not None)
+        print(f"threshold:   {norm.threshold:.4g} raw ({norm.method}; on calibration images: {extra})")

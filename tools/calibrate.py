@@ -1,0 +1,16 @@
+"""Thin wrapper: ``python tools/calibrate.py ...`` is ``edge-inspector calibrate ...`` (same arguments).
+
+For checkouts where the package is not installed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge_inspector.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["calibrate", *sys.argv[1:]]))
