@@ -12,6 +12,14 @@ from ..preprocess import ImageDecodeError, to_bgr8
 from .base import Frame, Source, SourceError
 
 
+def gstreamer_available() -> bool:
+    """Whether this OpenCV was built with GStreamer (the PyPI wheels are not)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
+
+
 def open_capture(device: int | str) -> cv2.VideoCapture:
     """Pick the capture backend from the device string: '!' means a GStreamer pipeline."""
     if isinstance(device, int) or (isinstance(device, str) and device.isdigit()):
@@ -30,7 +38,10 @@ class CameraSource(Source):
         self.cap = open_capture(cfg.device)
         if not self.cap.isOpened():
             self.cap.release()
-            raise SourceError(f"camera {self.camera}: cannot open device {cfg.device!r}")
+            hint = ""
+            if isinstance(cfg.device, str) and "!" in cfg.device and not gstreamer_available():
+                hint = " (this OpenCV build has no GStreamer support: install the distribution's python3-opencv)"
+            raise SourceError(f"camera {self.camera}: cannot open device {cfg.device!r}{hint}")
         for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, cfg.width), (cv2.CAP_PROP_FRAME_HEIGHT, cfg.height),
                             (cv2.CAP_PROP_FPS, cfg.fps)):
             if value:
