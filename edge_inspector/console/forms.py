@@ -39,6 +39,10 @@ class TrainingForm(forms.Form):
     kind = forms.ChoiceField(choices=DETECTOR_KINDS, label="Detector")
     name = forms.CharField(max_length=100, required=False, help_text="Model name (default: chosen by the trainer).")
     seed = forms.IntegerField(required=False, initial=0, min_value=0)
+    input_size = forms.IntegerField(required=False, min_value=16, max_value=1024,
+                                    help_text="Square input size in pixels (default: the trainer's, 224).")
+    epochs = forms.IntegerField(required=False, min_value=1, max_value=1000,
+                                help_text="Epochs (autoencoder, classifier).")
     evaluate = forms.BooleanField(required=False, initial=True, help_text="Evaluate on the test split afterwards.")
     extra_args = forms.CharField(
         max_length=500, required=False, label="Extra arguments", help_text="Passed to `edge-inspector train` as is."

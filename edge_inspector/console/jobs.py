@@ -50,8 +50,9 @@ def build_steps(job: TrainingJob, out_dir: Path, report_dir: Path) -> list[dict]
     argv = [*train, job.dataset.path, "--model", job.kind, "--out", str(out_dir)]
     if opts.get("name"):
         argv += ["--name", str(opts["name"])]
-    if opts.get("seed") not in (None, ""):
-        argv += ["--seed", str(int(opts["seed"]))]
+    for key, flag in (("seed", "--seed"), ("input_size", "--input-size"), ("epochs", "--epochs")):
+        if opts.get(key) not in (None, ""):
+            argv += [flag, str(int(opts[key]))]
     argv += shlex.split(opts.get("extra_args", "") or "")
     steps = [{"name": "train", "argv": argv}]
     if opts.get("evaluate", True):

@@ -50,8 +50,17 @@ def find_report(report_dir: Path | None) -> tuple[Path | None, dict]:
 
 
 def report_metrics(data: dict) -> dict[str, float]:
+    """Accuracy from ``metrics`` (the evaluation's summary) next to speed, size and energy."""
     source = data.get("metrics") if isinstance(data.get("metrics"), dict) else data
-    return flatten_metrics(source)
+    out = flatten_metrics(source)
+    extras = {
+        "ms_per_image": (data.get("timing") or {}).get("ms_per_image"),
+        "parameters": (data.get("model") or {}).get("parameters"),
+        "size_mb": ((data.get("model") or {}).get("size_bytes") or 0) / 1e6 or None,
+        "energy_wh_per_1000": ((data.get("energy") or {}).get("inference_per_1000_parts") or {}).get("energy_wh"),
+    }
+    out.update({k: float(v) for k, v in extras.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+    return out
 
 
 def register_card(card_path: Path, *, report_dir: Path | None = None, job: TrainingJob | None = None) -> TrainedModel:
@@ -76,10 +85,18 @@ def register_card(card_path: Path, *, report_dir: Path | None = None, job: Train
     return model
 
 
-def metric_columns(models: list[TrainedModel], limit: int = 12) -> list[str]:
-    """The metric names most models share, most common first (ties: alphabetical)."""
+# Shown first, in this order, when present: accuracy next to latency, size and the composite score.
+PREFERRED = ["image.auroc", "image.f1", "image.recall", "image.false_reject_rate", "image.escape_rate",
+             "pixel.auroc", "pixel.pro", "defect_type.macro_f1", "composite", "ms_per_image", "parameters", "size_mb"]
+
+
+def metric_columns(models: list[TrainedModel], limit: int = 14) -> list[str]:
+    """Preferred metrics first, then the names most models share (ties: alphabetical)."""
     counts: dict[str, int] = {}
     for m in models:
-        for key in m.metrics or {}:
-            counts[key] = counts.get(key, 0) + 1
-    return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:limit]
+        for key, value in (m.metrics or {}).items():
+            if value is not None:
+                counts[key] = counts.get(key, 0) + 1
+    rank = {name: i for i, name in enumerate(PREFERRED)}
+    ordered = sorted(counts.items(), key=lambda kv: (rank.get(kv[0], len(rank)), -kv[1], kv[0]))
+    return [k for k, _ in ordered][:limit]

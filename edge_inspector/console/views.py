@@ -249,7 +249,7 @@ def training(request: HttpRequest) -> HttpResponse:
             job = TrainingJob.objects.create(
                 dataset=data["dataset"],
                 kind=data["kind"],
-                options={k: data[k] for k in ("name", "seed", "evaluate", "extra_args")},
+                options={k: data[k] for k in ("name", "seed", "input_size", "epochs", "evaluate", "extra_args")},
                 created_by=request.user.get_username(),
             )
             audit(request.user, "job.create", job=job.pk, kind=job.kind, dataset=job.dataset.name)

@@ -11,8 +11,10 @@ import atexit
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,17 @@ def settings_console(tmp_path):
     yield settings.CONSOLE
     settings.CONSOLE.clear()
     settings.CONSOLE.update(saved)
+
+
+@pytest.fixture
+def fake_daemon(tmp_path):
+    """A child process that writes a pid file and records every SIGHUP it gets (a stand-in daemon)."""
+    pid_file, record = tmp_path / "daemon.pid", tmp_path / "sighups.txt"
+    recorder = REPO / "tests" / "console" / "sighup_recorder.py"
+    proc = subprocess.Popen([sys.executable, str(recorder), str(pid_file), str(record)])
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield proc, pid_file, record
+    proc.kill()
+    proc.wait()

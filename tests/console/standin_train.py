@@ -24,6 +24,8 @@ def main() -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--name")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--epochs", type=int)
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--fail", type=int, default=0)
     args = p.parse_args()

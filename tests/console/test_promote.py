@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +13,6 @@ from edge_inspector.console.models import AuditLog, TrainedModel
 from edge_inspector.console.registry import register_card
 from tests.fixtures.models import make_model
 
-HERE = Path(__file__).resolve().parent
-
 
 @pytest.fixture
 def trained(db, tmp_path) -> TrainedModel:
@@ -25,18 +21,6 @@ def trained(db, tmp_path) -> TrainedModel:
     (out / "calibration").mkdir()
     (out / "calibration" / "widget-fm.json").write_text(json.dumps({"threshold": 0.3}))
     return register_card(card)
-
-
-@pytest.fixture
-def fake_daemon(tmp_path):
-    pid_file, record = tmp_path / "daemon.pid", tmp_path / "sighups.txt"
-    proc = subprocess.Popen([sys.executable, str(HERE / "sighup_recorder.py"), str(pid_file), str(record)])
-    deadline = time.monotonic() + 10
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield proc, pid_file, record
-    proc.kill()
-    proc.wait()
 
 
 def test_promote_copies_files_audits_and_signals(client, settings_console, trained, fake_daemon):
