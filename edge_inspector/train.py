@@ -88,10 +88,9 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
     val = dataset.split("val") or None
     opts = dict(options or {})
     name = name or f"{dataset.name}-{kind}"
+    detector = create_detector(kind, seed=seed, **opts)  # bad kind/options fail before any file is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    detector = create_detector(kind, seed=seed, **opts)
     started = time.perf_counter()
     fit_report = detector.fit(train, val, progress=progress)
     fit_seconds = float(fit_report.get("seconds", time.perf_counter() - started))

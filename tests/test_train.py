@@ -1,0 +1,106 @@
+"""train_model and the train/calibrate/export commands, end to end on a tiny generated dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from edge_inspector.card import load_card, sha256_file  # noqa: E402
+from edge_inspector.cli import main  # noqa: E402
+from edge_inspector.data.readers import load_dataset  # noqa: E402
+from edge_inspector.inference import LoadedModel  # noqa: E402
+from edge_inspector.models import DetectorError  # noqa: E402
+from edge_inspector.preprocess import decode_image  # noqa: E402
+from edge_inspector.train import default_calibration_dir, limit_train, train_model  # noqa: E402
+
+
+def test_train_model_writes_a_calibrated_deployable_model(demo_dataset: Path, tmp_path: Path) -> None:
+    dataset = load_dataset(demo_dataset, val_fraction=0.2, seed=0)
+    out = tmp_path / "out"
+    card_path = train_model("feature_memory", dataset, out, name="fm", seed=1,
+                            options={"input_size": 64, "threads": 2}, progress=False)
+    assert card_path == out / "fm.card.json"
+    card = load_card(card_path)  # verifies the sha256 as well
+    assert card.model_sha256 == sha256_file(out / "fm.onnx")
+    assert card.kind == "feature_memory" and card.model_file == "fm.onnx"
+    assert (card.input.height, card.input.width) == (64, 64) and card.input.mean == [0.5, 0.5, 0.5]
+    assert set(card.outputs) == {"pred_score", "anomaly_map"} and card.classes == []
+    assert card.training.data_digest == dataset.digest("train")
+    assert card.training.n_images == len(dataset.split("train")) and card.training.seed == 1
+    assert card.training.backbone == "lite0" and card.training.fit_seconds > 0
+    assert card.parameters > 100_000 and card.extra["taps"] == [8, 16]
+    assert card.normalization.method == "fpr=0.005"
+
+    record = json.loads((out / "calibration" / "fm.json").read_text())
+    assert record["method"] == "fpr" and record["n_images"] == len(dataset.split("val"))
+    assert record["model_sha256"] == card.model_sha256 and record["source"].endswith(":val")
+
+    model = LoadedModel.load(card_path, threads=2)
+    val = [decode_image(s.path) for s in dataset.split("val")]
+    assert all(r.score < 0.5 for r in model.predict(val))  # 0.5 % of a handful: none rejected
+    test = dataset.split("test")
+    results = model.predict([decode_image(s.path) for s in test])
+    labels = np.array([s.label for s in test])
+    raw = np.array([r.raw_score for r in results])
+    assert raw[labels == 1].mean() > raw[labels == 0].mean()
+
+
+def test_limit_train_and_calibration_dir(demo_dataset: Path, tmp_path: Path) -> None:
+    dataset = load_dataset(demo_dataset, val_fraction=0.2, seed=0)
+    small = limit_train(dataset, 5, seed=0)
+    assert len(small.split("train")) == 5 and small.split("test") == dataset.split("test")
+    assert limit_train(dataset, 5, seed=0).split("train") == small.split("train")
+    assert limit_train(dataset, None) is dataset
+    assert default_calibration_dir(tmp_path / "models") == tmp_path / "calibration"
+    assert default_calibration_dir(tmp_path / "scratch") == tmp_path / "scratch" / "calibration"
+
+
+def test_unknown_kind_and_option_fail_before_any_work(demo_dataset: Path, tmp_path: Path) -> None:
+    dataset = load_dataset(demo_dataset)
+    with pytest.raises(DetectorError, match="unknown model kind 'patchcore'"):
+        train_model("patchcore", dataset, tmp_path)
+    with pytest.raises(DetectorError, match="unknown option.*coreset"):
+        train_model("feature_memory", dataset, tmp_path, options={"coreset": 0.1})
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_cli_train_calibrate_export(demo_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc = main(["train", str(demo_dataset), "--model", "feature_memory", "--out", "models", "--name", "cli",
+               "--input-size", "64", "--max-train", "12", "-o", "coreset_ratio=0.05", "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "models/cli.onnx" in out and "threshold:" in out and "fit" in out
+    card = load_card(tmp_path / "models" / "cli.card.json")
+    assert card.training.n_images == 12 and card.training.options["coreset_ratio"] == 0.05
+    assert (tmp_path / "calibration" / "cli.json").is_file()  # models/ -> sibling calibration/
+
+    rc = main(["calibrate", "models/cli.onnx", str(demo_dataset), "--split", "test", "--method", "recall",
+               "--target", "0.9", "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    card = load_card(tmp_path / "models" / "cli.card.json")
+    assert card.normalization.method == "recall=0.9" and "recall" in out
+    record = json.loads((tmp_path / "calibration" / "cli.json").read_text())
+    assert record["recall"] >= 0.9 and record["n_defect"] == 9
+
+    rc = main(["export", "models/cli.card.json", "--images", str(demo_dataset / "test"), "--out", "deploy"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert (tmp_path / "deploy" / "cli.onnx").is_file() and (tmp_path / "deploy" / "calibration" / "cli.json").is_file()
+    assert load_card(tmp_path / "deploy" / "cli.card.json").model_sha256 == card.model_sha256
+
+    # clear errors, exit status 1
+    assert main(["train", str(tmp_path / "nowhere"), "-q"]) == 1
+    assert "nowhere" in capsys.readouterr().out
+    assert main(["calibrate", "models/cli.onnx", str(demo_dataset), "--method", "f1", "-q"]) == 1
+    assert "labelled defective" in capsys.readouterr().out
+    (tmp_path / "models" / "cli.onnx").write_bytes(b"tampered")
+    assert main(["export", "models/cli.card.json"]) == 1
+    assert "sha256" in capsys.readouterr().out
