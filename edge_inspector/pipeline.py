@@ -111,6 +111,7 @@ class Stage(threading.Thread):
         self.pipeline = pipeline
         self.metrics = pipeline.metrics
         self.beat = time.monotonic()
+        self.clean_exit = False  # True once the loop ended on END (it then passed END on)
 
     def heartbeat(self) -> None:
         self.beat = time.monotonic()
@@ -135,6 +136,7 @@ class Stage(threading.Thread):
     def run(self) -> None:
         try:
             self.loop()
+            self.clean_exit = True
         except Exception:  # a bug in a stage must be loud, and the watchdog must notice
             log.exception("pipeline stage %s crashed", self.name)
             self.pipeline.crashed.set()
@@ -397,7 +399,10 @@ class Decider(Stage):
             item.latency["decide"] = (decided - t0) * 1000
             self.timer.observe(decided - t0)
             if gen.saver.config.mode != "none":
-                verdict.image = gen.saver.save(verdict, frame.image, amap, item.roi)
+                try:
+                    verdict.image = gen.saver.save(verdict, frame.image, amap, item.roi)
+                except Exception:  # noqa: BLE001 - saving evidence is optional; the verdict is not
+                    log.exception("saving frame %s/%s failed", frame.camera, frame.seq)
                 self.save_timer.observe(time.perf_counter() - decided)
             item.latency["total"] = (time.monotonic() - frame.captured_mono) * 1000
             verdict.latency_ms = {k: round(v, 3) for k, v in item.latency.items()}
@@ -525,15 +530,17 @@ class Pipeline:
                 lane.preprocessor.put(lane.queue, END)
         for lane in self.lanes.values():
             lane.preprocessor.join(max(0.1, deadline - time.monotonic()))
-        infer = self.stages[0]
-        if infer.is_alive():
-            infer.put(self.infer_q, END)
         ok = True
-        for stage in self.stages:
+        upstream_ended = False  # the preprocessors never pass END on: the first stage gets it here
+        for stage, inbox in zip(self.stages, (self.infer_q, self.decide_q, self.publish_q), strict=True):
+            if not upstream_ended and stage.is_alive():
+                stage.put(inbox, END)  # upstream crashed (or is the camera lanes): end this stage directly
             stage.join(max(0.1, deadline - time.monotonic()))
             if stage.is_alive():
                 log.error("stage %s did not finish draining within %.0f s", stage.name, timeout)
                 ok = False
+            upstream_ended = stage.clean_exit
+            ok = ok and stage.clean_exit
         return ok
 
     def close_publishers(self, timeout: float = 10.0) -> None:
