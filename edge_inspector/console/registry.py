@@ -49,15 +49,22 @@ def find_report(report_dir: Path | None) -> tuple[Path | None, dict]:
     return report.parent, data if isinstance(data, dict) else {}
 
 
+def _section(data: dict, key: str) -> dict:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def report_metrics(data: dict) -> dict[str, float]:
     """Accuracy from ``metrics`` (the evaluation's summary) next to speed, size and energy."""
     source = data.get("metrics") if isinstance(data.get("metrics"), dict) else data
     out = flatten_metrics(source)
+    model, energy = _section(data, "model"), _section(_section(data, "energy"), "inference_per_1000_parts")
+    size = model.get("size_bytes")
     extras = {
-        "ms_per_image": (data.get("timing") or {}).get("ms_per_image"),
-        "parameters": (data.get("model") or {}).get("parameters"),
-        "size_mb": ((data.get("model") or {}).get("size_bytes") or 0) / 1e6 or None,
-        "energy_wh_per_1000": ((data.get("energy") or {}).get("inference_per_1000_parts") or {}).get("energy_wh"),
+        "ms_per_image": _section(data, "timing").get("ms_per_image"),
+        "parameters": model.get("parameters"),
+        "size_mb": size / 1e6 if isinstance(size, int | float) else None,
+        "energy_wh_per_1000": energy.get("energy_wh"),
     }
     out.update({k: float(v) for k, v in extras.items() if isinstance(v, int | float) and not isinstance(v, bool)})
     return out
