@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -188,13 +187,10 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM, or until every (finite) source is done; return the exit code."""
         assert self.pipeline is not None, "start() first"
-        interval = sdnotify.watchdog_interval()
-        ping_every = interval / 2 if interval else None
-        max_age = max(2.0, interval / 2) if interval else 10.0
-        last_ping = 0.0
+        watchdog = self._start_watchdog()
         code = 0
         while True:
-            self.wake.wait(0.2 if ping_every is None else min(0.2, ping_every))
+            self.wake.wait(0.2)
             self.wake.clear()
             if self.stop_requested:
                 log.info("stop requested: draining in-flight frames")
@@ -209,14 +205,40 @@ class Daemon:
             if self.pipeline.sources_finished():
                 log.info("all sources finished: draining and exiting")
                 break
-            now = time.monotonic()
-            if ping_every is not None and now - last_ping >= ping_every:
-                if self.pipeline.healthy(max_age):
-                    sdnotify.watchdog()
-                    last_ping = now
-                else:
-                    log.warning("a pipeline stage made no progress for %.0f s; not pinging the watchdog", max_age)
+        if watchdog is not None:
+            watchdog.set()
         return self.shutdown() or code
+
+    def _start_watchdog(self) -> threading.Event | None:
+        """Ping WATCHDOG=1 at half the interval, only while every stage beat recently.
+
+        A thread of its own, so a slow reload (a big model loading) does not starve the pings while the
+        running pipeline is healthy.
+        """
+        interval = sdnotify.watchdog_interval()
+        if not interval:
+            return None
+        stop = threading.Event()
+        ping_every, max_age = interval / 2, max(2.0, interval / 2)
+        pipeline = self.pipeline
+        assert pipeline is not None
+
+        def loop() -> None:
+            warned = False
+            while not stop.is_set():
+                if pipeline.healthy(max_age):
+                    sdnotify.watchdog()
+                    warned = False
+                    stop.wait(ping_every)
+                else:
+                    if not warned:
+                        log.warning("a pipeline stage made no progress for %.0f s; not pinging the watchdog",
+                                    max_age)
+                        warned = True
+                    stop.wait(0.2)
+
+        threading.Thread(target=loop, name="watchdog", daemon=True).start()
+        return stop
 
     def shutdown(self) -> int:
         sdnotify.stopping()
