@@ -256,3 +256,29 @@ def test_watchdog_health_idle_is_healthy_stuck_is_not(tmp_path, tiny_models):
     hanging.release.set()
     assert pipe.drain(5)
     pipe.close_publishers()
+
+
+def test_camera_reconnects_with_backoff_when_it_comes_back(tmp_path, tiny_models):
+    """A stream that is absent at start, then appears, then ends (a dropped connection), then is
+    reopened: source_up follows it and frame numbers continue instead of restarting."""
+    from tests.sources.test_sources import write_video
+
+    stream = tmp_path / "stream.avi"
+    cfg = config(tmp_path, tiny_models, f"""\
+        - id: cam-0
+          source: {{type: camera, device: "{stream}"}}
+        """)
+    pipe, _, metrics = build(cfg)
+    pipe.add_camera(cfg.cameras[0])
+    pipe.lanes["cam-0"].grabber.backoff.base = 0.1
+    pipe.start()
+    wait(lambda: sample(metrics, "errors_total", camera="cam-0", reason="source") >= 1)
+    assert sample(metrics, "source_up", camera="cam-0") == 0
+    write_video(stream, n=4)
+    wait(lambda: pipe.counters["published"] >= 8)  # opened, read 4, lost it, reopened, read 4 more
+    assert sample(metrics, "errors_total", camera="cam-0", reason="source") >= 2
+    assert pipe.drain(10)
+    pipe.close_publishers()
+    out = verdicts(tmp_path)
+    assert [v["frame"] for v in out] == list(range(len(out)))
+    assert [v["verdict"] for v in out[:4]] == ["ok", "defect", "ok", "defect"]
