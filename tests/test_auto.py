@@ -88,3 +88,28 @@ def test_refuses_a_validation_split_without_defects(tiny_dataset, tmp_path):
 def test_fails_clearly_when_no_candidate_survives(tiny_dataset, tmp_path):
     with pytest.raises(RuntimeError, match="classifier: RuntimeError: no labelled defects"):
         auto.run_auto(tiny_dataset, tmp_path, models=["classifier"], trainer=fake_trainer)
+
+
+@pytest.mark.slow
+def test_real_training_end_to_end(demo_dataset, tmp_path, capsys):
+    """The CLI with the real train_model: two kinds trained, chosen on val, reported on test."""
+    from edge_inspector.cli import main
+
+    out = tmp_path / "models"
+    rc = main(["auto", str(demo_dataset), "--models", "feature_memory,classifier", "--out", str(out),
+               "--threads", "1", "--quiet", "--epochs", "1"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "chosen:" in text and "image AUROC" in text
+    data = json.loads((out / "auto_report" / "auto.json").read_text())
+    kinds = {c["kind"]: c for c in data["candidates"]}
+    assert set(kinds) == {"feature_memory", "classifier"}
+    assert all("error" not in c for c in kinds.values()), kinds
+    assert kinds["classifier"]["val"]["defect_type_auroc"] is not None  # the type head is scored
+    assert kinds["feature_memory"]["val_composite"]["missing"] == ["defect_type_auroc"]
+    chosen = data["chosen"]["kind"]
+    best = max(kinds.values(), key=lambda c: c["val_composite"]["score"])
+    assert chosen == best["kind"]
+    card = load_card(out / f"{demo_dataset.name}-{chosen}.card.json")
+    assert card.normalization.method != "uncalibrated"
+    assert data["test"]["image_auroc"] is not None and "test_composite" in card.metrics

@@ -3,10 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from .evaluate import add_dataset_options
+
+
+def _json_options(text: str) -> dict[str, dict]:
+    """``--options``: a JSON object mapping a candidate kind to its trainer options."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--options: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise argparse.ArgumentTypeError('--options: expected {"<kind>": {"<option>": value, ...}, ...}')
+    return data
+
+
+def build_options(kinds: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Per-kind trainer options: the shortcuts (--input-size, --epochs, --threads) under --options."""
+    options = {}
+    for kind in kinds:
+        opts: dict = {"threads": args.threads}
+        if args.input_size:
+            opts["input_size"] = args.input_size
+        if args.epochs is not None and kind in ("autoencoder", "classifier"):
+            opts["epochs"] = args.epochs
+        opts.update(args.options.get(kind, {}))
+        options[kind] = opts
+    return options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default="feature_memory,autoencoder,classifier",
                    help="comma-separated candidate kinds (default: feature_memory,autoencoder,classifier)")
     p.add_argument("--out", type=Path, default=Path("models"), help="where the chosen model goes (default: models/)")
+    p.add_argument("--input-size", type=int, help="square input size for every candidate (default: the trainer's)")
+    p.add_argument("--epochs", type=int, help="training epochs for the autoencoder and the classifier")
+    p.add_argument("--options", type=_json_options, default={},
+                   help='per-kind trainer options as JSON, e.g. \'{"feature_memory": {"coreset_ratio": 0.02}}\'')
     add_dataset_options(p, default_scheme="stratified")
     p.set_defaults(func=run)
 
@@ -38,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.seed, val_fraction=args.val_fraction,
                                category=args.category)
         summary = run_auto(dataset, args.out, models=kinds, seed=args.seed, weights=weights, threads=args.threads,
-                           progress=not args.quiet and sys.stderr.isatty())
+                           options=build_options(kinds, args), progress=not args.quiet and sys.stderr.isatty())
     except (CardError, DatasetError, ValueError, RuntimeError) as exc:
         print(f"auto: {exc}", file=sys.stderr)
         return 1
