@@ -197,6 +197,7 @@ def test_sigterm_mid_replay_publishes_everything_grabbed(tmp_path, detector_card
     daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
     try:
         wait_until(lambda: len(read_jsonl(tmp_path / "verdicts.jsonl")) >= 5, what="first verdicts", proc=daemon)
+        published_before = len(read_jsonl(tmp_path / "verdicts.jsonl"))
         daemon.signal(signal.SIGTERM)
         assert daemon.wait() == 0, daemon.output()[-3000:]
     finally:
@@ -206,6 +207,7 @@ def test_sigterm_mid_replay_publishes_everything_grabbed(tmp_path, detector_card
     line = next(ln for ln in log.splitlines() if "stopped:" in ln)
     grabbed = int(line.split("stopped: ")[1].split(" frames")[0])
     assert grabbed < 300, "SIGTERM came too late to test a drain"
+    assert grabbed > published_before, "no frame was in flight at SIGTERM"
     assert len(out) == grabbed and [v["frame"] for v in out] == list(range(grabbed))
     assert f"{grabbed} published" in line and "0 dropped" in line
 
