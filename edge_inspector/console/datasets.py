@@ -62,7 +62,7 @@ def validate(record: Dataset) -> Dataset:
             raise ValueError(f"{path.name}: not a ZIP archive (expected a .zip of an MVTec or normal/anomaly tree)")
         from edge_inspector.data.readers import load_dataset  # imported late: pulls OpenCV
 
-        loaded = load_dataset(path)
+        loaded = load_dataset(path, category=record.category or None)
         if not loaded.samples:
             raise ValueError(f"{path}: dataset has no images")
     except Exception as exc:  # noqa: BLE001 - any reader failure is a validation failure to show the user

@@ -10,8 +10,28 @@ from .jobs import DETECTOR_KINDS
 from .models import Dataset
 
 
-class DatasetUploadForm(forms.Form):
+class BootstrapForm(forms.Form):
+    """Adds Bootstrap's classes to every widget so templates can render forms with ``as_div``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            widget = field.widget
+            if isinstance(widget, forms.CheckboxInput):
+                css = "form-check-input"
+            elif isinstance(widget, forms.Select):
+                css = "form-select form-select-sm"
+            else:
+                css = "form-control form-control-sm"
+            widget.attrs["class"] = f"{widget.attrs.get('class', '')} {css}".strip()
+
+
+CATEGORY_HELP = "Only for a root holding several categories (MVTec AD, VisA): the one to use."
+
+
+class DatasetUploadForm(BootstrapForm):
     name = forms.CharField(max_length=200)
+    category = forms.CharField(max_length=100, required=False, help_text=CATEGORY_HELP)
     archive = forms.FileField(help_text="ZIP of an MVTec-style (train/good, test/<defect>) or normal/ + anomaly/ tree.")
 
     def clean_archive(self):
@@ -21,9 +41,10 @@ class DatasetUploadForm(forms.Form):
         return archive
 
 
-class DatasetFolderForm(forms.Form):
+class DatasetFolderForm(BootstrapForm):
     name = forms.CharField(max_length=200)
     path = forms.CharField(max_length=1000, help_text="Absolute path of a dataset folder on the console machine.")
+    category = forms.CharField(max_length=100, required=False, help_text=CATEGORY_HELP)
 
     def clean_path(self):
         path = Path(self.cleaned_data["path"]).expanduser()
@@ -34,7 +55,7 @@ class DatasetFolderForm(forms.Form):
         return str(path.resolve())
 
 
-class TrainingForm(forms.Form):
+class TrainingForm(BootstrapForm):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.filter(status="valid"))
     kind = forms.ChoiceField(choices=DETECTOR_KINDS, label="Detector")
     name = forms.CharField(max_length=100, required=False, help_text="Model name (default: chosen by the trainer).")
@@ -49,10 +70,10 @@ class TrainingForm(forms.Form):
     )
 
 
-class ReviewForm(forms.Form):
+class ReviewForm(BootstrapForm):
     note = forms.CharField(max_length=1000, required=False)
 
 
-class ImportModelForm(forms.Form):
+class ImportModelForm(BootstrapForm):
     card_path = forms.CharField(max_length=1000, label="Card path", help_text="Path of an existing <name>.card.json.")
     report_dir = forms.CharField(max_length=1000, required=False, help_text="Folder with report.json (optional).")

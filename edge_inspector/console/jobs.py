@@ -53,11 +53,13 @@ def build_steps(job: TrainingJob, out_dir: Path, report_dir: Path) -> list[dict]
     for key, flag in (("seed", "--seed"), ("input_size", "--input-size"), ("epochs", "--epochs")):
         if opts.get(key) not in (None, ""):
             argv += [flag, str(int(opts[key]))]
-    argv += shlex.split(opts.get("extra_args", "") or "")
+    category = ["--category", job.dataset.category] if job.dataset.category else []
+    argv += category + shlex.split(opts.get("extra_args", "") or "")
     steps = [{"name": "train", "argv": argv}]
     if opts.get("evaluate", True):
         evaluate = _command("EVALUATE_COMMAND", [*cli, "evaluate"])
-        steps.append({"name": "evaluate", "argv": [*evaluate, "{card}", job.dataset.path, "--out", str(report_dir)]})
+        steps.append({"name": "evaluate",
+                      "argv": [*evaluate, "{card}", job.dataset.path, "--out", str(report_dir), *category]})
     return steps
 
 

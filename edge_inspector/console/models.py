@@ -15,6 +15,8 @@ class Dataset(models.Model):
     name = models.CharField(max_length=200)
     source = models.CharField(max_length=10, choices=SOURCE_CHOICES)
     path = models.CharField(max_length=1000, help_text="ZIP file or folder the readers load.")
+    category = models.CharField(max_length=100, blank=True,
+                                help_text="Category of a multi-category root (MVTec AD, VisA); empty for one category.")
     layout = models.CharField(max_length=40, blank=True)
     counts = models.JSONField(default=dict, blank=True, help_text="Images per split and defect type.")
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="pending")

@@ -211,7 +211,8 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
         return _datasets_page(request, upload_form=form, status=400)
     path = datasets.store_upload(form.cleaned_data["archive"], form.cleaned_data["name"])
     record = Dataset.objects.create(
-        name=form.cleaned_data["name"], source="zip", path=str(path), created_by=request.user.get_username()
+        name=form.cleaned_data["name"], source="zip", path=str(path), category=form.cleaned_data["category"],
+        created_by=request.user.get_username(),
     )
     return _after_validation(request, datasets.validate(record))
 
@@ -223,7 +224,7 @@ def dataset_folder(request: HttpRequest) -> HttpResponse:
         return _datasets_page(request, folder_form=form, status=400)
     record = Dataset.objects.create(
         name=form.cleaned_data["name"], source="folder", path=form.cleaned_data["path"],
-        created_by=request.user.get_username(),
+        category=form.cleaned_data["category"], created_by=request.user.get_username(),
     )
     return _after_validation(request, datasets.validate(record))
 

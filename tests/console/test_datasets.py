@@ -67,3 +67,25 @@ def test_folder_dataset(client, settings_console, demo_dataset):
     assert Dataset.objects.get(name="folder-ds").status == "valid"
     response = client.post("/datasets/folder", {"name": "nowhere", "path": "/nonexistent/dataset"})
     assert response.status_code == 400 and b"no such file or folder" in response.content
+
+
+def test_multi_category_root_needs_a_category(client, settings_console, demo_dataset, tmp_path):
+    from edge_inspector.console.jobs import build_steps
+    from edge_inspector.console.models import TrainingJob
+
+    root = tmp_path / "mvtec"
+    for category in ("bottle", "cable"):
+        shutil.copytree(demo_dataset, root / category)
+    client.post("/datasets/folder", {"name": "all", "path": str(root)})
+    record = Dataset.objects.get(name="all")
+    assert record.status == "invalid" and "bottle" in record.error and "cable" in record.error
+    client.post("/datasets/folder", {"name": "cable", "path": str(root), "category": "cable"})
+    record = Dataset.objects.get(name="cable")
+    assert record.status == "valid" and record.category == "cable"
+    assert b"mvtec (cable)" in client.get("/datasets/").content
+
+    job = TrainingJob(dataset=record, kind="feature_memory", options={"input_size": 64, "seed": 2})
+    train, evaluate = build_steps(job, tmp_path / "out", tmp_path / "report")
+    assert train["argv"][-8:] == ["--out", str(tmp_path / "out"), "--seed", "2", "--input-size", "64",
+                                  "--category", "cable"]
+    assert evaluate["argv"][-2:] == ["--category", "cable"] and "{card}" in evaluate["argv"]
