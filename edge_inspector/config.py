@@ -146,7 +146,8 @@ class SavingConfig(_Model):
     sample_every: int = Field(100, ge=1, description="mode 'sample': save one frame in this many (per camera).")
     dir: Path = Field(Path("frames"), description="Root folder; files go to <dir>/YYYY-MM-DD/<camera>/<frame>.jpg.")
     quota_mb: float = Field(1024.0, gt=0, description="Disk quota for saved frames; the oldest are deleted first.")
-    overlay: bool = Field(True, description="Draw the anomaly heatmap and regions onto saved frames.")
+    overlay: bool = Field(True, description="Also save <frame>_overlay.jpg: the anomaly heatmap and region boxes "
+                          "drawn on the frame (when a detector gives a map).")
     jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of saved frames.")
 
 

@@ -19,6 +19,7 @@ complete new set beside the running one and swap it in one assignment.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -315,8 +316,11 @@ def replay_override(folder: Path, rate_fps: float = 0.0, camera: str | None = No
     return apply
 
 
-def run_daemon(config_path: Path | str, override: Override | None = None) -> int:
-    """Entry point of ``run``/``replay``: start, run, drain; errors become exit code 1 with a message."""
+def run_daemon(config_path: Path | str, override: Override | None = None, pid_file: Path | None = None) -> int:
+    """Entry point of ``run``/``replay``: start, run, drain; errors become exit code 1 with a message.
+
+    ``pid_file`` lets tools outside systemd (the console's model promotion) send SIGHUP.
+    """
     daemon = Daemon(config_path, override)
     daemon.install_signals()  # before start, so a SIGTERM during model loading is not fatal
     try:
@@ -324,4 +328,10 @@ def run_daemon(config_path: Path | str, override: Override | None = None) -> int
     except (ConfigError, StartupError) as exc:
         log.error("cannot start: %s", exc)
         return 1
-    return daemon.run()
+    if pid_file is not None:
+        Path(pid_file).write_text(f"{os.getpid()}\n")
+    try:
+        return daemon.run()
+    finally:
+        if pid_file is not None:
+            Path(pid_file).unlink(missing_ok=True)

@@ -2,8 +2,11 @@
 
 Why a quota that deletes the oldest first: the daemon runs for months on an industrial PC with a
 small disk; saved evidence must never fill it, and the newest frames are the ones worth keeping.
-Layout: ``<dir>/YYYY-MM-DD/<camera>/<frame>.jpg``; the verdict's ``image`` field holds the path
-relative to the parent of ``dir`` (e.g. ``frames/2026-11-22/cam-0/18342.jpg``).
+Layout: ``<dir>/YYYY-MM-DD/<camera>/<frame>.jpg`` (the frame as grabbed) and, with ``overlay`` and a
+detector's map, ``<frame>_overlay.jpg`` beside it (heatmap + region boxes): the raw frame stays
+available for re-labelling and training, the overlay is what a person looks at. The verdict's
+``image`` field holds the raw frame's path relative to the parent of ``dir`` (e.g.
+``frames/2026-11-22/cam-0/18342.jpg``), which is what the console's ``--frames-root`` expects.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray | None, roi: tuple[int, i
             colour = cv2.applyColorMap(heat, cv2.COLORMAP_JET)
             out[y:y + h, x:x + w] = cv2.addWeighted(out[y:y + h, x:x + w], 0.6, colour, 0.4, 0)
     for r in verdict.regions:
-        cv2.rectangle(out, (r.x, r.y), (r.x + r.w - 1, r.y + r.h - 1), (0, 0, 255), 1)
+        cv2.rectangle(out, (r.x, r.y), (r.x + r.w - 1, r.y + r.h - 1), (0, 0, 255), 2)
     return out
 
 
@@ -88,21 +91,27 @@ class FrameSaver:
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         folder = self.root / day / verdict.camera
         path = folder / f"{verdict.frame}.jpg"
-        picture = overlay(image, anomaly_map, roi, verdict) if self.config.overlay else image
+        if not self._write(path, image):
+            return None
+        if self.config.overlay and (anomaly_map is not None or verdict.regions):
+            self._write(folder / f"{verdict.frame}_overlay.jpg", overlay(image, anomaly_map, roi, verdict))
+        self._enforce_quota()
+        return str(Path(self.root.name) / day / verdict.camera / path.name)
+
+    def _write(self, path: Path, picture: np.ndarray) -> bool:
         ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
         if not ok:
-            log.warning("frame %s/%s: JPEG encoding failed; not saved", verdict.camera, verdict.frame)
-            return None
+            log.warning("%s: JPEG encoding failed; not saved", path)
+            return False
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data.tobytes())
         except OSError as exc:
             log.warning("cannot save %s: %s", path, exc)
-            return None
+            return False
         self.files.append((path, len(data)))
         self.total += len(data)
-        self._enforce_quota()
-        return str(Path(self.root.name) / day / verdict.camera / path.name)
+        return True
 
     def _enforce_quota(self) -> None:
         while self.total > self.quota and len(self.files) > 1:

@@ -180,7 +180,8 @@ def test_replay_command_publishes_every_frame_over_mqtt_and_jsonl(tmp_path, dete
     defect = out[3]
     assert defect["verdict"] == "defect" and defect["defect_type"] in ("red_spot", "blue_spot")
     assert defect["regions"][0] == {"x": 12, "y": 12, "w": 40, "h": 40, "score": 1.0}
-    assert (tmp_path / defect["image"]).is_file()  # saved with its overlay, path relative to saving.dir's parent
+    assert (tmp_path / defect["image"]).is_file()  # path relative to saving.dir's parent
+    assert (tmp_path / defect["image"].replace(".jpg", "_overlay.jpg")).is_file()
     got = sub.wait_for(12, timeout=20)
     assert {m.topic for m in got} == {"edge-inspector/line-1/cam-0/verdict"}
     assert all(m.qos == 1 for m in got)
@@ -222,7 +223,9 @@ def test_sighup_bad_config_keeps_running_good_config_switches_without_loss(tmp_p
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(20)
-    daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path, env={"NOTIFY_SOCKET": str(notify_path)})
+    pid_file = tmp_path / "daemon.pid"
+    daemon = DaemonProc(["run", "--config", str(cfg), "--pid-file", str(pid_file)], tmp_path,
+                        env={"NOTIFY_SOCKET": str(notify_path)})
     jsonl = tmp_path / "verdicts.jsonl"
 
     def count() -> int:
@@ -246,9 +249,11 @@ def test_sighup_bad_config_keeps_running_good_config_switches_without_loss(tmp_p
         n = count()
         wait_until(lambda: count() >= n + 10, what="verdicts after refused reloads", proc=daemon)
         assert {v["models"][0]["name"] for v in read_jsonl(jsonl)} == {"tiny-detector"}
-        # 3) a good config with another model: switches between batches
+        # 3) a good config with another model, signalled through the pid file as the console does it
         cfg.write_text(good.replace(str(detector_card), str(tiny_models / "tiny-detector-b.card.json")))
-        hup_and_wait("reloaded")
+        assert int(pid_file.read_text()) == daemon.proc.pid
+        os.kill(int(pid_file.read_text()), signal.SIGHUP)
+        wait_until(lambda: "reloaded" in daemon.output(), what="reloaded", proc=daemon)
         wait_until(lambda: read_jsonl(jsonl)[-1]["models"][0]["name"] == "tiny-detector-b", what="new model",
                    proc=daemon)
         n = count()
@@ -258,6 +263,7 @@ def test_sighup_bad_config_keeps_running_good_config_switches_without_loss(tmp_p
     finally:
         daemon.kill()
         notify.close()
+    assert not pid_file.exists()
     out = read_jsonl(jsonl)
     assert [v["frame"] for v in out] == list(range(len(out)))  # no frame lost or repeated across reloads
     names = [v["models"][0]["name"] for v in out]

@@ -182,18 +182,21 @@ def test_framesaver_modes_overlay_and_quota(tmp_path):
 
     def verdict(seq: int, kind: str = "defect") -> Verdict:
         return Verdict(line="l", camera="cam-0", frame=seq, captured_at="x", verdict=kind,
-                       regions=[Region(x=12, y=12, w=40, h=40, score=1.0)])
+                       regions=[Region(x=2, y=54, w=10, h=8, score=1.0)])  # where the map is cold
 
     assert saver.save(verdict(0, "ok"), image, amap, None) is None
     rel = saver.save(verdict(1), image, amap, (0, 0, 64, 64))
     assert rel.startswith("frames/") and rel.endswith("/cam-0/1.jpg")
-    saved = cv2.imread(str(tmp_path / rel))
-    assert saved.shape == (64, 64, 3)
-    assert saved[32, 32, 0] > saved[32, 32, 2] + 20 or saved[32, 32, 2] > 150  # heatmap colour, not grey
+    raw = cv2.imread(str(tmp_path / rel))
+    assert raw.shape == (64, 64, 3) and np.abs(raw.astype(int) - image).mean() < 3  # the frame as grabbed
+    heat = cv2.imread(str(tmp_path / rel.replace("1.jpg", "1_overlay.jpg")))
+    assert heat[32, 32, 2] > heat[32, 32, 0] + 50  # hot (red) where the map is 1
+    assert heat[2, 2, 0] > heat[2, 2, 2] + 20  # cold (blue) where the map is 0
+    assert heat[54, 7, 2] > heat[54, 7, 0] + 80  # the red region box's top edge on the blue background
     for seq in range(2, 60):  # ~20 kB quota: the oldest files go first
         noisy = np.random.default_rng(seq).integers(0, 255, (64, 64, 3), dtype=np.uint8)
         saver.save(verdict(seq), noisy, amap, None)
-    files = sorted(int(p.stem) for p in (tmp_path / "frames").rglob("*.jpg"))
+    files = sorted(int(p.stem) for p in (tmp_path / "frames").rglob("*.jpg") if "_" not in p.stem)
     total = sum(p.stat().st_size for p in (tmp_path / "frames").rglob("*.jpg"))
     assert total <= 0.02 * 1024 * 1024 and files[-1] == 59 and 1 not in files
     assert files == list(range(files[0], 60))  # a contiguous run of the newest

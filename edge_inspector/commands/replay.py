@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="frames per second to replay at (default 0: as fast as the pipeline takes them)")
     p.add_argument("--camera", metavar="ID", help="camera id to replay as (default: the first camera in CONFIG)")
     p.add_argument("--loop", action="store_true", help="start again after the last image (until SIGTERM)")
+    p.add_argument("--pid-file", type=Path, metavar="PATH",
+                   help="write the daemon's pid here while it runs (for tools that send SIGHUP, e.g. the console)")
     p.set_defaults(func=run)
 
 
@@ -36,4 +38,5 @@ def run(args: argparse.Namespace) -> int:
     if args.rate < 0:
         logging.getLogger("edge_inspector").error("replay: --rate must be >= 0 (0 = as fast as possible)")
         return 1
-    return run_daemon(args.config, replay_override(args.folder, args.rate, args.camera, args.loop))
+    override = replay_override(args.folder, args.rate, args.camera, args.loop)
+    return run_daemon(args.config, override, pid_file=args.pid_file)

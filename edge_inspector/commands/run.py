@@ -19,10 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", "-c", type=Path, default=Path("config.yaml"),
                    help="configuration file (default: ./config.yaml)")
+    p.add_argument("--pid-file", type=Path, metavar="PATH",
+                   help="write the daemon's pid here while it runs (for tools that send SIGHUP, e.g. the console)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..daemon import run_daemon
 
-    return run_daemon(args.config)
+    return run_daemon(args.config, pid_file=args.pid_file)
