@@ -125,7 +125,9 @@ def bar_plot(names: Sequence[str], values: Sequence[float | None], title: str, x
 
 
 def overlay(image_path: str, amap: np.ndarray | None, mask_path: str | None, display: int = 192) -> str:
-    """The image with its anomaly heatmap blended in and the ground-truth outline drawn in green.
+    """The image with its anomaly heatmap blended in and the ground-truth outline in magenta.
+
+    Magenta because the JET colour map never produces it, so the outline cannot be mistaken for heat.
 
     The map (normalised, 0.5 = threshold) is stretched to the display size; JET colours, 45 %.
     """
@@ -141,5 +143,5 @@ def overlay(image_path: str, amap: np.ndarray | None, mask_path: str | None, dis
     if mask_path:
         mask = load_mask(mask_path, size[1], size[0])
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(view, contours, -1, (0, 255, 0), 1)
+        cv2.drawContours(view, contours, -1, (255, 0, 255), 1)
     return png_base64(view)

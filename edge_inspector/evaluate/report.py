@@ -202,7 +202,7 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
         body.append(f'<div class="figs">{img(plots.pro_plot(curve["fpr"], curve["pro"], px["fpr_limit"]), "PRO")}'
                     "</div>")
     body.append(unavailable_note(px))
-    body.append("<h2>Gallery</h2><p class=\"note\">Heatmap: normalised anomaly map (JET); green outline: "
+    body.append("<h2>Gallery</h2><p class=\"note\">Heatmap: normalised anomaly map (JET); magenta outline: "
                 "ground-truth mask; red frame: misclassified at the calibrated threshold.</p>")
     body.append(_gallery_html(report, pred))
     body.append("<h2>Model card</h2>" + table(
