@@ -25,6 +25,12 @@ from .messages import Verdict
 log = logging.getLogger(__name__)
 
 
+def on_disk(size: int, block: int = 4096) -> int:
+    """Bytes a file really occupies (whole filesystem blocks): small JPEGs cost 4 kB each, and the
+    quota is about the disk filling up, not about the sum of file lengths."""
+    return -(-size // block) * block
+
+
 def overlay(image: np.ndarray, anomaly_map: np.ndarray | None, roi: tuple[int, int, int, int] | None,
             verdict: Verdict) -> np.ndarray:
     """Blend a JET heatmap of the normalised map onto the ROI and outline the regions."""
@@ -66,7 +72,7 @@ class FrameSaver:
                             st = p.stat()
                         except OSError:
                             continue
-                        found.append((st.st_mtime, p, st.st_size))
+                        found.append((st.st_mtime, p, on_disk(st.st_size)))
         found.sort()
         self.files = deque((p, size) for _, p, size in found)
         self.total = sum(size for _, _, size in found)
@@ -109,8 +115,9 @@ class FrameSaver:
         except OSError as exc:
             log.warning("cannot save %s: %s", path, exc)
             return False
-        self.files.append((path, len(data)))
-        self.total += len(data)
+        size = on_disk(len(data))
+        self.files.append((path, size))
+        self.total += size
         return True
 
     def _enforce_quota(self) -> None:
