@@ -98,16 +98,14 @@ def build_generation(cfg: DaemonConfig, number: int, metrics: Metrics,
     models, problems = load_models(cfg)
     if problems:
         raise StartupError("; ".join(problems))
-    reuse = {}
-    if previous is not None:
-        for pcfg, pub in zip(previous.config.publishers, previous.publishers, strict=True):
-            reuse[pcfg.model_dump_json()] = pub
+    # compared as models, not as JSON: SecretStr fields dump masked, so a changed password would look equal
+    reuse = list(zip(previous.config.publishers, previous.publishers, strict=True)) if previous else []
     publishers, created = [], []
     try:
         for i, pcfg in enumerate(cfg.publishers):
-            key = pcfg.model_dump_json()
-            if key in reuse:
-                publishers.append(reuse.pop(key))
+            same = next((k for k, (old_cfg, _) in enumerate(reuse) if old_cfg == pcfg), None)
+            if same is not None:
+                publishers.append(reuse.pop(same)[1])
                 continue
             try:
                 pub = create_publisher(pcfg, line=cfg.line, metrics=metrics)
