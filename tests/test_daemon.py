@@ -287,3 +287,69 @@ def test_help_texts(cmd):
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=30)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("usage: edge-inspector") and len(res.stdout) > 400  # a real description
+
+
+def test_in_process_reload_restarts_only_changed_cameras(tmp_path, detector_card):
+    """Reload with camera b changed and c added: a keeps its grabber thread, b and c start anew."""
+    import threading
+
+    from edge_inspector.daemon import Daemon
+
+    rec = write_frames(tmp_path / "rec", n=4)
+    cams = {
+        "a": f"{{id: a, source: {{type: replay, path: {rec}, rate_fps: 20, loop: true}}}}",
+        "b": f"{{id: b, source: {{type: replay, path: {rec}, rate_fps: 20, loop: true}}}}",
+    }
+
+    def write(cameras: dict[str, str]) -> Path:
+        lines = "".join(f"  - {c}\n" for c in cameras.values())
+        path = tmp_path / "config.yaml"
+        path.write_text(f"line: l\ncameras:\n{lines}models:\n  - path: {detector_card}\n"
+                        f"publishers:\n  - {{type: jsonl, path: {tmp_path}/v.jsonl}}\nmetrics: {{enabled: false}}\n")
+        return path
+
+    daemon = Daemon(write(cams))
+    daemon.start()
+    runner = threading.Thread(target=lambda: setattr(daemon, "code", daemon.run()))
+    runner.start()
+    try:
+        lanes = dict(daemon.pipeline.lanes)
+        cams["b"] = cams["b"].replace("rate_fps: 20", "rate_fps: 25")
+        cams["c"] = f"{{id: c, source: {{type: replay, path: {rec}, rate_fps: 20, loop: true}}}}"
+        write(cams)
+        daemon.reload_requested = True
+        daemon.wake.set()
+        wait_until(lambda: set(daemon.pipeline.lanes) == {"a", "b", "c"} and daemon.generation_number == 2,
+                   what="reload")
+        assert daemon.pipeline.lanes["a"].grabber is lanes["a"].grabber  # unchanged camera kept running
+        assert daemon.pipeline.lanes["b"].grabber is not lanes["b"].grabber
+        assert not lanes["b"].grabber.is_alive()
+        wait_until(lambda: any(v["camera"] == "c" for v in read_jsonl(tmp_path / "v.jsonl")), what="camera c")
+    finally:
+        daemon.stop_requested = True
+        daemon.wake.set()
+        runner.join(20)
+    assert daemon.code == 0
+    out = read_jsonl(tmp_path / "v.jsonl")
+    for cam in ("a", "c"):  # a never restarted, c started once: contiguous numbering
+        seqs = [v["frame"] for v in out if v["camera"] == cam]
+        assert seqs == list(range(len(seqs))), cam
+
+
+def test_replay_override_takes_the_named_camera_settings(tmp_path, detector_card):
+    from edge_inspector.config import load_config
+    from edge_inspector.daemon import replay_override
+
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(f"line: l\ncameras:\n  - {{id: top, source: {{type: camera, device: 0}}}}\n"
+                        f"  - {{id: side, source: {{type: camera, device: 1}}, roi: [1, 2, 30, 40]}}\n"
+                        f"models: [{{path: {detector_card}}}]\n")
+    cfg = replay_override(tmp_path / "rec", rate_fps=5, camera="side")(load_config(cfg_path))
+    assert [c.id for c in cfg.cameras] == ["side"] and cfg.cameras[0].roi == [1, 2, 30, 40]
+    src = cfg.cameras[0].source
+    assert src.type == "replay" and src.rate_fps == 5 and src.path == (tmp_path / "rec").resolve()
+    assert cfg.cameras[0].policy == "block"
+    from edge_inspector.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'front' is not in the configuration"):
+        replay_override(tmp_path, camera="front")(load_config(cfg_path))
