@@ -2,11 +2,14 @@
 
 Images are decoded by ``preprocess.decode_image`` and scored by ``inference.LoadedModel`` only, so
 an evaluation measures exactly what the daemon will do. Anomaly maps and ground-truth masks are
-kept at one common, small resolution (the map's own resolution, capped at ``pixel_size`` = 128 px
-on the longer side): pixel metrics then stay vectorised and fast on a few hundred images
-(300 x 128 x 128 = 5 M pixels), and a map is never upsampled beyond the detail it really has.
-Masks are brought there by nearest-neighbour resizing (``preprocess.load_mask``), maps by
-bilinear resizing (``cv2.INTER_AREA`` when shrinking).
+compared at one fixed resolution: ``pixel_size`` (default 128 px) on the longer side, whatever
+the model's map resolution. Fixed, because ``compare`` puts pixel figures of different models side
+by side: a 28 x 28 map scored against 28 x 28 masks would be judged on a coarser ground truth than
+a 224 x 224 map. Small, because pixel metrics must stay vectorised and fast on a few hundred images
+(300 x 128 x 128 = 5 M pixels). Masks are resized from full resolution with nearest neighbour
+(``preprocess.load_mask``); maps bilinearly (``cv2.INTER_AREA`` when shrinking), as anomalib
+upsamples its maps. The map covers the whole resized input (``to_tensor`` squashes, never crops),
+so mask and map align in normalised image coordinates.
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ class Predictions:
 
 
 def map_resolution(map_shape: tuple[int, int], pixel_size: int = DEFAULT_PIXEL_SIZE) -> tuple[int, int]:
-    """The map's (h, w), scaled down so that the longer side is at most ``pixel_size``."""
+    """The map's (h, w) scaled (up or down) so that the longer side is ``pixel_size``."""
     h, w = map_shape
-    scale = min(1.0, pixel_size / max(h, w))
+    scale = pixel_size / max(h, w)
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 

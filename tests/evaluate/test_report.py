@@ -29,7 +29,7 @@ def test_detector_figures(detector_eval):
     # still beats the 7 plain good parts (<= 0.27): 8 of 64 pairs wrong
     assert image["auroc"] == pytest.approx(1 - 8 / 64)
     px = report["pixel"]
-    assert px["resolution"] == [32, 32]
+    assert px["resolution"] == [128, 128]  # the 32x32 map brought to the fixed evaluation size
     assert px["pixel_auroc"] > 0.9 and 0.5 < px["pro"] <= 1.0
     assert 0.5 < px["iou"] <= 1.0 and px["dice"] >= px["iou"]
     assert report["defect_type"]["macro_f1"] is None  # a detector has no type head
@@ -40,7 +40,7 @@ def test_detector_figures(detector_eval):
     assert fp["error"] and "good" in fp["path"] and fp["index"] == 0
     fn = report["gallery"]["false_negatives"][0]
     assert fn["error"] and fn["defect_type"] == "red"
-    assert pred.maps.shape == (16, 32, 32)
+    assert pred.maps.shape == (16, 128, 128)
 
 
 def test_classifier_defect_types(eval_models, eval_samples):
@@ -54,11 +54,14 @@ def test_classifier_defect_types(eval_models, eval_samples):
     assert report["composite"]["missing"] == ["pro"]
 
 
-def test_pooled_map_is_kept_at_its_own_resolution(eval_models, eval_samples):
-    report, pred = evaluate_model(eval_models["pooled"], eval_samples, dataset=DATA, threads=1)
-    assert report["pixel"]["resolution"] == [8, 8]
-    assert pred.masks.shape == (16, 8, 8)
-    assert report["pixel"]["pro"] is not None
+def test_pixel_metrics_use_one_resolution_for_every_map_size(eval_models, eval_samples):
+    coarse, pred = evaluate_model(eval_models["pooled"], eval_samples, dataset=DATA, threads=1, pixel_size=32)
+    fine, _ = evaluate_model(eval_models["detector"], eval_samples, dataset=DATA, threads=1, pixel_size=32)
+    assert coarse["pixel"]["resolution"] == fine["pixel"]["resolution"] == [32, 32]  # 8x8 map upsampled
+    assert pred.masks.shape == pred.maps.shape == (16, 32, 32)
+    # the same ground truth for both, so the coarse map is visibly worse at localising
+    assert coarse["pixel"]["n_regions"] == fine["pixel"]["n_regions"]
+    assert coarse["pixel"]["iou"] < fine["pixel"]["iou"]
 
 
 def test_report_files_are_self_contained(detector_eval, tmp_path):
