@@ -37,7 +37,7 @@ from edge_inspector import docsgen
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 VENV_BIN = Path(sys.executable).parent
-MARKER = re.compile(r"<!--\s*test:\s*(?P<kind>[\w-]+)(?P<args>[^>]*?)\s*-->\s*\n+"
+MARKER = re.compile(r"<!--\s*test:\s*(?P<kind>[\w-]+)(?P<args>.*?)\s*-->\s*\n+"
                     r"(?P<indent>[ \t]*)```(?P<lang>[\w-]*)\n(?P<body>.*?)\n(?P=indent)```", re.S)
 FOLLOWING_TEXT = re.compile(r"```text\n(?P<body>.*?)\n```", re.S)
 
@@ -77,6 +77,19 @@ def _params(kind: str) -> list:
         counts[b.page] = counts.get(b.page, 0) + 1
         params.append(pytest.param(b, id=f"{b.page}#{counts[b.page]}"))
     return params
+
+
+KINDS = ("run", "config", "config-error", "verdict")
+
+
+def test_every_marker_is_understood() -> None:
+    """A marker the parser misses would silently skip its block: count them independently."""
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text()
+        markers = re.findall(r"<!--\s*test:\s*([\w-]+)", text)
+        parsed = [m.group("kind") for m in MARKER.finditer(text)]
+        assert parsed == markers, f"docs/{page.relative_to(DOCS)}: markers {markers}, parsed blocks {parsed}"
+        assert set(markers) <= set(KINDS), f"docs/{page.relative_to(DOCS)}: unknown marker kind in {markers}"
 
 
 # -- generated references --------------------------------------------------------------------------
