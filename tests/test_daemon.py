@@ -73,10 +73,10 @@ def wait_until(cond, timeout: float = 20.0, what: str = "condition", proc: Daemo
 
 
 def write_config(path: Path, *, camera: str, models: list[Path], publishers: str, metrics_port: int = 0,
-                 extra: str = "") -> Path:
+                 extra: str = "", line: str = "line-1") -> Path:
     model_lines = "".join(f"  - path: {m}\n" for m in models)
     path.write_text(
-        f"line: line-1\ncameras:\n  - id: cam-0\n    source: {camera}\nmodels:\n{model_lines}"
+        f"line: {line}\ncameras:\n  - id: cam-0\n    source: {camera}\nmodels:\n{model_lines}"
         f"publishers:\n{textwrap.indent(textwrap.dedent(publishers), '  ')}"
         f"metrics: {{enabled: {'true' if metrics_port else 'false'}, port: {metrics_port}}}\n{extra}"
     )
@@ -163,14 +163,14 @@ def test_replay_command_publishes_every_frame_over_mqtt_and_jsonl(tmp_path, dete
                                                                   mosquitto, mqtt_subscriber):
     frames = write_frames(tmp_path / "rec", n=12, defect_every=4)
     (frames / "frame_00005.png").write_bytes(b"not an image")
-    sub = mqtt_subscriber("edge-inspector/line-1/+/verdict")
+    sub = mqtt_subscriber("edge-inspector/daemon-test/+/verdict")  # a line no other test publishes on
     cfg = write_config(
         tmp_path / "config.yaml", camera="{type: camera, device: 0}", models=[detector_card, classifier_card],
         publishers=f"""\
             - {{type: mqtt, host: 127.0.0.1, port: {mosquitto.port}, spool_dir: {tmp_path}/spool}}
             - {{type: jsonl, path: {tmp_path}/verdicts.jsonl}}
             """,
-        extra="fusion: {rule: classifier_then_detector}\nsaving: {mode: defects, dir: saved}\n")
+        extra="fusion: {rule: classifier_then_detector}\nsaving: {mode: defects, dir: saved}\n", line="daemon-test")
     daemon = DaemonProc(["replay", str(frames), "--config", str(cfg)], tmp_path)
     assert daemon.wait(60) == 0, daemon.output()[-3000:]
     out = read_jsonl(tmp_path / "verdicts.jsonl")
@@ -183,7 +183,7 @@ def test_replay_command_publishes_every_frame_over_mqtt_and_jsonl(tmp_path, dete
     assert (tmp_path / defect["image"]).is_file()  # path relative to saving.dir's parent
     assert (tmp_path / defect["image"].replace(".jpg", "_overlay.jpg")).is_file()
     got = sub.wait_for(12, timeout=20)
-    assert {m.topic for m in got} == {"edge-inspector/line-1/cam-0/verdict"}
+    assert {m.topic for m in got} == {"edge-inspector/daemon-test/cam-0/verdict"}
     assert all(m.qos == 1 for m in got)
     mqtt_verdicts = sorted((Verdict.model_validate_json(m.payload) for m in got), key=lambda v: v.frame)
     assert [v.frame for v in mqtt_verdicts] == list(range(12))
