@@ -144,7 +144,7 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] = D
     report, pred = evaluate_model(chosen_card, test, dataset={**info, "split": "test"}, threads=threads,
                                   weights=weights, progress=progress)
     write_evaluation_report(report, pred, out / "auto_report" / "test")
-    _store_test_metrics(chosen_card, report)
+    _store_test_metrics(chosen_card, report, best.get("training_energy"))
     summary = {
         "schema": 1, "kind": "auto", "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": info, "weights": weights, "selection_split": "val", "candidates": candidates,
@@ -162,14 +162,19 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] = D
     return summary
 
 
-def _store_test_metrics(card_path: Path, report: Mapping[str, Any]) -> None:
-    """Record the chosen model's test figures in its card (the model file, hence its sha256, is untouched)."""
+def _store_test_metrics(card_path: Path, report: Mapping[str, Any], training_energy: Mapping[str, Any] | None) -> None:
+    """Record the chosen model's test figures and training energy in its card (the model file, hence
+    its sha256, is untouched)."""
     card = load_card(card_path)
     at = report["image"].get("at_threshold") or {}
     figures = {**{f"test_{k}": v for k, v in composite_inputs(report).items()},
                "test_pixel_auroc": report["pixel"]["pixel_auroc"],
                "test_false_reject_rate": at.get("false_reject_rate"), "test_escape_rate": at.get("escape_rate"),
                "test_composite": report["composite"]["score"]}
+    if training_energy and training_energy.get("energy_wh") is not None:
+        figures["training_energy_wh"] = training_energy["energy_wh"]
+        figures["training_cpu_seconds"] = training_energy.get("cpu_seconds")
+        figures["training_energy_codecarbon"] = 1.0 if training_energy.get("method") == "codecarbon" else 0.0
     card.metrics.update(figures)
     card.save(card_path)
 

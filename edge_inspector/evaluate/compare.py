@@ -91,6 +91,7 @@ def _row(model_path: str, spec: DataSpec, report: Mapping[str, Any], latency: Ma
         "size_bytes": report["model"]["size_bytes"],
         "energy_wh_per_1000": energy.get("energy_wh"),
         "energy_method": energy.get("method"),
+        "training_energy_wh": (report["energy"].get("training") or {}).get("energy_wh"),
         "composite": comp["score"],
         "composite_missing": comp["missing"],
     }
@@ -157,7 +158,8 @@ COLUMNS = [("model", "model"), ("dataset", "dataset"), ("AUROC", "image_auroc"),
            ("recall", "recall"), ("FRR", "false_reject_rate"), ("escape", "escape_rate"),
            ("px AUROC", "pixel_auroc"), ("PRO", "pro"), ("type F1", "defect_type_macro_f1"),
            ("type AUROC", "defect_type_auroc"), ("params", "parameters"), ("MB", "size_bytes"),
-           ("Wh/1000", "energy_wh_per_1000"), ("composite", "composite"), ("rank", "rank")]
+           ("Wh/1000", "energy_wh_per_1000"), ("train Wh", "training_energy_wh"), ("composite", "composite"),
+           ("rank", "rank")]
 
 
 def _values(row: Mapping[str, Any], backends: Sequence[str]) -> list[Any]:

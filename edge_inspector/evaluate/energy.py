@@ -152,3 +152,29 @@ def _start_codecarbon(notes: list[str]) -> Any:
     except Exception as exc:  # noqa: BLE001 - optional tool; the estimate still works
         notes.append(f"codecarbon could not start offline ({exc}); using the CPU-time estimate")
         return None
+
+
+def training_energy_from_card(card: Any) -> dict[str, Any]:
+    """Training energy for a model card, best source first.
+
+    1. ``metrics.training_energy_wh`` (written by ``auto``, measured as process CPU seconds);
+    2. otherwise an upper bound from ``training.fit_seconds`` x the training threads (every thread
+       assumed busy for the whole fit) x watts per core;
+    3. otherwise None with the reason.
+    """
+    metrics = getattr(card, "metrics", {}) or {}
+    if metrics.get("training_energy_wh") is not None:
+        return {"method": "codecarbon" if metrics.get("training_energy_codecarbon") else "estimate",
+                "basis": "CPU seconds measured during training by auto",
+                "energy_wh": float(metrics["training_energy_wh"]),
+                "co2_g": float(metrics["training_energy_wh"]) / 1000.0 * grid_intensity()}
+    training = getattr(card, "training", None)
+    fit = getattr(training, "fit_seconds", None)
+    if not fit:
+        return {"method": None, "reason": "the card records no fit time"}
+    options = getattr(training, "options", None) or (training.model_extra or {}).get("options") or {}
+    threads = int(options.get("threads", 2)) if isinstance(options, dict) else 2
+    out = estimate(float(fit) * threads)
+    out["basis"] = (f"upper bound: fit wall time {float(fit):.1f} s x {threads} threads x "
+                    f"{out['watts_per_core']:g} W per core ({WATTS_ENV})")
+    return out

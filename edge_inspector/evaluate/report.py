@@ -163,6 +163,7 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
         body.append(f'<p class="note">Composite: missing {", ".join(comp["missing"])}; '
                     "the remaining weights were re-scaled to sum to 1.</p>")
     body.append(_energy_html(report["energy"].get("inference_per_1000_parts"), "Inference energy per 1000 parts"))
+    body.append(_energy_html(report["energy"].get("training"), "Training energy"))
 
     body.append("<h2>Image level</h2>" + table(
         ["threshold", "value", "precision", "recall", "F1", "accuracy", "false-reject", "escape", "TP/FP", "FN/TN"],

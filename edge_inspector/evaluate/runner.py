@@ -16,6 +16,7 @@ import numpy as np
 from ..card import ModelCard
 from ..data.types import Sample
 from ..inference import LoadedModel
+from .energy import training_energy_from_card
 from .metrics import (
     CALIBRATED_THRESHOLD,
     DEFAULT_FPR_LIMIT,
@@ -127,7 +128,7 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
             "ms_per_image": 1000.0 * pred.wall_seconds / len(pred.samples),
             "includes": "decode + preprocess + inference, batched",
         },
-        "energy": {"inference_per_1000_parts": pred.energy},
+        "energy": {"inference_per_1000_parts": pred.energy, "training": training_energy_from_card(model.card)},
         "gallery": _gallery(pred, gallery_size),
     }
     if pred.maps is not None and pred.has_mask is not None:

@@ -31,3 +31,17 @@ def test_bad_setting_is_named(monkeypatch):
     monkeypatch.setenv("EDGE_INSPECTOR_WATTS_PER_CORE", "lots")
     with pytest.raises(ValueError, match="EDGE_INSPECTOR_WATTS_PER_CORE"):
         estimate(1.0)
+
+
+def test_training_energy_from_card(eval_models, monkeypatch):
+    from edge_inspector.card import TrainingInfo, load_card
+    from edge_inspector.evaluate.energy import training_energy_from_card
+
+    monkeypatch.setenv("EDGE_INSPECTOR_WATTS_PER_CORE", "10")
+    card = load_card(eval_models["detector"])
+    assert training_energy_from_card(card)["method"] is None  # no fit time recorded
+    card.training = TrainingInfo(fit_seconds=90.0, options={"threads": 4})
+    e = training_energy_from_card(card)
+    assert e["energy_wh"] == pytest.approx(90 * 4 * 10 / 3600) and "upper bound" in e["basis"]
+    card.metrics["training_energy_wh"] = 0.25  # measured by auto: preferred
+    assert training_energy_from_card(card)["energy_wh"] == 0.25
