@@ -235,6 +235,9 @@ def test_verdict_examples_validate(block: Block) -> None:
     from edge_inspector.messages import Verdict
 
     Verdict.model_validate_json(block.body)
+    shown = set(json.loads(block.body))
+    fields = set(Verdict.model_json_schema(by_alias=True)["properties"])
+    assert shown == fields, f"{block.page}: example lacks {sorted(fields - shown)}"  # show the whole message
 
 
 def test_mqtt_consumer_example_dedupes(mosquitto) -> None:
