@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--daemon-pid-file", help="pid file of the daemon, signalled with SIGHUP after a promotion")
     p.add_argument("--frames-root", help="folder the verdicts' image paths are relative to: the parent of the "
                    "daemon's frames dir (default: current dir)")
-    p.add_argument("--threads", type=int, default=4, help="web server threads (default 4)")
+    p.add_argument("--keep-verdicts", type=int, help="verdicts kept in the database, oldest pruned (default 200000)")
+    p.add_argument("--threads", type=int, default=8, help="web server threads (default 8)")
     sub = p.add_subparsers(dest="console_command", metavar="ACTION")
     admin = sub.add_parser("createadmin", help="create or reset an administrator login")
     admin.add_argument("--username", required=True)
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     server.configure(
         data_dir=args.data_dir, zmq=args.zmq, models_dir=args.models_dir,
         daemon_pid_file=args.daemon_pid_file, frames_root=args.frames_root, host=args.host,
+        keep_verdicts=args.keep_verdicts,
     )
     action = getattr(args, "console_command", None)
     if action == "createadmin":

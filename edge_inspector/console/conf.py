@@ -85,5 +85,18 @@ def flag(name: str, default: bool = False) -> bool:
     raise ConsoleConfigError(f"{ENV_PREFIX}{name}={value!r}: expected a boolean (1/0, true/false)")
 
 
+def integer(name: str, default: int, minimum: int = 0) -> int:
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise ConsoleConfigError(f"{ENV_PREFIX}{name}={value!r}: expected a whole number >= {minimum}")
+    return number
+
+
 def path_list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]

@@ -12,12 +12,16 @@ SPEC is a JSON file: {"steps": [{"name": "train", "argv": [...]}, ...], "out_dir
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -34,6 +38,36 @@ def write_json(path: Path, data: dict) -> None:
 def find_card(folder: Path) -> Path | None:
     cards = sorted(folder.rglob("*.card.json"), key=lambda p: p.stat().st_mtime)
     return cards[-1] if cards else None
+
+
+def start_child(argv: list[str], env: dict) -> tuple[subprocess.Popen, int]:
+    """Start a step with its output on a pseudo-terminal, else a pipe; returns (process, fd to read).
+
+    The toolchain shows tqdm progress bars only when stderr is a terminal, so a pipe would leave
+    the console without progress; a pty makes the step behave as if run from a shell.
+    """
+    try:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    except OSError:
+        master, slave = os.pipe()
+    try:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                                 env={**env, "COLUMNS": "120"}, close_fds=True)
+    except OSError:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    return child, master
+
+
+def read_chunk(fd: int) -> bytes:
+    """Next output bytes; b"" at the end (a pty reports the end as EIO once the child has exited)."""
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
 
 
 def run(spec_path: Path) -> int:
@@ -65,14 +99,13 @@ def run(spec_path: Path) -> int:
             log.write(f"\n== step {index + 1}/{len(steps)}: {step['name']}: {' '.join(argv)}\n".encode())
             write_json(job_dir / "progress.json", {"step": step["name"], "progress": index / len(steps)})
             try:
-                child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+                child, output = start_child(argv, env)
             except OSError as exc:
                 result.update(returncode=127, step=step["name"], error=f"cannot start {argv[0]}: {exc}")
                 break
             state["child"] = child
-            last_write = 0.0
-            assert child.stdout is not None
-            while chunk := child.stdout.read1(65536):
+            last_write, best = 0.0, 0.0
+            while chunk := read_chunk(output):
                 log.write(chunk)
                 fraction = None
                 if found := PERCENT.findall(chunk):
@@ -80,10 +113,12 @@ def run(spec_path: Path) -> int:
                 elif found := PROGRESS_LINE.findall(chunk):
                     fraction = min(float(found[-1]), 1.0)
                 now = time.monotonic()
-                if fraction is not None and now - last_write > 0.2:
-                    last_write = now
+                # A step may show several bars in turn (features, then calibration scoring): never go back.
+                if fraction is not None and fraction > best and now - last_write > 0.2:
+                    last_write, best = now, fraction
                     overall = (index + fraction) / len(steps)
                     write_json(job_dir / "progress.json", {"step": step["name"], "progress": overall})
+            os.close(output)
             code = child.wait()
             state["child"] = None
             if step["name"] == "train":

@@ -231,5 +231,9 @@ def log_tail(job: TrainingJob, limit: int = 8000) -> str:
             raw = fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    lines = [line.rsplit("\r", 1)[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r") for line in raw.split("\n")]
+    # A pty ends lines with \r\n; tqdm redraws with \r: keep each line's last non-empty state.
+    lines = []
+    for line in raw.split("\n"):
+        states = [part for part in line.split("\r") if part.strip()]
+        lines.append(states[-1] if states else "")
     return "\n".join(lines)[-limit:]

@@ -20,7 +20,9 @@ FLAG_ENV = {
     "models_dir": "EDGE_INSPECTOR_MODELS_DIR",
     "daemon_pid_file": "EDGE_INSPECTOR_DAEMON_PID_FILE",
     "frames_root": "EDGE_INSPECTOR_FRAMES_ROOT",
+    "keep_verdicts": "EDGE_INSPECTOR_KEEP_VERDICTS",
 }
+PATH_FLAGS = {"data_dir", "models_dir", "daemon_pid_file", "frames_root"}
 
 
 def configure(**flags) -> None:
@@ -28,7 +30,7 @@ def configure(**flags) -> None:
     for name, var in FLAG_ENV.items():
         value = flags.get(name)
         if value not in (None, ""):
-            os.environ[var] = str(Path(value).expanduser().resolve()) if name != "zmq" else str(value)
+            os.environ[var] = str(Path(value).expanduser().resolve()) if name in PATH_FLAGS else str(value)
     host = flags.get("host")
     if host and host not in ("0.0.0.0", "::") and "EDGE_INSPECTOR_ALLOWED_HOSTS" not in os.environ:
         os.environ["EDGE_INSPECTOR_ALLOWED_HOSTS"] = ",".join(dict.fromkeys([host, "127.0.0.1", "localhost", "[::1]"]))
@@ -44,7 +46,7 @@ def migrate(verbosity: int = 0) -> None:
     call_command("migrate", interactive=False, verbosity=verbosity)
 
 
-def serve(host: str, port: int, threads: int = 4) -> int:
+def serve(host: str, port: int, threads: int = 8) -> int:
     """Migrate, recover jobs, start background threads, then block in waitress until interrupted."""
     import waitress
     from django.conf import settings

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from edge_inspector.card import load_card
+from edge_inspector.console import jobs
 from edge_inspector.console.models import AuditLog, Dataset, TrainedModel, TrainingJob
 
 from .test_jobs import wait_finished
@@ -29,6 +30,7 @@ def test_real_train_evaluate_compare_promote(client, settings_console, demo_data
     assert response.status_code == 302
     job = wait_finished(TrainingJob.objects.get(), timeout=120)
     assert job.status == "done", f"{job.error}"
+    assert "100%|" in jobs.log_tail(job)  # tqdm bars reach the log: the worker gives steps a pty
     model = TrainedModel.objects.get(job=job)
     assert model.kind == "feature_memory" and model.card["input"]["height"] == 64
     for key in ("image.auroc", "pixel.auroc", "composite", "ms_per_image", "parameters"):
