@@ -150,6 +150,16 @@ def test_references_cover_the_code() -> None:
         assert "## CameraConfig {#cameraconfig}" in pages["configuration.md"]
 
 
+def test_generator_needs_no_torch() -> None:
+    """The references come from the runtime modules, which must import without torch (DEVELOPING.md)."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edge_inspector import docsgen\n"
+            "print(len(docsgen.generate()))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) == len(docsgen.generate())
+
+
 def test_schema_walker_links_nested_and_discriminated_models() -> None:
     from typing import Annotated, Literal
 
