@@ -2,7 +2,7 @@
 
 Usage:
   python bench/throughput.py [--model CARD] [--frames N] [--size PX] [--batch-max B] [--threads T]
-                             [--rate FPS] [--json-only]
+                             [--rate FPS] [--eager] [--json-only]
 
 What it does: writes N generated frames (PNG, dark parts, every 5th with a bright defect) to a
 temporary folder, runs the real daemon in-process (``Daemon``: replay source -> preprocess -> batched
@@ -10,6 +10,7 @@ inference -> decision -> JSONL publisher) over them, and reads every verdict's `
 (capture -> decision). It then times ONNX Runtime alone on the same frames, preprocessed, at batch 1
 and at the daemon's batch size, so the pipeline overhead is a ratio: daemon frames/s over raw
 frames/s. ``--rate`` paces the replay like a live camera (the latency target is for 10 frames/s).
+``--eager`` adds the per-image PyTorch eager loop of TARGETS.md on the same frames (needs torch).
 
 Model: ``--model CARD``; by default ``models/demo-feature-memory.card.json`` when the demo was built,
 else the tiny test detector (``tests/fixtures/models.py``, built on the fly).
@@ -78,6 +79,35 @@ def raw_onnxruntime(card: Path, frames: Path, threads: int, batch: int) -> dict:
             "raw_fps_best": round(max(out.values()), 1)}
 
 
+def eager_loop(frames: Path, size: int, threads: int) -> dict | None:
+    """The reference of TARGETS.md: a per-image PyTorch eager loop as in a typical Streamlit demo
+    (PIL open, resize, to tensor, forward, sigmoid) with an EfficientNet-Lite0 at ``size``.
+
+    A speed reference only (the weights do not matter for time), so it is run on the same frames in
+    the same process as the daemon. None when torch (the [train] extra) is not installed.
+    """
+    try:
+        import torch
+        from PIL import Image
+
+        from edge_inspector.models.backbone import EfficientNetLite
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    net = EfficientNetLite("lite0", num_classes=1).eval()
+    files = sorted(frames.glob("*.png"))
+    with torch.inference_mode():
+        net(torch.rand(1, 3, size, size))  # warm-up
+        t0 = time.perf_counter()
+        for path in files:
+            image = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+            x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+            torch.sigmoid(net(x))
+        elapsed = time.perf_counter() - t0
+    return {"model": "efficientnet-lite0 (torch eager, batch 1)", "input": size,
+            "fps": round(len(files) / elapsed, 1)}
+
+
 def run_daemon(card: Path, frames: Path, workdir: Path, threads: int, batch: int, rate: float) -> dict:
     from edge_inspector.daemon import Daemon
 
@@ -116,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-max", type=int, default=8, help="daemon batch_max (default 8)")
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (default 2)")
     ap.add_argument("--rate", type=float, default=0.0, help="replay rate in frames/s (default 0: as fast as possible)")
+    ap.add_argument("--eager", action="store_true",
+                    help="also time the per-image PyTorch eager Lite0 loop of TARGETS.md on the same frames")
     ap.add_argument("--json-only", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -125,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = write_frames(work / "frames", args.frames, args.size)
         daemon = run_daemon(card, frames, work, args.threads, args.batch_max, args.rate)
         raw = raw_onnxruntime(card, frames, args.threads, args.batch_max)
+        eager = eager_loop(frames, raw["input"][0], args.threads) if args.eager else None
     target = TARGETS["classifier_fps"] if raw["kind"] == "classifier" else TARGETS["detector_fps"]
     result = {
         "benchmark": "daemon_throughput", "model": raw["model"], "kind": raw["kind"], "card": str(card),
@@ -134,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         "target_fps": target if args.rate == 0 else None,
         "target_p99_ms": TARGETS["live_p99_ms"] if args.rate > 0 else None,
         "machine": {"cpus": os.cpu_count()},
+        "eager": eager,
+        "speedup_vs_eager": round(daemon["fps"] / eager["fps"], 2) if eager and daemon["fps"] else None,
+        "target_speedup_vs_eager": 3.0 if eager else None,
     }
     print(json.dumps(result, indent=2))
     if not args.json_only:
@@ -141,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"daemon {daemon['fps']} frames/s ({goal}), latency p50 {daemon['latency_ms_p50']} ms "
               f"p99 {daemon['latency_ms_p99']} ms | raw ONNX Runtime {raw['raw_fps_best']} frames/s | "
               f"overhead x{result['overhead_ratio']} | {raw['model']} ({raw['kind']}), {args.frames} frames "
-              f"{args.size}px, {daemon['frames']} verdicts, exit {daemon['exit_code']}")
+              f"{args.size}px, {daemon['frames']} verdicts, exit {daemon['exit_code']}"
+              + (f" | eager torch loop {eager['fps']} frames/s: daemon x{result['speedup_vs_eager']} "
+                 "(target >= 3x)" if eager else ""))
     return 0 if daemon["exit_code"] == 0 and daemon["frames"] == args.frames else 1
 
 

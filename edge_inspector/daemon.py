@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import sdnotify
 from .card import CardError
 from .config import ConfigError, DaemonConfig, ReplaySourceConfig, load_config
@@ -55,6 +57,11 @@ def load_models(cfg: DaemonConfig) -> tuple[list[tuple[Any, LoadedModel]], list[
             continue
         if mcfg.name and mcfg.name != model.name:
             problems.append(f"models[{i}].name: {mcfg.name!r} does not match the card's name {model.name!r}")
+            continue
+        try:  # a first run allocates and optimises lazily: pay it now, not on the first part of the shift
+            model.run_batch(np.zeros((1, 3, *model.input_size), dtype=np.float32))
+        except Exception as exc:  # noqa: BLE001 - a model that cannot run is a configuration problem
+            problems.append(f"models[{i}] ({mcfg.path}): test inference failed: {exc}")
             continue
         models.append((mcfg, model))
     names = [m.name for _, m in models]
