@@ -57,8 +57,11 @@ def serve(host: str, port: int, threads: int = 8) -> int:
 
     migrate()
     jobs.recover()
+    from . import subscriber as subscriber_module
+
     subscriber = VerdictSubscriber(settings.CONSOLE["ZMQ_ENDPOINT"], keep=settings.CONSOLE["KEEP_VERDICTS"])
     subscriber.start()
+    subscriber_module.ACTIVE = subscriber
     monitor = jobs.JobMonitor()
     monitor.start()
     log.info(

@@ -22,6 +22,7 @@ from edge_inspector.messages import Verdict as VerdictMessage
 from .models import Verdict
 
 log = logging.getLogger(__name__)
+ACTIVE: VerdictSubscriber | None = None  # the running subscriber, for the dashboard's feed status
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -83,8 +84,13 @@ class VerdictSubscriber(threading.Thread):
         self.prune_every_s = prune_every_s
         self.received = 0
         self.rejected = 0
+        self.last_received: float | None = None  # time.time() of the last accepted message
         self.connected = threading.Event()
         self._stopping = threading.Event()
+
+    def status(self) -> dict:
+        return {"endpoint": self.endpoint, "running": self.is_alive(), "received": self.received,
+                "rejected": self.rejected, "last_received": self.last_received}
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
@@ -138,6 +144,7 @@ class VerdictSubscriber(threading.Thread):
             log.warning("ignoring malformed verdict on %r: %s", topic, str(exc).splitlines()[0])
             return None
         self.received += 1
+        self.last_received = time.time()
         return row
 
     def _flush(self, rows: list[Verdict]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -105,7 +106,11 @@ def api_verdicts(request: HttpRequest) -> JsonResponse:
     else:
         rows = list(qs.order_by("id")[:limit])
     last_id = rows[-1].id if rows else since
-    return JsonResponse({"verdicts": [verdict_json(v) for v in rows], "last_id": last_id, "cameras": camera_stats()})
+    from . import subscriber
+
+    feed = subscriber.ACTIVE.status() if subscriber.ACTIVE is not None else None
+    return JsonResponse({"verdicts": [verdict_json(v) for v in rows], "last_id": last_id, "cameras": camera_stats(),
+                         "feed": feed, "server_time": time.time()})
 
 
 @require_GET

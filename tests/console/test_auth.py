@@ -79,3 +79,14 @@ def test_database_url_parsing(tmp_path):
                                                                                  "console")
     with pytest.raises(ConsoleConfigError, match="unsupported scheme"):
         parse_database_url("mysql://x/y", tmp_path)
+
+
+def test_createadmin_management_command(db, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    monkeypatch.setenv("EDGE_INSPECTOR_ADMIN_PASSWORD", "from-the-env-123")
+    call_command("createadmin", username="ops")
+    assert Client().login(username="ops", password="from-the-env-123")
+    monkeypatch.setenv("EDGE_INSPECTOR_ADMIN_PASSWORD", "x")
+    with pytest.raises(CommandError, match="password"):
+        call_command("createadmin", username="ops2")

@@ -131,6 +131,8 @@ def test_dashboard_shows_zmq_verdict_live(console, browser, tmp_path):
         assert found, "verdict published over ZeroMQ never appeared on the dashboard"
         wait.until(ec.text_to_be_present_in_element((By.ID, "camera-cam-browser"), "defect 100.0 %"))
         assert browser.execute_script("return window.__notReloaded === true;"), "the page was reloaded"
+        wait.until(ec.text_to_be_present_in_element((By.ID, "feed-status"), "s ago"))
+        assert console["zmq"] in browser.find_element(By.ID, "feed-status").text
         rows = [r.text for r in browser.find_elements(*row) if "4242" in r.text]
         assert len(rows) == 1 and "defect" in rows[0] and "scratch" in rows[0]
         thumb = browser.find_element(By.CSS_SELECTOR, "#camera-cam-browser img.thumb")

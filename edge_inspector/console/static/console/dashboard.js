@@ -64,6 +64,16 @@
     }
   }
 
+  function renderFeed(feed, now) {
+    const el = document.getElementById("feed-status");
+    if (!feed) { el.textContent = "verdict subscriber not running in this process"; return; }
+    let text = "ZeroMQ " + feed.endpoint + " · " + feed.received + " received";
+    if (feed.rejected) text += " · " + feed.rejected + " malformed";
+    text += feed.last_received ? " · last " + Math.max(0, now - feed.last_received).toFixed(0) + " s ago"
+                               : " · nothing yet (is the daemon publishing?)";
+    el.textContent = text;
+  }
+
   async function poll() {
     try {
       const resp = await fetch(api + "?since=" + lastId + "&limit=200", {credentials: "same-origin",
@@ -73,6 +83,7 @@
       for (const v of data.verdicts) addRow(v);
       lastId = data.last_id;
       renderCameras(data.cameras);
+      renderFeed(data.feed, data.server_time);
       statusEl.textContent = "live";
       statusEl.className = "badge text-bg-success";
     } catch (err) {
