@@ -129,7 +129,7 @@ def compare_models(models: Sequence[Path | str], datasets: Sequence[DataSpec], *
                     latency[backend] = {"ms_median": None, "reason": str(exc)}
             rows.append(_row(str(model_path), spec, report, latency, weights))
             curves.setdefault(spec.name, []).append((report["model"]["name"], pred.labels.tolist(),
-                                                     pred.scores.tolist()))
+                                                     pred.raw_scores.tolist()))
     for spec in datasets:
         ranked = sorted((r for r in rows if r["dataset"] == spec.name),
                         key=lambda r: -1.0 if r["composite"] is None else r["composite"], reverse=True)

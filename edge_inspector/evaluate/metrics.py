@@ -6,12 +6,16 @@ under ``"unavailable"``: a report that silently shows 0.5 or 0.0 for an undefine
 the quality engineer reading it (anomalib's AUROC-0.5 trap), and a crash helps nobody either.
 
 Scores are the *normalised* scores of ``inference.LoadedModel`` (0.5 = calibrated threshold), so
-"at the calibrated threshold" means ``score >= 0.5``.
+"at the calibrated threshold" means ``score >= 0.5``. Ranking metrics (AUROC, AP, best-F1 search,
+pixel AUROC, PRO) take the *raw* scores and maps when given: normalisation clips to [0, 1], and
+clipped values tie, so an uncalibrated or narrowly calibrated model would otherwise be scored on
+ties (the trap that makes anomalib report AUROC 0.5). Normalisation is monotonic, so raw and
+normalised agree wherever nothing is clipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,13 +91,19 @@ def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(thresholds[int(np.argmax(f1))])
 
 
-def image_metrics(labels: Sequence[int], scores: Sequence[float],
-                  threshold: float = CALIBRATED_THRESHOLD) -> dict[str, Any]:
-    """Image-level figures: AUROC, average precision, and counts/rates at the calibrated and best-F1 thresholds."""
+def image_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = CALIBRATED_THRESHOLD, *,
+                  raw_scores: Sequence[float] | None = None,
+                  to_normalised: Callable[[float], float] | None = None) -> dict[str, Any]:
+    """Image-level figures: AUROC, average precision, and counts/rates at the calibrated and best-F1 thresholds.
+
+    ``raw_scores`` (optional) are used for the ranking figures and the best-F1 search, whose
+    threshold is then reported raw and, through ``to_normalised``, on the normalised scale.
+    """
     y = np.asarray(labels, dtype=int)
-    s = np.asarray(scores, dtype=np.float64)
-    if y.shape != s.shape:
-        raise ValueError(f"{y.size} labels but {s.size} scores")
+    norm = np.asarray(scores, dtype=np.float64)
+    s = norm if raw_scores is None else np.asarray(raw_scores, dtype=np.float64)
+    if y.shape != s.shape or y.shape != norm.shape:
+        raise ValueError(f"{y.size} labels but {norm.size} scores / {s.size} raw scores")
     n_def, n_good = int(y.sum()), int((y == 0).sum())
     out: dict[str, Any] = {"n": int(y.size), "n_good": n_good, "n_defective": n_def}
     unavailable: dict[str, str] = {}
@@ -104,19 +114,23 @@ def image_metrics(labels: Sequence[int], scores: Sequence[float],
         reason = "the set has no defective part" if not n_def else "the set has no good part"
         out["auroc"] = out["average_precision"] = None
         unavailable["auroc"] = unavailable["average_precision"] = reason
-    out["at_threshold"] = binary_counts(y, s, threshold) if y.size else None
+    out["at_threshold"] = binary_counts(y, norm, threshold) if y.size else None
     best = best_f1_threshold(y, s) if y.size else None
     if best is None:
         out["best_f1"] = None
         unavailable["best_f1"] = "needs both good and defective parts"
     else:
         out["best_f1"] = binary_counts(y, s, best)
+        if raw_scores is not None:
+            out["best_f1"]["raw_threshold"] = best
+            out["best_f1"]["threshold"] = None if to_normalised is None else float(to_normalised(best))
     out["unavailable"] = unavailable
     return out
 
 
 def per_type_table(labels: Sequence[int], types: Sequence[str], scores: Sequence[float],
-                   threshold: float = CALIBRATED_THRESHOLD) -> list[dict[str, Any]]:
+                   threshold: float = CALIBRATED_THRESHOLD, *,
+                   raw_scores: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """One row per true defect type (and "good"): count, mean score, detection rate, AUROC vs good.
 
     Works for every model kind (a detector knows no types, but its recall per type still tells the
@@ -124,6 +138,7 @@ def per_type_table(labels: Sequence[int], types: Sequence[str], scores: Sequence
     """
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=np.float64)
+    r = s if raw_scores is None else np.asarray(raw_scores, dtype=np.float64)
     t = np.asarray(list(types), dtype=object)
     good = y == 0
     rows = []
@@ -135,7 +150,7 @@ def per_type_table(labels: Sequence[int], types: Sequence[str], scores: Sequence
             row.update(false_reject_rate=flagged, detection_rate=None, auroc_vs_good=None)
         else:
             both = sel | good
-            auroc = float(roc_auc_score(y[both], s[both])) if good.any() else None
+            auroc = float(roc_auc_score(y[both], r[both])) if good.any() else None
             row.update(false_reject_rate=None, detection_rate=flagged, auroc_vs_good=auroc)
         rows.append(row)
     return rows
@@ -202,13 +217,14 @@ def defect_type_metrics(true_types: Sequence[str], pred_types: Sequence[str] | N
 
 
 def pixel_metrics(maps: np.ndarray | None, masks: np.ndarray | None, threshold: float = CALIBRATED_THRESHOLD,
-                  fpr_limit: float = DEFAULT_FPR_LIMIT) -> dict[str, Any]:
+                  fpr_limit: float = DEFAULT_FPR_LIMIT, *, raw_maps: np.ndarray | None = None) -> dict[str, Any]:
     """Pixel AUROC, PRO (AUPRO up to ``fpr_limit``, normalised), IoU and Dice at ``threshold``.
 
     ``maps`` (N, h, w) are normalised anomaly maps and ``masks`` (N, h, w) binary ground truth,
     already at one common resolution (the caller downsamples both, see ``scoring.py``). IoU and Dice
     are computed over all pixels of the set at once (not averaged per image), so good images
-    count their false positives and images without defects never divide by zero.
+    count their false positives and images without defects never divide by zero. Pixel AUROC and
+    PRO rank ``raw_maps`` when given (see the module docstring on clipping).
     """
     keys = ("pixel_auroc", "pro", "iou", "dice")
     out: dict[str, Any] = {k: None for k in keys}
@@ -229,7 +245,8 @@ def pixel_metrics(maps: np.ndarray | None, masks: np.ndarray | None, threshold: 
                defect_pixel_fraction=n_pos / gt.size)
     out["n_regions"] = label_regions(gt)[1] if n_pos else 0
     if n_pos and n_neg:
-        curve = pro_curve(maps, gt)  # one sort gives both the pixel ROC and the PRO curve
+        ranked = maps if raw_maps is None else np.asarray(raw_maps, dtype=np.float32)
+        curve = pro_curve(ranked, gt)  # one sort gives both the pixel ROC and the PRO curve
         out["pixel_auroc"] = curve.pixel_auroc()
         out["pro"] = normalised_aupro(curve, fpr_limit)
         # a decimated copy for plots and JSON readers: PRO reached at each FPR of a fixed grid

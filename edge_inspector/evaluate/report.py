@@ -168,8 +168,9 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
     body.append("<h2>Image level</h2>" + table(
         ["threshold", "value", "precision", "recall", "F1", "accuracy", "false-reject", "escape", "TP/FP", "FN/TN"],
         _threshold_rows(image)) + unavailable_note(image))
-    curves = [(model["name"], labels, scores)]
-    figs = [img(plots.score_histogram(labels, scores, CALIBRATED_THRESHOLD, best), "score histogram")]
+    curves = [(model["name"], labels, pred.raw_scores)]  # ranking curves on raw scores (no clipping ties)
+    best_line = None if best is None else min(1.0, max(0.0, best))
+    figs = [img(plots.score_histogram(labels, scores, CALIBRATED_THRESHOLD, best_line), "score histogram")]
     if image["auroc"] is not None:
         figs += [img(plots.roc_plot(curves), "ROC curve"), img(plots.pr_plot(curves), "PR curve")]
     at = image.get("at_threshold")
@@ -220,7 +221,7 @@ def write_evaluation_report(report: Mapping[str, Any], pred: Predictions, out_di
     html_path = out / "report.html"
     html_path.write_text(evaluation_html(report, pred))
     if report["image"]["auroc"] is not None:  # also as a file, for tools that list a report's *roc*.png
-        curves = [(report["model"]["name"], pred.labels, pred.scores)]
+        curves = [(report["model"]["name"], pred.labels, pred.raw_scores)]
         (out / "roc_image.png").write_bytes(base64.b64decode(plots.roc_plot(curves)))
     return json_path, html_path
 

@@ -74,10 +74,11 @@ def _gallery(pred: Predictions, n: int) -> dict[str, list[dict[str, Any]]]:
     When a side has fewer errors than ``n`` the closest correct calls fill it, flagged ``error=False``,
     so the gallery still shows where the margin is thin.
     """
-    labels, scores = pred.labels, pred.scores
+    labels, scores, raw = pred.labels, pred.scores, pred.raw_scores
 
     def pick(idx: np.ndarray, descending: bool) -> list[dict[str, Any]]:
-        order = idx[np.argsort(-scores[idx] if descending else scores[idx], kind="stable")][:n]
+        # order by raw score: normalised scores tie where they clip at 0 or 1
+        order = idx[np.argsort(-raw[idx] if descending else raw[idx], kind="stable")][:n]
         rows = []
         for i in order:
             s = pred.samples[int(i)]
@@ -97,10 +98,13 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
     """All figures for ``pred`` as one JSON-ready dict (see module docstring)."""
     labels, scores = pred.labels, pred.scores
     has_types = bool(model.card.classes) and any(t is not None for t in pred.type_names)
-    pixel_in = (None, None)
+    pixel_in, raw_maps = (None, None), None
     if pred.maps is not None:
         known = pred.has_mask
         pixel_in = (pred.maps[known], pred.masks[known]) if known.any() else (pred.maps, None)
+        raw_maps = pred.raw_maps[known] if known.any() and pred.raw_maps is not None else None
+    norm = model.card.normalization
+    span = max(norm.max - norm.min, 1e-12)
     report: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
         "kind": "evaluation",
@@ -114,15 +118,16 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
             "n_defective": int(labels.sum()),
             "defect_types": sorted({s.defect_type for s in pred.samples if s.label == 1}),
         },
-        "image": image_metrics(labels, scores),
-        "per_type": per_type_table(labels, pred.true_types, scores),
+        "image": image_metrics(labels, scores, raw_scores=pred.raw_scores,
+                               to_normalised=lambda raw: (raw - norm.threshold) / span + 0.5),
+        "per_type": per_type_table(labels, pred.true_types, scores, raw_scores=pred.raw_scores),
         "defect_type": defect_type_metrics(
             pred.true_types,
             predicted_types(scores, pred.type_names) if has_types else None,
             pred.type_probs if has_types else None,
             model.card.classes if has_types else None,
         ),
-        "pixel": pixel_metrics(*pixel_in, fpr_limit=fpr_limit),
+        "pixel": pixel_metrics(*pixel_in, fpr_limit=fpr_limit, raw_maps=raw_maps),
         "timing": {
             "wall_seconds": pred.wall_seconds,
             "ms_per_image": 1000.0 * pred.wall_seconds / len(pred.samples),

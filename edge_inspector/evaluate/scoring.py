@@ -37,6 +37,7 @@ class Predictions:
     scores: np.ndarray  # normalised, 0.5 = calibrated threshold
     raw_scores: np.ndarray
     maps: np.ndarray | None = None  # (N, h, w) normalised maps at the pixel-evaluation resolution
+    raw_maps: np.ndarray | None = None  # (N, h, w) raw maps, same resolution: ranking metrics use these
     masks: np.ndarray | None = None  # (N, h, w) uint8 ground truth at the same resolution
     has_mask: np.ndarray | None = None  # (N,) bool: ground truth known (good image, or defect with mask)
     type_names: list[str | None] = field(default_factory=list)
@@ -75,7 +76,7 @@ def score_samples(model: LoadedModel, samples: Sequence[Sample], *, batch_size: 
     samples = list(samples)
     if not samples:
         raise DatasetError("no samples to evaluate (is the split empty?)")
-    scores, raws, maps, masks, has_mask, names, probs = [], [], [], [], [], [], []
+    scores, raws, maps, raw_maps, masks, has_mask, names, probs = [], [], [], [], [], [], [], []
     size: tuple[int, int] | None = None
     bar = None
     if progress:
@@ -102,6 +103,7 @@ def score_samples(model: LoadedModel, samples: Sequence[Sample], *, batch_size: 
                     if size is None:
                         size = map_resolution(res.anomaly_map.shape[-2:], pixel_size)
                     maps.append(resize_map(res.anomaly_map, size))
+                    raw_maps.append(resize_map(res.raw_map if res.raw_map is not None else res.anomaly_map, size))
                     known = s.label == 0 or s.mask_path is not None
                     has_mask.append(known)
                     try:
@@ -118,6 +120,7 @@ def score_samples(model: LoadedModel, samples: Sequence[Sample], *, batch_size: 
         scores=np.asarray(scores, np.float64),
         raw_scores=np.asarray(raws, np.float64),
         maps=np.stack(maps) if maps else None,
+        raw_maps=np.stack(raw_maps) if raw_maps else None,
         masks=np.stack(masks) if masks else None,
         has_mask=np.asarray(has_mask, bool) if maps else None,
         type_names=names,

@@ -87,3 +87,27 @@ def test_report_files_are_self_contained(detector_eval, tmp_path):
         assert name in text
     summary = terminal_summary(report)
     assert "image AUROC" in summary and "escape" in summary and "PRO" in summary
+
+
+def test_ranking_metrics_survive_clipped_normalisation(eval_models, eval_samples, detector_eval, tmp_path):
+    """A narrow normalisation clips most scores to 0 or 1 (ties); AUROC, PRO and pixel AUROC rank the
+    raw outputs, so they equal the unclipped model's, while the at-threshold counts are unchanged."""
+    from tests.evaluate.tiny import build_detector
+
+    clipped = build_detector(tmp_path, "tiny-clipped", span=0.1)  # raw outside 0.45..0.55 clips
+    report, pred = evaluate_model(clipped, eval_samples, dataset=DATA, threads=1)
+    ref = detector_eval[0]
+    assert len(set(pred.scores.round(6))) <= 4  # normalised scores are nearly all 0 or 1
+    assert report["image"]["auroc"] == pytest.approx(ref["image"]["auroc"]) == pytest.approx(0.875)
+    assert report["pixel"]["pixel_auroc"] == pytest.approx(ref["pixel"]["pixel_auroc"])
+    assert report["pixel"]["pro"] == pytest.approx(ref["pixel"]["pro"])
+    # ranking the clipped maps instead would tie the faint defect's pixels with the background
+    from edge_inspector.evaluate.metrics import pixel_metrics
+
+    tied = pixel_metrics(pred.maps, pred.masks)
+    assert tied["pixel_auroc"] < report["pixel"]["pixel_auroc"] - 0.005 and tied["pro"] < report["pixel"]["pro"]
+    assert report["image"]["at_threshold"]["tp"] == ref["image"]["at_threshold"]["tp"]
+    best = report["image"]["best_f1"]
+    assert best["raw_threshold"] == pytest.approx(ref["image"]["best_f1"]["raw_threshold"])
+    # normalised equivalent of the raw best-F1 threshold: (raw - 0.5) / 0.1 + 0.5, may leave [0, 1]
+    assert best["threshold"] == pytest.approx((best["raw_threshold"] - 0.5) / 0.1 + 0.5)

@@ -34,8 +34,12 @@ def _save(model: onnx.ModelProto, out_dir: Path, name: str, kind: str, classes: 
     return card.save(out_dir / f"{name}.card.json")
 
 
-def build_detector(out_dir: Path, name: str = "tiny-detector", pool: int = 1, gain: float = 1.0) -> Path:
-    """image -> anomaly_map = gain * mean over channels (optionally average-pooled) -> pred_score = max."""
+def build_detector(out_dir: Path, name: str = "tiny-detector", pool: int = 1, gain: float = 1.0,
+                   span: float = 1.0) -> Path:
+    """image -> anomaly_map = gain * mean over channels (optionally average-pooled) -> pred_score = max.
+
+    ``span`` < 1 narrows the card's normalisation so that normalised scores clip at 0 and 1.
+    """
     nodes = [helper.make_node("ReduceMean", ["image"], ["m4"], axes=[1], keepdims=1)]
     src = "m4"
     if pool > 1:
@@ -56,7 +60,8 @@ def build_detector(out_dir: Path, name: str = "tiny-detector", pool: int = 1, ga
          helper.make_tensor("axis1", TensorProto.INT64, [1], [1])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    norm = ScoreNormalization(threshold=0.5 * gain, min=0.0, max=gain, method="fixed for tests")
+    norm = ScoreNormalization(threshold=0.5 * gain, min=(0.5 - span / 2) * gain, max=(0.5 + span / 2) * gain,
+                              method="fixed for tests")
     return _save(model, out_dir, name, "feature_memory", [], norm)
 
 
