@@ -198,6 +198,8 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
     body.append("<h2>Pixel level</h2>" + table(
         ["figure", "value"], [["pixel AUROC", px["pixel_auroc"]], ["PRO (normalised AUPRO to 30 % FPR)", px["pro"]],
                               ["IoU at threshold", px["iou"]], ["Dice at threshold", px["dice"]],
+                              ["best Dice (oracle map threshold)", (px.get("best_dice") or {}).get("dice")],
+                              ["IoU at that threshold", (px.get("best_dice") or {}).get("iou")],
                               ["resolution", "x".join(map(str, px.get("resolution", []))) or None]]))
     if px.get("pro_curve"):
         curve = px["pro_curve"]

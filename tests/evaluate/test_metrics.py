@@ -112,6 +112,10 @@ def test_iou_and_dice_by_hand():
     # pixel AUROC: positives 0.9, 0.2 vs negatives 0.7, 0.1, 0.1, 0.1: 0.9 beats 4, 0.2 beats 3 -> 7/8
     assert m["pixel_auroc"] == pytest.approx(7 / 8)
     assert m["n_regions"] == 1
+    # best Dice over thresholds: 0.9 -> TP 1, FP 0, FN 1: 2/3 ; 0.7 -> TP 1, FP 1, FN 1: 1/2 ;
+    # 0.2 -> TP 2, FP 1, FN 0: 4/5 (IoU 2/3) ; 0.1 -> TP 2, FP 4: 4/8
+    assert m["best_dice"]["dice"] == pytest.approx(0.8) and m["best_dice"]["iou"] == pytest.approx(2 / 3)
+    assert m["best_dice"]["raw_threshold"] == pytest.approx(0.2)
 
 
 def test_empty_masks_give_reasons():
