@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.db import close_old_connections
 
-from .models import Dataset
+from .models import Dataset, audit
 
 log = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -54,6 +56,24 @@ def count_samples(dataset) -> dict:
     return counts
 
 
+def validate_soon(record: Dataset) -> None:
+    """Validate now, or in a thread when BACKGROUND_VALIDATION is on: a multi-GB ZIP takes minutes
+    to extract, and the upload request should not hang until it is done."""
+    if not settings.CONSOLE.get("BACKGROUND_VALIDATION", False):
+        validate(record)
+        return
+
+    def work() -> None:
+        try:
+            validate(Dataset.objects.get(pk=record.pk))
+        except Exception:  # noqa: BLE001 - validate() records reader errors; this is the DB failing
+            log.exception("validating dataset %s failed", record.pk)
+        finally:
+            close_old_connections()
+
+    threading.Thread(target=work, name=f"validate-dataset-{record.pk}", daemon=True).start()
+
+
 def validate(record: Dataset) -> Dataset:
     """Load the dataset with the readers and record layout/counts, or the error text; saves ``record``."""
     path = Path(record.path)
@@ -77,4 +97,5 @@ def validate(record: Dataset) -> Dataset:
         record.layout = loaded.layout
         record.counts = count_samples(loaded)
     record.save()
+    audit(None, "dataset.validate", dataset=record.pk, name=record.name, status=record.status, error=record.error)
     return record

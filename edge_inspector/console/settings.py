@@ -94,6 +94,7 @@ CONSOLE = {
     "MODELS_DIR": Path(conf.env("MODELS_DIR", "models")).expanduser().resolve(),
     "DAEMON_PID_FILE": Path(p).expanduser().resolve() if (p := conf.env("DAEMON_PID_FILE")) else None,
     "FRAMES_ROOT": Path(conf.env("FRAMES_ROOT", ".")).expanduser().resolve(),
+    "BACKGROUND_VALIDATION": conf.flag("BACKGROUND_VALIDATION", True),
     "KEEP_VERDICTS": conf.integer("KEEP_VERDICTS", 200_000, minimum=100),
     # The training/evaluation commands, as argv prefixes; overridable so a site can wrap them.
     "TRAIN_COMMAND": conf.env("TRAIN_COMMAND", ""),

@@ -200,8 +200,12 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 
 
 def _after_validation(request, record: Dataset) -> HttpResponse:
-    audit(request.user, "dataset.add", dataset=record.pk, name=record.name, status=record.status, error=record.error)
-    if record.status == "valid":
+    audit(request.user, "dataset.add", dataset=record.pk, name=record.name, path=record.path)
+    datasets.validate_soon(record)
+    record.refresh_from_db()
+    if record.status == "pending":
+        messages.info(request, f"Dataset {record.name} is being validated; this page updates when it is done.")
+    elif record.status == "valid":
         total = record.counts.get("total", 0)
         messages.success(request, f"Dataset {record.name}: {total} images, layout {record.layout}.")
     else:
@@ -219,7 +223,7 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
         name=form.cleaned_data["name"], source="zip", path=str(path), category=form.cleaned_data["category"],
         created_by=request.user.get_username(),
     )
-    return _after_validation(request, datasets.validate(record))
+    return _after_validation(request, record)
 
 
 @require_POST
@@ -231,7 +235,7 @@ def dataset_folder(request: HttpRequest) -> HttpResponse:
         name=form.cleaned_data["name"], source="folder", path=form.cleaned_data["path"],
         category=form.cleaned_data["category"], created_by=request.user.get_username(),
     )
-    return _after_validation(request, datasets.validate(record))
+    return _after_validation(request, record)
 
 
 @require_GET
@@ -243,7 +247,10 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def dataset_revalidate(request: HttpRequest, pk: int) -> HttpResponse:
-    return _after_validation(request, datasets.validate(get_object_or_404(Dataset, pk=pk)))
+    record = get_object_or_404(Dataset, pk=pk)
+    record.status, record.error = "pending", ""
+    record.save(update_fields=["status", "error"])
+    return _after_validation(request, record)
 
 
 # --- training ------------------------------------------------------------------------------------

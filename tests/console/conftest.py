@@ -101,6 +101,7 @@ def settings_console(tmp_path):
         JOBS_DIR=tmp_path / "jobs",
         TRAIN_COMMAND=STANDIN_TRAIN,
         EVALUATE_COMMAND=STANDIN_EVALUATE,
+        BACKGROUND_VALIDATION=False,  # tests run in a rolled-back transaction a thread cannot see
     )
     yield settings.CONSOLE
     settings.CONSOLE.clear()

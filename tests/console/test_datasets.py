@@ -32,7 +32,7 @@ def test_upload_valid_zip(client, settings_console, demo_dataset):
     assert Path(record.path).parent == settings_console["UPLOADS_DIR"]
     page = client.get(response["Location"])
     assert b"37 images" in page.content or b"Total 37 images" in page.content
-    assert AuditLog.objects.filter(action="dataset.add", detail__status="valid").exists()
+    assert AuditLog.objects.filter(action="dataset.validate", detail__status="valid").exists()
 
 
 def test_upload_bad_zip_rejected_with_message(client, settings_console, tmp_path, demo_dataset):
@@ -89,3 +89,27 @@ def test_multi_category_root_needs_a_category(client, settings_console, demo_dat
     assert train["argv"][-8:] == ["--out", str(tmp_path / "out"), "--seed", "2", "--input-size", "64",
                                   "--category", "cable"]
     assert evaluate["argv"][-2:] == ["--category", "cable"] and "{card}" in evaluate["argv"]
+
+
+def test_background_validation(committed_db, settings_console, demo_dataset):
+    """In the server, validation runs in a thread; the page says so and later shows the result."""
+    import time
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from .conftest import PASSWORD
+
+    settings_console["BACKGROUND_VALIDATION"] = True
+    get_user_model().objects.create_user("bg", password=PASSWORD)
+    c = Client()
+    c.login(username="bg", password=PASSWORD)
+    response = c.post("/datasets/folder", {"name": "bg", "path": str(demo_dataset)}, follow=True)
+    assert response.status_code == 200
+    record = Dataset.objects.get(name="bg")
+    deadline = time.monotonic() + 20
+    while record.status == "pending" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        record.refresh_from_db()
+    assert record.status == "valid", record.error
+    assert b"Total 37 images" in c.get(f"/datasets/{record.pk}/").content
