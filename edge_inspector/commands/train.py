@@ -125,6 +125,10 @@ def print_summary(card, card_path: Path, total_seconds: float) -> None:
     if export:
         diffs = ", ".join(f"{k} {v:.1e}" for k, v in export.get("max_abs_diff", {}).items())
         print(f"export:      ONNX opset {export.get('opset')}, ORT vs torch max |diff|: {diffs}")
+    report = getattr(t, "fit_report", None) or {}
+    val = {k: v for k, v in report.items() if k.startswith("val") and isinstance(v, (int, float))}
+    if val:
+        print("validation:  " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
     if norm.method == "uncalibrated":
         print("threshold:   not calibrated (run `edge-inspector calibrate`)")
     else:
