@@ -38,7 +38,24 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        import django  # noqa: F401
+        import waitress  # noqa: F401
+    except ImportError as exc:
+        print(f"edge-inspector console: {exc.name} is not installed; install the console extra: "
+              "pip install 'edge-inspector[console]'", file=sys.stderr)
+        return 2
     from edge_inspector.console import server  # Django is imported only when the console runs
+    from edge_inspector.console.conf import ConsoleConfigError
+
+    try:
+        return _run(args, server)
+    except ConsoleConfigError as exc:
+        print(f"edge-inspector console: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, server) -> int:
 
     server.configure(
         data_dir=args.data_dir, zmq=args.zmq, models_dir=args.models_dir,
@@ -65,4 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
         execute_from_command_line(["edge-inspector console manage", *args.args])
         return 0
-    return server.serve(args.host, args.port, threads=args.threads)
+    try:
+        return server.serve(args.host, args.port, threads=args.threads)
+    except OSError as exc:
+        print(f"edge-inspector console: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1

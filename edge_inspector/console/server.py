@@ -65,7 +65,7 @@ def serve(host: str, port: int, threads: int = 8) -> int:
     monitor = jobs.JobMonitor()
     monitor.start()
     log.info(
-        "console on http://%s:%d/ (data %s, verdicts from %s, models dir %s)",
+        "starting console on http://%s:%d/ (data %s, verdicts from %s, models dir %s)",
         host, port, settings.DATA_DIR, settings.CONSOLE["ZMQ_ENDPOINT"], settings.CONSOLE["MODELS_DIR"],
     )
     def on_term(signum, frame):  # noqa: ARG001 - systemd stop: leave waitress, flush pending verdicts
