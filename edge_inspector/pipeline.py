@@ -155,6 +155,8 @@ class Grabber(Stage):
         self.numbered = source.type != "replay"  # replay numbers frames by file position (reproducible)
         if self.numbered:
             source.seq = pipeline.seqs.start(camera.id)
+        if pipeline.seqs.folder is not None and hasattr(source, "state_path"):
+            source.state_path = pipeline.seqs.folder / f"{camera.id}.folder"
         self.stopping = threading.Event()
         self.finished = False  # a finite source reached its end
         self.backoff = Backoff()

@@ -202,3 +202,31 @@ def test_frame_numbers_never_repeat_across_restarts(tmp_path):
     assert SeqStore(None).start("cam") == 0  # without a state folder counters restart at 0
     (tmp_path / "state" / "other.seq").write_text("garbage")
     assert SeqStore(tmp_path / "state").start("other") == 0
+
+
+def test_folder_watch_across_restarts_with_state(tmp_path):
+    """Files handled before a restart are not inspected again; files that arrived meanwhile are."""
+    import os
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    state = tmp_path / "cam.folder"
+    cfg = FolderSourceConfig(type="folder", path=inbox, settle_ms=0, poll_ms=20, process_existing=False)
+
+    def run_once(expect: int) -> list[str]:
+        src = create_source("cam", cfg)
+        src.state_path = state
+        col = Collector(src)
+        col.wait(expect)
+        time.sleep(0.15)
+        col.stop()
+        return [Path(f.source).name for f in col.frames]
+
+    for i, name in enumerate(["a.png", "b.png"]):
+        (inbox / name).write_bytes(png_bytes(seed=i))
+        os.utime(inbox / name, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+    assert run_once(0) == []  # first start without a mark: process_existing=False skips them
+    (inbox / "c.png").write_bytes(png_bytes(seed=3))
+    assert run_once(1) == ["c.png"]
+    (inbox / "d.png").write_bytes(png_bytes(seed=4))  # arrives while the daemon is down
+    assert run_once(1) == ["d.png"]  # c is not inspected twice, d is not missed
