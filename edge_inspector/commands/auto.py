@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="training epochs for the autoencoder and the classifier")
     p.add_argument("--options", type=_json_options, default={},
                    help='per-kind trainer options as JSON, e.g. \'{"feature_memory": {"coreset_ratio": 0.02}}\'')
-    add_dataset_options(p, default_scheme="stratified")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    add_dataset_options(p, default_scheme="stratified", seed_alias=False)
     p.set_defaults(func=run)
 
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     try:
         weights = parse_weights(args.weights)
-        dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.seed, val_fraction=args.val_fraction,
+        dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
                                category=args.category)
         summary = run_auto(dataset, args.out, models=kinds, seed=args.seed, weights=weights, threads=args.threads,
                            options=build_options(kinds, args), progress=not args.quiet and sys.stderr.isatty())

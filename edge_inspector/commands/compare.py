@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         specs = []
         for path in args.data:
             for category in _categories(path, args.category):
-                ds = open_dataset(path, scheme=args.scheme, seed=args.seed, val_fraction=args.val_fraction,
+                ds = open_dataset(path, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
                                   category=category)
                 spec = data_spec(ds, args.split)
                 if category:  # "mvtec/bolt": the category alone is ambiguous across --data roots

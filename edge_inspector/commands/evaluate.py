@@ -7,11 +7,17 @@ import sys
 from pathlib import Path
 
 
-def add_dataset_options(p: argparse.ArgumentParser, default_scheme: str = "native") -> None:
-    """Options shared by evaluate, compare and auto for reading and splitting a dataset."""
+def add_dataset_options(p: argparse.ArgumentParser, default_scheme: str = "native", seed_alias: bool = True) -> None:
+    """Options shared by evaluate, compare and auto for reading and splitting a dataset.
+
+    The split seed is ``--split-seed`` as in ``train``; evaluate and compare also accept ``--seed``
+    for it (they have no other seed), auto keeps ``--seed`` for the training seed, as ``train`` does.
+    """
     p.add_argument("--scheme", choices=["native", "stratified"], default=default_scheme,
-                   help=f"how the dataset is split (default: {default_scheme})")
-    p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
+                   help=f"how the dataset is split (default: {default_scheme}); use the same as for training")
+    names = ["--split-seed", "--seed"] if seed_alias else ["--split-seed"]
+    p.add_argument(*names, dest="split_seed", type=int, default=0,
+                   help="seed of the train/val/test split, the same as for training (default: 0)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share (default: 0.2)")
     p.add_argument("--category", help="category of a multi-category root (MVTec/VisA)")
     p.add_argument("--threads", type=int, default=2, help="inference threads (default: 2)")
@@ -53,14 +59,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         weights = parse_weights(args.weights)
         model = LoadedModel.load(args.model, backend=args.backend, threads=args.threads)  # fail fast on a bad model
-        dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.seed, val_fraction=args.val_fraction,
+        dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
                                category=args.category)
         spec = data_spec(dataset, args.split)
         report, pred = evaluate_model(
             model, spec.samples, batch_size=args.batch_size,
             pixel_size=args.pixel_size, weights=weights, progress=not args.quiet and sys.stderr.isatty(),
             dataset={"name": spec.name, "root": spec.root, "split": spec.split, "scheme": args.scheme,
-                     "seed": args.seed},
+                     "split_seed": args.split_seed},
         )
     except (BackendError, CardError, DatasetError, ValueError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
