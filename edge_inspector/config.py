@@ -180,9 +180,10 @@ class DaemonConfig(_Model):
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Batching of inference.")
     state_dir: Path | None = Field(
-        None, description="Folder where per-camera frame counters persist, so (camera, frame) stays unique "
-        "across restarts (consumers dedupe on it). None: counters restart at 0 with the daemon. Replay "
-        "sources always number frames by file position.")
+        None, description="Folder where per-camera frame counters (and watched folders' progress) persist, so "
+        "(camera, frame) stays unique across restarts (consumers dedupe on it) and a watched folder neither "
+        "re-inspects nor misses files. None: counters restart at 0 with the daemon. Replay sources always "
+        "number frames by file position.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> DaemonConfig:
