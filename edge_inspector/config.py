@@ -129,6 +129,22 @@ class ModelConfig(_Model):
     role: Literal["primary", "shadow"] = Field(
         "primary", description="'shadow' models are scored and reported in the verdict's votes but do not "
         "influence the decision (for trying a new model on the line).")
+    providers: list[str] | None = Field(
+        None, description="onnxruntime only: execution providers in order of preference, e.g. "
+        "[CUDAExecutionProvider, CPUExecutionProvider]. Default: CPU.")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp16", description="tensorrt only: which engine to load (as built by `edge-inspector build-engine`).")
+    engine: Path | None = Field(
+        None, description="tensorrt only: engine file; default <model>.<precision>.engine beside the model.")
+    device: int = Field(0, ge=0, description="tensorrt only: GPU index.")
+
+    def backend_options(self) -> dict:
+        """Keyword arguments for ``LoadedModel.load`` beyond backend and threads."""
+        if self.backend == "tensorrt":
+            return {"precision": self.precision, "engine": self.engine, "device": self.device}
+        if self.backend == "onnxruntime" and self.providers:
+            return {"providers": self.providers}
+        return {}
 
 
 class FusionConfig(_Model):
@@ -306,6 +322,8 @@ def resolve_paths(cfg: DaemonConfig, base: Path) -> DaemonConfig:
             cam.source.path = _resolve(cam.source.path, base)
     for model in cfg.models:
         model.path = _resolve(model.path, base)
+        if model.engine is not None:
+            model.engine = _resolve(model.engine, base)
     cfg.saving.dir = _resolve(cfg.saving.dir, base)
     if cfg.state_dir is not None:
         cfg.state_dir = _resolve(cfg.state_dir, base)

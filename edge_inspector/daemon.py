@@ -51,7 +51,7 @@ def load_models(cfg: DaemonConfig) -> tuple[list[tuple[Any, LoadedModel]], list[
     models, problems = [], []
     for i, mcfg in enumerate(cfg.models):
         try:
-            model = LoadedModel.load(mcfg.path, backend=mcfg.backend, threads=mcfg.threads)
+            model = LoadedModel.load(mcfg.path, backend=mcfg.backend, threads=mcfg.threads, **mcfg.backend_options())
         except (CardError, RuntimeError, OSError, ValueError) as exc:
             problems.append(f"models[{i}] ({mcfg.path}): {exc}")
             continue

@@ -175,3 +175,27 @@ def test_check_config_checks_models_and_sources(tmp_path, tiny_models):
         no_models = False
 
     assert run(Args()) == 1
+
+
+def test_backend_options_reach_the_backend(tmp_path):
+    cfg = parse_config(textwrap.dedent("""\
+        line: l
+        cameras: [{id: a, source: {type: camera, device: 0}}]
+        models:
+          - {path: m.card.json, backend: tensorrt, precision: int8, engine: engines/m.int8.engine}
+          - {path: n.card.json, providers: [CUDAExecutionProvider, CPUExecutionProvider]}
+          - {path: o.card.json}
+        """), base=tmp_path)
+    trt, ort, plain = cfg.models
+    assert trt.backend_options() == {"precision": "int8", "engine": tmp_path / "engines/m.int8.engine", "device": 0}
+    assert ort.backend_options() == {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+    assert plain.backend_options() == {}
+
+
+def test_missing_tensorrt_engine_is_a_clear_problem(tmp_path, detector_card):
+    from edge_inspector.daemon import load_models
+
+    cfg = parse_config(f"line: l\ncameras: [{{id: a, source: {{type: camera, device: 0}}}}]\n"
+                       f"models: [{{path: {detector_card}, backend: tensorrt}}]\n", base=tmp_path)
+    models, problems = load_models(cfg)
+    assert not models and len(problems) == 1 and problems[0].startswith("models[0]")
