@@ -36,6 +36,7 @@ from .inference import LoadedModel
 from .metrics import Metrics
 from .pipeline import Generation, Pipeline
 from .publishers import create_publisher
+from .sources.base import list_images
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ def source_problems(cfg: DaemonConfig) -> list[str]:
         src = cam.source
         if src.type == "replay" and not src.path.is_dir():
             problems.append(f"cameras[{i}].source.path: replay folder {src.path} does not exist")
+        elif src.type == "replay" and not list_images(src.path, src.pattern):
+            problems.append(f"cameras[{i}].source.path: replay folder {src.path} holds no file matching "
+                            f"{src.pattern}")
         elif src.type == "video" and not src.path.is_file():
             problems.append(f"cameras[{i}].source.path: video file {src.path} does not exist")
     return problems

@@ -279,6 +279,11 @@ def test_start_failure_is_a_clear_error_and_exit_1(tmp_path, detector_card):
     daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
     assert daemon.wait() == 1
     assert "cannot start" in daemon.output() and "missing-folder" in daemon.output()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    replay = DaemonProc(["replay", str(tmp_path / "empty"), "--config", str(cfg)], tmp_path)
+    assert replay.wait() == 1  # fails fast instead of retrying forever
+    assert "holds no file matching" in replay.output()
 
 
 @pytest.mark.parametrize("cmd", [["run", "--help"], ["replay", "--help"], ["check-config", "--help"]])
