@@ -285,3 +285,45 @@ def test_camera_reconnects_with_backoff_when_it_comes_back(tmp_path, tiny_models
     out = verdicts(tmp_path)
     assert [v["frame"] for v in out] == list(range(len(out)))
     assert [v["verdict"] for v in out[:4]] == ["ok", "defect", "ok", "defect"]
+
+
+def test_odd_and_corrupt_inputs_never_crash(tmp_path, tiny_models):
+    """Every file gets a verdict: odd-but-valid images are inspected, broken ones become 'error'."""
+    rec = tmp_path / "odd"
+    rec.mkdir()
+    good = make_frame(True, 64)
+    valid = {
+        "gray.png": cv2.cvtColor(good, cv2.COLOR_BGR2GRAY),
+        "deep16.png": good.astype(np.uint16) * 257,
+        "alpha.png": cv2.cvtColor(good, cv2.COLOR_BGR2BGRA),
+        "tiny.png": good[:1, :1],
+        "wide.jpg": np.repeat(good, 8, axis=1),
+        "tiff.tif": good,
+    }
+    for name, image in valid.items():
+        assert cv2.imwrite(str(rec / name), image)
+    png = (rec / "gray.png").read_bytes()
+    broken = {
+        "empty.png": b"",
+        "truncated.png": png[: len(png) // 3],
+        "random.jpg": np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+        "header-only.png": png[:33],
+        "text.bmp": b"BM this is not a bitmap",
+    }
+    for name, data in broken.items():
+        (rec / name).write_bytes(data)
+    cam = f"- {{id: cam-0, source: {{type: replay, path: {rec}}}, roi: [0, 0, 48, 48]}}\n"
+    pipe, _, _ = build(config(tmp_path, tiny_models, cam))
+    cfg = pipe.generation.config
+    pipe.add_camera(cfg.cameras[0])
+    pipe.start()
+    wait(pipe.sources_finished)
+    assert pipe.drain(10)
+    pipe.close_publishers()
+    assert not pipe.crashed.is_set()
+    out = {Path(v["source"]).name: v for v in verdicts(tmp_path)}
+    assert set(out) == set(valid) | set(broken)
+    for name in broken:
+        assert out[name]["verdict"] == "error" and name in out[name]["error"], name
+    for name in valid:
+        assert out[name]["verdict"] in ("ok", "defect"), (name, out[name]["error"])
