@@ -135,6 +135,11 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
         },
         "energy": {"inference_per_1000_parts": pred.energy, "training": training_energy_from_card(model.card)},
         "gallery": _gallery(pred, gallery_size),
+        # every image's verdict, for audits and for re-plotting without re-scoring
+        "samples": [{"path": str(smp.path), "label": smp.label, "defect_type": smp.defect_type,
+                     "score": round(float(sc), 6), "raw_score": float(raw),
+                     "predicted_type": pred.type_names[i] if has_types else None}
+                    for i, (smp, sc, raw) in enumerate(zip(pred.samples, scores, pred.raw_scores, strict=True))],
     }
     if pred.maps is not None and pred.has_mask is not None:
         missing = int((~pred.has_mask).sum())

@@ -72,6 +72,7 @@ def test_report_files_are_self_contained(detector_eval, tmp_path):
                 "gallery", "timing", "metrics"):
         assert key in data, key
     assert data["metrics"]["image"]["auroc"] == pytest.approx(0.875) and data["metrics"]["pixel"]["pro"] > 0.5
+    assert len(data["samples"]) == 16 and data["samples"][0]["label"] == 0 and data["samples"][0]["score"] > 0.5
     assert (json_path.parent / "roc_image.png").stat().st_size > 1000
     for key in ("auroc", "average_precision", "at_threshold", "best_f1"):
         assert key in data["image"]
