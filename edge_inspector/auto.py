@@ -194,6 +194,9 @@ def auto_html(summary: Mapping[str, Any]) -> str:
             f"({html.escape(summary['chosen']['card'])}) by composite score on the <b>validation</b> split; "
             "the test split was used only to report the chosen model.</p>",
             "<h2>Candidates (validation split)</h2>",
+            '<p class="note">train_model calibrates each threshold on this same validation split, so validation '
+            "F1 and recall are optimistic for every candidate alike; AUROC and PRO do not depend on the threshold. "
+            "The test figures below are the unbiased ones.</p>",
             table(["kind", "model", "AUROC", "F1", "recall", "PRO", "type AUROC", "composite", "ms/img",
                    "training Wh (estimate)", "error"], rows, classes),
             "<h2>Chosen model on the test split</h2>",
