@@ -87,6 +87,7 @@ def _row(model_path: str, spec: DataSpec, report: Mapping[str, Any], latency: Ma
         "defect_type_auroc": report["defect_type"]["defect_type_auroc"],
         "latency_ms": {b: lat.get("ms_median") for b, lat in latency.items()},
         "latency": dict(latency),
+        "eval_ms_per_image": report["timing"]["ms_per_image"],  # batched, decode included
         "parameters": report["model"]["parameters"],
         "size_bytes": report["model"]["size_bytes"],
         "energy_wh_per_1000": energy.get("energy_wh"),

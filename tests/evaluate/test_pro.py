@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_inspector.evaluate.pro import aupro, label_regions, pro_curve
 
@@ -95,3 +97,19 @@ def test_pixel_auroc_from_the_shared_sort_equals_scikit_learn():
     masks = (rng.random((3, 12, 12)) > 0.8).astype(np.uint8)
     maps = np.round(rng.random((3, 12, 12)) + 0.3 * masks, 1)  # heavy ties
     assert pro_curve(maps, masks).pixel_auroc() == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), levels=st.integers(2, 12), limit=st.sampled_from([0.05, 0.3, 1.0]))
+def test_property_fast_curve_equals_the_threshold_loop(seed, levels, limit):
+    """Random masks with random regions and coarse (tie-heavy) maps: same AUPRO as the naive loop,
+    and invariant under a strictly increasing transform of the scores."""
+    rng = np.random.default_rng(seed)
+    masks = (rng.random((2, 6, 7)) > 0.75).astype(np.uint8)
+    if not masks.any() or masks.all():
+        masks[0, 0, 0], masks[1, 5, 6] = 1, 0
+    maps = rng.integers(0, levels, masks.shape).astype(np.float64) + masks * rng.integers(0, 2, masks.shape)
+    value = aupro(maps, masks, fpr_limit=limit)
+    assert value == pytest.approx(_naive_aupro(maps, masks, limit), abs=1e-9)
+    assert aupro(np.exp(maps / 3.0), masks, fpr_limit=limit) == pytest.approx(value, abs=1e-9)
+    assert 0.0 <= value <= 1.0 + 1e-9
