@@ -337,9 +337,15 @@ def config_pages() -> list[Page]:
         "an error names the field's path and the expected form. For a guided tour with examples see",
         "[Configuration](../configuration.md).",
         "",
+        "Machine-readable JSON Schema (draft 2020-12), for editors that validate YAML as you type:",
+        "[config.schema.json](config.schema.json).",
+        "",
     ]
     lines += schema_sections(schema, model.__name__)
-    return [Page("configuration.md", "\n".join(lines).rstrip() + "\n")]
+    published = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "edge-inspector/config/1",
+                 **schema}
+    return [Page("config.schema.json", json.dumps(published, indent=2) + "\n"),
+            Page("configuration.md", "\n".join(lines).rstrip() + "\n")]
 
 
 def _metric_rows(registry: Any) -> list[tuple[str, str, str, str, str]]:

@@ -435,3 +435,39 @@ def test_every_repository_file_the_guide_names_exists() -> None:
     for page in HAND_WRITTEN:
         for path in set(re.findall(r"\b((?:deploy|tools|docs)/[\w./-]*\w)", page.read_text())):
             assert (ROOT / path).exists(), f"docs/{page.relative_to(DOCS)} names {path}, which is not in the repository"
+
+
+def _shown_command_lines() -> list[tuple[str, str]]:
+    """(page, command line) for every `edge-inspector SUBCOMMAND ...` in a code block or code span."""
+    found = []
+    for page in HAND_WRITTEN:
+        text = page.read_text()
+        chunks = re.findall(r"```[^\n]*\n(.*?)```", text, re.S)
+        chunks += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+        for chunk in chunks:
+            for line in chunk.replace("&&", "\n").replace("|", "\n").replace(";", "\n").splitlines():
+                m = re.search(r"(?:^|[\s/])edge-inspector ([a-z][a-z-]*[a-z]\b.*)", line)
+                command = m.group(1).split(" #")[0].strip() if m else ""
+                if " " in command and "..." not in command:  # a bare `edge-inspector NAME` is a mention
+                    found.append((str(page.relative_to(DOCS)), command))
+    return found
+
+
+def test_every_command_line_the_guide_shows_parses() -> None:
+    """Options the guide shows must exist with the shown arity; a renamed flag fails here."""
+    import contextlib
+    import io
+    import shlex
+
+    from edge_inspector.cli import build_parser
+
+    lines = _shown_command_lines()
+    assert len(lines) >= 10
+    parser = build_parser()
+    for page, line in lines:
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                parser.parse_args(shlex.split(line))
+        except SystemExit as exc:
+            assert exc.code == 0, f"docs/{page}: `edge-inspector {line}` does not parse: {err.getvalue().strip()}"
