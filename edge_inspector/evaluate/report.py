@@ -28,6 +28,7 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0
 td:first-child,th:first-child{text-align:left}
 .na{color:#999}.figs img{margin:4px;border:1px solid #ddd}.note{color:#666;font-size:12px}
 .gallery{display:flex;flex-wrap:wrap;gap:8px}.tile{font-size:11px;width:196px}
+.warn{background:#fff3e0;border:1px solid #e65100;padding:4px 12px;margin:8px 0}
 .tile img{border:2px solid #ccc}.tile.err img{border-color:#d62728}.best{background:#e8f5e9}
 """
 
@@ -150,6 +151,9 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
             f'<p class="note">created {html.escape(report["created_at"])}, backend {html.escape(report["backend"])}, '
             f"{data['n']} images ({data['n_good']} good, {data['n_defective']} defective)</p>"]
     comp = report["composite"]
+    if report.get("warnings"):
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in report["warnings"])
+        body.append(f'<div class="warn"><b>Read this first</b><ul>{items}</ul></div>')
     body.append("<h2>Summary</h2>" + table(
         ["figure", "value"],
         [["image AUROC", image["auroc"]], ["average precision", image["average_precision"]],
@@ -246,4 +250,5 @@ def terminal_summary(report: Mapping[str, Any]) -> str:
         f"  composite {fmt(report['composite']['score'])}  {fmt(report['timing']['ms_per_image'], 1)} ms/image  "
         f"energy/1000 parts {fmt(energy.get('energy_wh'), 4)} Wh ({energy.get('method')})",
     ]
+    lines += [f"  WARNING: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)

@@ -148,7 +148,32 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
             report["pixel"]["excluded_reason"] = "defective images without a ground-truth mask"
     report["composite"] = composite_score(composite_inputs(report), weights)
     report["metrics"] = headline_metrics(report)
+    report["warnings"] = sanity_warnings(report, model.card)
     return report
+
+
+def sanity_warnings(report: Mapping[str, Any], card: ModelCard) -> list[str]:
+    """Plain-language flags for figures that look good but are not (shown first in every report).
+
+    The composite and F1 reward a model that rejects everything when most test parts are defective;
+    an uncalibrated card makes every threshold figure meaningless. Say so rather than let a
+    high number pass unread.
+    """
+    out = []
+    at = report["image"].get("at_threshold") or {}
+    if card.normalization.method == "uncalibrated":
+        out.append("the model is uncalibrated (card normalization.method): figures at the threshold are "
+                   "meaningless until it is calibrated; AUROC, AP and PRO are still valid")
+    frr, esc = at.get("false_reject_rate"), at.get("escape_rate")
+    if frr is not None and frr >= 0.5:
+        out.append(f"{frr:.0%} of good parts are rejected at the calibrated threshold: F1, recall and the composite "
+                   "are inflated by rejecting nearly everything; recalibrate")
+    if esc is not None and esc >= 0.5:
+        out.append(f"{esc:.0%} of defective parts pass at the calibrated threshold")
+    auroc = report["image"].get("auroc")
+    if auroc is not None and auroc < 0.6:
+        out.append(f"image AUROC {auroc:.3f}: the scores barely separate good from defective parts")
+    return out
 
 
 def headline_metrics(report: Mapping[str, Any]) -> dict[str, Any]:

@@ -108,7 +108,24 @@ def test_ranking_metrics_survive_clipped_normalisation(eval_models, eval_samples
     tied = pixel_metrics(pred.maps, pred.masks)
     assert tied["pixel_auroc"] < report["pixel"]["pixel_auroc"] - 0.005 and tied["pro"] < report["pixel"]["pro"]
     assert report["image"]["at_threshold"]["tp"] == ref["image"]["at_threshold"]["tp"]
+    assert ref["warnings"] == []
     best = report["image"]["best_f1"]
     assert best["raw_threshold"] == pytest.approx(ref["image"]["best_f1"]["raw_threshold"])
     # normalised equivalent of the raw best-F1 threshold: (raw - 0.5) / 0.1 + 0.5, may leave [0, 1]
     assert best["threshold"] == pytest.approx((best["raw_threshold"] - 0.5) / 0.1 + 0.5)
+
+
+def test_warnings_flag_a_model_that_rejects_everything(eval_samples, tmp_path):
+    from edge_inspector.card import load_card
+    from tests.evaluate.tiny import build_detector
+
+    card_path = build_detector(tmp_path, "tiny-low")
+    card = load_card(card_path)
+    card.normalization.threshold = 0.0  # every part scores above it
+    card.normalization.method = "uncalibrated"
+    card.save(card_path)
+    report, _ = evaluate_model(card_path, eval_samples, dataset=DATA, threads=1)
+    assert report["image"]["at_threshold"]["false_reject_rate"] == 1.0
+    text = " ".join(report["warnings"])
+    assert "uncalibrated" in text and "100% of good parts are rejected" in text
+    assert "WARNING" in terminal_summary(report)
