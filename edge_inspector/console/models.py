@@ -105,7 +105,7 @@ class Verdict(models.Model):
     captured_at = models.DateTimeField(db_index=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
-    verdict = models.CharField(max_length=10, db_index=True)
+    verdict = models.CharField(max_length=10)
     score = models.FloatField(null=True, blank=True)
     threshold = models.FloatField(default=0.5)
     defect_type = models.CharField(max_length=100, blank=True)
@@ -122,6 +122,7 @@ class Verdict(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["verdict", "id"], name="verdict_kind_id")]  # gallery: newest defects
         constraints = [
             # Delivery is at-least-once; (camera, frame) repeats only across daemon restarts,
             # which captured_at tells apart.

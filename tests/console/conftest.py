@@ -52,6 +52,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_stats_cache():
+    """The dashboard's per-camera stats are cached for 2 s; each test starts without a cache."""
+    from edge_inspector.console import views
+
+    views._stats_cache = (0.0, [])
+
+
 @pytest.fixture
 def db():
     from django.db import transaction
