@@ -250,12 +250,12 @@ def test_watchdog_health_idle_is_healthy_stuck_is_not(tmp_path, tiny_models):
     pipe, _, _ = build(cfg)
     pipe.add_camera(cfg.cameras[0])
     pipe.start()
-    time.sleep(0.8)
-    assert pipe.healthy(0.5)  # an empty folder and empty queues: idle, not stuck
+    time.sleep(2.0)
+    assert pipe.healthy(1.5)  # an empty folder and empty queues: idle, not stuck
     hanging = Hanging("wedged", cfg.cameras[1].source)
     pipe.add_camera(cfg.cameras[1], source=hanging)
-    time.sleep(0.8)
-    assert not pipe.healthy(0.5)  # the wedged grabber stopped beating: no WATCHDOG=1
+    time.sleep(2.0)
+    assert not pipe.healthy(1.5)  # the wedged grabber stopped beating: no WATCHDOG=1
     hanging.release.set()
     assert pipe.drain(5)
     pipe.close_publishers()

@@ -53,7 +53,7 @@ def test_replay_rate_is_respected(tmp_path):
     assert len(frames) == 6
     assert elapsed >= 5 / 25 - 0.01  # frame i is due at i/25 s
     stamps = [f.captured_mono for f in frames]
-    assert min(np.diff(stamps)) > 0.02
+    assert (stamps[-1] - stamps[0]) / 5 >= 0.038  # paced on a schedule (a late frame is not made up twice)
 
 
 def test_replay_loop_and_missing_folder(tmp_path):
@@ -103,7 +103,7 @@ def test_folder_watch_new_files_once_and_never_half_written(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "old.png").write_bytes(png_bytes(seed=9))
-    cfg = FolderSourceConfig(type="folder", path=inbox, settle_ms=250, poll_ms=20, process_existing=False)
+    cfg = FolderSourceConfig(type="folder", path=inbox, settle_ms=600, poll_ms=20, process_existing=False)
     col = Collector(create_source("cam", cfg))
     time.sleep(0.1)
     (inbox / "a.png").write_bytes(png_bytes(seed=1))
@@ -119,7 +119,8 @@ def test_folder_watch_new_files_once_and_never_half_written(tmp_path):
         fh.write(data[len(data) // 2:])
     # a writer that renames when complete: the temporary name is never read
     (inbox / "c.png.part").write_bytes(png_bytes(seed=3))
-    time.sleep(0.4)
+    assert len(col.wait(2)) == 2
+    time.sleep(0.8)  # longer than settle_ms: the .part file would have been read by now
     assert len(col.frames) == 2
     (inbox / "c.png.part").rename(inbox / "c.png")
     frames = col.wait(3)
