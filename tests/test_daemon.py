@@ -122,7 +122,7 @@ def test_run_folder_zmq_jsonl_metrics_notify_and_sigterm(tmp_path, detector_card
         while "READY=1" not in messages:
             messages.append(notify.recv(4096).decode().split("\n")[0])
         assert "WATCHDOG=1" in notify.recv(4096).decode()  # idle with nothing pending: healthy
-        time.sleep(0.5)  # let the SUB finish its handshake (ZeroMQ drops messages for late joiners)
+        time.sleep(1.0)  # let the SUB finish its handshake (ZeroMQ drops messages for late joiners)
         write_frames(tmp_path / "staging", n=6, defect_every=3)
         for p in sorted((tmp_path / "staging").glob("*.png")):
             shutil.copy(p, inbox / p.name)
