@@ -114,7 +114,9 @@ class FolderSource(Source):
                 except ImageDecodeError as exc:
                     image, error = None, str(exc)
                 self._save_mark(mtime_ns)
-                return Frame(self.camera, self._next_seq(), image, error=error, source=str(path))
+                # captured_at is when the camera wrote the file; latency is still measured from now
+                return Frame(self.camera, self._next_seq(), image, error=error, source=str(path),
+                             captured_wall=mtime_ns / 1e9)
             self._sleep(self.config.poll_ms / 1000.0)
         return None
 
