@@ -131,6 +131,7 @@ def test_folder_watch_new_files_once_and_never_half_written(tmp_path):
     assert all(f.error is None and f.image is not None for f in frames)
     assert frames[1].image.max() == 255  # the complete defect frame, not a truncated one
     assert [f.seq for f in frames] == [0, 1, 2]
+    assert frames[0].captured_wall == pytest.approx((inbox / "a.png").stat().st_mtime, abs=1e-3)  # camera time
 
 
 def test_folder_watch_processes_existing_by_default(tmp_path):
