@@ -189,7 +189,9 @@ class Grabber(Stage):
                     except Exception as exc:  # noqa: BLE001 - any failure to open means: retry later
                         self.up.set(0)
                         delay = self.backoff.next_delay()
-                        log.warning("%s; retrying in %.1f s", self._label(exc), delay)
+                        n = self.backoff.failures  # a camera off for a night must not flood the journal
+                        level = logging.WARNING if n <= 3 or n % 50 == 0 else logging.DEBUG
+                        log.log(level, "%s; retrying in %.1f s (attempt %d)", self._label(exc), delay, n)
                         self.metrics.errors_total.labels(camera=self.camera.id, reason="source").inc()
                         self._wait(delay)
                         continue
