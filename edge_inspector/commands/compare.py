@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     except (BackendError, CardError, DatasetError, ValueError) as exc:
         print(f"compare: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # an optional backend or its dependency is not installed
+        print(f"compare: backends {args.backends!r}: one is not available "
+              f"here ({exc}); try onnxruntime", file=sys.stderr)
+        return 1
     json_path, html_path = write_comparison(result, args.out)
     print(terminal_table(result))
     print(f"report: {html_path}\n        {json_path}")

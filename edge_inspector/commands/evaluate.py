@@ -71,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     except (BackendError, CardError, DatasetError, ValueError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # an optional backend or its dependency is not installed
+        print(f"evaluate: backend {args.backend!r} is not available "
+              f"here ({exc}); try --backend onnxruntime", file=sys.stderr)
+        return 1
     out = args.out or Path("reports") / f"{report['model']['name']}-{spec.name}-{spec.split}"
     json_path, html_path = write_evaluation_report(report, pred, out)
     print(terminal_summary(report))
