@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     except (CardError, DatasetError, ValueError, RuntimeError) as exc:
         print(f"auto: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:
+        print(f"auto: training needs the [train] extra (pip install 'edge-inspector[train]'): {exc}", file=sys.stderr)
+        return 1
     for c in summary["candidates"]:
         score = (c.get("val_composite") or {}).get("score")
         status = c["error"] if "error" in c else f"val composite {score:.3f}" if score is not None else "n/a"
