@@ -184,9 +184,9 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
     body.append(f'<div class="figs">{"".join(figs)}</div>')
 
     body.append("<h2>Per defect type</h2>" + table(
-        ["type", "n", "mean score", "detection rate", "false-reject rate", "AUROC vs good"],
-        [[r["type"], r["n"], r["mean_score"], r["detection_rate"], r["false_reject_rate"], r["auroc_vs_good"]]
-         for r in report["per_type"]]))
+        ["type", "n", "mean score", "detection rate", "false-reject rate", "AUROC vs good", "pixel AUROC", "PRO"],
+        [[r["type"], r["n"], r["mean_score"], r["detection_rate"], r["false_reject_rate"], r["auroc_vs_good"],
+          r.get("pixel_auroc"), r.get("pro")] for r in report["per_type"]]))
     dt = report["defect_type"]
     body.append("<h2>Defect-type classification</h2>")
     if dt.get("per_class"):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..card import ModelCard
-from ..data.types import Sample
+from ..data.types import GOOD, Sample
 from ..inference import LoadedModel
 from .energy import training_energy_from_card
 from .metrics import (
@@ -28,6 +28,7 @@ from .metrics import (
     pixel_metrics,
     predicted_types,
 )
+from .pro import normalised_aupro, pro_curve
 from .scoring import DEFAULT_PIXEL_SIZE, Predictions, score_samples
 
 REPORT_SCHEMA = 1
@@ -146,6 +147,7 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
         if missing:
             report["pixel"]["excluded_images"] = missing
             report["pixel"]["excluded_reason"] = "defective images without a ground-truth mask"
+    _add_per_type_pixel(report["per_type"], pred, fpr_limit)
     report["composite"] = composite_score(composite_inputs(report), weights)
     report["metrics"] = headline_metrics(report)
     report["warnings"] = sanity_warnings(report, model.card)
@@ -174,6 +176,29 @@ def sanity_warnings(report: Mapping[str, Any], card: ModelCard) -> list[str]:
     if auroc is not None and auroc < 0.6:
         out.append(f"image AUROC {auroc:.3f}: the scores barely separate good from defective parts")
     return out
+
+
+def _add_per_type_pixel(rows: list[dict[str, Any]], pred: Predictions, fpr_limit: float) -> None:
+    """Pixel AUROC and PRO per defect type (that type's masked images + all good images).
+
+    A detector can localise blowholes well and cracks badly; the overall PRO hides which.
+    """
+    if pred.maps is None or pred.has_mask is None:
+        return
+    types = np.array(pred.true_types, dtype=object)
+    good = (pred.labels == 0) & pred.has_mask
+    ranked = pred.raw_maps if pred.raw_maps is not None else pred.maps
+    for row in rows:
+        row["pixel_auroc"] = row["pro"] = None
+        if row["type"] == GOOD:
+            continue
+        sel = good | ((types == row["type"]) & pred.has_mask)
+        masks = pred.masks[sel]
+        if not masks.any() or masks.all():
+            continue
+        curve = pro_curve(ranked[sel], masks)
+        row["pixel_auroc"] = curve.pixel_auroc()
+        row["pro"] = normalised_aupro(curve, fpr_limit)
 
 
 def headline_metrics(report: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,10 @@ def test_detector_figures(detector_eval):
     fn = report["gallery"]["false_negatives"][0]
     assert fn["error"] and fn["defect_type"] == "red"
     assert pred.maps.shape == (16, 128, 128)
+    rows = {r["type"]: r for r in report["per_type"]}
+    # blue defects are all found and bright; the red type holds the faint one, so it localises worse
+    assert rows["blue"]["pro"] > rows["red"]["pro"] and rows["good"]["pro"] is None
+    assert rows["blue"]["pixel_auroc"] > 0.99
 
 
 def test_classifier_defect_types(eval_models, eval_samples):
