@@ -294,7 +294,7 @@ def test_help_texts(cmd):
     assert res.stdout.startswith("usage: edge-inspector") and len(res.stdout) > 400  # a real description
 
 
-def test_in_process_reload_restarts_only_changed_cameras(tmp_path, detector_card):
+def test_in_process_reload_restarts_only_changed_cameras(tmp_path, detector_card, keep_log_level):
     """Reload with camera b changed and c added: a keeps its grabber thread, b and c start anew."""
     import threading
 
@@ -339,6 +339,17 @@ def test_in_process_reload_restarts_only_changed_cameras(tmp_path, detector_card
     for cam in ("a", "c"):  # a never restarted, c started once: contiguous numbering
         seqs = [v["frame"] for v in out if v["camera"] == cam]
         assert seqs == list(range(len(seqs))), cam
+
+
+@pytest.fixture
+def keep_log_level():
+    """The daemon applies logging.level to the 'edge_inspector' logger; undo it for other tests."""
+    import logging
+
+    logger = logging.getLogger("edge_inspector")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 def test_replay_override_takes_the_named_camera_settings(tmp_path, detector_card):

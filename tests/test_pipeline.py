@@ -327,3 +327,30 @@ def test_odd_and_corrupt_inputs_never_crash(tmp_path, tiny_models):
         assert out[name]["verdict"] == "error" and name in out[name]["error"], name
     for name in valid:
         assert out[name]["verdict"] in ("ok", "defect"), (name, out[name]["error"])
+
+
+@pytest.fixture
+def keep_log_level():
+    """The daemon applies logging.level to the 'edge_inspector' logger; undo it for other tests."""
+    import logging
+
+    logger = logging.getLogger("edge_inspector")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
+def test_throughput_bench_runs_on_a_small_input(tiny_models, capsys, keep_log_level):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_throughput", Path(__file__).parents[1] / "bench/throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--model", str(tiny_models / "tiny-classifier.card.json"), "--frames", "12", "--size", "64",
+                       "--threads", "1", "--batch-max", "4"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out[: out.rindex("}") + 1])
+    assert result["daemon"]["frames"] == 12 and result["daemon"]["exit_code"] == 0
+    assert result["kind"] == "classifier" and result["target_fps"] == 120.0
+    assert result["onnxruntime"]["raw_fps_batch1"] > 0 and result["overhead_ratio"] > 0
+    assert "frames/s" in out.splitlines()[-1]
