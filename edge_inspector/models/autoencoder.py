@@ -3,7 +3,8 @@
 Two targets (option ``target``):
 
 * ``"features"`` (default): reconstruct frozen EfficientNet-Lite stride-8 features (standardised
-  per channel on the training set) with a 1x1-conv bottleneck autoencoder. Each feature vector
+  per channel on the training set) with a 1x1-conv bottleneck autoencoder (written as a
+  per-position MLP). Each feature vector
   describes a small neighbourhood, so the AE learns the manifold of normal local appearance; it
   trains in seconds on cached features and is far less fooled by texture and lighting than pixels.
 * ``"pixels"``: a small convolutional AE on the [0, 1] image itself, trained with MSE + SSIM
@@ -85,14 +86,27 @@ class TapExtractor(nn.Module):
         return torch.cat(maps, dim=1) if len(maps) > 1 else maps[0]
 
 
-def feature_autoencoder(channels: int, hidden: int, bottleneck: int) -> nn.Sequential:
-    """Per-position MLP (1x1 convs) squeezing each feature vector through ``bottleneck`` channels."""
-    return nn.Sequential(
-        nn.Conv2d(channels, hidden, 1), nn.LeakyReLU(0.1),
-        nn.Conv2d(hidden, bottleneck, 1), nn.LeakyReLU(0.1),
-        nn.Conv2d(bottleneck, hidden, 1), nn.LeakyReLU(0.1),
-        nn.Conv2d(hidden, channels, 1),
-    )
+class FeatureMLP(nn.Module):
+    """Per-position autoencoder squeezing each feature vector through ``bottleneck`` units.
+
+    Mathematically a stack of 1x1 convolutions, but written as Linear layers on channel-last
+    vectors: on CPU that trains ~15x faster than 1x1 Conv2d, and training can shuffle positions
+    across images. Accepts (M, C) vectors or (N, C, H, W) maps.
+    """
+
+    def __init__(self, channels: int, hidden: int, bottleneck: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(channels, hidden), nn.LeakyReLU(0.1),
+            nn.Linear(hidden, bottleneck), nn.LeakyReLU(0.1),
+            nn.Linear(bottleneck, hidden), nn.LeakyReLU(0.1),
+            nn.Linear(hidden, channels),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2:
+            return self.net(z)
+        return self.net(z.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class PixelAutoencoder(nn.Module):
@@ -248,11 +262,16 @@ class AutoencoderDetector(Detector):
             feats_v = torch.cat([extractor(xv[i:i + 16]) for i in range(0, len(xv), 16)]) if xv is not None else None
         mean = feats.mean(dim=(0, 2, 3))
         std = feats.std(dim=(0, 2, 3)).clamp_min(1e-4)
-        ae = feature_autoencoder(extractor.channels, int(self.cfg["hidden"]), self.cfg["bottleneck"])
+        ae = FeatureMLP(extractor.channels, int(self.cfg["hidden"]), self.cfg["bottleneck"])
         graph = FeatureAEGraph(extractor, ae, mean, std, head)
-        z = graph.standardize(feats)
-        zv = graph.standardize(feats_v) if feats_v is not None else None
-        report = self._train(ae, z, zv, lambda a, b: F.mse_loss(b, a), show)
+        positions = feats.shape[-2] * feats.shape[-1]
+
+        def vectors(f: torch.Tensor) -> torch.Tensor:  # (N, C, h, w) -> (N*h*w, C), standardised
+            return graph.standardize(f).permute(0, 2, 3, 1).reshape(-1, f.shape[1])
+
+        zv = vectors(feats_v) if feats_v is not None else None
+        report = self._train(ae, vectors(feats), zv, lambda a, b: F.mse_loss(b, a), show,
+                             batch=int(self.cfg["batch_size"]) * positions)
         self._graph = graph.eval()
         report["feature_channels"] = extractor.channels
         return report
@@ -264,11 +283,13 @@ class AutoencoderDetector(Detector):
         self._graph = PixelAEGraph(ae, head).eval()
         return report
 
-    def _train(self, ae: nn.Module, data: torch.Tensor, val: torch.Tensor | None, loss_fn, show: bool) -> dict:
-        """AdamW on ``loss_fn(input, reconstruction)``; early stopping on the normal val images' loss."""
+    def _train(self, ae: nn.Module, data: torch.Tensor, val: torch.Tensor | None, loss_fn, show: bool,
+               batch: int | None = None) -> dict:
+        """AdamW on ``loss_fn(input, reconstruction)`` over minibatches of ``data``'s first axis (images, or
+        feature vectors); early stopping on the loss of the normal val images."""
         gen = make_generator(self.seed)
         opt = torch.optim.AdamW(ae.parameters(), lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
-        bs = int(self.cfg["batch_size"])
+        bs = int(batch or self.cfg["batch_size"])
 
         def train_epoch(_epoch: int) -> float:
             ae.train()

@@ -180,13 +180,8 @@ def binary_auroc(scores, labels) -> float:
     if n_pos == 0 or n_neg == 0:
         return float("nan")
     order = np.argsort(s, kind="mergesort")
+    _, group, counts = np.unique(s[order], return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts).astype(np.float64)  # 1-based rank of the last member of each tie group
     ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
+    ranks[order] = (ends - (counts - 1) / 2.0)[group]  # average rank within the group
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
