@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-KINDS = ("feature_memory", "autoencoder", "classifier")
+from ..models import DETECTORS  # lazy registry: importing it does not import torch
+
+KINDS = tuple(DETECTORS)
 
 
 def parse_option(text: str) -> tuple[str, object]:
