@@ -123,7 +123,8 @@ class CameraConfig(_Model):
 class ModelConfig(_Model):
     path: Path = Field(description="Model card (<name>.card.json) or model file beside its card.")
     name: str | None = Field(None, description="Optional label; must match the card's name when given.")
-    backend: Literal["onnxruntime", "tensorrt", "torch"] = Field("onnxruntime", description="Inference backend.")
+    backend: Literal["onnxruntime", "tensorrt"] = Field(
+        "onnxruntime", description="Inference backend (the PyTorch reference lives in the toolchain, not the daemon).")
     threads: int = Field(1, ge=0, description="Intra-op threads for CPU backends (0 = library default).")
     weight: float = Field(1.0, ge=0, description="Weight of this model in the 'weighted' fusion rule.")
     role: Literal["primary", "shadow"] = Field(

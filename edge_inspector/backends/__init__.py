@@ -1,4 +1,8 @@
-"""Inference backends behind one protocol; ``create_backend`` is the explicit registry."""
+"""Inference backends behind one protocol; ``create_backend`` is the explicit registry.
+
+PyTorch is not a runtime backend: the toolchain's in-memory detector is the PyTorch reference,
+and every export is checked against it (export/onnx.py), so the daemon never needs torch.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from pathlib import Path
 
 from .base import Backend, BackendError
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("onnxruntime", "tensorrt")
 
 
 def create_backend(kind: str, model_path: Path, *, threads: int = 0, providers: list[str] | None = None,
@@ -20,10 +24,6 @@ def create_backend(kind: str, model_path: Path, *, threads: int = 0, providers: 
         from .tensorrt import TensorRTBackend  # noqa: PLC0415 - optional dependency
 
         return TensorRTBackend(model_path, **options)
-    if kind == "torch":
-        from .torch_backend import TorchBackend  # noqa: PLC0415 - optional dependency
-
-        return TorchBackend(model_path, threads=threads)
     raise BackendError(f"unknown backend {kind!r}; expected one of {', '.join(BACKENDS)}")
 
 
