@@ -314,6 +314,8 @@ class AutoencoderDetector(Detector):
         report = run_epochs(self.cfg["epochs"], train_epoch, validate=validate if val is not None else None,
                             stopper=stopper, module=ae, show_progress=show, desc=f"autoencoder[{self.cfg['target']}]")
         report["monitor"] = "val_loss" if val is not None else "train_loss"
+        if val is not None:
+            report["val_loss"] = stopper.best
         ae.eval()
         return report
 
