@@ -33,7 +33,10 @@ def decode_image(data: bytes | bytearray | memoryview | Path | str, name: str | 
     buf = np.frombuffer(bytes(data), dtype=np.uint8)
     if buf.size == 0:
         raise ImageDecodeError(f"{label}: empty file (0 bytes)")
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. a header claiming a width beyond CV_IO_MAX_IMAGE_WIDTH
+        raise ImageDecodeError(f"{label}: not a decodable image ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None:
         raise ImageDecodeError(f"{label}: not a decodable image (truncated or unsupported format)")
     return to_bgr8(image, label)
