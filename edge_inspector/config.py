@@ -20,7 +20,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .drift import DriftConfig
 from .publishers import PublisherConfig
+from .review import ReviewConfig
+from .shadow import ShadowConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 IMAGE_PATTERN = "*.png,*.jpg,*.jpeg,*.bmp,*.tif,*.tiff"
@@ -196,6 +199,9 @@ class DaemonConfig(_Model):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus exporter.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Batching of inference.")
+    drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift alarm on the OK-score distribution.")
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig, description="Running of models with role 'shadow'.")
+    review: ReviewConfig = Field(default_factory=ReviewConfig, description="Capture of uncertain/flagged frames.")
     state_dir: Path | None = Field(
         None, description="Folder where per-camera frame counters (and watched folders' progress) persist, so "
         "(camera, frame) stays unique across restarts (consumers dedupe on it) and a watched folder neither "
@@ -288,7 +294,7 @@ def _format_loc(loc: tuple, data: Any) -> tuple[str, tuple]:
 
 def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and (part in DEFAULT_QUEUE_POLICY or part.startswith("function-")
-                                      or part in ("mqtt", "zmq", "jsonl"))
+                                      or part in ("mqtt", "zmq", "jsonl", "sparkplug"))
 
 
 def _problems_from(exc: ValidationError, data: Any, lines: dict[tuple, int]) -> list[str]:
@@ -326,6 +332,9 @@ def resolve_paths(cfg: DaemonConfig, base: Path) -> DaemonConfig:
         if model.engine is not None:
             model.engine = _resolve(model.engine, base)
     cfg.saving.dir = _resolve(cfg.saving.dir, base)
+    cfg.review.dir = _resolve(cfg.review.dir, base)
+    if cfg.drift.reference_file is not None:
+        cfg.drift.reference_file = _resolve(cfg.drift.reference_file, base)
     if cfg.state_dir is not None:
         cfg.state_dir = _resolve(cfg.state_dir, base)
     for pub in cfg.publishers:  # publisher configs own their fields; resolve every Path-typed value

@@ -128,7 +128,11 @@ def build_generation(cfg: DaemonConfig, number: int, metrics: Metrics,
         for pub in created:
             pub.close(timeout=1.0)
         raise
-    return Generation(number=number, config=cfg, models=models, saver=FrameSaver(cfg.saving), publishers=publishers)
+    from .operations import Operations
+
+    ops = Operations(cfg, metrics, previous.ops if previous else None)
+    return Generation(number=number, config=cfg, models=models, saver=FrameSaver(cfg.saving), publishers=publishers,
+                      ops=ops)
 
 
 class Daemon:

@@ -57,6 +57,7 @@ class Generation:
     models: list[tuple[Any, LoadedModel]]  # (ModelConfig, LoadedModel)
     saver: FrameSaver
     publishers: list[Any]
+    ops: Any = None  # operations.Operations: drift alarm, shadow comparison, review capture
 
     @property
     def sizes(self) -> set[tuple[int, int]]:
@@ -83,6 +84,7 @@ class Item:
     gen: Generation | None = None
     outcomes: list[ModelOutcome] = field(default_factory=list)
     verdict: Any = None
+    events: list = field(default_factory=list)  # operations.Event: alarms, shadow verdicts
 
 
 class StageQueue(queue.Queue):
@@ -337,9 +339,14 @@ class Inferencer(Stage):
         good = [it for it in batch if it.crop is not None]
         t0 = time.perf_counter()
         per_model: list[tuple[Any, LoadedModel, list | None, str | None]] = []
+        shadows = 0
         for mcfg, model in gen.models:
             if not good:
                 break
+            if mcfg.role == "shadow" and gen.ops is not None:  # may skip (counted) when the line is busy
+                shadows += 1
+                if not gen.ops.admit_shadow(model.name, len(good), self.pipeline.infer_q.qsize(), shadows == 1):
+                    continue
             h, w = model.input_size
             try:
                 # tensors preprocessed for this size are shared by every model of that size; a model
@@ -410,6 +417,11 @@ class Decider(Stage):
                 self.save_timer.observe(time.perf_counter() - decided)
             item.latency["total"] = (time.monotonic() - frame.captured_mono) * 1000
             verdict.latency_ms = {k: round(v, 3) for k, v in item.latency.items()}
+            if gen.ops is not None:
+                try:
+                    item.events = gen.ops.after_decide(verdict, item.crop, item.outcomes)
+                except Exception:  # noqa: BLE001 - line operations are extras; the verdict is not
+                    log.exception("operations failed on frame %s/%s", frame.camera, frame.seq)
             if verdict.verdict == "error":
                 reason = "frame" if item.error else "model"
                 self.metrics.errors_total.labels(camera=frame.camera, reason=reason).inc()
@@ -445,6 +457,8 @@ class PublisherStage(Stage):
                     log.error("publisher %s failed on %s/%s: %s", getattr(pub, "name", pub), verdict.camera,
                               verdict.frame, exc)
                     self.metrics.publish_failures_total.labels(sink=getattr(pub, "name", "unknown")).inc()
+            if item.events:
+                item.gen.ops.dispatch(item.events, item.gen.publishers, verdict.line)
             now = time.perf_counter()
             self.timer.observe(now - t0)
             self.total.observe(time.monotonic() - item.frame.captured_mono)

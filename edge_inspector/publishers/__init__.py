@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field
 
 from edge_inspector.publishers.base import Publisher, PublisherError
-from edge_inspector.publishers.config import JsonlConfig, MqttConfig, MqttTlsConfig, ZmqConfig
+from edge_inspector.publishers.config import JsonlConfig, MqttConfig, MqttTlsConfig, SparkplugConfig, ZmqConfig
 
 if TYPE_CHECKING:
     from edge_inspector.metrics import Metrics
 
-PublisherConfig = Annotated[MqttConfig | ZmqConfig | JsonlConfig, Field(discriminator="type")]
+PublisherConfig = Annotated[MqttConfig | ZmqConfig | JsonlConfig | SparkplugConfig, Field(discriminator="type")]
 
 __all__ = [
     "JsonlConfig",
@@ -25,6 +25,7 @@ __all__ = [
     "Publisher",
     "PublisherConfig",
     "PublisherError",
+    "SparkplugConfig",
     "ZmqConfig",
     "create_publisher",
     "status_topic",
@@ -42,7 +43,8 @@ def status_topic(prefix: str, line: str) -> str:
     return f"{prefix}/{line}/status"
 
 
-def create_publisher(cfg: MqttConfig | ZmqConfig | JsonlConfig, *, line: str, metrics: Metrics) -> Publisher:
+def create_publisher(cfg: MqttConfig | ZmqConfig | JsonlConfig | SparkplugConfig, *, line: str,
+                     metrics: Metrics) -> Publisher:
     """Build the publisher for one config item. Raises PublisherError when it cannot start."""
     if isinstance(cfg, MqttConfig):
         from edge_inspector.publishers.mqtt import MqttPublisher
@@ -56,4 +58,9 @@ def create_publisher(cfg: MqttConfig | ZmqConfig | JsonlConfig, *, line: str, me
         from edge_inspector.publishers.jsonl import JsonlPublisher
 
         return JsonlPublisher(cfg, line=line, metrics=metrics)
-    raise PublisherError(f"unknown publisher config {type(cfg).__name__}; expected type mqtt, zmq or jsonl")
+    if isinstance(cfg, SparkplugConfig):
+        from edge_inspector.publishers.sparkplug import SparkplugPublisher
+
+        return SparkplugPublisher(cfg, line=line, metrics=metrics)
+    raise PublisherError(
+        f"unknown publisher config {type(cfg).__name__}; expected type mqtt, zmq, jsonl or sparkplug")

@@ -98,3 +98,35 @@ class JsonlConfig(BaseModel):
     )
     rotate_keep: int = Field(5, ge=1, description="Rotated files kept (<path>.1 ... <path>.N).")
     fsync: bool = Field(False, description="fsync after every line (durable, slower on SD cards/eMMC).")
+
+
+class SparkplugConfig(BaseModel):
+    """Sparkplug B edge node on MQTT, for PLC/MES bridges that expect it (Ignition, Tahu hosts).
+
+    Topics ``spBv1.0/<group_id>/<NBIRTH|NDEATH|DBIRTH|DDATA|DDEATH>/<edge_node_id>/<camera>``;
+    one device per camera. State, not history: verdicts produced while the broker is away are not
+    spooled (the MQTT publisher does that); the DBIRTH after reconnecting carries the current state.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["sparkplug"] = Field("sparkplug", description="Selects the Sparkplug B publisher.")
+    host: str = Field(description="Broker host name or IP address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    group_id: str = Field("edge-inspector", min_length=1,
+                          description="Sparkplug group id (first topic level after spBv1.0).")
+    edge_node_id: str | None = Field(None, description="Sparkplug edge node id; default: the line id.")
+    client_id: str | None = Field(None, description="MQTT client id; default 'edge-inspector-spb-<line>'.")
+    username: str | None = Field(None, description="Broker user name.")
+    password_file: Path | None = Field(None, description="File holding the broker password (read at start).")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds (bounds NDEATH latency).")
+    bdseq_file: Path | None = Field(
+        None, description="File keeping the birth/death sequence number across restarts (recommended by the spec); "
+        "None: it starts at 0 with every run.")
+
+    @model_validator(mode="after")
+    def _ids(self) -> SparkplugConfig:
+        for name in ("group_id", "edge_node_id"):
+            value = getattr(self, name)
+            if value is not None and any(c in value for c in "/#+"):
+                raise ValueError(f"{name} {value!r} must not contain '/', '#' or '+'")
+        return self

@@ -197,6 +197,26 @@ class MqttPublisher:
         (predecessor._wake if predecessor is not None and not self._started else self._wake).set()
         self.metrics.publish_seconds.labels(sink=self.name).observe(time.perf_counter() - start)
 
+    def publish_event(self, kind: str, line: str, camera: str, payload: str) -> None:
+        """Spool an operations message (``kind``: 'alarm', 'shadow') on ``<prefix>/<line>/<camera>/<kind>``.
+
+        Same durable path as verdicts: a drift alarm raised while the broker is away is delivered later.
+        """
+        if self._closing:
+            self.metrics.publish_failures_total.labels(sink=self.name).inc()
+            return
+        try:
+            result = self.spool.append(f"{self.cfg.topic_prefix}/{line}/{camera}/{kind}", payload.encode())
+        except (sqlite3.Error, OSError, PublisherError) as exc:
+            self.metrics.publish_failures_total.labels(sink=self.name).inc()
+            log.error("mqtt spool %s: cannot append %s message for %s: %s", self.cfg.spool_dir, kind, camera, exc)
+            return
+        if result.dropped:
+            self._count_drops(result.dropped)
+        self.metrics.spool_messages.set(len(self.spool))
+        predecessor = self._predecessor
+        (predecessor._wake if predecessor is not None and not self._started else self._wake).set()
+
     def _count_drops(self, n: int) -> None:
         policy = self.cfg.spool_overflow
         self.metrics.spool_dropped_total.labels(policy=policy).inc(n)

@@ -1,0 +1,167 @@
+"""Line operations glued to the pipeline: drift alarm, shadow comparison, review capture.
+
+Why one small coordinator: the pipeline keeps a few one-line hooks (``admit_shadow`` in the
+inference stage, ``after_decide`` in the decide stage, ``dispatch`` in the publish stage) and all
+the logic lives in drift.py, shadow.py and review.py. A reload hands the previous coordinator to
+the new one, so the drift reference and agreement counts survive a SIGHUP when their settings did
+not change.
+
+Extra messages (drift alarms, shadow verdicts) travel as :class:`Event` with the frame through the
+publish stage, so they are ordered after the frame's verdict. A publisher receives them when it
+has a ``publish_event(kind, line, camera, payload)`` method (MQTT and Sparkplug do); others ignore
+them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from .drift import DriftMonitor, load_reference
+from .messages import Verdict
+from .review import ReviewCapture
+from .shadow import ShadowGate, compare, shadow_verdict
+
+log = logging.getLogger(__name__)
+PREFIX = "edge_inspector"
+
+
+@dataclass
+class Event:
+    """A message besides the verdict: ``kind`` is the last topic level ('alarm', 'shadow')."""
+
+    kind: str
+    camera: str
+    payload: str
+
+
+class OpsMetrics:
+    """The operations metrics, registered once per ``Metrics`` registry (reloads reuse them)."""
+
+    def __init__(self, registry: Any):
+        self.drift_psi = Gauge(f"{PREFIX}_drift_psi", "PSI of recent OK scores against the drift reference.",
+                               ["camera"], registry=registry)
+        self.drift_shift = Gauge(f"{PREFIX}_drift_median_shift",
+                                 "Median OK score of the window minus the reference's (normalised units).",
+                                 ["camera"], registry=registry)
+        self.drift_alarm = Gauge(f"{PREFIX}_drift_alarm", "1 while the camera's drift alarm is raised.",
+                                 ["camera"], registry=registry)
+        self.shadow_frames = Counter(
+            f"{PREFIX}_shadow_frames_total",
+            "Frames per shadow model by result: agree, shadow_only_defect, primary_only_defect, skipped, error.",
+            ["model", "result"], registry=registry)
+        self.shadow_agreement = Gauge(f"{PREFIX}_shadow_agreement_ratio",
+                                      "Share of compared frames where the shadow agreed with the verdict.",
+                                      ["model"], registry=registry)
+        self.review_frames = Counter(f"{PREFIX}_review_frames_total", "Frames captured for review, by reason.",
+                                     ["reason"], registry=registry)
+        self.review_skipped = Counter(f"{PREFIX}_review_skipped_total",
+                                      "Frames not captured for review because the quota was reached.",
+                                      registry=registry)
+
+    @classmethod
+    def of(cls, metrics: Any) -> OpsMetrics:
+        ops = getattr(metrics, "_ops_metrics", None)
+        if ops is None:
+            ops = cls(metrics.registry)
+            metrics._ops_metrics = ops
+        return ops
+
+
+class Operations:
+    def __init__(self, cfg: Any, metrics: Any, previous: Operations | None = None):
+        self.cfg = cfg
+        self.m = OpsMetrics.of(metrics)
+        keep = previous is not None
+        self.drift_cfg = cfg.drift
+        self.reference = load_reference(cfg.drift.reference_file) if cfg.drift.reference_file else None
+        self.monitors: dict[str, DriftMonitor] = (
+            previous.monitors if keep and previous.drift_cfg == cfg.drift else {})
+        self.gate = ShadowGate(cfg.shadow)
+        self.shadow_counts: dict[str, dict[str, int]] = previous.shadow_counts if keep else {}
+        review_same = keep and previous.review is not None and previous.review.config == cfg.review
+        self.review = (previous.review if review_same else ReviewCapture(cfg.review)) if cfg.review.enabled else None
+        self._admitted = True
+
+    # -- inference stage --------------------------------------------------------------------------
+    def admit_shadow(self, model: str, n_frames: int, backlog: int, first: bool) -> bool:
+        """Whether shadow ``model`` runs on this batch; skipped frames are counted.
+
+        ``first``: first shadow model of the batch (the gate decides once per batch for all of them).
+        """
+        if first:
+            self._admitted = self.gate.admit(backlog)
+        if not self._admitted:
+            self.m.shadow_frames.labels(model=model, result="skipped").inc(n_frames)
+            self._bump(model, "skipped", n_frames)
+        return self._admitted
+
+    # -- decide stage ---------------------------------------------------------------------------
+    def after_decide(self, verdict: Verdict, crop: Any, outcomes: list[Any]) -> list[Event]:
+        events: list[Event] = []
+        for o in outcomes:
+            if getattr(o, "role", "primary") == "shadow":
+                events += self._shadow(verdict, o.name)
+        if self.drift_cfg.enabled and verdict.verdict == "ok" and verdict.score is not None:
+            events += self._drift(verdict)
+        if self.review is not None:
+            before = self.review.skipped
+            reason = self.review.observe(verdict, crop)
+            if reason:
+                self.m.review_frames.labels(reason=reason).inc()
+            if self.review.skipped > before:
+                self.m.review_skipped.inc(self.review.skipped - before)
+        return events
+
+    def _bump(self, model: str, result: str, n: int = 1) -> None:
+        counts = self.shadow_counts.setdefault(model, {})
+        counts[result] = counts.get(result, 0) + n
+
+    def _shadow(self, verdict: Verdict, name: str) -> list[Event]:
+        vote = next((v for v in verdict.models if v.name == name), None)
+        if vote is None:
+            return []
+        result = compare(verdict.verdict, vote.verdict or "error") or "error"
+        self.m.shadow_frames.labels(model=name, result=result).inc()
+        self._bump(name, result)
+        c = self.shadow_counts[name]
+        compared = c.get("agree", 0) + c.get("shadow_only_defect", 0) + c.get("primary_only_defect", 0)
+        if compared:
+            self.m.shadow_agreement.labels(model=name).set(c.get("agree", 0) / compared)
+        if not self.cfg.shadow.publish:
+            return []
+        return [Event("shadow", verdict.camera, shadow_verdict(verdict, vote).to_json())]
+
+    def _drift(self, verdict: Verdict) -> list[Event]:
+        monitor = self.monitors.get(verdict.camera)
+        if monitor is None:
+            monitor = self.monitors[verdict.camera] = DriftMonitor(self.drift_cfg, self.reference)
+        state = monitor.observe(float(verdict.score))
+        if state is None:
+            return []
+        self.m.drift_psi.labels(camera=verdict.camera).set(state.psi)
+        self.m.drift_shift.labels(camera=verdict.camera).set(state.shift)
+        self.m.drift_alarm.labels(camera=verdict.camera).set(1 if state.alarm else 0)
+        if state.changed is None:
+            return []
+        log.warning("camera %s: drift alarm %s (PSI %.3f, median shift %+.3f)", verdict.camera, state.changed,
+                    state.psi, state.shift)
+        return [Event("alarm", verdict.camera, monitor.alarm_message(verdict.line, verdict.camera, state))]
+
+    # -- publish stage --------------------------------------------------------------------------
+    @staticmethod
+    def dispatch(events: list[Event], publishers: list[Any], line: str) -> None:
+        """Hand each event to every publisher that takes events; a failing sink is logged, not fatal."""
+        for ev in events:
+            for pub in publishers:
+                send = getattr(pub, "publish_event", None)
+                if send is None:
+                    continue
+                try:
+                    send(ev.kind, line, ev.camera, ev.payload)
+                except Exception as exc:  # noqa: BLE001 - one broken sink must not stop the others
+                    log.error("publisher %s failed on %s event for %s: %s", getattr(pub, "name", pub), ev.kind,
+                              ev.camera, exc)

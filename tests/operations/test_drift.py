@@ -1,0 +1,78 @@
+"""Drift alarm: the statistics alone, then the real daemon replaying frames to a real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from edge_inspector.drift import DriftConfig, DriftMonitor, load_reference, psi
+from tests.operations.util import metric, run_daemon, write_config, write_levels
+
+
+def test_psi_is_zero_for_the_same_sample_and_large_for_a_shift():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0.3, 0.01, 500)
+    assert psi(ref, ref, 10) == pytest.approx(0.0, abs=1e-9)
+    assert psi(ref, ref + 0.05, 10) > 2.0
+
+
+def test_monitor_needs_psi_and_shift_and_clears_with_hysteresis():
+    cfg = DriftConfig(enabled=True, reference_frames=50, window=50, psi_bound=0.25, min_shift=0.03)
+    mon = DriftMonitor(cfg)
+    rng = np.random.default_rng(1)
+    states = [mon.observe(s) for s in rng.normal(0.30, 0.002, 300)]
+    assert not any(s and s.alarm for s in states), "a stable line raised the alarm"
+    # a tiny move: PSI is large (tight reference) but the median moved less than min_shift -> no alarm
+    states = [mon.observe(s) for s in rng.normal(0.31, 0.002, 100)]
+    assert states[-1].psi > cfg.psi_bound and not states[-1].alarm
+    changes = [s.changed for s in (mon.observe(x) for x in rng.normal(0.40, 0.002, 100)) if s and s.changed]
+    assert changes == ["raised"]
+    changes = [s.changed for s in (mon.observe(x) for x in rng.normal(0.30, 0.002, 100)) if s and s.changed]
+    assert changes == ["cleared"]
+
+
+def test_reference_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "ref.json"
+    bad.write_text('{"scores": [1, 2]}')
+    with pytest.raises(ValueError, match="ref.json: expected a list of at least 10"):
+        load_reference(bad)
+    bad.write_text(json.dumps({"scores": [0.3] * 12}))
+    assert load_reference(bad) == [0.3] * 12
+
+
+DRIFT = """
+drift: {enabled: true, reference_frames: 20, window: 15}
+"""
+
+
+@pytest.mark.parametrize("shift", [True, False], ids=["brightness-shift", "stable"])
+def test_daemon_raises_the_drift_alarm_once_on_a_brightness_shift(tmp_path, detector_card, mosquitto,
+                                                                   mqtt_subscriber, shift):
+    levels = [26] * 40 + ([52] * 40 if shift else [26] * 40)  # scores 0.30 then 0.40: all frames stay OK
+    replay = write_levels(tmp_path / "replay", levels)
+    cfg = write_config(
+        tmp_path / "config.yaml", replay=replay, models=f"- path: {detector_card}",
+        publishers=f"- {{type: mqtt, host: {mosquitto.host}, port: {mosquitto.port}, "
+                   f"spool_dir: {tmp_path}/spool, client_id: drift-{shift}}}",
+        extra=DRIFT)
+    alarms = mqtt_subscriber("edge-inspector/line1/+/alarm")
+    verdicts = mqtt_subscriber("edge-inspector/line1/cam1/verdict")
+    daemon = run_daemon(cfg)
+    got = verdicts.wait_for(80)
+    assert all(json.loads(m.payload)["verdict"] == "ok" for m in got)
+    time.sleep(0.5)  # the alarm is spooled before the later verdicts: it has arrived by now if it exists
+    messages = [json.loads(m.payload) for m in alarms.messages]
+    if shift:
+        assert len(messages) == 1, messages
+        alarm = messages[0]
+        assert alarm["camera"] == "cam1" and alarm["alarm"] == "drift" and alarm["state"] == "raised"
+        assert alarm["median_shift"] == pytest.approx(0.1, abs=0.01)
+        assert metric(daemon, "edge_inspector_drift_alarm", camera="cam1") == 1.0
+    else:
+        assert messages == []
+        assert metric(daemon, "edge_inspector_drift_alarm", camera="cam1") == 0.0
+        # a tight reference makes even a stable PSI large: the median shift is what keeps it quiet
+        assert abs(metric(daemon, "edge_inspector_drift_median_shift", camera="cam1")) < 0.03
