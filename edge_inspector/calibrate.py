@@ -149,12 +149,15 @@ def span_around(threshold: float, lo: float, hi: float) -> tuple[float, float]:
 
 def calibrate_scores(scores: np.ndarray, labels: np.ndarray | None = None, method: str = "auto",
                      target: float | None = None, maps: np.ndarray | None = None,
-                     masks: np.ndarray | None = None) -> Calibration:
+                     masks: np.ndarray | None = None, map_max: np.ndarray | None = None) -> Calibration:
     """Choose image (and, with masks, pixel) thresholds from raw scores.
 
     ``method="auto"`` is f1 when defective images are labelled, else fpr. ``maps``/``masks``
     ((N, h, w) raw anomaly maps and {0,1} masks at the same size) add a pixel threshold (best
-    pixel F1) when at least one mask has defect pixels.
+    pixel F1) when at least one mask has defect pixels. Without such masks, ``map_max`` (each
+    image's raw map maximum) sets the pixel threshold so that normal images' heatmaps stay below
+    0.5 at the same false-reject budget: a model whose score is not its map's peak (top-k mean)
+    would otherwise paint hot regions on parts it passes.
     """
     scores = np.asarray(scores, np.float64).ravel()
     labels = np.zeros(scores.size, np.int64) if labels is None else (np.asarray(labels).ravel() > 0).astype(np.int64)
@@ -193,6 +196,13 @@ def calibrate_scores(scores: np.ndarray, labels: np.ndarray | None = None, metho
         cal.f1 = f1_value if f1_value is not None else 2 * tp / (int(flagged.sum()) + n_defect)
     if maps is not None and masks is not None:
         _pixel_threshold(cal, np.asarray(maps, np.float32), np.asarray(masks))
+    if cal.pixel_threshold is None and map_max is not None and normal.size:
+        peaks = np.asarray(map_max, np.float64).ravel()
+        if peaks.shape != scores.shape:
+            raise CalibrationError(f"{peaks.size} map maxima but {scores.size} scores")
+        budget = target if method == "fpr" else DEFAULT_TARGETS["fpr"]
+        cal.pixel_threshold = threshold_for_fpr(peaks[labels == 0], budget)
+        cal.pixel_min, cal.pixel_max = span_around(cal.pixel_threshold, float(peaks.min()), float(peaks.max()))
     return cal
 
 
@@ -215,12 +225,13 @@ def _pixel_threshold(cal: Calibration, maps: np.ndarray, masks: np.ndarray) -> N
 # -- the model-level operation ---------------------------------------------------------------------
 
 def score_samples(model, samples: list[Sample], batch_size: int = 16, progress: bool = False,
-                  with_maps: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw image scores (and raw maps) of samples through a LoadedModel: what the daemon computes."""
+                  with_maps: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Raw image scores, raw maps (if asked) and each map's maximum (if the model gives maps) of
+    samples through a LoadedModel: what the daemon computes."""
     from .data.loading import load_images
 
     h, w = model.input_size
-    scores, maps = [], []
+    scores, maps, peaks = [], [], []
     starts = range(0, len(samples), batch_size)
     if progress:
         from tqdm import tqdm
@@ -229,9 +240,12 @@ def score_samples(model, samples: list[Sample], batch_size: int = 16, progress: 
     for start in starts:
         for r in model.run_batch(load_images(samples[start:start + batch_size], h, w)):
             scores.append(r.raw_score)
-            if with_maps and r.raw_map is not None:
-                maps.append(r.raw_map)
-    return np.asarray(scores, np.float64), (np.stack(maps) if with_maps and maps else None)
+            if r.raw_map is not None:
+                peaks.append(float(np.max(r.raw_map)))
+                if with_maps:
+                    maps.append(r.raw_map)
+    return (np.asarray(scores, np.float64), np.stack(maps) if with_maps and maps else None,
+            np.asarray(peaks, np.float64) if len(peaks) == len(scores) and peaks else None)
 
 
 def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: str = "auto",
@@ -251,12 +265,12 @@ def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: st
     card_path = card_path_for(Path(model_path))
     model = LoadedModel.load(card_path, threads=threads)
     has_masks = any(s.mask_path is not None for s in samples)
-    scores, maps = score_samples(model, samples, progress=progress, with_maps=has_masks)
+    scores, maps, peaks = score_samples(model, samples, progress=progress, with_maps=has_masks)
     labels = np.array([s.label for s in samples])
     masks = None
     if maps is not None:
         masks = load_masks(samples, *maps.shape[-2:])
-    cal = calibrate_scores(scores, labels, method=method, target=target, maps=maps, masks=masks)
+    cal = calibrate_scores(scores, labels, method=method, target=target, maps=maps, masks=masks, map_max=peaks)
     if write_card:
         card = load_card(card_path)
         card.normalization = cal.normalization()

