@@ -73,15 +73,21 @@ def export_onnx(detector, path: Path | str, sample_batch: np.ndarray, opset: int
     if batch.ndim != 4 or batch.shape[1:] != (3, h, w) or len(batch) == 0:
         raise ValueError(f"sample_batch must be float32 [N>=1, 3, {h}, {w}], got {batch.shape}")
     names = list(detector.output_names)
+    # tree ensembles split exactly at training feature values: float32 rounding may flip one split
+    tolerance = max(tolerance, float(getattr(detector, "export_tolerance", 0.0)))
     module = detector.export_module().eval()
     started = time.perf_counter()
     dynamic = {"image": {0: "batch"}}
     dynamic.update({n: {0: "batch"} for n in names})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about fixed H/W are expected: H/W are fixed
-        torch.onnx.export(module, (torch.from_numpy(batch[:1]),), str(path), input_names=["image"],
-                          output_names=names, dynamic_axes=dynamic, opset_version=opset,
-                          do_constant_folding=True, dynamo=False)
+        writer = getattr(detector, "write_onnx", None)  # graphs that are not pure torch (deep features + sklearn)
+        if writer is not None:
+            writer(path, batch[:1], opset)
+        else:
+            torch.onnx.export(module, (torch.from_numpy(batch[:1]),), str(path), input_names=["image"],
+                              output_names=names, dynamic_axes=dynamic, opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
     onnx.checker.check_model(str(path))
 
     options = ort.SessionOptions()

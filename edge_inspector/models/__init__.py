@@ -17,6 +17,10 @@ DETECTORS: dict[str, str] = {
     "feature_memory": "edge_inspector.models.feature_memory:FeatureMemoryDetector",
     "autoencoder": "edge_inspector.models.autoencoder:AutoencoderDetector",
     "classifier": "edge_inspector.models.classifier:ClassifierDetector",
+    "custom_cnn": "edge_inspector.models.custom_cnn:CustomCNNDetector",
+    "features_svm": "edge_inspector.models.deep_features:FeaturesSVMDetector",
+    "features_rf": "edge_inspector.models.deep_features:FeaturesRFDetector",
+    "features_xgb": "edge_inspector.models.deep_features:FeaturesXGBDetector",
 }
 
 

@@ -168,7 +168,8 @@ class CustomCNNDetector(ClassifierDetector):
         gen = make_generator(self.seed)
         aug_cfg = AugmentConfig()
         augment = bool(self.cfg["augment"])
-        opt = torch.optim.AdamW(net.parameters(), lr=float(self.cfg["lr"]), weight_decay=float(self.cfg["weight_decay"]))
+        opt = torch.optim.AdamW(net.parameters(), lr=float(self.cfg["lr"]),
+                                weight_decay=float(self.cfg["weight_decay"]))
         bs = int(self.cfg["batch_size"])
         weights_t = torch.tensor(sample_weights) if sample_weights is not None else None
 
