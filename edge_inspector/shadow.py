@@ -91,13 +91,14 @@ class ShadowSummary:
                 "agreement": None if self.agreement is None else round(self.agreement, 6)}
 
 
-def summarise(verdicts: Iterable[dict], shadow_names: Iterable[str] | None = None) -> dict[str, ShadowSummary]:
+def summarise(verdicts: Iterable[dict], shadow_names: Iterable[str]) -> dict[str, ShadowSummary]:
     """Agreement per shadow model over verdict dicts (as written by the jsonl publisher).
 
-    ``shadow_names``: which votes are shadows. Default: every vote whose model did not decide, i.e.
-    all but the first vote... which is ambiguous, so the command asks the configuration instead.
+    ``shadow_names``: which votes are shadows. A verdict does not say which votes decided, so the
+    caller names them (``shadow-report`` reads them from the configuration). A verdict without the
+    shadow's vote counts as 'not_run' (the gate skipped it).
     """
-    names = set(shadow_names or [])
+    names = list(dict.fromkeys(shadow_names))
     out: dict[str, ShadowSummary] = {n: ShadowSummary(n) for n in names}
     for v in verdicts:
         votes = {m["name"]: m for m in v.get("models", [])}

@@ -1,0 +1,101 @@
+"""``edge-inspector shadow-report``: how often would the shadow model have decided differently?"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "shadow-report",
+        help="summarise shadow-model agreement over a replay (or over recorded verdict JSON lines)",
+        description="Agreement of every model with role 'shadow' in CONFIG with the daemon's verdicts: agree, "
+        "shadow-only defects (the shadow would reject parts the line passes), primary-only defects (the shadow "
+        "would pass parts the line rejects), frames the shadow skipped. With --replay FOLDER the daemon runs "
+        "CONFIG's models over the folder (publishing nowhere but a temporary JSONL file); with --verdicts it "
+        "reads JSONL written by a jsonl publisher.",
+    )
+    p.add_argument("--config", "-c", type=Path, default=Path("config.yaml"), help="configuration file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--replay", type=Path, metavar="FOLDER", help="replay this image folder through CONFIG")
+    src.add_argument("--verdicts", type=Path, metavar="JSONL", help="verdict JSON lines to summarise")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the summary as JSON here")
+    p.set_defaults(func=run)
+
+
+def shadow_names(config_path: Path) -> list[str]:
+    """Names of the shadow models (from their cards, as they appear in the verdicts' votes)."""
+    from ..card import load_card
+    from ..config import load_config
+
+    cfg = load_config(config_path)
+    return [m.name or load_card(m.path, verify=False).name for m in cfg.models if m.role == "shadow"]
+
+
+def replay_verdicts(config_path: Path, folder: Path, out: Path) -> int:
+    """Run the daemon over ``folder`` with CONFIG's models; verdicts go only to ``out`` (JSONL)."""
+    from ..daemon import replay_override, run_daemon
+    from ..publishers import JsonlConfig
+
+    base = replay_override(folder)
+
+    def apply(cfg):
+        cfg = base(cfg)
+        jsonl = JsonlConfig(type="jsonl", path=out, rotate_size_mb=None)
+        return cfg.model_copy(update={
+            "publishers": [jsonl], "metrics": cfg.metrics.model_copy(update={"enabled": False}),
+            "saving": cfg.saving.model_copy(update={"mode": "none"}),
+            "review": cfg.review.model_copy(update={"enabled": False}),
+        })
+
+    return run_daemon(config_path, apply)
+
+
+def format_summary(rows: list[dict]) -> str:
+    lines = [f"{'shadow model':24} {'compared':>8} {'agree':>7} {'shadow-only':>11} {'primary-only':>12} "
+             f"{'skipped':>7} {'agreement':>9}"]
+    for r in rows:
+        rate = "-" if r["agreement"] is None else f"{100 * r['agreement']:.1f}%"
+        lines.append(f"{r['model']:24} {r['compared']:>8} {r['agree']:>7} {r['shadow_only_defect']:>11} "
+                     f"{r['primary_only_defect']:>12} {r['not_run']:>7} {rate:>9}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from ..card import CardError
+    from ..config import ConfigError
+    from ..shadow import summarise
+
+    try:
+        names = shadow_names(args.config)
+    except (ConfigError, CardError) as exc:
+        print(f"shadow-report: {exc}")
+        return 1
+    if not names:
+        print(f"shadow-report: {args.config}: no model has role 'shadow'; nothing to compare")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="shadow-report-") as tmp:
+        path = args.verdicts
+        if args.replay is not None:
+            if not args.replay.is_dir():
+                print(f"shadow-report: --replay {args.replay}: not a folder")
+                return 1
+            path = Path(tmp) / "verdicts.jsonl"
+            if replay_verdicts(args.config, args.replay, path) != 0:
+                print("shadow-report: the replay failed (see the log above)")
+                return 1
+        try:
+            verdicts = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"shadow-report: {path}: cannot read verdict JSON lines ({exc})")
+            return 1
+    rows = [s.as_dict() for s in summarise(verdicts, names).values()]
+    print(f"{len(verdicts)} verdicts")
+    print(format_summary(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"verdicts": len(verdicts), "shadows": rows}, indent=2) + "\n")
+    return 0
