@@ -126,18 +126,20 @@ class ReviewCapture:
         return True
 
 
-def merge_review(dataset, review_dir: Path):
-    """``dataset`` plus the reviewed frames of ``review_dir`` as training samples.
+def merge_review(dataset, review_dir: Path, classifier: bool = False):
+    """``dataset`` plus the reviewed frames of ``review_dir``.
 
     Read with the ordinary dataset reader (so a broken review folder fails with the reader's clear
-    DatasetError); every reviewed frame goes to the training split, because a reviewer labelled it
-    on purpose; the evaluation splits of ``dataset`` stay untouched and comparable.
+    DatasetError). Reviewed good frames go to the training split: a reviewer labelled them on
+    purpose. Reviewed defects go to training only for a classifier (it learns from defects); an
+    anomaly detector must never memorise a defect as normal, so for it they join the test split.
+    The existing splits of ``dataset`` are left untouched.
     """
     from dataclasses import replace
 
     from .data.readers import load_dataset
 
     reviewed = load_dataset(review_dir, scheme="stratified")
-    extra = [replace(s, split="train") for s in reviewed.samples]
+    extra = [replace(s, split="train" if s.label == 0 or classifier else "test") for s in reviewed.samples]
     info = dict(dataset.split_info, review_dir=str(review_dir), review_frames=len(extra))
     return replace(dataset, samples=list(dataset.samples) + extra, split_info=info)

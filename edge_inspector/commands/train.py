@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=float, help="fpr: false-reject rate (0.005); recall: minimum recall (0.95)")
     p.add_argument("--calibration-dir", type=Path, help="where calibration/NAME.json goes")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--include-review", type=Path, metavar="DIR",
+                   help="also train on the reviewed frames of this review folder (normal/, anomaly/<type>/)")
     add_dataset_arguments(p)
     p.set_defaults(func=run)
 
@@ -102,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,
                                val_fraction=args.val_fraction, category=args.category)
         dataset = limit_train(dataset, args.max_train, seed=args.seed)
+        if getattr(args, "include_review", None) is not None:
+            from ..review import merge_review
+
+            dataset = merge_review(dataset, args.include_review, classifier=args.model == "classifier")
         counts = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
         print(f"dataset {dataset.name}: {counts['train']} train, {counts['val']} val, {counts['test']} test images")
         card_path = train_model(args.model, dataset, args.out, name=args.name, seed=args.seed,
