@@ -22,6 +22,8 @@ from .base import Frame, Source, SourceError, matches
 
 log = logging.getLogger(__name__)
 
+EMPTY_SETTLE_S = 1.0  # a zero-byte file is read (and reported) once it stayed empty at least this long
+
 
 class FolderSource(Source):
     type = "folder"
@@ -92,7 +94,9 @@ class FolderSource(Source):
             seen = self.pending.get(entry.name)
             if seen is None or seen[:2] != (st.st_size, st.st_mtime_ns):
                 self.pending[entry.name] = (st.st_size, st.st_mtime_ns, now)  # new or still growing
-            elif st.st_size > 0 and now - seen[2] >= settle:
+            elif now - seen[2] >= (settle if st.st_size > 0 else max(10 * settle, EMPTY_SETTLE_S)):
+                # an empty file gets a longer grace (an upload may not have started writing), then an
+                # 'error' verdict: silently waiting forever would hide a camera that writes empty files
                 del self.pending[entry.name]
                 self.handled.add(key)
                 self.ready.append((entry.name, st.st_mtime_ns))
