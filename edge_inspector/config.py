@@ -152,10 +152,13 @@ class ModelConfig(_Model):
 
 
 class FusionConfig(_Model):
-    rule: Literal["any", "all", "weighted", "classifier_then_detector"] = Field(
+    rule: Literal["any", "all", "weighted", "classifier_then_detector", "vote", "soft_vote"] = Field(
         "any", description="How model scores combine: any model defective, all models, the weighted mean of "
-        "normalised scores vs `threshold`, or the classifier decides and the detector localises/confirms.")
-    threshold: float = Field(0.5, gt=0, lt=1, description="Threshold on the weighted mean (rule 'weighted').")
+        "normalised scores vs `threshold`, or the classifier decides and the detector localises/confirms. "
+        "Ensembles: 'vote' (majority of the members' verdicts, weight = votes, a tie is a defect) or "
+        "'soft_vote' (mean of normalised scores vs `threshold`); the verdict carries the ensemble's "
+        "confidence and each member's vote and confidence.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Threshold on the weighted mean (rules 'weighted' and 'soft_vote').")
     require_confirmation: bool = Field(
         False, description="classifier_then_detector: a defect also needs the detector's score >= 0.5.")
 

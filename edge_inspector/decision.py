@@ -56,6 +56,15 @@ class Fused:
     defect: bool
     score: float
     threshold: float
+    confidence: float | None = None  # set by the ensemble rules (vote, soft_vote)
+
+
+VOTE_RULES = ("vote", "soft_vote")
+
+
+def member_confidence(score: float) -> float:
+    """How sure one member is of its own vote: 0 at its threshold (0.5), 1 at a score of 0 or 1."""
+    return float(min(1.0, abs(float(score) - 0.5) * 2.0))
 
 
 def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = 0.5,
@@ -66,6 +75,15 @@ def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = 0.5,
     weighted: weighted mean vs ``threshold``. classifier_then_detector: the classifier decides
     (the detector, if present, must also agree when ``require_confirmation``); without a
     classifier the detectors decide as in 'any'.
+
+    Ensemble rules (every primary model is a voter, its weight counts as its number of votes):
+    vote: each member votes defect when its score >= 0.5; score = the weighted share of defect
+    votes; defect when that share >= 0.5, so a tie (as many defect as ok votes) is a defect: an
+    inspection system that cannot decide rejects the part. confidence = the share of votes that
+    agree with the verdict (0.5 on a tie, 1 when unanimous).
+    soft_vote: score = the weighted mean of the normalised scores, defect when >= ``threshold``
+    (0.5 by default; a mean exactly at the threshold is a defect); confidence = the distance of
+    the mean from the threshold, scaled so 0 = on it and 1 = at 0 or 1.
     """
     used = [o for o in outcomes if o.role == "primary" and o.result is not None]
     if not used:
@@ -90,6 +108,18 @@ def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = 0.5,
         if defect and require_confirmation and detectors:
             defect = max(o.result.score for o in detectors) >= 0.5
         return Fused(defect, score, 0.5)
+    if rule in VOTE_RULES:
+        weights = np.array([o.weight for o in used], dtype=np.float64)
+        if weights.sum() <= 0:
+            weights = np.ones_like(weights)
+        if rule == "vote":
+            share = float((weights * (scores >= 0.5)).sum() / weights.sum())
+            defect = share >= 0.5
+            return Fused(defect, share, 0.5, share if defect else 1.0 - share)
+        mean = float((weights * scores).sum() / weights.sum())
+        defect = mean >= threshold
+        span = (1.0 - threshold) if defect else threshold
+        return Fused(defect, mean, threshold, float(min(1.0, abs(mean - threshold) / span)) if span > 0 else 1.0)
     raise ValueError(f"unknown fusion rule {rule!r}")
 
 
@@ -165,7 +195,11 @@ def decide(ctx: FrameContext, outcomes: list[ModelOutcome], rule: str = "any", t
             confidence = round(float(best.result.defect_confidence), 6)
         if amap is not None and ctx.crop_size is not None:
             regions = regions_from_map(amap, ctx.crop_size, ctx.roi_offset)
+    if rule in VOTE_RULES:  # each member's vote with its own confidence
+        base["models"] = [v.model_copy(update={"confidence": round(member_confidence(v.score), 6)})
+                          if v.verdict in ("ok", "defect") else v for v in base["models"]]
     verdict = Verdict(verdict="defect" if fused.defect else "ok", score=round(fused.score, 6),
                       threshold=fused.threshold, defect_type=defect_type, defect_confidence=confidence,
-                      regions=regions, **base)
+                      regions=regions, confidence=None if fused.confidence is None else round(fused.confidence, 6),
+                      **base)
     return verdict, amap

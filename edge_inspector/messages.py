@@ -34,6 +34,8 @@ class ModelVote(BaseModel):
     score: float = Field(description="Normalised score; 0.5 is the model's calibrated threshold.")
     verdict: VerdictKind | None = None
     defect_type: str | None = None
+    confidence: float | None = Field(
+        None, description="Ensemble rules only: how sure this member is of its vote (0 at its threshold, 1 at 0 or 1).")
 
 
 class Verdict(BaseModel):
@@ -49,6 +51,9 @@ class Verdict(BaseModel):
     threshold: float = 0.5
     defect_type: str | None = None
     defect_confidence: float | None = None
+    confidence: float | None = Field(
+        None, description="Ensemble rules (vote, soft_vote) only: agreement share of the votes, or the fused "
+        "score's distance from the threshold (0..1).")
     regions: list[Region] = Field(default_factory=list)
     models: list[ModelVote] = Field(default_factory=list)
     latency_ms: dict[str, float] = Field(default_factory=dict)

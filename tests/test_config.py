@@ -147,7 +147,7 @@ def test_check_config_cli_exit_codes(tmp_path, tiny_models, frames_dir):
     assert "valid" in ok.stdout and "tiny-detector" in ok.stdout and "sha256 ok" in ok.stdout
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text(good.read_text().replace("classifier_then_detector", "vote") + "extra_section: 1\n")
+    bad.write_text(good.read_text().replace("classifier_then_detector", "majority") + "extra_section: 1\n")
     res = _cli(str(bad), cwd=tmp_path)
     assert res.returncode == 1
     assert "fusion.rule (line 8)" in res.stdout and "extra_section (line 9)" in res.stdout
