@@ -1,0 +1,120 @@
+"""Sparkplug B on a real Mosquitto, checked by a subscriber that decodes the protobuf payloads:
+births, data and deaths, seq 0-255, bdSeq per session, the will on an unclean loss, rebirth on NCMD."""
+
+from __future__ import annotations
+
+import time
+
+import paho.mqtt.publish as mqtt_publish
+import pytest
+
+from edge_inspector.messages import Verdict
+from edge_inspector.metrics import Metrics
+from edge_inspector.publishers import SparkplugConfig, create_publisher
+from edge_inspector.publishers.sparkplug_pb import BOOLEAN, Payload, add_metric, metric_value
+from tests.fixtures.models import write_frames
+from tests.operations.util import run_daemon, write_config
+
+
+class Decoded:
+    def __init__(self, topic: str, payload: bytes):
+        self.topic = topic
+        parts = topic.split("/")
+        self.type, self.node = parts[2], parts[3]
+        self.device = parts[4] if len(parts) > 4 else None
+        self.payload = Payload.FromString(payload)
+        self.metrics = {m.name: metric_value(m) for m in self.payload.metrics}
+        self.seq = self.payload.seq if self.payload.HasField("seq") else None
+
+    def __repr__(self) -> str:
+        return f"{self.type}/{self.device} seq={self.seq} {self.metrics}"
+
+
+def decoded(collector) -> list[Decoded]:
+    return [Decoded(m.topic, m.payload) for m in collector.messages]
+
+
+def wait_types(collector, pred, timeout: float = 10.0) -> list[Decoded]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msgs = decoded(collector)
+        if pred(msgs):
+            return msgs
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met; got {decoded(collector)}")
+
+
+def verdict(frame: int, kind: str = "ok", camera: str = "cam1") -> Verdict:
+    return Verdict(line="line1", camera=camera, frame=frame, captured_at="2026-01-01T00:00:00.000Z",
+                   verdict=kind, score=0.7 if kind == "defect" else 0.2, latency_ms={"total": 3.0})
+
+
+def test_daemon_births_data_and_death(tmp_path, detector_card, mosquitto, mqtt_subscriber):
+    replay = write_frames(tmp_path / "replay", n=6, defect_every=3)
+    cfg = write_config(tmp_path / "config.yaml", replay=replay, models=f"- path: {detector_card}",
+                       publishers=f"- {{type: sparkplug, host: {mosquitto.host}, port: {mosquitto.port}, "
+                                  f"group_id: plant1, edge_node_id: line1-node, bdseq_file: {tmp_path}/bdseq}}")
+    sub = mqtt_subscriber("spBv1.0/plant1/#", qos=1)
+    run_daemon(cfg)
+    msgs = wait_types(sub, lambda ms: any(m.type == "NDEATH" for m in ms))
+    types = [(m.type, m.device) for m in msgs]
+    assert types == [("NBIRTH", None), ("DBIRTH", "cam1")] + [("DDATA", "cam1")] * 5 + [("NDEATH", None)], types
+    assert all(m.node == "line1-node" for m in msgs)
+    nbirth, dbirth, *ddata, ndeath = msgs
+    assert nbirth.seq == 0 and nbirth.metrics["bdSeq"] == ndeath.metrics["bdSeq"]
+    assert nbirth.metrics["Node Control/Rebirth"] is False and nbirth.metrics["Properties/line"] == "line1"
+    assert ndeath.seq is None  # NDEATH carries no seq
+    assert [m.seq for m in [dbirth, *ddata]] == [1, 2, 3, 4, 5, 6]
+    # DBIRTH declares every metric; the first frame is ok, frames 2 and 5 are defects
+    assert set(dbirth.metrics) >= {"verdict", "score", "frame", "defect", "defect_type", "drift_alarm"}
+    frames = {dbirth.metrics["frame"]: dbirth.metrics["verdict"]} | {m.metrics["frame"]: m.metrics["verdict"]
+                                                                       for m in ddata}
+    assert frames == {0: "ok", 1: "ok", 2: "defect", 3: "ok", 4: "ok", 5: "defect"}
+    assert all(isinstance(m.metrics["score"], float) for m in ddata)
+    assert int((tmp_path / "bdseq").read_text()) == (nbirth.metrics["bdSeq"] + 1) % 256  # next run's
+
+
+def test_seq_wraps_will_on_loss_and_rebirth(tmp_path, mosquitto, mqtt_subscriber):
+    sub = mqtt_subscriber("spBv1.0/g2/#", qos=1)
+    cfg = SparkplugConfig(type="sparkplug", host=mosquitto.host, port=mosquitto.port, group_id="g2",
+                          edge_node_id="n1", keepalive=5)
+    pub = create_publisher(cfg, line="line1", metrics=Metrics())
+    try:
+        wait_types(sub, lambda ms: any(m.type == "NBIRTH" for m in ms))
+        for i in range(300):
+            pub.publish(verdict(i))
+        msgs = wait_types(sub, lambda ms: len(ms) >= 301)
+        seqs = [m.seq for m in msgs]
+        assert seqs[:3] == [0, 1, 2] and seqs[255] == 255 and seqs[256] == 0 and seqs[300] == 44
+        first_bdseq = msgs[0].metrics["bdSeq"]
+        # operations events: a drift alarm is a DDATA of drift_alarm
+        pub.publish_event("alarm", "line1", "cam1", '{"active": true, "state": "raised"}')
+        msgs = wait_types(sub, lambda ms: "drift_alarm" in ms[-1].metrics)
+        assert msgs[-1].metrics == {"drift_alarm": True}
+        # a rebirth request from a host: NBIRTH (seq 0) and DBIRTH again, same bdSeq
+        cmd = Payload(timestamp=1)
+        add_metric(cmd, "Node Control/Rebirth", BOOLEAN, True)
+        mqtt_publish.single("spBv1.0/g2/NCMD/n1", cmd.SerializeToString(), hostname=mosquitto.host,
+                            port=mosquitto.port)
+        n = len(decoded(sub))
+        msgs = wait_types(sub, lambda ms: [m.type for m in ms[n:]] == ["NBIRTH", "DBIRTH"])
+        assert msgs[n].seq == 0 and msgs[n].metrics["bdSeq"] == first_bdseq and msgs[n + 1].seq == 1
+        assert msgs[n + 1].metrics["drift_alarm"] is True  # the birth carries the current state
+        # an unclean loss of the connection: the broker publishes our will (NDEATH, same bdSeq);
+        # the reconnect is a new session with bdSeq + 1
+        n = len(decoded(sub))
+        pub._client.socket().close()
+        msgs = wait_types(sub, lambda ms: [m.type for m in ms[n:]][:3] == ["NDEATH", "NBIRTH", "DBIRTH"],
+                          timeout=20)
+        death, birth = msgs[n], msgs[n + 1]
+        assert death.metrics["bdSeq"] == first_bdseq
+        assert birth.metrics["bdSeq"] == (first_bdseq + 1) % 256 and birth.seq == 0
+    finally:
+        pub.close()
+    msgs = wait_types(sub, lambda ms: ms[-1].type == "NDEATH")
+    assert msgs[-1].metrics["bdSeq"] == (first_bdseq + 1) % 256
+
+
+def test_config_refuses_topic_characters():
+    with pytest.raises(ValueError, match="group_id 'a/b' must not contain"):
+        SparkplugConfig(type="sparkplug", host="h", group_id="a/b")
