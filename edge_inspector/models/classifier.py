@@ -6,8 +6,11 @@ Why it is built this way:
   stride 16) and every batch-norm layer keeps its ImageNet statistics: with a few dozen images
   per class, re-estimating them would be noise. Frozen means frozen: their parameters and buffers
   are bit-identical after ``fit`` (tested).
-* With augmentation off, the frozen part runs once per image and its output is cached, so an
-  epoch costs only the trainable top blocks: minutes on two CPU cores, not hours.
+* The frozen part runs once per image and its output is cached, so an epoch costs only the
+  trainable top blocks: minutes on two CPU cores, not hours. Augmentation (flips, small
+  rotations/shifts, brightness/contrast) is applied to ``augment_views`` copies of each training
+  image up front, and those views are cached too; ``augment_views=0`` augments every batch anew
+  instead (more variety, but the frozen part then runs every epoch: ~20x slower on CPU).
 * Rare defect types are handled by class weights (default) or oversampling (``balance``).
 * When the training split has no or very few defects, synthetic ones (cut-paste, scratches,
   noise patches from ``data/augment.py``) are added for the binary head; they never enter the
@@ -54,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "balance": "weights",  # "weights" (class-weighted losses) | "oversample" | "none"
     "type_loss_weight": 1.0,
     "augment": True,
+    "augment_views": 2,  # cached augmented copies per image; 0 = fresh augmentation every batch (uncached)
     "synthetic_defects": "auto",  # "auto": when < min_defects real defects; True: always; False: never
     "min_defects": 8,
     "pretrained": True,
@@ -164,8 +168,8 @@ class ClassifierDetector(Detector):
                                 "expected 'auto', true or false")
         if not 0.0 <= float(cfg["dropout"]) < 1.0:
             raise DetectorError(f"classifier: option dropout={cfg['dropout']}; expected a value in [0, 1)")
-        for key in ("epochs", "batch_size", "patience"):
-            if int(cfg[key]) < (0 if key == "epochs" else 1):
+        for key in ("epochs", "batch_size", "patience", "augment_views"):
+            if int(cfg[key]) < (0 if key in ("epochs", "augment_views") else 1):
                 raise DetectorError(f"classifier: option {key}={cfg[key]} must be positive")
         return cfg
 
@@ -240,8 +244,6 @@ class ClassifierDetector(Detector):
         self._graph = ClassifierGraph(net, self.input_size)
 
         type_index = {t: i for i, t in enumerate(self.classes)}
-        y_t = torch.from_numpy(y)
-        t_t = torch.tensor([type_index.get(t, -1) for t in types], dtype=torch.long)
         pos_weight, type_weights, sample_weights = self._balance(y, types)
         type_w = torch.tensor(type_weights, dtype=torch.float32) if type_weights is not None else None
 
@@ -253,13 +255,22 @@ class ClassifierDetector(Detector):
                     type_logits[has_type], tb[has_type], weight=type_w)
             return loss
 
-        augment = bool(self.cfg["augment"])
-        with torch.no_grad():  # cache the frozen front once when inputs never change
-            cached = self._front_all(net, torch.from_numpy(x)) if not augment else None
-            cached_v = self._front_all(net, torch.from_numpy(xv)) if xv is not None and len(xv) else None
-        x_t = torch.from_numpy(x)
         gen = make_generator(self.seed)
         aug_cfg = AugmentConfig()
+        x_t = torch.from_numpy(x)
+        views = int(self.cfg["augment_views"]) if self.cfg["augment"] else 0
+        online = bool(self.cfg["augment"]) and views == 0
+        with torch.no_grad():  # the frozen front runs once per image (and per cached augmented view)
+            cached = None
+            if not online:
+                parts = [self._front_all(net, x_t)]
+                parts += [self._front_all(net, x_t, lambda b: augment_batch(b, gen, aug_cfg)) for _ in range(views)]
+                cached = torch.cat(parts)
+            cached_v = self._front_all(net, torch.from_numpy(xv)) if xv is not None and len(xv) else None
+        copies = 1 + views if cached is not None else 1
+        y_t = torch.from_numpy(y).repeat(copies)
+        t_t = torch.tensor([type_index.get(t, -1) for t in types], dtype=torch.long).repeat(copies)
+        weights_t = torch.tensor(sample_weights).repeat(copies) if sample_weights is not None else None
         trainable = [p for m in net.trainable_backbone() for p in m.parameters()]
         heads = list(net.binary.parameters()) + (list(net.types.parameters()) if net.types is not None else [])
         lr = float(self.cfg["lr"])
@@ -268,12 +279,11 @@ class ClassifierDetector(Detector):
             {"params": heads, "lr": lr},
         ], weight_decay=float(self.cfg["weight_decay"]))
         bs = int(self.cfg["batch_size"])
-        weights_t = torch.tensor(sample_weights) if sample_weights is not None else None
 
         def train_epoch(_epoch: int) -> float:
             net.train()
             total, count = 0.0, 0
-            for idx in minibatches(len(y), bs, gen, weights_t):
+            for idx in minibatches(len(y_t), bs, gen, weights_t):
                 if cached is not None:
                     h = cached[idx]
                 else:
@@ -314,15 +324,18 @@ class ClassifierDetector(Detector):
         report.update(
             seconds=time.perf_counter() - started, n_images=len(train), n_defects=int(sum(s.label for s in train)),
             n_synthetic=self._n_synthetic, n_types=len(self.classes), freeze_blocks=net.freeze_blocks,
-            feature_cache=cached is not None, monitor=("val_" + self.cfg["monitor"]) if has_val else "train_loss",
+            feature_cache=cached is not None, augmented_views=views,
+            monitor=("val_" + self.cfg["monitor"]) if has_val else "train_loss",
             **val_result,
         )
         return report
 
     @staticmethod
-    def _front_all(net: ClassifierNet, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    def _front_all(net: ClassifierNet, x: torch.Tensor, transform=None, chunk: int = 16) -> torch.Tensor:
+        """Frozen-front activations of ``x`` (optionally transformed first), in chunks to bound memory."""
         net.eval()
-        return torch.cat([net.front(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+        return torch.cat([net.front(transform(x[i:i + chunk]) if transform else x[i:i + chunk])
+                          for i in range(0, len(x), chunk)])
 
     def _balance(self, y: np.ndarray, types: list[str]):
         """(pos_weight, type-class weights, per-sample sampling weights) for the ``balance`` option."""

@@ -153,8 +153,12 @@ def test_same_seed_same_model(labelled: Dataset, fitted) -> None:
 
 
 def test_augmentation_oversampling_and_seeds(labelled: Dataset) -> None:
-    """The augmented path (no feature cache) with oversampling trains, and another seed gives another model."""
-    opts = {**FAST, "epochs": 1, "augment": True, "balance": "oversample"}
+    """Both augmented paths train (cached views; fresh per batch with oversampling), and another seed
+    gives another model."""
+    views = create_detector("classifier", seed=1, **{**FAST, "epochs": 1, "augment": True, "augment_views": 1})
+    report = views.fit(labelled.split("train"), progress=False)
+    assert report["feature_cache"] is True and report["augmented_views"] == 1
+    opts = {**FAST, "epochs": 1, "augment": True, "augment_views": 0, "balance": "oversample"}
     a = create_detector("classifier", seed=1, **opts)
     report = a.fit(labelled.split("train"), progress=False)
     assert report["feature_cache"] is False and report["monitor"] == "train_loss"
@@ -180,6 +184,7 @@ def test_no_defects_synthesizes_them_without_a_type_head(labelled: Dataset) -> N
     ({"balance": "smote"}, "balance"),
     ({"monitor": "f1"}, "monitor"),
     ({"dropout": 1.5}, "dropout"),
+    ({"augment_views": -1}, "augment_views"),
     ({"lr_typo": 1}, "unknown option"),
 ])
 def test_bad_options_are_named(options: dict, message: str) -> None:
