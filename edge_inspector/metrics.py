@@ -110,6 +110,9 @@ class Metrics:
             f"{PREFIX}_publish_seconds", "Time a publisher's publish() call took (handing over, not delivery).",
             ["sink"], buckets=STAGE_BUCKETS, registry=r,
         )
+        from .operations import OpsMetrics  # drift alarm, shadow agreement, review capture
+
+        self.ops = OpsMetrics(r)
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.host: str | None = None

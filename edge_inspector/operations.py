@@ -64,10 +64,10 @@ class OpsMetrics:
 
     @classmethod
     def of(cls, metrics: Any) -> OpsMetrics:
-        ops = getattr(metrics, "_ops_metrics", None)
+        """The instance ``Metrics`` registered at construction (so a fresh exporter lists them)."""
+        ops = getattr(metrics, "ops", None)
         if ops is None:
-            ops = cls(metrics.registry)
-            metrics._ops_metrics = ops
+            ops = metrics.ops = cls(metrics.registry)
         return ops
 
 

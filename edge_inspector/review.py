@@ -23,7 +23,6 @@ import threading
 from collections import deque
 from pathlib import Path
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -107,6 +106,8 @@ class ReviewCapture:
         else:
             kind = verdict.defect_type if label == "defect" else label
             folder = self.root / "anomaly" / _safe(kind or "unknown")
+        import cv2  # here: the daemon's config validation need not load OpenCV for this module
+
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{_safe(verdict.camera)}_{verdict.frame:08d}.png"
         if not cv2.imwrite(str(path), crop):

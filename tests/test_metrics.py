@@ -183,6 +183,7 @@ def _drive(m: Metrics, stop: threading.Event) -> None:
     m.source_up.labels(camera="cam2").set(0)
     m.broker_connected.set(0)
     m.set_model("detector", "1.2.0", "onnxruntime")
+    m.ops.drift_alarm.labels(camera="cam2").set(1)
     n = 0
     while not stop.is_set():
         n += 1
