@@ -259,6 +259,8 @@ class Daemon:
         assert self.pipeline is not None
         ok = self.pipeline.drain(self.drain_timeout)
         self.pipeline.close_publishers()
+        if self.pipeline.generation.ops is not None:
+            self.pipeline.generation.ops.close()  # operator-flag listener
         self.metrics.shutdown()
         c = self.pipeline.counters
         log.info("stopped: %d frames grabbed, %d dropped, %d published", c["grabbed"], c["dropped"], c["published"])

@@ -84,7 +84,30 @@ class Operations:
         self.shadow_counts: dict[str, dict[str, int]] = previous.shadow_counts if keep else {}
         review_same = keep and previous.review is not None and previous.review.config == cfg.review
         self.review = (previous.review if review_same else ReviewCapture(cfg.review)) if cfg.review.enabled else None
+        if keep and not review_same:
+            previous.close()  # the capture changed: its flag listener goes with it
+        self.flags = self._flag_listener(cfg, previous if review_same else None)
         self._admitted = True
+
+    def _flag_listener(self, cfg: Any, previous: Operations | None) -> Any:
+        """Operator flags over MQTT, when review is on and an MQTT publisher names the broker."""
+        if previous is not None:
+            listener, previous.flags = previous.flags, None  # the same capture: keep its listener
+            return listener
+        if self.review is None or not cfg.review.flag_over_mqtt:
+            return None
+        mqtt_cfg = next((p for p in cfg.publishers if p.type == "mqtt"), None)
+        if mqtt_cfg is None:
+            return None
+        from .review import FlagListener
+
+        return FlagListener(self.review, mqtt_cfg, cfg.line)
+
+    def close(self) -> None:
+        """Stop the flag listener (the daemon calls this at shutdown)."""
+        if self.flags is not None:
+            self.flags.close()
+            self.flags = None
 
     # -- inference stage --------------------------------------------------------------------------
     def admit_shadow(self, model: str, n_frames: int, backlog: int, first: bool) -> bool:

@@ -42,6 +42,9 @@ class ReviewConfig(BaseModel):
     max_frames: int = Field(1000, ge=1, description="Quota: frames kept in the folder; beyond it capture stops.")
     recent_frames: int = Field(32, ge=0, description="Frames per camera kept in memory so an operator can flag "
                                "a frame after its verdict (by camera and frame number).")
+    flag_over_mqtt: bool = Field(
+        True, description="Take operator flags from <prefix>/<line>/<camera>/flag on the broker of the first MQTT "
+        "publisher; payload {\"frame\": N, \"label\": \"ok\" | \"defect\" | <defect type>} (label optional).")
 
 
 def _safe(text: str) -> str:
@@ -125,6 +128,60 @@ class ReviewCapture:
                 writer.writerow([path.relative_to(self.root).as_posix(), verdict.camera, verdict.frame,
                                  verdict.score, verdict.verdict, reason, verdict.captured_at])
         return True
+
+
+class FlagListener:
+    """Operator flags over MQTT (an HMI button, a Node-RED flow) -> ``ReviewCapture.flag``.
+
+    Its own client on the verdict broker, so flags arrive while the MQTT publisher is busy delivering
+    a backlog; QoS 1, clean session: a flag sent while the daemon is down is for a frame it no
+    longer holds anyway.
+    """
+
+    def __init__(self, capture: ReviewCapture, mqtt_cfg, line: str):
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from .publishers.mqtt import read_password
+
+        self.capture = capture
+        self.topic = f"{mqtt_cfg.topic_prefix}/{line}/+/flag"
+        self.flagged = 0
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+        password = read_password(mqtt_cfg)
+        if mqtt_cfg.username is not None or password is not None:
+            client.username_pw_set(mqtt_cfg.username or "", password)
+        if mqtt_cfg.tls is not None:
+            tls = mqtt_cfg.tls
+            client.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                           certfile=str(tls.cert_file) if tls.cert_file else None,
+                           keyfile=str(tls.key_file) if tls.key_file else None)
+            client.tls_insecure_set(tls.insecure)
+        client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
+        client.on_message = self._on_message
+        client.connect_async(mqtt_cfg.host, mqtt_cfg.port, keepalive=30)
+        client.loop_start()
+        self.client = client
+
+    def _on_message(self, client, userdata, msg) -> None:
+        import json
+
+        camera = msg.topic.split("/")[-2]
+        try:
+            data = json.loads(msg.payload)
+            frame, label = int(data["frame"]), data.get("label")
+            if label is not None and not isinstance(label, str):
+                raise ValueError("label must be a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("review: ignoring flag on %s: expected {\"frame\": N, \"label\": ...} (%s)", msg.topic, exc)
+            return
+        if self.capture.flag(camera, frame, label):
+            self.flagged += 1
+            log.info("review: operator flagged %s/%s (%s)", camera, frame, label or "as decided")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def merge_review(dataset, review_dir: Path, classifier: bool = False):

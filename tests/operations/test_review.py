@@ -89,3 +89,42 @@ def test_train_accepts_include_review():
 
     args = build_parser().parse_args(["train", "data", "--include-review", "review"])
     assert str(args.include_review) == "review"
+
+
+def test_operator_flag_over_mqtt_in_the_daemon(tmp_path, detector_card, mosquitto, mqtt_subscriber):
+    import json
+    import time
+
+    import paho.mqtt.publish as mqtt_publish
+
+    from edge_inspector.daemon import Daemon
+
+    replay = write_levels(tmp_path / "replay", [26] * 6)  # all far from the threshold: nothing in the band
+    review = tmp_path / "review"
+    cfg = write_config(tmp_path / "config.yaml", replay=replay, models=f"- path: {detector_card}",
+                       publishers=f"- {{type: mqtt, host: {mosquitto.host}, port: {mosquitto.port}, "
+                                  f"spool_dir: {tmp_path}/spool, client_id: review-flag}}",
+                       extra=f"review: {{enabled: true, dir: {review}, band: 0.01}}\n")
+    verdicts = mqtt_subscriber("edge-inspector/line1/cam1/verdict")
+    daemon = Daemon(cfg)
+    daemon.start()
+    try:
+        verdicts.wait_for(6)
+        flags = daemon.pipeline.generation.ops.flags
+        deadline = time.monotonic() + 10
+        while not flags.client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the SUBSCRIBE follows the CONNACK
+        for payload in (b"not json", json.dumps({"frame": 4, "label": "scratch"}), json.dumps({"frame": 1})):
+            mqtt_publish.single("edge-inspector/line1/cam1/flag", payload, qos=1, hostname=mosquitto.host,
+                                port=mosquitto.port)
+        target = review / "anomaly" / "scratch" / "cam1_00000004.png"
+        while not (target.is_file() and flags.flagged == 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert target.is_file() and (review / "normal" / "cam1_00000001.png").is_file()
+        assert flags.flagged == 2  # the malformed flag was ignored
+    finally:
+        daemon.shutdown()
+    assert daemon.pipeline.generation.ops.flags is None
+    rows = list(csv.DictReader(open(review / "review.csv", newline="")))
+    assert [(r["frame"], r["reason"]) for r in rows] == [("4", "flagged"), ("1", "flagged")]
