@@ -132,3 +132,59 @@ class NotifySocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def build_hanging_detector(folder: Path, size: int = 32, iterations_per_unit: float = 1e10) -> Path:
+    """A real ONNX detector whose inference never ends on a real frame, to wedge the infer stage.
+
+    ``pred_score`` comes out of an ONNX ``Loop`` whose trip count is ``mean(image) * 1e10``: the
+    daemon's start-up test inference on a black (all-zero) tensor runs 0 iterations and passes, a
+    camera frame (mean ~0.1) runs ~1e9 iterations, i.e. ONNX Runtime busy for hours. That is what a
+    wedged accelerator or driver looks like from the pipeline: a run_batch call that does not return.
+    Test-only: nothing in the package builds or ships such a model.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edge_inspector.card import InputSpec, ModelCard, ScoreNormalization, card_path_for, sha256_file
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])],
+        "spin",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["N"])],
+    )
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[0, 1, 2, 3], keepdims=0),
+        helper.make_node("Mul", ["mean", "scale"], ["scaled"]),
+        helper.make_node("Cast", ["scaled"], ["trips"], to=TensorProto.INT64),
+        helper.make_node("ReduceMean", ["image"], ["score0"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Loop", ["trips", "true", "score0"], ["pred_score"], body=body),
+        helper.make_node("ReduceMean", ["image"], ["anomaly_map"], axes=[1], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "hanging_detector",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("pred_score", TensorProto.FLOAT, ["N"]),
+         helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["N", size, size])],
+        initializer=[helper.make_tensor("scale", TensorProto.FLOAT, [], [iterations_per_unit]),
+                     helper.make_tensor("true", TensorProto.BOOL, [], [True])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = folder / "hanging.onnx"
+    onnx.save(model, str(onnx_path))
+    card = ModelCard(
+        name="hanging", version="1", kind="feature_memory", model_file=onnx_path.name,
+        model_sha256=sha256_file(onnx_path),
+        input=InputSpec(height=size, width=size, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0]),
+        outputs={"pred_score": "mean brightness after a long Loop", "anomaly_map": "brightness"},
+        normalization=ScoreNormalization(threshold=0.3, min=0.0, max=1.0, pixel_threshold=0.5, pixel_min=0.0,
+                                         pixel_max=1.0, method="fixed (test model)"),
+    )
+    return card.save(card_path_for(onnx_path))
