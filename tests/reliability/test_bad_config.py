@@ -58,7 +58,8 @@ def config_for(frames: Path, jsonl: Path, model: Path, recipe: str = "") -> str:
     value = value.strip("'").encode().decode("unicode_escape")
     if kind == "model":
         model = Path(value)
-    return (f"line: cfg\ncameras:\n  - id: cam-0\n    source: {{type: replay, path: {frames}, rate_fps: 25, loop: true}}\n"
+    return (f"line: cfg\ncameras:\n  - id: cam-0\n"
+            f"    source: {{type: replay, path: {frames}, rate_fps: 25, loop: true}}\n"
             f"{value if kind == 'camera_extra' else ''}"
             f"models:\n  - path: {model}\npublishers:\n  - {{type: jsonl, path: {jsonl}}}\n"
             f"metrics: {{enabled: false}}\n{value if kind == 'extra' else ''}")

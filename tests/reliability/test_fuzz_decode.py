@@ -43,7 +43,7 @@ def _check(data: bytes) -> None:
     assert tensor.shape == (3, 8, 8) and tensor.dtype == np.float32
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=512))
 def test_random_bytes_only_raise_image_decode_error(data: bytes) -> None:
     _check(data)
@@ -65,7 +65,7 @@ def corrupted(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(corrupted())
 def test_corrupted_images_only_raise_image_decode_error(data: bytes) -> None:
     _check(data)

@@ -1,0 +1,164 @@
+"""Soak test: a long replay through the REAL daemon process, watching its memory and file descriptors.
+
+Usage:
+  python bench/soak.py [--frames 50000] [--files 500] [--size 32] [--model CARD] [--sample-s 0.5]
+                       [--max-rss-growth-mb 30] [--max-fd-growth 2] [--json-only]
+
+What it does: writes ``--files`` small generated frames (every 5th with a bright defect), starts
+``edge-inspector run`` as a subprocess on a config with a looping replay source over them, a JSONL
+publisher rotating at 1 MB (so file handles are opened and closed all the time) and a ZeroMQ PUB
+publisher, and samples the daemon's RSS (``/proc/<pid>/status`` VmRSS) and open descriptors
+(``/proc/<pid>/fd``) every ``--sample-s`` seconds, counting frames through its Prometheus
+``edge_inspector_frames_total`` over HTTP, until ``--frames`` frames were inspected; then SIGTERM.
+
+Why a subprocess and /proc: a leak of a few kB per frame only shows over tens of thousands of frames,
+and only in the real process (every thread, C library and socket included).
+
+Bound (exit code 1 when broken): after warm-up (the first 10 % of frames: ONNX Runtime arenas,
+OpenCV buffers and Python caches reach their steady size), RSS may grow by at most
+``--max-rss-growth-mb`` (default 30 MB) and open descriptors by at most ``--max-fd-growth`` (default
+2: flat, allowing a rotation caught mid-way).
+
+Model: ``--model CARD``; by default the tiny test detector (``tests/fixtures/models.py``), built on
+the fly at ``--size``. Prints one JSON object, then one human line (unless --json-only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def frames_done(port: int) -> int:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return 0
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("edge_inspector_verdicts_total{")))
+
+
+def prepare(work: Path, files: int, size: int, model: Path | None) -> tuple[Path, Path]:
+    from tests.fixtures.models import make_model, write_frames
+
+    frames = write_frames(work / "frames", n=files, defect_every=5, size=size)
+    card = model or make_model(work / "models", "detector", size=size)
+    return frames, card
+
+
+def run(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        work = Path(tmp)
+        frames, card = prepare(work, args.files, args.size, args.model)
+        mport, zport = free_port(), free_port()
+        cfg = work / "config.yaml"
+        cfg.write_text(
+            f"line: soak\ncameras:\n  - id: cam-0\n    source: {{type: replay, path: {frames}, loop: true}}\n"
+            f"models:\n  - {{path: {card}, threads: {args.threads}}}\n"
+            f"publishers:\n  - {{type: jsonl, path: {work}/out/verdicts.jsonl, rotate_size_mb: 1, rotate_keep: 2}}\n"
+            f"  - {{type: zmq, endpoint: 'tcp://127.0.0.1:{zport}'}}\n"
+            f"metrics: {{port: {mport}}}\n"
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads)}
+        log = open(work / "daemon.log", "wb")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen([sys.executable, "-m", "edge_inspector", "run", "--config", str(cfg)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        samples: list[dict] = []
+        try:
+            t0 = time.monotonic()
+            while frames_done(mport) == 0:
+                if proc.poll() is not None or time.monotonic() - t0 > 120:
+                    raise RuntimeError(f"daemon did not start:\n{(work / 'daemon.log').read_text()[-3000:]}")
+                time.sleep(0.2)
+            start = time.monotonic()
+            while True:
+                done = frames_done(mport)
+                samples.append({"t": round(time.monotonic() - start, 2), "frames": done,
+                                "rss_mb": round(rss_mb(proc.pid), 1), "fds": fd_count(proc.pid)})
+                if done >= args.frames:
+                    break
+                if proc.poll() is not None:
+                    raise RuntimeError(f"daemon exited ({proc.returncode}):\n"
+                                       f"{(work / 'daemon.log').read_text()[-3000:]}")
+                time.sleep(args.sample_s)
+            elapsed = time.monotonic() - start
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    warm = next((s for s in samples if s["frames"] >= args.frames * 0.1), samples[0])
+    after = [s for s in samples if s["t"] >= warm["t"]]
+    end = samples[-1]
+    rss_growth = round(max(s["rss_mb"] for s in after) - warm["rss_mb"], 1)
+    fd_growth = max(s["fds"] for s in after) - warm["fds"]
+    ok = code == 0 and rss_growth < args.max_rss_growth_mb and fd_growth <= args.max_fd_growth
+    return {
+        "frames": end["frames"], "seconds": round(elapsed, 1), "fps": round(end["frames"] / max(elapsed, 1e-9), 1),
+        "rss_mb": {"start": samples[0]["rss_mb"], "warm": warm["rss_mb"], "end": end["rss_mb"],
+                   "max": max(s["rss_mb"] for s in samples), "growth_after_warmup": rss_growth},
+        "fds": {"start": samples[0]["fds"], "warm": warm["fds"], "end": end["fds"],
+                "max": max(s["fds"] for s in samples), "growth_after_warmup": fd_growth},
+        "bound": {"max_rss_growth_mb": args.max_rss_growth_mb, "max_fd_growth": args.max_fd_growth},
+        "exit_code": code, "ok": ok, "samples": len(samples),
+        "series": samples if args.series else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=50_000, help="frames to inspect (default 50000)")
+    ap.add_argument("--files", type=int, default=500, help="distinct generated frames replayed in a loop")
+    ap.add_argument("--size", type=int, default=32, help="frame and model input size in pixels (default 32)")
+    ap.add_argument("--model", type=Path, help="model card (default: the tiny test detector)")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    ap.add_argument("--sample-s", type=float, default=0.5, help="seconds between RSS/fd samples")
+    ap.add_argument("--max-rss-growth-mb", type=float, default=30.0, help="bound on RSS growth after warm-up")
+    ap.add_argument("--max-fd-growth", type=int, default=2, help="bound on open-descriptor growth after warm-up")
+    ap.add_argument("--series", action="store_true", help="include every sample in the JSON")
+    ap.add_argument("--json-only", action="store_true")
+    args = ap.parse_args(argv)
+    result = run(args)
+    print(json.dumps(result, indent=2))
+    if not args.json_only:
+        r, f = result["rss_mb"], result["fds"]
+        print(f"soak {'OK' if result['ok'] else 'FAILED'}: {result['frames']} frames in {result['seconds']} s "
+              f"({result['fps']} frames/s); RSS {r['start']} -> {r['end']} MB (max {r['max']}, "
+              f"+{r['growth_after_warmup']} MB after warm-up, bound {args.max_rss_growth_mb}); "
+              f"fds {f['start']} -> {f['end']} (max {f['max']}, +{f['growth_after_warmup']}, "
+              f"bound {args.max_fd_growth})")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""bench/soak.py runs end to end on a small input (the long 50,000-frame run is the lead's job)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_soak_bench_small_run_reports_rss_fds_and_bound() -> None:
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "soak.py"), "--frames", "300", "--files", "20",
+                          "--sample-s", "0.2"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    body, _, human = res.stdout.rpartition("}\n")
+    result = json.loads(body + "}")
+    assert result["ok"] and result["exit_code"] == 0 and result["frames"] >= 300
+    assert result["rss_mb"]["max"] > 20 and result["fds"]["end"] > 3  # real /proc samples of the daemon
+    assert human.startswith("soak OK:") and "frames/s" in human
