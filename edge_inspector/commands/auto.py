@@ -28,7 +28,7 @@ def build_options(kinds: list[str], args: argparse.Namespace) -> dict[str, dict]
         opts: dict = {"threads": args.threads}
         if args.input_size:
             opts["input_size"] = args.input_size
-        if args.epochs is not None and kind in ("autoencoder", "classifier"):
+        if args.epochs is not None and kind in ("autoencoder", "classifier", "custom_cnn"):
             opts["epochs"] = args.epochs
         opts.update(args.options.get(kind, {}))
         options[kind] = opts
@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("dataset", type=Path, help="dataset folder or .zip")
     p.add_argument("--models", default="feature_memory,autoencoder,classifier",
-                   help="comma-separated candidate kinds (default: feature_memory,autoencoder,classifier)")
+                   help="comma-separated candidate kinds (default: feature_memory,autoencoder,classifier; also "
+                   "custom_cnn, features_svm, features_rf, features_xgb)")
     p.add_argument("--out", type=Path, default=Path("models"), help="where the chosen model goes (default: models/)")
     p.add_argument("--input-size", type=int, help="square input size for every candidate (default: the trainer's)")
     p.add_argument("--epochs", type=int, help="training epochs for the autoencoder and the classifier")

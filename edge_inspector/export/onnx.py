@@ -73,8 +73,6 @@ def export_onnx(detector, path: Path | str, sample_batch: np.ndarray, opset: int
     if batch.ndim != 4 or batch.shape[1:] != (3, h, w) or len(batch) == 0:
         raise ValueError(f"sample_batch must be float32 [N>=1, 3, {h}, {w}], got {batch.shape}")
     names = list(detector.output_names)
-    # tree ensembles split exactly at training feature values: float32 rounding may flip one split
-    tolerance = max(tolerance, float(getattr(detector, "export_tolerance", 0.0)))
     module = detector.export_module().eval()
     started = time.perf_counter()
     dynamic = {"image": {0: "batch"}}

@@ -6,10 +6,10 @@ used. It keeps the classifier's I/O contract exactly (``pred_score``, ``anomaly_
 activation of the binary head, ``type_probs``), so the daemon, calibration and compare treat it as
 a classifier; the card's kind is ``classifier`` and ``extra.family`` says ``custom_cnn``.
 
-Data handling (synthetic defects when few are labelled, class weights or oversampling, early
-stopping on the val split) is inherited from :class:`ClassifierDetector`; only the network and the
-training loop differ: every layer trains, batch norm included (there are no pretrained statistics
-to protect), and there is no feature cache.
+Data handling follows the EfficientNet classifier (synthetic defects when few are labelled, class
+weights or oversampling, early stopping on the val split) but is kept here rather than inherited,
+so this baseline does not change when the classifier's training does. Every layer trains, batch
+norm included (there are no pretrained statistics to protect), and there is no feature cache.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from torch import nn
 
 from ..data.types import GOOD, Sample
 from .base import Detector, DetectorError
-from .classifier import SYNTHETIC, ClassifierDetector
 from .training import AugmentConfig, EarlyStopping, augment_batch, binary_auroc, make_generator, minibatches, run_epochs
 
 FAMILY = "custom_cnn"
+SYNTHETIC = "synthetic"
 
 DEFAULTS: dict[str, Any] = {
     "epochs": 20,
@@ -46,6 +46,18 @@ DEFAULTS: dict[str, Any] = {
     "synthetic_defects": "auto",
     "min_defects": 8,
 }
+
+
+def synthetic_defects(good: np.ndarray, seed: int, stream: int) -> np.ndarray:
+    """One synthetic defect (cut-paste, scratch, noise patch from data/augment.py) per good image of a
+    float32 (N, 3, H, W) RGB [0, 1] batch, seeded by (seed, stream); returns the same layout."""
+    from ..data.augment import synthesize_defects
+
+    rgb = np.clip(np.round(good.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8)
+    bgr = [np.ascontiguousarray(im[:, :, ::-1]) for im in rgb]
+    images, _masks, _types = synthesize_defects(bgr, np.random.default_rng((seed, 1000 + stream)))
+    out = np.stack([im[:, :, ::-1] for im in images]).astype(np.float32) / 255.0
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
 class ConvBlock(nn.Sequential):
@@ -103,17 +115,15 @@ class CustomCNNGraph(nn.Module):
         return tuple(outputs)
 
 
-class CustomCNNDetector(ClassifierDetector):
+class CustomCNNDetector(Detector):
     """A from-scratch CNN classifier with the classifier's outputs (see module docstring)."""
 
     kind: ClassVar[str] = "classifier"  # card kind: the daemon's classifier rules apply
     family: ClassVar[str] = FAMILY
 
     def __init__(self, **kwargs: Any):
-        Detector.__init__(self, **kwargs)
-        cfg = self._take_options(DEFAULTS)
-        cfg.update(freeze_blocks=None, pretrained=False)  # keys the inherited checks expect
-        self.cfg = self._check(cfg)
+        super().__init__(**kwargs)
+        self.cfg = self._check(self._take_options(DEFAULTS))
         blocks = int(self.cfg["blocks"])
         if not 3 <= blocks <= 5:
             raise DetectorError(f"{FAMILY}: option blocks={blocks}; expected 3, 4 or 5")
@@ -125,9 +135,59 @@ class CustomCNNDetector(ClassifierDetector):
         self.backbone_name = "none"
         self.classes: list[str] = []
         self.output_names = ["pred_score", "anomaly_map", "type_probs"]
-        self._net: CustomCNN | None = None  # type: ignore[assignment]
-        self._graph: CustomCNNGraph | None = None  # type: ignore[assignment]
+        self._net: CustomCNN | None = None
+        self._graph: CustomCNNGraph | None = None
         self._n_synthetic = 0
+
+    def _check(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        choices = {"balance": ("weights", "oversample", "none"), "monitor": ("loss", "auroc"),
+                   "synthetic_defects": ("auto", True, False)}
+        for key, allowed in choices.items():
+            if cfg[key] not in allowed:
+                raise DetectorError(f"{FAMILY}: option {key}={cfg[key]!r}; expected one of {list(allowed)}")
+        for key in ("dropout", "block_dropout"):
+            if not 0.0 <= float(cfg[key]) < 1.0:
+                raise DetectorError(f"{FAMILY}: option {key}={cfg[key]}; expected a value in [0, 1)")
+        for key in ("epochs", "batch_size", "patience"):
+            if int(cfg[key]) < (0 if key == "epochs" else 1):
+                raise DetectorError(f"{FAMILY}: option {key}={cfg[key]} must be positive")
+        return cfg
+
+    def _prepare(self, samples: list[Sample], stream: int, synthesize: bool
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Load images; add synthetic defects when asked. Returns (x, labels, types) with
+        ``types[i]`` = the real defect type, "good", or "synthetic"."""
+        x = self.load(samples) if samples else np.zeros((0, 3, *self.input_size), np.float32)
+        labels = np.array([s.label for s in samples], np.float32)
+        types = [s.defect_type if s.label == 1 else GOOD for s in samples]
+        if synthesize and (labels == 0).any():
+            synth = synthetic_defects(x[labels == 0], self.seed, stream)
+            x = np.concatenate([x, synth])
+            labels = np.concatenate([labels, np.ones(len(synth), np.float32)])
+            types += [SYNTHETIC] * len(synth)
+        return x, labels, types
+
+    def _wants_synthetic(self, train: list[Sample]) -> bool:
+        opt = self.cfg["synthetic_defects"]
+        if opt == "auto":
+            return sum(s.label == 1 for s in train) < int(self.cfg["min_defects"])
+        return bool(opt)
+
+    def _balance(self, y: np.ndarray, types: list[str]):
+        """(pos_weight, type-class weights, per-sample sampling weights) for the ``balance`` option."""
+        mode = self.cfg["balance"]
+        counts = {t: types.count(t) for t in set(types)}
+        if mode == "oversample":  # each group (good, each real type, synthetic) drawn equally often
+            return None, None, [1.0 / counts[t] for t in types]
+        if mode == "none":
+            return None, None, None
+        n_pos, n_neg = float((y == 1).sum()), float((y == 0).sum())
+        pos_weight = torch.tensor(n_neg / n_pos) if n_pos > 0 else None
+        type_weights = None
+        if self.classes:
+            freq = np.array([counts.get(c, 0) for c in self.classes], np.float64)
+            type_weights = np.where(freq > 0, freq.sum() / (len(freq) * np.maximum(freq, 1)), 0.0).tolist()
+        return pos_weight, type_weights, None
 
     def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
         started = time.perf_counter()
@@ -224,7 +284,7 @@ class CustomCNNDetector(ClassifierDetector):
         return self._graph.eval()
 
     def card_info(self) -> dict:
-        info = Detector.card_info(self)
+        info = super().card_info()
         info["classes"] = list(self.classes)
         info["backbone"] = None
         info["extra"] = {

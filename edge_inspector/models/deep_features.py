@@ -149,7 +149,7 @@ class DeepFeaturesDetector(Detector):
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self._features.dim), np.float32)
 
     def _training_set(self, train: list[Sample]) -> tuple[np.ndarray, np.ndarray, int]:
-        from .classifier import _from_bgr8, _to_bgr8
+        from .custom_cnn import synthetic_defects
 
         x = self.load(train)
         y = np.array([s.label for s in train], np.int64)
@@ -157,11 +157,7 @@ class DeepFeaturesDetector(Detector):
         synth = (int((y == 1).sum()) < int(self.cfg["min_defects"])) if opt == "auto" else bool(opt)
         n_synth = 0
         if synth and (y == 0).any():
-            from ..data.augment import synthesize_defects
-
-            rng = np.random.default_rng((self.seed, 1000))
-            images, _masks, _types = synthesize_defects(_to_bgr8(x[y == 0]), rng)
-            extra = _from_bgr8(list(images))
+            extra = synthetic_defects(x[y == 0], self.seed, 0)
             n_synth = len(extra)
             x = np.concatenate([x, extra])
             y = np.concatenate([y, np.ones(n_synth, np.int64)])
@@ -331,10 +327,6 @@ class FeaturesXGBDetector(DeepFeaturesDetector):
     """Gradient-boosted trees (``xgboost``), exported through onnxmltools."""
 
     family: ClassVar[str] = "features_xgb"
-    # xgboost's histogram cut points are training feature values, so on the training images in the
-    # export parity batch a 1e-6 feature difference (torch vs ORT) can flip one split of one tree:
-    # allow that (a leaf of one tree, <= a few % of the score range); unseen images match to 1e-3 (tested)
-    export_tolerance: ClassVar[float] = 0.05
     estimator_defaults: ClassVar[dict[str, Any]] = {"n_estimators": 100, "min_child_weight": 0.1}
     # min_child_weight 0.1, not xgboost's 1: with a few dozen images (hessian ~0.25 each) the default
     # stops trees after one or two splits
@@ -345,9 +337,11 @@ class FeaturesXGBDetector(DeepFeaturesDetector):
         except ImportError as exc:
             raise DetectorError("features_xgb needs the 'xgboost' package (pip install xgboost, or the [train] "
                                 "extra)") from exc
+        # tree_method "exact" splits at midpoints between training values ("hist" splits at the values
+        # themselves, so on training images a 1e-6 torch-vs-ONNX feature difference can flip a split)
         return XGBClassifier(n_estimators=int(self.cfg["n_estimators"]), learning_rate=0.1, random_state=self.seed,
-                             min_child_weight=float(self.cfg["min_child_weight"]), colsample_bynode=0.5,
-                             n_jobs=max(1, self.threads), tree_method="hist", verbosity=0)
+                             min_child_weight=float(self.cfg["min_child_weight"]), colsample_bytree=0.5,
+                             n_jobs=max(1, self.threads), tree_method="exact", verbosity=0)
 
     def default_grid(self) -> dict[str, list]:
         return {"max_depth": [2, 4]}
