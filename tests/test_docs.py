@@ -254,6 +254,12 @@ def test_verdict_examples_validate(block: Block) -> None:
     shown = set(json.loads(block.body))
     fields = set(Verdict.model_json_schema(by_alias=True)["properties"])
     assert shown == fields, f"{block.page}: example lacks {sorted(fields - shown)}"  # show the whole message
+    schema = Verdict.model_json_schema(by_alias=True)
+    message = json.loads(block.body)
+    for key, def_name in (("models", "ModelVote"), ("regions", "Region")):
+        wanted = set(schema["$defs"][def_name]["properties"])
+        for item in message[key]:
+            assert set(item) == wanted, f"{block.page}: a {key} item lacks {sorted(wanted - set(item))}"
 
 
 def test_mqtt_consumer_example_dedupes(mosquitto) -> None:
