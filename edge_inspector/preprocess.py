@@ -35,7 +35,9 @@ def decode_image(data: bytes | bytearray | memoryview | Path | str, name: str | 
         raise ImageDecodeError(f"{label}: empty file (0 bytes)")
     try:
         image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:  # e.g. a header claiming a width beyond CV_IO_MAX_IMAGE_WIDTH
+    except cv2.error as exc:  # a header claiming more pixels than OPENCV_IO_MAX_IMAGE_PIXELS, or a broken one
+        if "MAX_IMAGE_PIXELS" in str(exc):
+            raise ImageDecodeError(f"{label}: image exceeds {MAX_PIXELS} pixels (refused from its header)") from exc
         raise ImageDecodeError(f"{label}: not a decodable image ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None:
         raise ImageDecodeError(f"{label}: not a decodable image (truncated or unsupported format)")
