@@ -14,6 +14,7 @@ norm included (there are no pretrained statistics to protect), and there is no f
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, ClassVar
 
@@ -25,6 +26,8 @@ from torch import nn
 from ..data.types import GOOD, Sample
 from .base import Detector, DetectorError
 from .training import AugmentConfig, EarlyStopping, augment_batch, binary_auroc, make_generator, minibatches, run_epochs
+
+log = logging.getLogger(__name__)
 
 FAMILY = "custom_cnn"
 SYNTHETIC = "synthetic"
@@ -201,6 +204,11 @@ class CustomCNNDetector(Detector):
                 f"{FAMILY}: training needs both good and defective images, got {int((y == 0).sum())} good and "
                 f"{int((y == 1).sum())} defective (set synthetic_defects=true to synthesize defects)")
         self._n_synthetic = types.count(SYNTHETIC)
+        if self._n_synthetic:
+            log.warning("%s: %d labelled defect(s) in the training split; adding %d synthetic ones (labelled "
+                        "defects enter the training split with --scheme stratified; synthetic_defects=false "
+                        "turns this off)", FAMILY, int(sum(s.label for s in train)),
+                        self._n_synthetic)
         self.classes = sorted({t for t in types if t not in (GOOD, SYNTHETIC)})
         self.output_names = ["pred_score", "anomaly_map"] + (["type_probs"] if self.classes else [])
         val = list(val or [])

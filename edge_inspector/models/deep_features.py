@@ -18,6 +18,7 @@ EfficientNet classifier does).
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,8 @@ from torch import nn
 
 from ..data.types import Sample
 from .base import Detector, DetectorError
+
+log = logging.getLogger(__name__)
 
 FEATURES = "features"
 ML_OPSET = 3
@@ -159,6 +162,9 @@ class DeepFeaturesDetector(Detector):
         if synth and (y == 0).any():
             extra = synthetic_defects(x[y == 0], self.seed, 0)
             n_synth = len(extra)
+            log.warning("%s: %d labelled defect(s) in the training split; adding %d synthetic ones (labelled "
+                        "defects enter the training split with --scheme stratified; synthetic_defects=false "
+                        "turns this off)", self.family, int((y == 1).sum()), n_synth)
             x = np.concatenate([x, extra])
             y = np.concatenate([y, np.ones(n_synth, np.int64)])
         return x, y, n_synth
