@@ -104,3 +104,16 @@ def test_deep_features_on_a_user_backbone(tmp_path: Path, demo_dataset: Path) ->
     report = det.fit(load_dataset(demo_dataset).split("train"), progress=False)
     assert report["feature_dim"] == 1280 and report["n_synthetic"] > 0
     assert det.predict(det.load(load_dataset(demo_dataset).split("test")[:3]))["pred_score"].shape == (3,)
+
+
+def test_train_command_without_weights_says_what_to_do(tmp_path: Path, demo_dataset: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_inspector.cli import main
+
+    rc = main(["train", str(demo_dataset), "--model", "features_svm", "--backbone", "densenet121", "--input-size", "64",
+               "--threads", "1", "--out", str(tmp_path / "models"), "--quiet"])
+    captured = capsys.readouterr()
+    err = captured.err + captured.out
+    assert rc != 0
+    assert "densenet121 needs your weights file" in err and "--backbone lite0" in err and "custom_cnn" in err
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").glob("*.onnx"))
