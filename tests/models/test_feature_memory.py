@@ -98,7 +98,9 @@ def test_coreset_covers_every_cluster_and_beats_random() -> None:
     sizes = [4000, 2000, 500, 100, 50, 20, 10, 5]  # rare clusters are what random sampling misses
     x = torch.cat([c + torch.randn(n, 152, generator=gen) for c, n in zip(centres, sizes, strict=True)])
     label = torch.cat([torch.full((n,), i) for i, n in enumerate(sizes)])
+    torch.set_num_threads(2)
     idx = greedy_coreset(x, 8, projection_dim=32, max_candidates=10_000, seed=0)
+    assert torch.get_num_threads() == 2  # the single-threaded loop gives the thread budget back
     assert len(set(idx.tolist())) == 8
     assert set(label[idx].tolist()) == set(range(8))
     assert torch.equal(idx, greedy_coreset(x, 8, projection_dim=32, max_candidates=10_000, seed=0))
