@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import DetectorError
+
 
 def make_generator(seed: int) -> torch.Generator:
     """A private torch RNG: shuffling and augmentation then never depend on what else used the global RNG."""
@@ -153,7 +155,7 @@ def run_epochs(epochs: int, train_epoch: Callable[[int], float], *, validate: Ca
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{train_loss:.4f}", monitor=f"{monitored:.4f}")
         if not math.isfinite(train_loss):
-            raise FloatingPointError(f"{desc}: training loss became {train_loss} at epoch {epoch} "
+            raise DetectorError(f"{desc}: training loss became {train_loss} at epoch {epoch} "
                                      "(lower the learning rate)")
         if stopper.step(monitored, epoch, module):
             break
