@@ -96,3 +96,12 @@ def test_shadow_report_without_shadow_models_says_so(tmp_path, shadow_models, ca
     cfg = write_config(tmp_path / "config.yaml", replay=replay, models=f"- path: {shadow_models['primary']}")
     assert main(["shadow-report", "-c", str(cfg), "--replay", str(replay)]) == 1
     assert "no model has role 'shadow'" in capsys.readouterr().out
+
+
+def test_gate_skips_while_inference_is_backlogged():
+    from edge_inspector.shadow import ShadowConfig, ShadowGate, compare
+
+    gate = ShadowGate(ShadowConfig(max_backlog=2))
+    assert [gate.admit(b) for b in (0, 2, 3, 9, 1)] == [True, True, False, False, True]
+    assert compare("ok", "defect") == "shadow_only_defect" and compare("defect", "ok") == "primary_only_defect"
+    assert compare("error", "ok") is None and compare("ok", "ok") == "agree"

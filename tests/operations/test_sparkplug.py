@@ -3,6 +3,8 @@ births, data and deaths, seq 0-255, bdSeq per session, the will on an unclean lo
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import paho.mqtt.publish as mqtt_publish
@@ -31,7 +33,8 @@ class Decoded:
 
 
 def decoded(collector) -> list[Decoded]:
-    return [Decoded(m.topic, m.payload) for m in collector.messages]
+    """What the node published (the test's own NCMD is left out)."""
+    return [Decoded(m.topic, m.payload) for m in collector.messages if "/NCMD/" not in m.topic]
 
 
 def wait_types(collector, pred, timeout: float = 10.0) -> list[Decoded]:
@@ -42,6 +45,58 @@ def wait_types(collector, pred, timeout: float = 10.0) -> list[Decoded]:
             return msgs
         time.sleep(0.05)
     raise AssertionError(f"condition not met; got {decoded(collector)}")
+
+
+class TcpProxy:
+    """Forwards a local port to the broker; ``cut()`` drops every connection without an MQTT DISCONNECT
+    (a pulled cable as both ends see it) while new connections are still accepted."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def close(self) -> None:
+        self.server.close()
+        self.cut()
 
 
 def verdict(frame: int, kind: str = "ok", camera: str = "cam1") -> Verdict:
@@ -76,7 +131,8 @@ def test_daemon_births_data_and_death(tmp_path, detector_card, mosquitto, mqtt_s
 
 def test_seq_wraps_will_on_loss_and_rebirth(tmp_path, mosquitto, mqtt_subscriber):
     sub = mqtt_subscriber("spBv1.0/g2/#", qos=1)
-    cfg = SparkplugConfig(type="sparkplug", host=mosquitto.host, port=mosquitto.port, group_id="g2",
+    proxy = TcpProxy(mosquitto.host, mosquitto.port)
+    cfg = SparkplugConfig(type="sparkplug", host="127.0.0.1", port=proxy.port, group_id="g2",
                           edge_node_id="n1", keepalive=5)
     pub = create_publisher(cfg, line="line1", metrics=Metrics())
     try:
@@ -94,16 +150,16 @@ def test_seq_wraps_will_on_loss_and_rebirth(tmp_path, mosquitto, mqtt_subscriber
         # a rebirth request from a host: NBIRTH (seq 0) and DBIRTH again, same bdSeq
         cmd = Payload(timestamp=1)
         add_metric(cmd, "Node Control/Rebirth", BOOLEAN, True)
+        n = len(decoded(sub))
         mqtt_publish.single("spBv1.0/g2/NCMD/n1", cmd.SerializeToString(), hostname=mosquitto.host,
                             port=mosquitto.port)
-        n = len(decoded(sub))
         msgs = wait_types(sub, lambda ms: [m.type for m in ms[n:]] == ["NBIRTH", "DBIRTH"])
         assert msgs[n].seq == 0 and msgs[n].metrics["bdSeq"] == first_bdseq and msgs[n + 1].seq == 1
         assert msgs[n + 1].metrics["drift_alarm"] is True  # the birth carries the current state
         # an unclean loss of the connection: the broker publishes our will (NDEATH, same bdSeq);
         # the reconnect is a new session with bdSeq + 1
         n = len(decoded(sub))
-        pub._client.socket().close()
+        proxy.cut()  # TCP gone without an MQTT DISCONNECT
         msgs = wait_types(sub, lambda ms: [m.type for m in ms[n:]][:3] == ["NDEATH", "NBIRTH", "DBIRTH"],
                           timeout=20)
         death, birth = msgs[n], msgs[n + 1]
@@ -111,6 +167,7 @@ def test_seq_wraps_will_on_loss_and_rebirth(tmp_path, mosquitto, mqtt_subscriber
         assert birth.metrics["bdSeq"] == (first_bdseq + 1) % 256 and birth.seq == 0
     finally:
         pub.close()
+        proxy.close()
     msgs = wait_types(sub, lambda ms: ms[-1].type == "NDEATH")
     assert msgs[-1].metrics["bdSeq"] == (first_bdseq + 1) % 256
 
