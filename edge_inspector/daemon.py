@@ -130,7 +130,12 @@ def build_generation(cfg: DaemonConfig, number: int, metrics: Metrics,
         raise
     from .operations import Operations
 
-    ops = Operations(cfg, metrics, previous.ops if previous else None)
+    try:  # drift reference file, review folder, operator-flag listener
+        ops = Operations(cfg, metrics, previous.ops if previous else None)
+    except Exception as exc:
+        for pub in created:
+            pub.close(timeout=1.0)
+        raise StartupError(f"drift/review: {exc}") from exc
     return Generation(number=number, config=cfg, models=models, saver=FrameSaver(cfg.saving), publishers=publishers,
                       ops=ops)
 

@@ -76,3 +76,14 @@ def test_daemon_raises_the_drift_alarm_once_on_a_brightness_shift(tmp_path, dete
         assert metric(daemon, "edge_inspector_drift_alarm", camera="cam1") == 0.0
         # a tight reference makes even a stable PSI large: the median shift is what keeps it quiet
         assert abs(metric(daemon, "edge_inspector_drift_median_shift", camera="cam1")) < 0.03
+
+
+def test_a_bad_reference_file_is_a_startup_error_naming_it(tmp_path, detector_card):
+    from edge_inspector.daemon import Daemon, StartupError
+
+    replay = write_levels(tmp_path / "replay", [26])
+    (tmp_path / "ref.json").write_text("[0.3]")
+    cfg = write_config(tmp_path / "config.yaml", replay=replay, models=f"- path: {detector_card}",
+                       extra="drift: {enabled: true, reference_file: ref.json}\n")
+    with pytest.raises(StartupError, match=r"ref.json: expected a list of at least 10 numbers"):
+        Daemon(cfg).start()
