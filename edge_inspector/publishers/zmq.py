@@ -83,6 +83,19 @@ class ZmqPublisher:
                 log.error("zmq publisher: send on %s failed: %s", self.endpoint, exc)
         self.metrics.publish_seconds.labels(sink=self.name).observe(time.perf_counter() - start)
 
+    def publish_event(self, kind: str, line: str, camera: str, payload: str) -> None:
+        """Operations messages (drift ``alarm``, ``shadow`` verdicts) as [<prefix>/<line>/<camera>/<kind>, json]."""
+        frames = [f"{self.cfg.topic_prefix}/{line}/{camera}/{kind}".encode(), payload.encode()]
+        with self._lock:
+            if self._sock is None:
+                self.metrics.publish_failures_total.labels(sink=self.name).inc()
+                return
+            try:
+                self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # zmq.Again (HWM) included
+                self.metrics.publish_failures_total.labels(sink=self.name).inc()
+                log.debug("zmq publisher: %s message for %s dropped: %s", kind, camera, exc)
+
     def close(self, timeout: float = 10.0) -> None:
         """Let queued messages go out for up to ``timeout`` s, then close. Idempotent."""
         with self._lock:

@@ -105,3 +105,32 @@ def test_gate_skips_while_inference_is_backlogged():
     assert [gate.admit(b) for b in (0, 2, 3, 9, 1)] == [True, True, False, False, True]
     assert compare("ok", "defect") == "shadow_only_defect" and compare("defect", "ok") == "primary_only_defect"
     assert compare("error", "ok") is None and compare("ok", "ok") == "agree"
+
+
+def test_zmq_carries_shadow_and_alarm_messages_on_their_own_topics():
+    import time
+
+    import zmq
+
+    from edge_inspector.metrics import Metrics
+    from edge_inspector.publishers import ZmqConfig, create_publisher
+
+    pub = create_publisher(ZmqConfig(type="zmq", endpoint="tcp://127.0.0.1:*"), line="line1", metrics=Metrics())
+    sub = pub.context.socket(zmq.SUB)
+    try:
+        sub.connect(pub.endpoint)
+        sub.setsockopt(zmq.SUBSCRIBE, b"edge-inspector/line1/cam1/shadow")
+        sub.setsockopt(zmq.RCVTIMEO, 100)
+        got = None
+        deadline = time.monotonic() + 10
+        while got is None and time.monotonic() < deadline:  # the SUB handshake takes a moment
+            pub.publish_event("alarm", "line1", "cam1", '{"alarm": "drift"}')  # filtered out by the SUB
+            pub.publish_event("shadow", "line1", "cam1", '{"verdict": "ok"}')
+            try:
+                got = sub.recv_multipart()
+            except zmq.Again:
+                continue
+        assert got == [b"edge-inspector/line1/cam1/shadow", b'{"verdict": "ok"}']
+    finally:
+        sub.close(0)
+        pub.close(timeout=0)
