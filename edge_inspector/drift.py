@@ -84,8 +84,16 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int) -> float:
 class DriftMonitor:
     """Rolling comparison for one camera. Not thread-safe: the decide stage is its only caller."""
 
-    def __init__(self, config: DriftConfig, reference: list[float] | None = None):
+    def __init__(self, config: DriftConfig, reference: list[float] | None = None, state_path: Path | None = None):
+        """``state_path``: where a learned (warm-up) reference is kept, so a restart compares against the
+        same baseline instead of learning a new one from frames that may already have drifted."""
         self.config = config
+        self.state_path = state_path
+        if reference is None and state_path is not None and Path(state_path).is_file():
+            try:
+                reference = load_reference(state_path)
+            except ValueError:
+                reference = None  # a damaged state file: learn the reference again
         self.reference: list[float] = list(reference or [])
         self.fixed_reference = reference is not None
         self.window: deque[float] = deque(maxlen=config.window)
@@ -102,6 +110,9 @@ class DriftMonitor:
             return None
         if not self.ready:
             self.reference.append(score)
+            if self.ready and self.state_path is not None:
+                Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
+                Path(self.state_path).write_text(json.dumps({"scores": self.reference}) + "\n")
             return None
         self.window.append(score)
         if len(self.window) < self.config.window:

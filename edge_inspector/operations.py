@@ -161,7 +161,8 @@ class Operations:
     def _drift(self, verdict: Verdict) -> list[Event]:
         monitor = self.monitors.get(verdict.camera)
         if monitor is None:
-            monitor = self.monitors[verdict.camera] = DriftMonitor(self.drift_cfg, self.reference)
+            state = None if self.cfg.state_dir is None else self.cfg.state_dir / f"{verdict.camera}.drift.json"
+            monitor = self.monitors[verdict.camera] = DriftMonitor(self.drift_cfg, self.reference, state)
         state = monitor.observe(float(verdict.score))
         if state is None:
             return []

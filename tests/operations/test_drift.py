@@ -87,3 +87,19 @@ def test_a_bad_reference_file_is_a_startup_error_naming_it(tmp_path, detector_ca
                        extra="drift: {enabled: true, reference_file: ref.json}\n")
     with pytest.raises(StartupError, match=r"ref.json: expected a list of at least 10 numbers"):
         Daemon(cfg).start()
+
+
+def test_learned_reference_survives_a_restart_in_state_dir(tmp_path, detector_card):
+    """Run 1 learns the reference on dark frames; run 2 starts on bright frames and must alarm at once
+    (without the state it would learn the drifted frames as its new normal)."""
+    state = tmp_path / "state"
+    models = f"- path: {detector_card}"
+    extra = f"state_dir: {state}\n{DRIFT}"
+    cfg = write_config(tmp_path / "a.yaml", replay=write_levels(tmp_path / "dark", [26] * 25), models=models,
+                       extra=extra)
+    run_daemon(cfg)
+    assert len(json.loads((state / "cam1.drift.json").read_text())["scores"]) == 20
+    cfg = write_config(tmp_path / "b.yaml", replay=write_levels(tmp_path / "bright", [52] * 20), models=models,
+                       extra=extra)
+    daemon = run_daemon(cfg)
+    assert metric(daemon, "edge_inspector_drift_alarm", camera="cam1") == 1.0
