@@ -34,7 +34,11 @@ def shadow_names(config_path: Path) -> list[str]:
 
 
 def replay_verdicts(config_path: Path, folder: Path, out: Path) -> int:
-    """Run the daemon over ``folder`` with CONFIG's models; verdicts go only to ``out`` (JSONL)."""
+    """Run the daemon over ``folder`` with CONFIG's models; verdicts go only to ``out`` (JSONL).
+
+    Saving, review capture and drift tracking are off: an offline replay must not add frames to the
+    review folder, nor need the drift reference it may be about to create.
+    """
     from ..daemon import replay_override, run_daemon
     from ..publishers import JsonlConfig
 
@@ -47,6 +51,7 @@ def replay_verdicts(config_path: Path, folder: Path, out: Path) -> int:
             "publishers": [jsonl], "metrics": cfg.metrics.model_copy(update={"enabled": False}),
             "saving": cfg.saving.model_copy(update={"mode": "none"}),
             "review": cfg.review.model_copy(update={"enabled": False}),
+            "drift": cfg.drift.model_copy(update={"enabled": False, "reference_file": None}),
         })
 
     return run_daemon(config_path, apply)

@@ -103,3 +103,21 @@ def test_learned_reference_survives_a_restart_in_state_dir(tmp_path, detector_ca
                        extra=extra)
     daemon = run_daemon(cfg)
     assert metric(daemon, "edge_inspector_drift_alarm", camera="cam1") == 1.0
+
+
+def test_drift_reference_command_feeds_the_daemon(tmp_path, detector_card, capsys):
+    from edge_inspector.cli import main
+
+    good = write_levels(tmp_path / "good", [26] * 12 + [200])  # the bright one is a defect: left out
+    cfg = write_config(tmp_path / "config.yaml", replay=good, models=f"- path: {detector_card}",
+                       extra="drift: {enabled: true, reference_file: ref.json, window: 10}\n")
+    assert main(["drift-reference", str(good), "-c", str(cfg), "-o", str(tmp_path / "ref.json")]) == 0
+    assert "wrote 12 reference scores" in capsys.readouterr().out
+    assert load_reference(tmp_path / "ref.json") == pytest.approx([26 / 255 + 0.2] * 12, abs=0.01)
+    # with the reference from a file, the very first window of bright frames alarms
+    cfg.write_text(cfg.read_text().replace(str(good), str(write_levels(tmp_path / "bright", [52] * 10))))
+    daemon = run_daemon(cfg)
+    assert metric(daemon, "edge_inspector_drift_alarm", camera="cam1") == 1.0
+    assert main(["drift-reference", str(write_levels(tmp_path / "few", [26] * 3)), "-c", str(cfg),
+                 "-o", str(tmp_path / "r2.json")]) == 1
+    assert "only 3 of 3 images were judged OK" in capsys.readouterr().out
