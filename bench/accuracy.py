@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from edge_inspector.commands.train import parse_size  # noqa: E402
+
 # /work/shared/TARGETS.md, "Detection": best model per set (image AUROC, pixel AUROC)
 TARGETS = {
     "mpdd_metal_plate": (1.00, 0.985),
@@ -85,7 +87,8 @@ def evaluate_one(kind: str, dataset, work: Path, args: argparse.Namespace) -> di
     from edge_inspector.train import train_model
 
     options = dict(args.option.get(kind, {}))
-    options.setdefault("input_size", (args.input_size, args.input_size))
+    if args.input_size:
+        options.setdefault("input_size", args.input_size)
     options.setdefault("threads", args.threads)
     t0 = time.perf_counter()
     card_path = train_model(kind, dataset, work, name=f"{dataset.name}-{kind}", seed=args.seed, options=options,
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="*", default=list(DETECTORS), help=f"detector kinds (default: {list(DETECTORS)})")
     p.add_argument("--max-train", type=int, default=200, help="at most this many training images")
     p.add_argument("--max-test", type=int, help="score at most this many test images (quick runs)")
-    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--input-size", type=parse_size, help="N or HxW (default: from the images' aspect ratio)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16, help="images per ONNX Runtime call when scoring")
     p.add_argument("--seed", type=int, default=0)

