@@ -323,6 +323,7 @@ def test_zmq_consumer_example_receives_verdicts() -> None:
             v = Verdict(line="line-1", camera="cam-0", frame=frame, captured_at="t", verdict="ok", score=0.2)
             pub.send_multipart([b"edge-inspector/line-1/cam-0/verdict", v.to_json().encode()])
             pub.send_multipart([b"edge-inspector/line-2/cam-0/verdict", v.to_json().encode()])  # filtered out
+            pub.send_multipart([b"edge-inspector/line-1/cam-0/alarm", b'{"alarm": "drift", "active": true}'])
             time.sleep(0.1)
         out, _ = consumer.communicate(timeout=5)
     finally:
@@ -330,7 +331,7 @@ def test_zmq_consumer_example_receives_verdicts() -> None:
             consumer.kill()
         pub.close(linger=0)
         ctx.term()
-    lines = out.splitlines()
+    lines = [line for line in out.splitlines() if not line.startswith("edge-inspector/line-1/cam-0/alarm: ")]
     assert consumer.returncode == 0 and len(lines) == 2, out
     assert all(line.startswith("edge-inspector/line-1/cam-0/verdict: frame ") and line.endswith(" ok score 0.2")
                for line in lines), out

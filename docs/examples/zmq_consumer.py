@@ -28,6 +28,9 @@ def main() -> None:
     received = 0
     while not args.count or received < args.count:
         topic, payload = sub.recv_multipart()  # [b"<prefix>/<line>/<camera>/verdict", b"{...json...}"]
+        if not topic.endswith(b"/verdict"):  # operations messages share the prefix: .../alarm, .../shadow
+            print(f"{topic.decode()}: {payload.decode()}", flush=True)
+            continue
         verdict = json.loads(payload)
         print(f"{topic.decode()}: frame {verdict['frame']} {verdict['verdict']} score {verdict['score']}", flush=True)
         received += 1
