@@ -152,7 +152,7 @@ class DeepFeaturesDetector(Detector):
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self._features.dim), np.float32)
 
     def _training_set(self, train: list[Sample]) -> tuple[np.ndarray, np.ndarray, int]:
-        from .custom_cnn import synthetic_defects
+        from .supervised import synthetic_defects
 
         x = self.load(train)
         y = np.array([s.label for s in train], np.int64)

@@ -5,56 +5,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from edge_inspector.card import load_card  # noqa: E402
-from edge_inspector.data.synthetic import render_part  # noqa: E402
-from edge_inspector.data.types import Dataset, Sample  # noqa: E402
+from edge_inspector.data.types import Dataset  # noqa: E402
 from edge_inspector.inference import LoadedModel  # noqa: E402
 from edge_inspector.models import DETECTORS, DetectorError, create_detector  # noqa: E402
 from edge_inspector.models.training import binary_auroc  # noqa: E402
 from edge_inspector.preprocess import decode_image  # noqa: E402
 from edge_inspector.train import train_model  # noqa: E402
 
-SIZE = 64
-TYPES = ("blob", "stripe")
+from .helpers import SIZE, TYPES, labelled_dataset  # noqa: E402
+
 FAST = dict(input_size=SIZE, threads=1, epochs=12, augment=False, blocks=3, width=8, lr=1e-2)
-
-
-def _part(rng: np.random.Generator, kind: str | None) -> np.ndarray:
-    image, _ = render_part(rng, SIZE)
-    cx, cy = (int(v) for v in rng.integers(18, 46, 2))
-    if kind == "blob":
-        cv2.circle(image, (cx, cy), int(rng.integers(6, 9)), (25, 25, 25), -1)
-    elif kind == "stripe":
-        angle = rng.uniform(0, np.pi)
-        dx, dy = int(14 * np.cos(angle)), int(14 * np.sin(angle))
-        cv2.line(image, (cx - dx, cy - dy), (cx + dx, cy + dy), (250, 250, 250), 3)
-    return image
-
-
-def write_labelled(folder: Path, split: str, n_good: int, n_per_type: int, stream: int) -> list[Sample]:
-    """Good parts and two clearly different defect types, as ``folders`` layout samples."""
-    samples = []
-    for kind in (None, *TYPES):
-        for i in range(n_good if kind is None else n_per_type):
-            path = folder / split / (kind or "good") / f"{i:03d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), _part(np.random.default_rng((stream, len(kind or ""), i)), kind))
-            samples.append(Sample(path, int(kind is not None), kind or "good", split=split))
-    return samples
 
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    root = tmp_path_factory.mktemp("cnn")
-    samples = (write_labelled(root, "train", 16, 8, 0) + write_labelled(root, "val", 4, 2, 1)
-               + write_labelled(root, "test", 8, 4, 2))
-    return Dataset("labelled", root, samples, layout="folders")
+    return labelled_dataset(tmp_path_factory.mktemp("cnn"), train=(16, 8))
 
 
 def test_registered_and_options_checked() -> None:

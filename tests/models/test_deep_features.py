@@ -20,18 +20,14 @@ from edge_inspector.models.training import binary_auroc  # noqa: E402
 from edge_inspector.preprocess import decode_image  # noqa: E402
 from edge_inspector.train import train_model  # noqa: E402
 
-from .test_custom_cnn import write_labelled  # noqa: E402
+from .helpers import SIZE, labelled_dataset  # noqa: E402
 
-SIZE = 64
 KINDS = ["features_svm", "features_rf", "features_xgb"]
 
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    root = tmp_path_factory.mktemp("feat")
-    samples = (write_labelled(root, "train", 12, 6, 0) + write_labelled(root, "val", 4, 2, 1)
-               + write_labelled(root, "test", 8, 4, 2))
-    return Dataset("labelled", root, samples, layout="folders")
+    return labelled_dataset(tmp_path_factory.mktemp("feat"))
 
 
 @pytest.mark.parametrize("kind", KINDS)
