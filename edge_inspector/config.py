@@ -158,7 +158,8 @@ class FusionConfig(_Model):
         "Ensembles: 'vote' (majority of the members' verdicts, weight = votes, a tie is a defect) or "
         "'soft_vote' (mean of normalised scores vs `threshold`); the verdict carries the ensemble's "
         "confidence and each member's vote and confidence.")
-    threshold: float = Field(0.5, gt=0, lt=1, description="Threshold on the weighted mean (rules 'weighted' and 'soft_vote').")
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="Threshold on the weighted mean (rules 'weighted' and 'soft_vote').")
     require_confirmation: bool = Field(
         False, description="classifier_then_detector: a defect also needs the detector's score >= 0.5.")
 
