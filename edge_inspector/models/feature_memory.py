@@ -169,6 +169,15 @@ class FeatureMemoryDetector(Detector):
     def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
         if not train:
             raise DetectorError("feature_memory: no training images")
+        # The memory bank is "what normal looks like": a defective image in it would make that defect
+        # score as normal. A stratified split (auto, plain folders) puts defects in train; skip them.
+        normal = [s for s in train if s.label == 0]
+        if not normal:
+            raise DetectorError(f"feature_memory: the {len(train)} training images are all defective; "
+                                "it needs normal (good) images")
+        if len(normal) < len(train):
+            log.info("feature_memory: fitting on the %d normal of %d training images", len(normal), len(train))
+        train = normal
         self._setup_torch()
         t0 = time.perf_counter()
         feats = self.embed(train, progress=progress)

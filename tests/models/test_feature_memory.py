@@ -159,3 +159,27 @@ def test_onnx_export_card_and_calibrated_loaded_model(parts: Dataset, fitted, tm
     onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")
     with pytest.raises(Exception, match="sha256"):
         LoadedModel.load(card_path)
+
+
+def test_memory_bank_holds_only_normal_images(tmp_path):
+    """A defective training image (stratified splits put some in train) must not enter the memory bank."""
+    import cv2
+    import numpy as np
+    import pytest
+
+    from edge_inspector.data.types import Sample
+    from edge_inspector.models.base import DetectorError
+    from edge_inspector.models.feature_memory import FeatureMemoryDetector
+
+    def write(name, value):
+        path = tmp_path / name
+        cv2.imwrite(str(path), np.full((64, 64, 3), value, np.uint8))
+        return path
+
+    good = [Sample(write(f"g{i}.png", 100 + i), 0) for i in range(3)]
+    bad = [Sample(write("b.png", 250), 1, "spot")]
+    det = FeatureMemoryDetector(input_size=64, threads=1)
+    report = det.fit(good + bad, progress=False)
+    assert report["n_images"] == 3
+    with pytest.raises(DetectorError, match="all defective"):
+        FeatureMemoryDetector(input_size=64, threads=1).fit(bad, progress=False)
