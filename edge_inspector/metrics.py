@@ -130,7 +130,7 @@ class Metrics:
         """The exposition text a scrape would return (useful for tests and `check-config`)."""
         return generate_latest(self.registry)
 
-    def serve(self, host: str = "127.0.0.1", port: int = 9464) -> Any:
+    def serve(self, host: str = "127.0.0.1", port: int = 9108) -> Any:
         """Start the HTTP exporter in a daemon thread; port 0 picks a free one (see ``self.port``).
 
         Returns the server object (a ``wsgiref`` server); ``shutdown()`` stops it.

@@ -6,6 +6,8 @@ backoff and reopens, while the other cameras keep running.
 
 from __future__ import annotations
 
+import re
+
 import cv2
 
 from ..preprocess import ImageDecodeError, to_bgr8
@@ -18,6 +20,12 @@ def gstreamer_available() -> bool:
         if line.strip().startswith("GStreamer:"):
             return "YES" in line
     return False
+
+
+def redact(device: int | str) -> str:
+    """The device without credentials (rtsp://user:secret@host -> rtsp://***@host): verdicts and logs
+    travel to MES consumers and log collectors, passwords must not."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", str(device))
 
 
 def open_capture(device: int | str) -> cv2.VideoCapture:
@@ -41,7 +49,7 @@ class CameraSource(Source):
             hint = ""
             if isinstance(cfg.device, str) and "!" in cfg.device and not gstreamer_available():
                 hint = " (this OpenCV build has no GStreamer support: install the distribution's python3-opencv)"
-            raise SourceError(f"camera {self.camera}: cannot open device {cfg.device!r}{hint}")
+            raise SourceError(f"camera {self.camera}: cannot open device {redact(cfg.device)!r}{hint}")
         for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, cfg.width), (cv2.CAP_PROP_FRAME_HEIGHT, cfg.height),
                             (cv2.CAP_PROP_FPS, cfg.fps)):
             if value:
@@ -50,12 +58,12 @@ class CameraSource(Source):
     def read(self) -> Frame | None:
         ok, image = self.cap.read()
         if not ok or image is None:
-            raise SourceError(f"camera {self.camera}: no frame from {self.config.device!r} (disconnected?)")
+            raise SourceError(f"camera {self.camera}: no frame from {redact(self.config.device)!r} (disconnected?)")
         try:
             image, error = to_bgr8(image, f"camera {self.camera}"), None
         except ImageDecodeError as exc:
             image, error = None, str(exc)
-        return Frame(self.camera, self._next_seq(), image, error=error, source=str(self.config.device))
+        return Frame(self.camera, self._next_seq(), image, error=error, source=redact(self.config.device))
 
     def close(self) -> None:
         cap = getattr(self, "cap", None)

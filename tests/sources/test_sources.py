@@ -232,3 +232,11 @@ def test_folder_watch_across_restarts_with_state(tmp_path):
     assert run_once(1) == ["c.png"]
     (inbox / "d.png").write_bytes(png_bytes(seed=4))  # arrives while the daemon is down
     assert run_once(1) == ["d.png"]  # c is not inspected twice, d is not missed
+
+
+def test_camera_credentials_never_leave_the_source():
+    from edge_inspector.sources.camera import redact
+
+    assert redact("rtsp://admin:s3cret@10.0.0.21:554/stream1") == "rtsp://***@10.0.0.21:554/stream1"
+    assert redact("http://10.0.0.5/mjpg") == "http://10.0.0.5/mjpg"
+    assert redact(0) == "0"
