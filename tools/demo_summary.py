@@ -27,7 +27,7 @@ def main(verdicts_path: str, labels_path: str) -> int:
     print(f"frames: {len(labels)}  verdicts: {len(verdicts)}  missing: {len(missing)}  "
           f"ok: {counts['ok']}  defect: {counts['defect']}  error: {counts['error']}")
     print(f"false rejects: {false_rejects}/{len(good)} good parts  escapes: {escapes}/{len(bad)} defective parts  "
-          f"p50 latency: {p50:.1f} ms")
+          f"p50 capture-to-decision: {p50:.1f} ms (flat-out replay: queueing included; use --rate for line latency)")
     return 1 if missing else 0
 
 
