@@ -128,3 +128,26 @@ def fake_daemon(tmp_path):
     yield proc, pid_file, record
     proc.kill()
     proc.wait()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
+                                                else None)
+NO_BROWSER = "Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Debian Chromium driven by selenium; a fresh profile per test."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()

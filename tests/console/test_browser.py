@@ -7,13 +7,11 @@ page without a reload; saves a screenshot under the test's tmp dir.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,11 +20,8 @@ import zmq
 
 from edge_inspector.messages import Verdict as VerdictMessage
 
-from .conftest import PASSWORD, REPO, free_port
+from .conftest import CHROMEDRIVER, CHROMIUM, PASSWORD, REPO, free_port
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
-                                                else None)
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install "
                                        "chromium chromium-driver)")
@@ -77,20 +72,6 @@ def console(tmp_path):
             proc.wait()
 
 
-@pytest.fixture
-def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def test_dashboard_shows_zmq_verdict_live(console, browser, tmp_path):

@@ -27,8 +27,7 @@ import pytest
 from edge_inspector.card import load_card
 from tests.fixtures.models import make_model
 
-from .conftest import PASSWORD, REPO, free_port
-from .test_browser import CHROMEDRIVER, CHROMIUM
+from .conftest import CHROMEDRIVER, CHROMIUM, PASSWORD, REPO, free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -112,21 +111,6 @@ def stack(tmp_path):
             _stop(proc)
 
 
-@pytest.fixture
-def browser(tmp_path):
-    """Headless Chromium with test_browser.py's launch flags."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def _answers(url: str) -> bool:
@@ -177,8 +161,17 @@ def test_console_daemon_end_to_end_in_browser(stack, browser, tmp_path):
     files = _dataset_files(tmp_path)
     wait = WebDriverWait(browser, 20)
 
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def text_of(by: str, value: str) -> str:
+        """Text of an element, or "" while a navigation or the page's own refresh replaces it."""
+        try:
+            return browser.find_element(by, value).text
+        except (NoSuchElementException, StaleElementReferenceException):
+            return ""
+
     def body() -> str:
-        return browser.find_element(By.TAG_NAME, "body").text
+        return text_of(By.TAG_NAME, "body")
 
     def upload(name: str, path: Path) -> None:
         browser.get(url + "/datasets/")
@@ -229,7 +222,7 @@ def test_console_daemon_end_to_end_in_browser(stack, browser, tmp_path):
         browser.find_element(By.ID, "id_extra_args").send_keys("--threads 1")
         click(browser.find_element(By.CSS_SELECTOR, "form[action$='/training/'] button[type=submit]"))
         wait.until(ec.presence_of_element_located((By.ID, "job-status")))
-        _wait(lambda: browser.find_element(By.ID, "job-status").text in ("done", "failed", "cancelled"), 120,
+        _wait(lambda: text_of(By.ID, "job-status") in ("done", "failed", "cancelled"), 180,
               f"training job {name} to finish", logs)
         assert browser.find_element(By.ID, "job-status").text == "done", browser.find_element(By.ID, "job-log").text
         wait.until(ec.visibility_of_element_located((By.ID, "job-model-link")))
