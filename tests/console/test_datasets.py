@@ -113,3 +113,28 @@ def test_background_validation(committed_db, settings_console, demo_dataset):
         record.refresh_from_db()
     assert record.status == "valid", record.error
     assert b"Total 37 images" in c.get(f"/datasets/{record.pk}/").content
+
+
+def test_zip_bomb_and_missing_normal_images_rejected_with_message(client, settings_console, tmp_path, demo_dataset):
+    import os
+
+    cache = Path(os.environ["EDGE_INSPECTOR_CACHE"])
+    before = set(cache.rglob("*")) if cache.exists() else set()
+
+    buf = io.BytesIO()  # 64 MB of zeros compress to ~64 kB: far beyond any image's ratio
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb/train/good/000.png", b"\0" * (64 << 20))
+    client.post("/datasets/upload", {"name": "bomb", "archive": SimpleUploadedFile("bomb.zip", buf.getvalue())})
+    bomb = Dataset.objects.get(name="bomb")
+    assert bomb.status == "invalid" and "zip bomb" in bomb.error
+    page = client.get(f"/datasets/{bomb.pk}/", follow=True)
+    assert b"zip bomb" in page.content
+    after = set(cache.rglob("*")) if cache.exists() else set()
+    assert not after - before, sorted(after - before)  # nothing half-extracted is left behind
+
+    no_normal = tmp_path / "no-normal"  # plain-folder layout with defects only
+    shutil.copytree(demo_dataset / "test" / "scratch", no_normal / "anomaly" / "scratch")
+    client.post("/datasets/upload", {"name": "no-normal",
+                                     "archive": SimpleUploadedFile("n.zip", zip_folder(no_normal, "n"))})
+    record = Dataset.objects.get(name="no-normal")
+    assert record.status == "invalid" and "normal" in record.error
