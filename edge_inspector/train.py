@@ -137,6 +137,7 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
             options={k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()},
             fit_report={k: v for k, v in fit_report.items() if isinstance(v, (int, float, str, bool))},
             export={"opset": export.opset, "max_abs_diff": export.max_abs_diff},
+            split=dict(dataset.split_info),  # evaluate/calibrate re-split alike (data.readers.split_like_training)
         ),
         parameters=info.get("parameters"), extra=info.get("extra", {}),
     )

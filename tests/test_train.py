@@ -124,3 +124,75 @@ def test_auto_input_size_keeps_the_parts_shape(tmp_path):
     assert auto_input_size(samples(300, 310)) == (224, 224)
     assert auto_input_size(samples(512, 203)) == (448, 176)  # tall commutator images
     assert auto_input_size(samples(100, 200)) == (176, 352)  # wide parts
+
+
+def _plain_folders(root: Path, n_normal: int = 30, per_type: int = 10) -> Path:
+    """normal/ + anomaly/{scratch,spot}/ with 48 px images, defects visibly darker."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for i in range(n_normal):
+        (root / "normal").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "normal" / f"n{i:03d}.png"), rng.integers(120, 140, (48, 48, 3), dtype=np.uint8))
+    for t in ("scratch", "spot"):
+        (root / "anomaly" / t).mkdir(parents=True, exist_ok=True)
+        for i in range(per_type):
+            img = rng.integers(120, 140, (48, 48, 3), dtype=np.uint8)
+            img[10:30, 10:20] = 20
+            cv2.imwrite(str(root / "anomaly" / t / f"{t}{i:03d}.png"), img)
+    return root
+
+
+def test_cli_train_normal_only_kind_keeps_every_defect_for_val_and_test(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Issue 19.3: plain folders + feature_memory: no defect wasted in train, --max-train counts normals only,
+    and evaluate/calibrate re-split the dataset the way the model was trained (from its card)."""
+    data = _plain_folders(tmp_path / "my-part")
+    monkeypatch.chdir(tmp_path)
+    rc = main(["train", "my-part", "--model", "feature_memory", "--input-size", "64", "--max-train", "12", "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "learns from normal images only" in out and "(10 val, 10 test)" in out
+    card = load_card(tmp_path / "models" / "my-part-feature_memory.card.json")
+    assert card.training.n_images == 12  # 12 normal images, not 12 of a mix
+    assert card.training.split["defects_in_train"] is False
+    assert card.training.split["counts"]["train"] == {"good": 18}  # 60 % of 30 normals, before --max-train
+
+    rc = main(["evaluate", "models/my-part-feature_memory.card.json", "my-part", "--out", "reports/my-part",
+               "--quiet"])
+    assert rc == 0, capsys.readouterr()
+    report = json.loads((tmp_path / "reports" / "my-part" / "report.json").read_text())
+    assert report["dataset"]["n_defective"] == 10, report["dataset"]  # 5 per type, not 2
+    rc = main(["calibrate", "models/my-part-feature_memory.card.json", "my-part", "--method", "f1", "--dry-run",
+               "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "+ 10 defective images (val)" in out
+
+    # a supervised kind keeps the ordinary stratified split (it learns from the defects)
+    dataset = load_dataset(data)
+    assert sum(1 for s in dataset.split("train") if s.label == 1) == 12
+
+
+def test_cli_retrain_refuses_to_overwrite_without_force(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Issue 19.5: a retrain under an existing name changes nothing unless --force says so."""
+    _plain_folders(tmp_path / "my-part", n_normal=12, per_type=3)
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "my-part", "--input-size", "64", "-q"]
+    assert main(args) == 0, capsys.readouterr().out
+    models, name = tmp_path / "models", "my-part-feature_memory"
+    files = [models / f"{name}.onnx", models / f"{name}.card.json", tmp_path / "calibration" / f"{name}.json"]
+    before = {f: f.read_bytes() for f in files}
+
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "model 'my-part-feature_memory' exists" in out and "--force" in out and "--name" in out
+    assert all(str(f.relative_to(tmp_path)) in out for f in files)
+    assert {f: f.read_bytes() for f in files} == before  # nothing touched
+
+    assert main([*args, "--name", "my-part-v2"]) == 0, capsys.readouterr().out  # another name: both kept
+    assert (tmp_path / "models" / "my-part-v2.card.json").is_file() and files[1].read_bytes() == before[files[1]]
+
+    assert main([*args, "--force", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "replacing:" in out
+    assert load_card(files[1]).training.seed == 3

@@ -35,13 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends.base import BackendError
     from ..calibrate import CalibrationError, calibrate_model
-    from ..card import CardError
-    from ..data.readers import load_dataset
+    from ..card import CardError, card_path_for, load_card
+    from ..data.readers import load_dataset, split_like_training
     from ..data.types import DatasetError
 
     try:
         dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,
                                val_fraction=args.val_fraction, category=args.category)
+        card = load_card(card_path_for(args.model), verify=False)  # calibrate_model verifies it
+        dataset = split_like_training(dataset, getattr(card.training, "split", None))
         split = args.split
         samples = dataset.samples if split == "all" else dataset.split(split)
         if not samples and split == "val":
@@ -58,11 +60,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"calibrated on {cal.n_normal} normal + {cal.n_defect} defective images ({split}): "
           f"method {cal.method_label()}")
     print(f"threshold:   {cal.threshold:.6g} raw  (normalised 0.5; min {cal.min:.4g}, max {cal.max:.4g})")
-    figures = [f"false-reject rate {cal.false_reject_rate:.3%}"]
+    figures = [f"false-reject rate {cal.false_reject_rate:.3f}"]  # a fraction, as train and evaluate print it
     if cal.recall is not None:
         figures += [f"recall {cal.recall:.3f}", f"precision {cal.precision:.3f}", f"F1 {cal.f1:.3f}"]
     print("achieved:    " + ", ".join(figures))
     if cal.pixel_threshold is not None:
-        print(f"pixel:       threshold {cal.pixel_threshold:.6g} raw (pixel F1 {cal.pixel_f1:.3f})")
+        pixel_f1 = "n/a (no masks)" if cal.pixel_f1 is None else f"{cal.pixel_f1:.3f}"
+        print(f"pixel:       threshold {cal.pixel_threshold:.6g} raw (pixel F1 {pixel_f1})")
     print("card:        " + ("unchanged (--dry-run)" if args.dry_run else f"updated ({args.model})"))
     return 0

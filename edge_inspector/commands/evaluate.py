@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
     from ..card import CardError
+    from ..data.readers import split_like_training
     from ..data.types import DatasetError
     from ..evaluate.datasets import data_spec, open_dataset
     from ..evaluate.metrics import parse_weights
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         model = LoadedModel.load(args.model, backend=args.backend, threads=args.threads)  # fail fast on a bad model
         dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
                                category=args.category)
+        dataset = split_like_training(dataset, getattr(model.card.training, "split", None))
         spec = data_spec(dataset, args.split)
         report, pred = evaluate_model(
             model, spec.samples, batch_size=args.batch_size,

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..models import DETECTORS  # lazy registry: importing it does not import torch
+from ..models import DETECTORS, NORMAL_ONLY_KINDS  # lazy registry: importing it does not import torch
 
 KINDS = tuple(DETECTORS)
 
@@ -65,7 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "kinds) need your weights file: --option weights=PATH --option weights_sha256=HEX")
     p.add_argument("--epochs", type=int, help="training epochs (autoencoder, classifier)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime")
-    p.add_argument("--max-train", type=int, help="use at most this many training images (seeded subset)")
+    p.add_argument("--max-train", type=int,
+                   help="use at most this many training images (seeded subset of the images the kind learns "
+                   "from: normal ones for feature_memory/autoencoder)")
     p.add_argument("--option", "-o", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                    help="detector option, repeatable (e.g. -o coreset_ratio=0.05 -o taps=[4,8])")
     p.add_argument("--calibration", choices=["val", "train", "none"], default="val",
@@ -75,6 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=float, help="fpr: false-reject rate (0.005); recall: minimum recall (0.95)")
     p.add_argument("--calibration-dir", type=Path, help="where calibration/NAME.json goes")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing model of the same name (its ONNX file, card and calibration record)")
     p.add_argument("--include-review", type=Path, metavar="DIR",
                    help="also train on the reviewed frames of this review folder (normal/, anomaly/<type>/)")
     add_dataset_arguments(p)
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..calibrate import CalibrationError
     from ..card import load_card
-    from ..data.readers import load_dataset
+    from ..data.readers import hold_out_defects, load_dataset
     from ..data.types import DatasetError
     from ..export.onnx import ExportParityError
     from ..models.backbone import BackboneError
@@ -104,17 +108,33 @@ def run(args: argparse.Namespace) -> int:
     from ..train import limit_train, train_model
 
     started = time.perf_counter()
+    normal_only = args.model in NORMAL_ONLY_KINDS
     try:
         dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,
                                val_fraction=args.val_fraction, category=args.category)
+        if normal_only:
+            dataset = hold_out_defects(dataset)
+        name = args.name or f"{dataset.name}-{args.model}"  # the default train_model uses
+        existing = existing_model_files(name, args.out, args.calibration_dir)
+        if existing and not args.force:
+            print(f"train: model {name!r} exists ({', '.join(str(p) for p in existing)}); nothing was changed. "
+                  "Give the new model its own name (--name NAME, e.g. with a version) to keep both, or pass "
+                  "--force to replace it")
+            return 1
         dataset = limit_train(dataset, args.max_train, seed=args.seed)
         if getattr(args, "include_review", None) is not None:
             from ..review import merge_review
 
-            dataset = merge_review(dataset, args.include_review, classifier=args.model == "classifier")
+            dataset = merge_review(dataset, args.include_review, classifier=not normal_only)
         counts = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
         print(f"dataset {dataset.name}: {counts['train']} train, {counts['val']} val, {counts['test']} test images")
-        card_path = train_model(args.model, dataset, args.out, name=args.name, seed=args.seed,
+        if normal_only:
+            print(f"             {args.model} learns from normal images only: every defect is kept for val/test "
+                  f"({len([s for s in dataset.samples if s.label == 1 and s.split == 'val'])} val, "
+                  f"{len([s for s in dataset.samples if s.label == 1 and s.split == 'test'])} test)")
+        if existing:
+            print(f"replacing:   {', '.join(str(p) for p in existing)} (--force)")
+        card_path = train_model(args.model, dataset, args.out, name=name, seed=args.seed,
                                 options=build_options(args), progress=not args.quiet,
                                 calibration=args.calibration, calibration_dir=args.calibration_dir,
                                 calibration_method=args.method, calibration_target=args.target)
@@ -124,6 +144,19 @@ def run(args: argparse.Namespace) -> int:
     card = load_card(card_path)
     print_summary(card, card_path, time.perf_counter() - started)
     return 0
+
+
+def existing_model_files(name: str, out_dir: Path, calibration_dir: Path | None) -> list[Path]:
+    """Files a training under ``name`` would overwrite: the ONNX model, its card, its calibration record.
+
+    A retrain under the default name (``<dataset>-<model>``) would silently replace a deployed model
+    and a threshold set by hand, so ``train`` refuses unless ``--force`` says so.
+    """
+    from ..train import default_calibration_dir
+
+    record_dir = calibration_dir or default_calibration_dir(out_dir)
+    candidates = [out_dir / f"{name}.onnx", out_dir / f"{name}.card.json", record_dir / f"{name}.json"]
+    return [p for p in candidates if p.exists()]
 
 
 def print_summary(card, card_path: Path, total_seconds: float) -> None:

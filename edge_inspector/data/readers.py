@@ -23,7 +23,7 @@ import numpy as np
 
 from ..preprocess import ImageDecodeError, to_bgr8
 from .archive import COMPLETE, SOURCE, extract_zip
-from .types import GOOD, Dataset, DatasetError, Sample
+from .types import GOOD, Dataset, DatasetError, Sample, Split
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +338,61 @@ def _split_stratified(samples: list[Sample], seed: int, val_fraction: float, tes
         for k, i in enumerate(idx):
             assigned[i] = "test" if k < n_test else "val" if k < n_test + n_val else "train"
     return [replace(s, split=assigned[i]) for i, s in enumerate(samples)]
+
+
+def hold_out_defects(dataset: Dataset, seed: int | None = None) -> Dataset:
+    """``dataset`` with every defective training image moved to validation or test.
+
+    For kinds that learn from normal images only (``feature_memory``, ``autoencoder``) a defect in
+    the training split is wasted: the detector ignores it, and with a stratified 60/20/20 split
+    that leaves 2 of 10 defects per type for the test. Moving them keeps the normal images where
+    they are and only grows val and test, so the test split of the ordinary split is a subset of
+    this one (a model trained on the ordinary split is never scored on images it learned from,
+    and one trained on this split never saw a defect). Defects are shared between val and test
+    in the ratio of ``val_fraction`` to ``test_fraction``, seeded, per defect type; test gets the
+    odd one. A dataset without defects in train comes back unchanged (MVTec native splits).
+    """
+    moving = [i for i, s in enumerate(dataset.samples) if s.split == "train" and s.label == 1]
+    info = dict(dataset.split_info, defects_in_train=False)
+    if not moving:
+        return replace(dataset, split_info=info)
+    val_fraction = float(info.get("val_fraction") or 0.0)
+    if info.get("test_fraction") is None:  # a native split: its test is the dataset's own, keep val as it is
+        val_share = 0.0
+    else:
+        test_fraction = float(info["test_fraction"])
+        val_share = val_fraction / (val_fraction + test_fraction) if val_fraction + test_fraction > 0 else 0.5
+    rng = np.random.default_rng(info.get("seed", 0) if seed is None else seed)
+    by_type: dict[str, list[int]] = defaultdict(list)
+    for i in sorted(moving, key=lambda i: str(dataset.samples[i].path)):
+        by_type[dataset.samples[i].defect_type].append(i)
+    assigned: dict[int, Split] = {}
+    for name in sorted(by_type):
+        group = [by_type[name][j] for j in rng.permutation(len(by_type[name]))]
+        # bring the type's val/test totals to the ratio, counting what is already there
+        have_val = sum(1 for s in dataset.samples if s.split == "val" and s.defect_type == name)
+        have_test = sum(1 for s in dataset.samples if s.split == "test" and s.defect_type == name)
+        total = have_val + have_test + len(group)
+        n_val = min(len(group), max(0, int(total * val_share) - have_val))  # floor: test gets the odd one
+        for k, i in enumerate(group):
+            assigned[i] = "val" if k < n_val else "test"
+    samples = [replace(s, split=assigned[i]) if i in assigned else s for i, s in enumerate(dataset.samples)]
+    info.update(defects_moved=len(moving), counts=_counts(samples))
+    log.info("dataset %s: %d defective training image(s) moved to val/test (the model learns from normal "
+             "images only): %s", dataset.name, len(moving), info["counts"])
+    return replace(dataset, samples=samples, split_info=info)
+
+
+def split_like_training(dataset: Dataset, training_split: dict | None) -> Dataset:
+    """Apply the defect policy a model was trained with (its card's ``training.split``) to ``dataset``.
+
+    ``evaluate`` and ``calibrate`` re-split the dataset from the same seed; a model whose training
+    moved the defects out of train (:func:`hold_out_defects`) must be scored on the same, larger
+    val/test splits, or its report would count 2 defects per type where 5 are available.
+    """
+    if isinstance(training_split, dict) and training_split.get("defects_in_train") is False:
+        return hold_out_defects(dataset)
+    return dataset
 
 
 def _relpath(sample: Sample, root: Path) -> str:

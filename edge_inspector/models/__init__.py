@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import Detector, DetectorError
 
-__all__ = ["DETECTORS", "Detector", "DetectorError", "create_detector", "detector_class"]
+__all__ = ["DETECTORS", "NORMAL_ONLY_KINDS", "Detector", "DetectorError", "create_detector", "detector_class"]
 
 DETECTORS: dict[str, str] = {
     "feature_memory": "edge_inspector.models.feature_memory:FeatureMemoryDetector",
@@ -21,7 +21,13 @@ DETECTORS: dict[str, str] = {
     "features_svm": "edge_inspector.models.deep_features:FeaturesSVMDetector",
     "features_rf": "edge_inspector.models.deep_features:FeaturesRFDetector",
     "features_xgb": "edge_inspector.models.deep_features:FeaturesXGBDetector",
+    "segmenter": "edge_inspector.models.segmenter:SegmenterDetector",
 }
+
+
+# Kinds that learn from normal images only: for them `train` keeps every defect for validation and
+# test (data.readers.hold_out_defects) instead of wasting it in the training split.
+NORMAL_ONLY_KINDS = frozenset({"feature_memory", "autoencoder"})
 
 
 def detector_class(kind: str) -> type:

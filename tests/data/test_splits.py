@@ -46,3 +46,27 @@ def test_native_holdout_properties(n: int, val: float, seed: int) -> None:
     assert sum(s.split == "train" for s in out) >= 1 and out[-1].split == "test"
     if n >= 10:
         assert abs(n_val - n * val) <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(groups=groups_strategy, val=fraction, test=st.sampled_from([0.1, 0.2, 0.3]), seed=st.integers(0, 2**16))
+def test_hold_out_defects_keeps_every_defect_for_val_and_test(groups: dict[str, int], val: float, test: float,
+                                                             seed: int) -> None:
+    """Normal-only kinds: no defect in train, normals untouched, the ordinary test split a subset of the new one."""
+    from edge_inspector.data.readers import hold_out_defects
+    from edge_inspector.data.types import Dataset
+
+    split = _split_stratified(_samples(groups), seed, val, test)
+    dataset = Dataset("d", Path("/d"), split, "folders", {"seed": seed, "val_fraction": val, "test_fraction": test})
+    out = hold_out_defects(dataset)
+    assert [s.path for s in out.samples] == [s.path for s in split]
+    assert not [s for s in out.samples if s.split == "train" and s.label == 1]
+    assert [s.split for s in out.samples if s.label == 0] == [s.split for s in split if s.label == 0]
+    before = {s.path for s in split if s.split == "test"}
+    assert before <= {s.path for s in out.samples if s.split == "test"}
+    counts = Counter((s.defect_type, s.split) for s in out.samples)
+    for t, n in groups.items():
+        if t != GOOD and n >= 10:  # shared in the ratio val : test (the odd one to test)
+            assert abs(counts[(t, "val")] - n * val / (val + test)) <= 1.5
+    assert out.split_info["defects_in_train"] is False
+    assert hold_out_defects(dataset) == out  # seeded
