@@ -96,6 +96,13 @@ class Metrics:
             f"{PREFIX}_broker_connected", "1 while the MQTT broker accepted our connection (CONNACK success).",
             registry=r,
         )
+        self.broker_connect_failures_total = Counter(
+            f"{PREFIX}_broker_connect_failures_total",
+            "Failed connection attempts to the MQTT broker, by client (mqtt, sparkplug, flags) and reason "
+            "(tls_unknown_ca, tls_hostname_mismatch, tls_expired, tls_verify_failed, tls_handshake, dns, refused, "
+            "timeout, bad_host, network).",
+            ["client", "reason"], registry=r,
+        )
         self.model_info = Gauge(
             f"{PREFIX}_model_info", "Loaded model (value is always 1).", ["name", "version", "backend"], registry=r
         )

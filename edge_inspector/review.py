@@ -139,28 +139,16 @@ class FlagListener:
     """
 
     def __init__(self, capture: ReviewCapture, mqtt_cfg, line: str):
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        from .publishers.mqtt import read_password
+        from .publishers.mqtt_client import make_client, start
 
         self.capture = capture
         self.topic = f"{mqtt_cfg.topic_prefix}/{line}/+/flag"
         self.flagged = 0
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-        password = read_password(mqtt_cfg)
-        if mqtt_cfg.username is not None or password is not None:
-            client.username_pw_set(mqtt_cfg.username or "", password)
-        if mqtt_cfg.tls is not None:
-            tls = mqtt_cfg.tls
-            client.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                           certfile=str(tls.cert_file) if tls.cert_file else None,
-                           keyfile=str(tls.key_file) if tls.key_file else None)
-            client.tls_insecure_set(tls.insecure)
+        # Same login, TLS and backoff as the verdict publisher (one factory: mqtt_client.make_client).
+        client = make_client(mqtt_cfg, client_id="", who="flags")
         client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
         client.on_message = self._on_message
-        client.connect_async(mqtt_cfg.host, mqtt_cfg.port, keepalive=30)
-        client.loop_start()
+        start(client, mqtt_cfg, "flags")
         self.client = client
 
     def _on_message(self, client, userdata, msg) -> None:

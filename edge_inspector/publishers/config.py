@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 OverflowPolicy = Literal["drop-oldest", "drop-newest"]
 
@@ -30,12 +30,49 @@ class MqttTlsConfig(BaseModel):
         return self
 
 
-class MqttConfig(BaseModel):
-    """MQTT sink: QoS>=1 verdicts through a disk spool, retained online/offline status."""
+def check_host(host: str) -> str:
+    """``host`` as the resolver will see it, or ValueError saying what is wrong with it.
+
+    Why here: paho resolves the name on its network thread, where an IDNA error (an empty label
+    as in ``broker..plant.local``, a label over 63 characters, a lone surrogate) is not an
+    ``OSError`` and used to end the thread without a retry; check-config now refuses it.
+    """
+    import ipaddress
+
+    text = host.strip()
+    if not text or text != host:
+        raise ValueError(f"host {host!r} must be a host name or IP address without spaces")
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return host
+    except ValueError:
+        pass
+    if len(text) > 253:
+        raise ValueError(f"host {host[:40]!r}... is {len(text)} characters; a DNS name has at most 253")
+    for label in text.rstrip(".").split("."):
+        if not label or len(label) > 63:
+            raise ValueError(f"host {host!r}: DNS label {label!r} must be 1-63 characters (no empty part, "
+                             "e.g. no '..')")
+        if any(c.isspace() or c in "/:@#?" for c in label):
+            raise ValueError(f"host {host!r}: label {label!r} contains a character a host name cannot have")
+        try:
+            label.encode("idna")
+        except UnicodeError as exc:
+            raise ValueError(f"host {host!r}: label {label!r} is not a valid host name ({exc})") from None
+    return host
+
+
+class MqttConnection(BaseModel):
+    """How to reach and log into an MQTT broker: shared by the MQTT and Sparkplug publishers.
+
+    Why one model: authentication, TLS and reconnect backoff are security-relevant and were
+    written three times; every MQTT client of the daemon (verdict publisher, Sparkplug node,
+    operator-flag listener) is now built by :func:`edge_inspector.publishers.mqtt_client.make_client`
+    from this model.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    type: Literal["mqtt"] = Field("mqtt", description="Selects the MQTT publisher.")
-    host: str = Field(description="Broker host name or IP address.")
+    host: str = Field(description="Broker host name or IP address (checked: no empty or over-long DNS label).")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (8883 is usual with TLS).")
     client_id: str | None = Field(
         None, description="MQTT client id; default 'edge-inspector-<line>-<hostname>' (stable across restarts)."
@@ -46,9 +83,35 @@ class MqttConfig(BaseModel):
         None, description="File holding the password (read at start), e.g. $CREDENTIALS_DIRECTORY/mqtt-password."
     )
     tls: MqttTlsConfig | None = Field(None, description="TLS settings; omit for plain TCP.")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds (bounds last-will latency).")
+    reconnect_min_delay: float = Field(1.0, gt=0, description="First reconnect delay in seconds (then doubled).")
+    reconnect_max_delay: float = Field(
+        10.0, gt=0, description="Largest reconnect delay in seconds: delivery resumes at most this long after "
+        "the broker is back (10 s suits a line; raise it for many daemons on one broker).")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host(value)
+
+    @model_validator(mode="after")
+    def _check_connection(self) -> MqttConnection:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both")
+        if self.reconnect_max_delay < self.reconnect_min_delay:
+            raise ValueError(
+                f"reconnect_max_delay ({self.reconnect_max_delay}) must be >= reconnect_min_delay "
+                f"({self.reconnect_min_delay})"
+            )
+        return self
+
+
+class MqttConfig(MqttConnection):
+    """MQTT sink: QoS>=1 verdicts through a disk spool, retained online/offline status."""
+
+    type: Literal["mqtt"] = Field("mqtt", description="Selects the MQTT publisher.")
     topic_prefix: str = Field("edge-inspector", min_length=1, description="First topic level of every topic.")
     qos: Literal[1, 2] = Field(1, description="QoS of verdict messages (0 is refused: it cannot be acknowledged).")
-    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds (bounds last-will latency).")
     spool_dir: Path = Field(
         Path("/var/lib/edge-inspector/mqtt-spool"),
         description="Directory of the on-disk spool (SQLite WAL) holding verdicts until the broker acknowledges.",
@@ -59,18 +122,9 @@ class MqttConfig(BaseModel):
         description="When the spool is full: drop the oldest spooled verdict or refuse the newest; counted and logged.",
     )
     max_inflight: int = Field(20, ge=1, le=1000, description="Verdicts sent but not yet acknowledged, at most.")
-    reconnect_min_delay: float = Field(1.0, gt=0, description="First reconnect delay in seconds (then doubled).")
-    reconnect_max_delay: float = Field(60.0, gt=0, description="Largest reconnect delay in seconds.")
 
     @model_validator(mode="after")
     def _check(self) -> MqttConfig:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give either password or password_file, not both")
-        if self.reconnect_max_delay < self.reconnect_min_delay:
-            raise ValueError(
-                f"reconnect_max_delay ({self.reconnect_max_delay}) must be >= reconnect_min_delay "
-                f"({self.reconnect_min_delay})"
-            )
         if any(c in self.topic_prefix for c in "#+") or self.topic_prefix.startswith("/"):
             raise ValueError(f"topic_prefix {self.topic_prefix!r} must not contain '#', '+' or start with '/'")
         return self
@@ -100,25 +154,25 @@ class JsonlConfig(BaseModel):
     fsync: bool = Field(False, description="fsync after every line (durable, slower on SD cards/eMMC).")
 
 
-class SparkplugConfig(BaseModel):
+class SparkplugConfig(MqttConnection):
     """Sparkplug B edge node on MQTT, for PLC/MES bridges that expect it (Ignition, Tahu hosts).
 
     Topics ``spBv1.0/<group_id>/<NBIRTH|NDEATH|DBIRTH|DDATA|DDEATH>/<edge_node_id>/<camera>``;
     one device per camera. State, not history: verdicts produced while the broker is away are not
     spooled (the MQTT publisher does that); the DBIRTH after reconnecting carries the current state.
+    Connection, login, TLS and backoff are those of the MQTT publisher (:class:`MqttConnection`).
     """
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["sparkplug"] = Field("sparkplug", description="Selects the Sparkplug B publisher.")
-    host: str = Field(description="Broker host name or IP address.")
-    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    client_id: str | None = Field(None, description="MQTT client id; default 'edge-inspector-spb-<line>'.")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds (bounds NDEATH latency).")
     group_id: str = Field("edge-inspector", min_length=1,
                           description="Sparkplug group id (first topic level after spBv1.0).")
     edge_node_id: str | None = Field(None, description="Sparkplug edge node id; default: the line id.")
-    client_id: str | None = Field(None, description="MQTT client id; default 'edge-inspector-spb-<line>'.")
-    username: str | None = Field(None, description="Broker user name.")
-    password_file: Path | None = Field(None, description="File holding the broker password (read at start).")
-    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds (bounds NDEATH latency).")
+    primary_host_id: str | None = Field(
+        None, description="Sparkplug 3.0 primary host application id: the node watches spBv1.0/STATE/<id> and "
+        "publishes its births only while that host is online; when the host goes offline it ends its session "
+        "(NDEATH) and waits. None: publish whenever connected.")
     bdseq_file: Path | None = Field(
         None, description="File keeping the birth/death sequence number across restarts (recommended by the spec); "
         "None: it starts at 0 with every run.")
@@ -129,4 +183,7 @@ class SparkplugConfig(BaseModel):
             value = getattr(self, name)
             if value is not None and any(c in value for c in "/#+"):
                 raise ValueError(f"{name} {value!r} must not contain '/', '#' or '+'")
+        if self.primary_host_id is not None and (not self.primary_host_id
+                                                 or any(c in self.primary_host_id for c in "/#+")):
+            raise ValueError(f"primary_host_id {self.primary_host_id!r} must be non-empty without '/', '#' or '+'")
         return self

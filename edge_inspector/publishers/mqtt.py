@@ -26,10 +26,12 @@ without draining and without publishing ``offline`` (the daemon stays online), a
 over; its unacknowledged messages are resent by the successor (at-least-once, in order).
 If the successor is closed first (the reload was refused), the old publisher simply continues.
 
-Connection: in the background (``connect_async`` + ``loop_start``) with exponential backoff
-(``reconnect_min_delay`` doubling to ``reconnect_max_delay``). ``broker_connected`` is 1 only after
-a successful CONNACK (a refused connection, e.g. bad credentials, stays 0 and logs the broker's
-reason code), and drops to 0 in ``on_disconnect``.
+Connection: built by :func:`edge_inspector.publishers.mqtt_client.make_client` (login, TLS, will),
+in the background (``connect_async`` + ``loop_start``) with exponential backoff
+(``reconnect_min_delay`` doubling to ``reconnect_max_delay``, 10 s by default), retried whatever the
+error; a failed attempt is logged with its cause (TLS verification, DNS, refused...).
+``broker_connected`` is 1 only after a successful CONNACK (a refused connection, e.g. bad credentials,
+stays 0 and logs the broker's reason code), and drops to 0 in ``on_disconnect``.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
 from edge_inspector.messages import Verdict
 from edge_inspector.publishers.base import PublisherError
 from edge_inspector.publishers.config import MqttConfig
+from edge_inspector.publishers.mqtt_client import Will, make_client
+from edge_inspector.publishers.mqtt_client import start as start_client
 from edge_inspector.publishers.spool import Spool
 
 if TYPE_CHECKING:
@@ -62,18 +66,6 @@ _OWNERS: dict[Path, MqttPublisher] = {}
 
 #: How long ``close()`` waits for a broker that is not connected before leaving the spool as is.
 CLOSE_RECONNECT_GRACE_S = 2.0
-
-
-def read_password(cfg: MqttConfig) -> str | None:
-    """The broker password from ``password`` or ``password_file`` (trailing newline stripped)."""
-    if cfg.password is not None:
-        return cfg.password.get_secret_value()
-    if cfg.password_file is None:
-        return None
-    try:
-        return cfg.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise PublisherError(f"mqtt.password_file {cfg.password_file}: cannot read the broker password: {exc}") from exc
 
 
 class MqttPublisher:
@@ -90,8 +82,6 @@ class MqttPublisher:
         self._verdict_topic = verdict_topic
         self.status_topic = status_topic(cfg.topic_prefix, line)
         self.client_id = cfg.client_id or f"edge-inspector-{line}-{socket.gethostname()}"
-        password = read_password(cfg)
-        self._check_tls_files()
 
         self._spool_key = Path(cfg.spool_dir).resolve()
         self._successor: MqttPublisher | None = None
@@ -107,30 +97,14 @@ class MqttPublisher:
         self._drops_logged_at = 0.0
         self._drops_since_log = 0
 
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True, protocol=mqtt.MQTTv311
-        )
+        client = make_client(cfg, client_id=self.client_id, who="mqtt", metrics=metrics,
+                             will=Will(self.status_topic, "offline", qos=1, retain=True))
         # Room for our own window plus the status messages; the spool bounds memory, not paho.
         client.max_inflight_messages_set(cfg.max_inflight + 4)
         client.max_queued_messages_set(0)
-        client.will_set(self.status_topic, "offline", qos=1, retain=True)
-        if cfg.username is not None or password is not None:
-            client.username_pw_set(cfg.username or "", password)
-        if cfg.tls is not None:
-            try:
-                client.tls_set(
-                    ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                    certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                    keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                )
-            except (OSError, ValueError) as exc:
-                raise PublisherError(f"mqtt.tls: cannot load CA/cert/key: {exc}") from exc
-            client.tls_insecure_set(cfg.tls.insecure)
-        client.reconnect_delay_set(cfg.reconnect_min_delay, cfg.reconnect_max_delay)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        client.on_connect_fail = self._on_connect_fail
         self._client = client
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
@@ -165,11 +139,7 @@ class MqttPublisher:
         self.spool.overflow = self.cfg.spool_overflow
         self.metrics.spool_messages.set(len(self.spool))
         self.metrics.broker_connected.set(0)
-        try:
-            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
-        except (OSError, ValueError) as exc:
-            raise PublisherError(f"mqtt: cannot start connecting to {self.cfg.host}:{self.cfg.port}: {exc}") from exc
-        self._client.loop_start()
+        start_client(self._client, self.cfg, "mqtt")
         self._sender.start()
         self._started = True
         self._predecessor = None
@@ -244,9 +214,6 @@ class MqttPublisher:
         self.metrics.broker_connected.set(1)
         self._connected.set()
         self._wake.set()
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        log.warning("mqtt cannot reach broker %s:%d; retrying with backoff", self.cfg.host, self.cfg.port)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
@@ -382,12 +349,3 @@ class MqttPublisher:
         if left:
             log.warning("mqtt closing with %d verdict(s) left in spool %s; they are delivered at the next start",
                         left, self.cfg.spool_dir)
-
-    def _check_tls_files(self) -> None:
-        tls = self.cfg.tls
-        if tls is None:
-            return
-        for field in ("ca_file", "cert_file", "key_file"):
-            path = getattr(tls, field)
-            if path is not None and not path.is_file():
-                raise PublisherError(f"mqtt.tls.{field}: {path} does not exist or is not a file")

@@ -11,7 +11,15 @@ own session rules, while the MQTT publisher is a durable verdict log. Here:
   MQTT session (0-255), optionally persisted in ``bdseq_file`` so a restart does not reuse it;
 * ``NCMD`` with ``Node Control/Rebirth`` = true makes the node re-publish its births (the way a
   primary host asks for the full state);
-* a clean close publishes ``NDEATH`` itself; a crash leaves it to the broker's will.
+* a clean close publishes ``NDEATH`` itself; a crash leaves it to the broker's will;
+* every metric carries a timestamp (a MUST in Sparkplug 3.0): a verdict's metrics carry the frame's
+  capture time (``captured_at``), node metrics and births the time they were published;
+* with ``primary_host_id``, the node follows the primary host application's retained
+  ``spBv1.0/STATE/<id>`` (``{"online": bool, "timestamp": ms}``): births only while it is online;
+  when it goes offline the node publishes NDEATH, ends the session and reconnects with the next
+  bdSeq, waiting for the host before its next NBIRTH (what Ignition-style hosts expect);
+* connection, login, TLS and backoff come from the shared factory
+  (:mod:`edge_inspector.publishers.mqtt_client`), so a plant broker on 8883 works as for verdicts.
 
 Verdicts arriving while disconnected are counted as failures and not queued: a Sparkplug host wants
 the current state, which the births after reconnecting carry.
@@ -23,15 +31,17 @@ import json
 import logging
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_inspector.messages import Verdict
 from edge_inspector.publishers.base import PublisherError
 from edge_inspector.publishers.config import SparkplugConfig
+from edge_inspector.publishers.mqtt_client import make_client
+from edge_inspector.publishers.mqtt_client import start as start_client
 from edge_inspector.publishers.sparkplug_pb import (
     BOOLEAN,
     DOUBLE,
@@ -63,6 +73,26 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def iso_ms(text: str | None) -> int:
+    """Milliseconds since the epoch of an ISO-8601 time (``captured_at``); now when absent or unreadable."""
+    if text:
+        from datetime import datetime
+
+        try:
+            t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return now_ms()
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        return int(t.timestamp() * 1000)
+    return now_ms()
+
+
+def state_topic(host_id: str) -> str:
+    """Sparkplug 3.0 primary host STATE topic."""
+    return f"{NAMESPACE}/STATE/{host_id}"
+
+
 class SparkplugPublisher:
     name = "sparkplug"
 
@@ -73,31 +103,22 @@ class SparkplugPublisher:
         self._seq = 0
         self._bdseq = self._load_bdseq()
         self._state: dict[str, dict[str, Any]] = {}  # camera -> last metric values
+        self._stamps: dict[str, dict[str, int]] = {}  # camera -> metric -> timestamp (ms) of that value
         self._born: set[str] = set()  # devices with a DBIRTH in this session
         self._connected = threading.Event()
+        self._node_born = False  # NBIRTH published in this MQTT session
+        self._host_online = cfg.primary_host_id is None
+        self._host_stamp = -1  # timestamp of the last primary host STATE seen
         self._closed = False
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edge-inspector-spb-{line}",
-                             clean_session=True, protocol=mqtt.MQTTv311)
-        if cfg.username is not None or cfg.password_file is not None:
-            password = None
-            if cfg.password_file is not None:
-                try:
-                    password = cfg.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-                except OSError as exc:
-                    raise PublisherError(f"sparkplug.password_file {cfg.password_file}: cannot read: {exc}") from exc
-            client.username_pw_set(cfg.username or "", password)
+        client = make_client(cfg, client_id=cfg.client_id or f"edge-inspector-spb-{line}", who="sparkplug",
+                             metrics=metrics)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.reconnect_delay_set(1, 30)
         self._client = client
         self._set_will()
         self._save_bdseq()
-        try:
-            client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
-        except (OSError, ValueError) as exc:
-            raise PublisherError(f"sparkplug: cannot start connecting to {cfg.host}:{cfg.port}: {exc}") from exc
-        client.loop_start()
+        start_client(client, cfg, "sparkplug")
 
     # -- bdSeq ----------------------------------------------------------------------------------
     def _load_bdseq(self) -> int:
@@ -117,8 +138,9 @@ class SparkplugPublisher:
             path.write_text(f"{(self._bdseq + 1) % 256}\n")  # the *next* session's: a crash never reuses ours
 
     def _death_payload(self) -> bytes:
-        p = Payload(timestamp=now_ms())
-        add_metric(p, "bdSeq", UINT64, self._bdseq)
+        t = now_ms()
+        p = Payload(timestamp=t)
+        add_metric(p, "bdSeq", UINT64, self._bdseq, timestamp=t)
         return p.SerializeToString()
 
     def _set_will(self) -> None:
@@ -134,34 +156,47 @@ class SparkplugPublisher:
         if reason_code.is_failure:
             log.warning("sparkplug: broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
             return
+        log.info("sparkplug: connected to %s:%d as edge node %s/%s", self.cfg.host, self.cfg.port, self.group,
+                 self.node)
         client.subscribe(topic(self.group, "NCMD", self.node), qos=0)
-        self._births()
         self._connected.set()
+        if self.cfg.primary_host_id is not None:
+            # The retained STATE arrives right after the subscription; births wait for "online".
+            client.subscribe(state_topic(self.cfg.primary_host_id), qos=1)
+            if not self._host_online:
+                log.info("sparkplug: waiting for primary host %s to be online before NBIRTH",
+                         self.cfg.primary_host_id)
+                return
+        self._births()
 
     def _births(self) -> None:
         """NBIRTH (seq 0) then a DBIRTH per known camera, under the lock so no DDATA slips between."""
         with self._lock:
             self._seq = 0
-            p = Payload(timestamp=now_ms(), seq=self._next_seq())
-            add_metric(p, "bdSeq", UINT64, self._bdseq)
-            add_metric(p, REBIRTH, BOOLEAN, False)
-            add_metric(p, "Properties/line", STRING, self.line)
+            t = now_ms()
+            p = Payload(timestamp=t, seq=self._next_seq())
+            add_metric(p, "bdSeq", UINT64, self._bdseq, timestamp=t)
+            add_metric(p, REBIRTH, BOOLEAN, False, timestamp=t)
+            add_metric(p, "Properties/line", STRING, self.line, timestamp=t)
             self._client.publish(topic(self.group, "NBIRTH", self.node), p.SerializeToString(), qos=0)
+            self._node_born = True
             self._born.clear()
             for camera in list(self._state):
                 self._device_birth(camera)
 
     def _device_birth(self, camera: str) -> None:
-        p = Payload(timestamp=now_ms(), seq=self._next_seq())
-        values = self._state[camera]
+        t = now_ms()
+        p = Payload(timestamp=t, seq=self._next_seq())
+        values, stamps = self._state[camera], self._stamps.get(camera, {})
         for name, datatype in DEVICE_METRICS.items():
-            add_metric(p, name, datatype, values.get(name))
+            add_metric(p, name, datatype, values.get(name), timestamp=stamps.get(name, t))
         self._client.publish(topic(self.group, "DBIRTH", self.node, camera), p.SerializeToString(), qos=0)
         self._born.add(camera)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         self._connected.clear()
+        self._node_born = False
         if self._closed:
             return
         with self._lock:  # the next session needs a new bdSeq, and its will must carry it
@@ -171,21 +206,60 @@ class SparkplugPublisher:
         log.warning("sparkplug: disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.cfg.primary_host_id is not None and msg.topic == state_topic(self.cfg.primary_host_id):
+            self._on_state(msg.payload)
+            return
         try:
             payload = Payload.FromString(msg.payload)
         except Exception:  # noqa: BLE001 - a malformed command from the network must not kill the loop
             log.warning("sparkplug: undecodable NCMD on %s ignored", msg.topic)
             return
         if any(m.name == REBIRTH and metric_value(m) is True for m in payload.metrics):
+            if not self._host_online:
+                log.info("sparkplug: rebirth requested while the primary host is offline; waiting for it")
+                return
             log.info("sparkplug: rebirth requested")
             self._births()
 
+    def _on_state(self, raw: bytes) -> None:
+        """Primary host STATE (Sparkplug 3.0 JSON): births on online, end of session on offline."""
+        try:
+            data = json.loads(raw)
+            online, stamp = data["online"], int(data.get("timestamp", 0))
+            if not isinstance(online, bool):
+                raise ValueError("online must be true or false")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("sparkplug: ignoring STATE of %s: expected {\"online\": bool, \"timestamp\": ms} (%s)",
+                        self.cfg.primary_host_id, exc)
+            return
+        if stamp < self._host_stamp:
+            return  # an older STATE than one already seen (spec: ignore)
+        self._host_stamp = stamp
+        was, self._host_online = self._host_online, online
+        if online and not self._node_born:
+            log.info("sparkplug: primary host %s online; publishing births", self.cfg.primary_host_id)
+            self._births()
+        elif not online and was and self._node_born:
+            log.warning("sparkplug: primary host %s went offline; ending the session (NDEATH) and reconnecting",
+                        self.cfg.primary_host_id)
+            with self._lock:
+                self._client.publish(topic(self.group, "NDEATH", self.node), self._death_payload(), qos=1)
+                self._node_born = False
+            threading.Thread(target=self._new_session, name="sparkplug-session", daemon=True).start()
+
+    def _new_session(self) -> None:
+        """Disconnect (on_disconnect moves bdSeq on and re-arms the will), then connect again."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        if not self._closed:
+            start_client(self._client, self.cfg, "sparkplug")
+
     # -- pipeline side --------------------------------------------------------------------------
-    def _send(self, camera: str, values: dict[str, Any]) -> None:
+    def _send(self, camera: str, values: dict[str, Any], stamp: int) -> None:
         with self._lock:
-            state = self._state.setdefault(camera, {})
-            state.update(values)
-            if not self._connected.is_set():
+            self._state.setdefault(camera, {}).update(values)
+            self._stamps.setdefault(camera, {}).update(dict.fromkeys(values, stamp))
+            if not self._connected.is_set() or not self._node_born:
                 self.metrics.publish_failures_total.labels(sink=self.name).inc()
                 return
             if camera not in self._born:
@@ -193,7 +267,7 @@ class SparkplugPublisher:
                 return
             p = Payload(timestamp=now_ms(), seq=self._next_seq())
             for name, value in values.items():
-                add_metric(p, name, DEVICE_METRICS[name], value)
+                add_metric(p, name, DEVICE_METRICS[name], value, timestamp=stamp)
             self._client.publish(topic(self.group, "DDATA", self.node, camera), p.SerializeToString(), qos=0)
 
     def publish(self, verdict: Verdict) -> None:
@@ -202,13 +276,13 @@ class SparkplugPublisher:
             "verdict": verdict.verdict, "score": verdict.score, "frame": verdict.frame,
             "defect": verdict.verdict == "defect", "defect_type": verdict.defect_type,
             "latency_ms": verdict.latency_ms.get("total"),
-        })
+        }, iso_ms(verdict.captured_at))
         self.metrics.publish_seconds.labels(sink=self.name).observe(time.perf_counter() - start)
 
     def publish_event(self, kind: str, line: str, camera: str, payload: str) -> None:
         """Drift alarms become ``drift_alarm`` DDATA; other events have no Sparkplug metric."""
         if kind == "alarm":
-            self._send(camera, {"drift_alarm": bool(json.loads(payload).get("active"))})
+            self._send(camera, {"drift_alarm": bool(json.loads(payload).get("active"))}, now_ms())
 
     def close(self, timeout: float = 10.0) -> None:
         """Publish NDEATH ourselves (a clean stop is not a crash), then disconnect. Idempotent."""
@@ -216,7 +290,7 @@ class SparkplugPublisher:
             return
         with self._lock:
             self._closed = True
-            if self._connected.is_set():
+            if self._connected.is_set() and self._node_born:
                 info = self._client.publish(topic(self.group, "NDEATH", self.node), self._death_payload(), qos=1)
                 try:
                     info.wait_for_publish(timeout)
