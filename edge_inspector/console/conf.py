@@ -25,11 +25,46 @@ def env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+PRIVATE_UMASK = 0o077
+
+
+def restrict_umask() -> None:
+    """Files the console creates (database, WAL, uploads, extractions, job outputs) are owner-only.
+
+    The red team read session keys from a 0644 ``console.sqlite3``: SQLite creates its files with
+    the process umask, so the console process sets 077 for itself (and its job workers) instead of
+    trusting the service manager's default 022.
+    """
+    os.umask(PRIVATE_UMASK)
+
+
+def make_private(path: Path, mode: int) -> None:
+    """Tighten ``path`` to ``mode`` when group/other have any access (a folder or file from an older
+    version, or created under a permissive umask); a path we do not own is left alone."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        path.chmod(mode)
+
+
 def data_dir() -> Path:
-    """Where the database, secret key, uploads and job folders live (created on first use)."""
+    """Where the database, secret key, uploads and job folders live (created 0700 on first use)."""
     path = Path(env("DATA_DIR", DEFAULT_DATA_DIR)).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private(path, 0o700)
     return path
+
+
+def private_sqlite(database: Path) -> None:
+    """Create the SQLite database 0600 before Django opens it, and tighten an existing one with its
+    ``-wal``/``-shm`` files: the sessions and password hashes in it must not be world-readable."""
+    if not database.exists():
+        database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        make_private(database.with_name(database.name + suffix), 0o600)
 
 
 def secret_key(directory: Path) -> str:

@@ -15,7 +15,10 @@ OVERLAY_PATTERNS = ("{stem}_overlay{suffix}", "{stem}.overlay{suffix}", "{stem}_
 def contained(root: Path, relative: str | Path) -> Path | None:
     """``root / relative`` resolved, or None when it escapes ``root`` (``..``, absolute paths, links)."""
     root = Path(root).resolve()
-    candidate = (root / relative).resolve()
+    try:
+        candidate = (root / relative).resolve()
+    except (ValueError, OSError):  # a NUL byte ("%00" in a URL) or a name the OS refuses: not found
+        return None
     if candidate != root and root not in candidate.parents:
         return None
     return candidate

@@ -73,7 +73,10 @@ def serve(host: str, port: int, threads: int = 8) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        waitress.serve(application, host=host, port=port, threads=threads, ident="edge-inspector-console")
+        # A body over the upload limit is refused by waitress (413) before it is buffered to disk.
+        body_limit = (settings.CONSOLE["MAX_UPLOAD_MB"] + 1) << 20
+        waitress.serve(application, host=host, port=port, threads=threads, ident="edge-inspector-console",
+                       max_request_body_size=body_limit)
     finally:
         subscriber.stop()
         monitor.stop()

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import conf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+conf.restrict_umask()  # before the first file: database, uploads and job outputs are owner-only
 DATA_DIR = conf.data_dir()
 SECRET_KEY = conf.secret_key(DATA_DIR)
 DEBUG = conf.flag("DEBUG", False)
@@ -62,6 +63,7 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The verdict subscriber writes while pages read: wait for the lock instead of failing at once.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    conf.private_sqlite(Path(DATABASES["default"]["NAME"]))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
@@ -84,6 +86,12 @@ STATIC_DIR = PACKAGE_DIR / "static"
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Uploads stream to a temporary file and stop at EDGE_INSPECTOR_MAX_UPLOAD_MB (uploads.py).
+FILE_UPLOAD_HANDLERS = ["edge_inspector.console.uploads.LimitedUploadHandler"]
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+# ZIP datasets are extracted into the (private) data dir, by the console and by its training jobs alike.
+os.environ.setdefault("EDGE_INSPECTOR_CACHE", str(DATA_DIR / "archive-cache"))
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "SAMEORIGIN"  # the model report is shown in an iframe on the model page
@@ -100,5 +108,11 @@ CONSOLE = {
     "TRAIN_COMMAND": conf.env("TRAIN_COMMAND", ""),
     "EVALUATE_COMMAND": conf.env("EVALUATE_COMMAND", ""),
     "UPLOADS_DIR": DATA_DIR / "datasets",
+    # What a logged-in user may put on this disk (uploads.py): the request body, a ZIP's members and
+    # unpacked size, and everything one user's uploads hold together.
+    "MAX_UPLOAD_MB": conf.integer("MAX_UPLOAD_MB", 1024, minimum=1),
+    "UPLOAD_QUOTA_MB": conf.integer("UPLOAD_QUOTA_MB", 4096, minimum=1),
+    "MAX_ZIP_ENTRIES": conf.integer("MAX_ZIP_ENTRIES", 50_000, minimum=1),
+    "MAX_EXTRACTED_MB": conf.integer("MAX_EXTRACTED_MB", 2048, minimum=1),
     "JOBS_DIR": DATA_DIR / "jobs",
 }

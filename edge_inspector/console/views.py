@@ -15,6 +15,7 @@ from django.db.models import Avg, Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from edge_inspector.card import CardError
@@ -24,6 +25,7 @@ from .forms import DatasetFolderForm, DatasetUploadForm, ImportModelForm, Review
 from .models import AuditLog, Dataset, TrainedModel, TrainingJob, Verdict, audit
 from .promote import PromoteError, promote
 from .registry import metric_columns, register_card
+from .uploads import UploadLimits, UploadRefused, check_quota
 
 log = logging.getLogger(__name__)
 STATS_WINDOW = timedelta(hours=1)
@@ -179,6 +181,15 @@ def gallery(request: HttpRequest) -> HttpResponse:
     return render(request, "console/gallery.html", context)
 
 
+def _local_next(request: HttpRequest, default: str) -> str:
+    """The form's ``next`` when it is a path on this console, else ``default``: never an open redirect."""
+    target = request.POST.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return target
+    return default
+
+
 @require_POST
 def review_verdict(request: HttpRequest, pk: int) -> HttpResponse:
     """The "false alarm" button: mark a defect verdict for review, with an optional note."""
@@ -191,7 +202,7 @@ def review_verdict(request: HttpRequest, pk: int) -> HttpResponse:
     audit(request.user, "verdict.false_alarm", verdict=verdict.pk, camera=verdict.camera, frame=verdict.frame,
           note=note)
     messages.success(request, f"{verdict.camera} frame {verdict.frame} marked as a false alarm for review.")
-    return redirect(request.POST.get("next") or "gallery")
+    return redirect(_local_next(request, "gallery"))
 
 
 # --- datasets ------------------------------------------------------------------------------------
@@ -226,9 +237,25 @@ def _after_validation(request, record: Dataset) -> HttpResponse:
 @require_POST
 def dataset_upload(request: HttpRequest) -> HttpResponse:
     form = DatasetUploadForm(request.POST, request.FILES)
+    refused = getattr(request, "console_upload_refused", None)  # set by uploads.LimitedUploadHandler
+    if refused:
+        form = DatasetUploadForm(request.POST)
+        form.is_valid()
+        form.add_error(None, refused)
+        audit(request.user, "dataset.upload_refused", name=request.POST.get("name", ""), error=refused)
+        return _datasets_page(request, upload_form=form, status=413)
     if not form.is_valid():
         return _datasets_page(request, upload_form=form, status=400)
-    path = datasets.store_upload(form.cleaned_data["archive"], form.cleaned_data["name"])
+    archive = form.cleaned_data["archive"]
+    try:
+        limits = UploadLimits.current()
+        check_quota(request.user.get_username(), archive.size, limits)
+        path = datasets.store_upload(archive, form.cleaned_data["name"])
+    except UploadRefused as exc:
+        form.add_error("archive", str(exc))
+        audit(request.user, "dataset.upload_refused", name=form.cleaned_data["name"], size=archive.size,
+              error=str(exc))
+        return _datasets_page(request, upload_form=form, status=413)
     record = Dataset.objects.create(
         name=form.cleaned_data["name"], source="zip", path=str(path), category=form.cleaned_data["category"],
         created_by=request.user.get_username(),
