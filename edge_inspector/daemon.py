@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ from .sources.base import list_images
 log = logging.getLogger(__name__)
 
 Override = Callable[[DaemonConfig], DaemonConfig]
+
+
+#: Exit code when the run ended normally but some verdicts could not be handed to a publisher (a
+#: publisher raised or was closed): the log's last ERROR line says how many, per sink.
+EXIT_NOT_HANDED_OVER = 3
 
 
 class StartupError(RuntimeError):
@@ -208,6 +214,8 @@ class Daemon:
         assert self.pipeline is not None, "start() first"
         watchdog = self._start_watchdog()
         code = 0
+        reload_waiting_since: float | None = None
+        reload_warned = False
         while True:
             self.wake.wait(0.2)
             self.wake.clear()
@@ -215,8 +223,15 @@ class Daemon:
                 log.info("stop requested: draining in-flight frames")
                 break
             if self.reload_requested:
-                self.reload_requested = False
-                self.reload()
+                if self.pipeline.settled():  # serialised: one reload in flight at a time (F1)
+                    self.reload_requested = False
+                    reload_waiting_since = None
+                    self.reload()
+                else:  # SIGHUPs meanwhile coalesce; the file is read when the reload runs
+                    reload_waiting_since = reload_waiting_since or time.monotonic()
+                    if time.monotonic() - reload_waiting_since > 10 and not reload_warned:
+                        log.warning("reload waits: the previous reload has not taken over yet (a stage is busy)")
+                        reload_warned = True
             if self.pipeline.crashed.is_set():
                 log.error("a pipeline stage crashed; stopping")
                 code = 1
@@ -269,7 +284,13 @@ class Daemon:
         self.metrics.shutdown()
         c = self.pipeline.counters
         log.info("stopped: %d frames grabbed, %d dropped, %d published", c["grabbed"], c["dropped"], c["published"])
-        return 0 if ok else 1
+        lost = self.pipeline.lost
+        if lost:
+            log.error("%d verdict hand-over(s) failed (%s): those verdicts did not reach every sink; exit code %d",
+                      sum(lost.values()), ", ".join(f"{k}: {v}" for k, v in sorted(lost.items())), EXIT_NOT_HANDED_OVER)
+        if not ok:
+            return 1
+        return EXIT_NOT_HANDED_OVER if lost else 0
 
     # -- reload -------------------------------------------------------------------------------
     def reload(self) -> bool:
