@@ -243,12 +243,17 @@ class SparkplugPublisher:
             log.warning("sparkplug: primary host %s went offline; ending the session (NDEATH) and reconnecting",
                         self.cfg.primary_host_id)
             with self._lock:
-                self._client.publish(topic(self.group, "NDEATH", self.node), self._death_payload(), qos=1)
+                info = self._client.publish(topic(self.group, "NDEATH", self.node), self._death_payload(), qos=1)
                 self._node_born = False
-            threading.Thread(target=self._new_session, name="sparkplug-session", daemon=True).start()
+            threading.Thread(target=self._new_session, args=(info,), name="sparkplug-session", daemon=True).start()
 
-    def _new_session(self) -> None:
-        """Disconnect (on_disconnect moves bdSeq on and re-arms the will), then connect again."""
+    def _new_session(self, death: mqtt.MQTTMessageInfo) -> None:
+        """Once NDEATH is acknowledged, disconnect (on_disconnect moves bdSeq on and re-arms the will), then
+        connect again; an unacknowledged NDEATH would otherwise be resent in the next session."""
+        try:
+            death.wait_for_publish(timeout=5.0)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("sparkplug: NDEATH not confirmed before ending the session: %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
         if not self._closed:
