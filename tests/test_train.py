@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,19 @@ def test_cli_train_normal_only_kind_keeps_every_defect_for_val_and_test(tmp_path
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "+ 10 defective images (val)" in out
+
+    # issue 19.6: export takes a plain-folders dataset (masks skipped) and says what a missing folder should be
+    (data / "masks" / "spot").mkdir(parents=True)
+    (data / "masks" / "spot" / "a.png").write_bytes(b"not a png")  # fails the export if it were read as a sample
+    for images, n in (("my-part", 50), ("my-part/normal", 4)):
+        rc = main(["export", "models/my-part-feature_memory.card.json", "--images", images, "--count", str(n),
+                   "--out", "bundle/my-part-v1"])
+        out = capsys.readouterr().out
+        assert rc == 0 and f"checked: {n} images" in out, out  # 30 normal + 20 defects, not the mask
+    assert (tmp_path / "bundle" / "my-part-v1" / "my-part-feature_memory.card.json").is_file()
+    assert main(["export", "models/my-part-feature_memory.card.json", "--images", "my-part/test"]) == 1
+    assert "my-part/test: no such folder" in capsys.readouterr().out
+    shutil.rmtree(data / "masks")
 
     # a supervised kind keeps the ordinary stratified split (it learns from the defects)
     dataset = load_dataset(data)

@@ -18,12 +18,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", type=Path, help="model .onnx or its .card.json")
     p.add_argument("--out", type=Path, help="deploy folder to copy model + card (+ calibration) into")
-    p.add_argument("--images", type=Path, help="folder (searched recursively) of sample images to run")
+    p.add_argument("--images", type=Path,
+                   help="folder of sample images to run, searched recursively (a dataset folder works: "
+                   "my-part/ or my-part/normal for plain folders, my-part/test for MVTec; masks are skipped)")
     p.add_argument("--count", type=int, default=4, help="number of sample images")
     p.add_argument("--calibration-dir", type=Path, default=Path("calibration"),
                    help="where the model's calibration record is looked up")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
     p.set_defaults(func=run)
+
+
+# Dataset sub-folders that hold defect masks, not part images (plain folders, MVTec).
+MASK_FOLDERS = frozenset({"masks", "ground_truth"})
 
 
 def _sample_batch(images: Path | None, count: int, height: int, width: int):
@@ -34,7 +40,11 @@ def _sample_batch(images: Path | None, count: int, height: int, width: int):
     if images is None:
         return np.random.default_rng(0).uniform(0, 1, (max(count, 2), 3, height, width)).astype(np.float32)
     exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-    files = sorted(f for f in images.rglob("*") if f.suffix.lower() in exts)[:max(count, 1)]
+    if not images.is_dir():
+        raise FileNotFoundError(f"--images {images}: no such folder (pass a folder of part images, e.g. "
+                                "my-part/normal for plain folders or my-part/test for an MVTec layout)")
+    files = sorted(f for f in images.rglob("*") if f.suffix.lower() in exts and f.is_file()
+                   and not MASK_FOLDERS & set(f.relative_to(images).parts[:-1]))[:max(count, 1)]
     if not files:
         raise FileNotFoundError(f"{images}: no images found (expected {', '.join(sorted(exts))})")
     return to_batch([decode_image(f) for f in files], height, width)
