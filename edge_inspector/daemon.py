@@ -190,6 +190,8 @@ class Daemon:
         sdnotify.ready(f"inspecting {len(cfg.cameras)} camera(s)")
 
     def _record_models(self, gen: Generation) -> None:
+        self.metrics.init_series([c.id for c in gen.config.cameras], [getattr(p, "name", "unknown")
+                                                                       for p in gen.publishers])
         self.metrics.clear_models()
         for mcfg, model in gen.models:
             self.metrics.set_model(model.name, model.card.version, mcfg.backend)

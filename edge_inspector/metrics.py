@@ -19,10 +19,29 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import start_http_server
 
 PREFIX = "edge_inspector"
+
+# The ``*_created`` companion series (one per counter/histogram child) carry nothing an operator
+# graphs or alerts on, and doubled the exposition; Prometheus detects counter resets itself.
+disable_created_metrics()
+
+#: Label values initialised to 0 for every camera/sink, so that ``rate(...)``/``increase(...)``
+#: alerts and the dashboard's "Errors"/"Publish failures" panels have a series on a healthy line
+#: (a counter that does not exist yet cannot be evaluated, and Grafana shows "No data").
+VERDICTS = ("ok", "defect", "error")
+ERROR_REASONS = ("source", "frame", "model")
+DROP_REASONS = ("queue_full",)
 
 #: Latency buckets in seconds: 100 us ... 10 s, dense below 100 ms where the stages live.
 STAGE_BUCKETS: tuple[float, ...] = (
@@ -48,6 +67,20 @@ STAGE_BUCKETS: tuple[float, ...] = (
 )
 
 
+def _build_labels() -> dict[str, str]:
+    import platform
+
+    from . import __version__
+
+    try:
+        from importlib.metadata import version
+
+        ort = version("onnxruntime")
+    except Exception:  # noqa: BLE001 - a build without onnxruntime (or an odd wheel name) still starts
+        ort = "none"
+    return {"version": __version__, "python": platform.python_version(), "onnxruntime": ort}
+
+
 class Metrics:
     """All metrics of one daemon instance, registered in a private registry.
 
@@ -67,7 +100,8 @@ class Metrics:
         )
         self.stage_seconds = Histogram(
             f"{PREFIX}_stage_seconds",
-            "Time spent in a pipeline stage (grab, preprocess, infer, decide, publish).",
+            "Time spent in a pipeline stage (grab, preprocess, infer, decide, save, publish) and per frame from "
+            "capture to published (total).",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=r,
@@ -77,6 +111,11 @@ class Metrics:
         )
         self.frames_dropped_total = Counter(
             f"{PREFIX}_frames_dropped_total", "Frames dropped, by reason (queue_full, decode, ...).",
+            ["camera", "reason"], registry=r,
+        )
+        self.folder_skipped_total = Counter(
+            f"{PREFIX}_folder_skipped_total", "Entries of a watched folder skipped (counted once each), by reason "
+            "(link_outside, link_loop, permission, dangling_link, not_a_file, link_replaced, unreadable).",
             ["camera", "reason"], registry=r,
         )
         self.publish_failures_total = Counter(
@@ -117,6 +156,14 @@ class Metrics:
             f"{PREFIX}_publish_seconds", "Time a publisher's publish() call took (handing over, not delivery).",
             ["sink"], buckets=STAGE_BUCKETS, registry=r,
         )
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info", "Version of the running daemon and its runtime (value is always 1).",
+            ["version", "python", "onnxruntime"], registry=r,
+        )
+        self.build_info.labels(**_build_labels()).set(1)
+        # process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds...: what a
+        # months-long daemon is watched for (bench/soak.py measures the same).
+        ProcessCollector(registry=r)
         from .operations import OpsMetrics  # drift alarm, shadow agreement, review capture
 
         self.ops = OpsMetrics(r)
@@ -128,6 +175,19 @@ class Metrics:
     def set_model(self, name: str, version: str, backend: str) -> None:
         """Record a loaded model; call once per model after (re)loading."""
         self.model_info.labels(name=name, version=version, backend=backend).set(1)
+
+    def init_series(self, cameras: list[str], sinks: list[str]) -> None:
+        """Create the known label sets at 0 (see :data:`VERDICTS`); idempotent, call after (re)loading."""
+        for camera in cameras:
+            self.frames_total.labels(camera=camera)
+            for verdict in VERDICTS:
+                self.verdicts_total.labels(camera=camera, verdict=verdict)
+            for reason in ERROR_REASONS:
+                self.errors_total.labels(camera=camera, reason=reason)
+            for reason in DROP_REASONS:
+                self.frames_dropped_total.labels(camera=camera, reason=reason)
+        for sink in sinks:
+            self.publish_failures_total.labels(sink=sink)
 
     def clear_models(self) -> None:
         """Forget the model_info series, e.g. before a reload registers the new set."""

@@ -178,6 +178,8 @@ class _Prometheus:
 def _drive(m: Metrics, stop: threading.Event) -> None:
     """Make every dashboard/alert expression meaningful: cam1 runs, cam2 is stalled and down,
     the broker is disconnected and the spool grows and overflows."""
+    m.init_series(["cam1", "cam2"], ["mqtt"])  # as the daemon does at start: zeros for every known label set
+    m.broker_connect_failures_total.labels(client="mqtt", reason="tls_unknown_ca")
     m.frames_total.labels(camera="cam2").inc()
     m.source_up.labels(camera="cam1").set(1)
     m.source_up.labels(camera="cam2").set(0)
@@ -195,6 +197,9 @@ def _drive(m: Metrics, stop: threading.Event) -> None:
         m.queue_depth.labels(queue="infer").set(n % 4)
         m.frames_dropped_total.labels(camera="cam1", reason="queue_full").inc()
         m.errors_total.labels(camera="cam1", reason="decode").inc()
+        m.errors_total.labels(camera="cam1", reason="model").inc()
+        m.verdicts_total.labels(camera="cam1", verdict="error").inc()
+        m.broker_connect_failures_total.labels(client="mqtt", reason="tls_unknown_ca").inc()
         m.publish_failures_total.labels(sink="mqtt").inc()
         m.publish_seconds.labels(sink="mqtt").observe(0.0004)
         m.spool_messages.set(n * 10)
