@@ -90,6 +90,20 @@ def fusion_problems(cfg: DaemonConfig, models: list[LoadedModel]) -> list[str]:
     return []
 
 
+def publisher_warning(cfg: DaemonConfig) -> str | None:
+    """The loud line for a configuration that sends its verdicts nowhere, or None.
+
+    A config without a ``publishers:`` section validates and runs, and every verdict is lost
+    (metrics and saved frames only): said at start and by check-config. ``publishers: []`` written
+    out is the explicit opt-out (offline tests, metrics-only trials) and stays quiet.
+    """
+    if cfg.publishers or "publishers" in cfg.model_fields_set:
+        return None
+    return ("no publishers configured: verdicts are sent nowhere (only counted in the metrics and saved "
+            "frames); add a publishers: section (jsonl, zmq, mqtt; see docs/configuration.md), or write "
+            "'publishers: []' to run without one on purpose")
+
+
 def source_problems(cfg: DaemonConfig) -> list[str]:
     """Files and folders a source needs that are missing (a camera device is only known at open)."""
     problems = []
@@ -187,6 +201,8 @@ class Daemon:
         self.pipeline.start()
         log.info("line %s: %d camera(s), models %s, fusion %s, %d publisher(s)", cfg.line, len(cfg.cameras),
                  [m.name for _, m in gen.models], cfg.fusion.rule, len(gen.publishers))
+        if (warning := publisher_warning(cfg)) is not None:
+            log.warning("%s: %s", self.config_path, warning)
         sdnotify.ready(f"inspecting {len(cfg.cameras)} camera(s)")
 
     def _record_models(self, gen: Generation) -> None:

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
-    from ..daemon import load_models, source_problems
+    from ..daemon import load_models, publisher_warning, source_problems
 
     try:
         cfg = load_config(args.file)
@@ -54,4 +54,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  fusion {cfg.fusion.rule}; publishers: {', '.join(p.type for p in cfg.publishers) or 'none'}; "
           f"saving {cfg.saving.mode}; metrics "
           f"{f'{cfg.metrics.host}:{cfg.metrics.port}' if cfg.metrics.enabled else 'off'}")
+    if (warning := publisher_warning(cfg)) is not None:
+        print(f"warning: {warning}")
     return 0
