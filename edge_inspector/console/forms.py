@@ -5,9 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 
 from django import forms
+from django.conf import settings
 
-from .jobs import DETECTOR_KINDS
+from .jobs import DETECTOR_KINDS, JobArgumentError, check_name, parse_extra_args
 from .models import Dataset
+
+
+def inside_roots(text: str, roots: list[Path], setting: str, what: str) -> Path:
+    """``text`` as a resolved absolute path inside one of ``roots`` (links resolved first), else a form error.
+
+    The message names the allowed folders and the setting, not what lies on the server outside them.
+    """
+    path = Path(text)
+    if not path.is_absolute():
+        raise forms.ValidationError(f"{text}: expected an absolute path")
+    try:
+        resolved = path.resolve()
+    except (OSError, ValueError) as exc:
+        raise forms.ValidationError(f"{text}: not a usable path ({exc})") from exc
+    for root in roots:
+        root = Path(root).resolve()
+        if resolved == root or root in resolved.parents:
+            return resolved
+    if not roots:
+        raise forms.ValidationError(f"{what} from server paths is turned off: set {setting} to the folders "
+                                    "allowed (comma-separated)")
+    raise forms.ValidationError(f"{text}: not inside an allowed folder ({', '.join(map(str, roots))}; "
+                                f"set by {setting})")
 
 
 class BootstrapForm(forms.Form):
@@ -47,12 +71,11 @@ class DatasetFolderForm(BootstrapForm):
     category = forms.CharField(max_length=100, required=False, help_text=CATEGORY_HELP)
 
     def clean_path(self):
-        path = Path(self.cleaned_data["path"]).expanduser()
-        if not path.is_absolute():
-            raise forms.ValidationError(f"{path}: expected an absolute path")
+        path = inside_roots(self.cleaned_data["path"], settings.CONSOLE["DATASET_ROOTS"],
+                            "EDGE_INSPECTOR_DATASET_ROOTS", "Registering datasets")
         if not path.exists():
             raise forms.ValidationError(f"{path}: no such file or folder")
-        return str(path.resolve())
+        return str(path)
 
 
 class TrainingForm(BootstrapForm):
@@ -66,14 +89,48 @@ class TrainingForm(BootstrapForm):
                                 help_text="Epochs (autoencoder, classifier).")
     evaluate = forms.BooleanField(required=False, initial=True, help_text="Evaluate on the test split afterwards.")
     extra_args = forms.CharField(
-        max_length=500, required=False, label="Extra arguments", help_text="Passed to `edge-inspector train` as is."
+        max_length=500, required=False, label="Extra arguments",
+        help_text="More `edge-inspector train` flags: --max-train, --threads, --scheme, --val-fraction, "
+        "--split-seed, --backbone, --calibration, --method, --target, --option KEY=NUMBER, --quiet.",
     )
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        try:
+            return check_name(name) if name else ""
+        except JobArgumentError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean_extra_args(self):
+        text = self.cleaned_data["extra_args"]
+        try:
+            parse_extra_args(text)
+        except JobArgumentError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return text
 
 
 class ReviewForm(BootstrapForm):
     note = forms.CharField(max_length=1000, required=False)
 
 
+def import_roots() -> list[Path]:
+    """Where cards may be imported from: the daemon's models dir, the console's job folders, IMPORT_ROOTS."""
+    c = settings.CONSOLE
+    return [Path(c["MODELS_DIR"]), Path(c["JOBS_DIR"]), *c.get("IMPORT_ROOTS", [])]
+
+
 class ImportModelForm(BootstrapForm):
-    card_path = forms.CharField(max_length=1000, label="Card path", help_text="Path of an existing <name>.card.json.")
+    card_path = forms.CharField(max_length=1000, label="Card path", help_text="Path of an existing <name>.card.json "
+                                "in the models folder, a job folder or EDGE_INSPECTOR_IMPORT_ROOTS.")
     report_dir = forms.CharField(max_length=1000, required=False, help_text="Folder with report.json (optional).")
+
+    def clean_card_path(self):
+        return str(inside_roots(self.cleaned_data["card_path"], import_roots(), "EDGE_INSPECTOR_IMPORT_ROOTS",
+                                "Importing models"))
+
+    def clean_report_dir(self):
+        text = self.cleaned_data["report_dir"]
+        if not text:
+            return ""
+        return str(inside_roots(text, import_roots(), "EDGE_INSPECTOR_IMPORT_ROOTS", "Importing reports"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -37,24 +38,140 @@ DETECTOR_KINDS = [
 ]
 
 
+class JobArgumentError(ValueError):
+    """A training job's name or extra arguments are outside what the console allows; the message says which."""
+
+
+# Model names become file names in the job's output folder: one plain name, nothing that is a path.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name) or ".." in name:
+        raise JobArgumentError(f"name {name!r}: expected letters, digits, '.', '_' or '-' (at most 100, no '..', "
+                               "no '/'), e.g. widget-fm")
+    return name
+
+
+def _number(kind: type, low: float, high: float):
+    def check(flag: str, value: str) -> str:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise JobArgumentError(f"{flag} {value!r}: expected a {kind.__name__} from {low} to {high}")
+        return value
+    return check
+
+
+def _choice(*choices: str):
+    def check(flag: str, value: str) -> str:
+        if value not in choices:
+            raise JobArgumentError(f"{flag} {value!r}: expected one of {', '.join(choices)}")
+        return value
+    return check
+
+
+_OPTION_KEY = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+
+
+def _detector_option(flag: str, value: str) -> str:
+    """``KEY=VALUE`` where VALUE is a number, a boolean or a list of numbers: never a string, so never a path."""
+    key, sep, raw = value.partition("=")
+    try:
+        parsed = json.loads(raw) if sep else None
+    except ValueError:
+        parsed = None
+    numbers = (int, float)
+    ok = (isinstance(parsed, bool | int | float)
+          or (isinstance(parsed, list) and len(parsed) <= 64
+              and all(isinstance(v, numbers) and not isinstance(v, bool) for v in parsed)))
+    if not _OPTION_KEY.fullmatch(key.replace("-", "_")) or not ok:
+        raise JobArgumentError(f"{flag} {value!r}: expected KEY=NUMBER, KEY=true/false or KEY=[numbers], "
+                               "e.g. coreset_ratio=0.05 (options naming files are for the command line)")
+    return value
+
+
+# The `edge-inspector train` flags a console user may add. Everything that names a file or folder
+# (--out, --calibration-dir, --include-review, string --option values) or that the form sets
+# itself (--name, --model, --seed, --input-size, --epochs, --category) is refused.
+EXTRA_FLAGS: dict[str, object] = {
+    "--max-train": _number(int, 1, 1_000_000),
+    "--threads": _number(int, 1, 64),
+    "--scheme": _choice("native", "stratified"),
+    "--val-fraction": _number(float, 0.0, 0.9),
+    "--split-seed": _number(int, 0, 2**31 - 1),
+    "--backbone": _choice("lite0", "lite1", "lite2"),
+    "--calibration": _choice("val", "train", "none"),
+    "--method": _choice("auto", "fpr", "f1", "recall"),
+    "--target": _number(float, 0.0, 1.0),
+    "--option": _detector_option,
+    "-o": _detector_option,
+    "--quiet": None,
+    "-q": None,
+}
+
+
+def parse_extra_args(text: str) -> list[str]:
+    """The extra arguments as argv items, each flag on the whitelist with a checked value."""
+    try:
+        tokens = shlex.split(text or "")
+    except ValueError as exc:
+        raise JobArgumentError(f"extra arguments: {exc}") from exc
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        flag, eq, inline = token.partition("=") if token.startswith("--") else (token, "", "")
+        if flag not in EXTRA_FLAGS:
+            allowed = ", ".join(sorted(f for f in EXTRA_FLAGS if f.startswith("--")))
+            what = ("is not allowed here" if token.startswith("-")
+                    else "is not a flag (positional arguments are set by the console)")
+            raise JobArgumentError(f"extra arguments: {token!r} {what}; allowed: {allowed}")
+        check = EXTRA_FLAGS[flag]
+        if check is None:
+            if eq:
+                raise JobArgumentError(f"extra arguments: {flag} takes no value")
+            out.append(flag)
+            i += 1
+            continue
+        if eq:
+            value = inline
+            i += 1
+        else:
+            if i + 1 >= len(tokens):
+                raise JobArgumentError(f"extra arguments: {flag} needs a value")
+            value = tokens[i + 1]
+            i += 2
+        out += [flag, check(flag, value)]
+    return out
+
+
 def _command(key: str, default: list[str]) -> list[str]:
     configured = settings.CONSOLE.get(key) or ""
     return shlex.split(configured) if configured else default
 
 
 def build_steps(job: TrainingJob, out_dir: Path, report_dir: Path) -> list[dict]:
-    """The argv of each step; ``{card}`` stands for the card the train step will produce."""
+    """The argv of each step; ``{card}`` stands for the card the train step will produce.
+
+    The name and extra arguments are checked again here (a job queued by an older console, or a
+    row edited in the database, gets no further than this), and the extra arguments come first so
+    the console's own ``--out``/``--name`` are the ones argparse keeps.
+    """
     cli = [sys.executable, "-m", "edge_inspector"]
     train = _command("TRAIN_COMMAND", [*cli, "train"])
     opts = job.options or {}
-    argv = [*train, job.dataset.path, "--model", job.kind, "--out", str(out_dir)]
+    extra = parse_extra_args(opts.get("extra_args", "") or "")
+    argv = [*train, job.dataset.path, *extra, "--model", job.kind, "--out", str(out_dir)]
     if opts.get("name"):
-        argv += ["--name", str(opts["name"])]
+        argv += ["--name", check_name(str(opts["name"]))]
     for key, flag in (("seed", "--seed"), ("input_size", "--input-size"), ("epochs", "--epochs")):
         if opts.get(key) not in (None, ""):
             argv += [flag, str(int(opts[key]))]
     category = ["--category", job.dataset.category] if job.dataset.category else []
-    argv += category + shlex.split(opts.get("extra_args", "") or "")
+    argv += category
     steps = [{"name": "train", "argv": argv}]
     if opts.get("evaluate", True):
         evaluate = _command("EVALUATE_COMMAND", [*cli, "evaluate"])
@@ -188,6 +305,10 @@ def tick() -> None:
                 except OSError as exc:
                     nxt.status, nxt.error, nxt.finished_at = "failed", f"cannot start worker: {exc}", timezone.now()
                     nxt.save()
+                except JobArgumentError as exc:
+                    nxt.status, nxt.error, nxt.finished_at = "failed", f"refused: {exc}", timezone.now()
+                    nxt.save()
+                    audit(None, "job.refused", job=nxt.pk, error=str(exc))
 
 
 def recover() -> None:

@@ -52,6 +52,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "edge_inspector.console.roles.role_context",
             ],
         },
     },
@@ -108,6 +109,10 @@ CONSOLE = {
     "TRAIN_COMMAND": conf.env("TRAIN_COMMAND", ""),
     "EVALUATE_COMMAND": conf.env("EVALUATE_COMMAND", ""),
     "UPLOADS_DIR": DATA_DIR / "datasets",
+    # Server folders an admin may name: datasets registered by path, and cards imported by path
+    # (besides the models dir and the console's own job folders). Nothing outside them is opened.
+    "DATASET_ROOTS": [Path(p).expanduser().resolve() for p in conf.path_list(conf.env("DATASET_ROOTS"))],
+    "IMPORT_ROOTS": [Path(p).expanduser().resolve() for p in conf.path_list(conf.env("IMPORT_ROOTS"))],
     # What a logged-in user may put on this disk (uploads.py): the request body, a ZIP's members and
     # unpacked size, and everything one user's uploads hold together.
     "MAX_UPLOAD_MB": conf.integer("MAX_UPLOAD_MB", 1024, minimum=1),

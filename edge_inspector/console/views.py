@@ -25,6 +25,7 @@ from .forms import DatasetFolderForm, DatasetUploadForm, ImportModelForm, Review
 from .models import AuditLog, Dataset, TrainedModel, TrainingJob, Verdict, audit
 from .promote import PromoteError, promote
 from .registry import metric_columns, register_card
+from .roles import Role, requires
 from .uploads import UploadLimits, UploadRefused, check_quota
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,7 @@ def _after_validation(request, record: Dataset) -> HttpResponse:
 
 
 @require_POST
+@requires(Role.ENGINEER)
 def dataset_upload(request: HttpRequest) -> HttpResponse:
     form = DatasetUploadForm(request.POST, request.FILES)
     refused = getattr(request, "console_upload_refused", None)  # set by uploads.LimitedUploadHandler
@@ -264,6 +266,7 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@requires(Role.ADMIN)  # a server path
 def dataset_folder(request: HttpRequest) -> HttpResponse:
     form = DatasetFolderForm(request.POST)
     if not form.is_valid():
@@ -283,14 +286,17 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@requires(Role.ENGINEER)
 def dataset_revalidate(request: HttpRequest, pk: int) -> HttpResponse:
     record = get_object_or_404(Dataset, pk=pk)
     record.status, record.error = "pending", ""
     record.save(update_fields=["status", "error"])
+    audit(request.user, "dataset.revalidate", dataset=record.pk, name=record.name)
     return _after_validation(request, record)
 
 
 # --- training ------------------------------------------------------------------------------------
+@requires(Role.ENGINEER, methods=("POST",))
 def training(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = TrainingForm(request.POST)
@@ -302,7 +308,8 @@ def training(request: HttpRequest) -> HttpResponse:
                 options={k: data[k] for k in ("name", "seed", "input_size", "epochs", "evaluate", "extra_args")},
                 created_by=request.user.get_username(),
             )
-            audit(request.user, "job.create", job=job.pk, kind=job.kind, dataset=job.dataset.name)
+            audit(request.user, "job.create", job=job.pk, kind=job.kind, dataset=job.dataset.name,
+                  dataset_id=job.dataset.pk, **job.options)
             jobs.tick()
             messages.success(request, f"Training job {job.pk} queued.")
             return redirect("job_detail", pk=job.pk)
@@ -344,6 +351,7 @@ def api_job(request: HttpRequest, pk: int) -> JsonResponse:
 
 
 @require_POST
+@requires(Role.ENGINEER)
 def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = jobs.cancel(get_object_or_404(TrainingJob, pk=pk), request.user)
     messages.info(request, f"Cancel requested for job {job.pk}.")
@@ -351,18 +359,20 @@ def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- models --------------------------------------------------------------------------------------
+@requires(Role.ADMIN, methods=("POST",))  # importing names a server path
 def model_list(request: HttpRequest) -> HttpResponse:
     """Comparison table of every known model's metrics, with a Chart.js chart of one metric."""
     form = ImportModelForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            model = register_card(Path(form.cleaned_data["card_path"]).expanduser(),
-                                  report_dir=Path(form.cleaned_data["report_dir"]).expanduser()
+            model = register_card(Path(form.cleaned_data["card_path"]),
+                                  report_dir=Path(form.cleaned_data["report_dir"])
                                   if form.cleaned_data["report_dir"] else None)
         except (CardError, OSError) as exc:
             form.add_error("card_path", str(exc))
         else:
-            audit(request.user, "model.import", model=model.name, card=model.card_path)
+            audit(request.user, "model.import", model=model.name, card=model.card_path,
+                  report_dir=form.cleaned_data["report_dir"])
             messages.success(request, f"Model {model.name} imported.")
             return redirect("model_detail", pk=model.pk)
     models = list(TrainedModel.objects.all())
@@ -410,6 +420,7 @@ def model_report(request: HttpRequest, pk: int, path: str = "report.html") -> Ht
 
 
 @require_POST
+@requires(Role.ADMIN)  # changes what the line runs
 def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
     model = get_object_or_404(TrainedModel, pk=pk)
     try:
@@ -428,5 +439,6 @@ def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
 
 # --- audit ---------------------------------------------------------------------------------------
 @require_GET
+@requires(Role.ENGINEER)
 def audit_log(request: HttpRequest) -> HttpResponse:
     return render(request, "console/audit.html", {"entries": AuditLog.objects.all()[:300]})

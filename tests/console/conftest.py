@@ -82,9 +82,28 @@ def committed_db():
 
 @pytest.fixture
 def user(db):
+    """The logged-in user of most tests: an admin (not a superuser); test_roles.py covers the others."""
     from django.contrib.auth import get_user_model
 
-    return get_user_model().objects.create_user("operator", password=PASSWORD)
+    from edge_inspector.console.roles import Role, set_role
+
+    user = get_user_model().objects.create_user("operator", password=PASSWORD)
+    set_role(user, Role.ADMIN)
+    return user
+
+
+def make_client(username: str, role: str):
+    """A logged-in test client for a new user with ``role`` (viewer, engineer, admin)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from edge_inspector.console.roles import Role, set_role
+
+    user = get_user_model().objects.create_user(username, password=PASSWORD)
+    set_role(user, Role.parse(role))
+    c = Client()
+    c.force_login(user)
+    return c
 
 
 @pytest.fixture
@@ -97,7 +116,7 @@ def client(user):
 
 
 @pytest.fixture
-def settings_console(tmp_path):
+def settings_console(tmp_path, tmp_path_factory):
     from django.conf import settings
 
     saved = dict(settings.CONSOLE)
@@ -110,6 +129,7 @@ def settings_console(tmp_path):
         TRAIN_COMMAND=STANDIN_TRAIN,
         EVALUATE_COMMAND=STANDIN_EVALUATE,
         BACKGROUND_VALIDATION=False,  # tests run in a rolled-back transaction a thread cannot see
+        DATASET_ROOTS=[tmp_path_factory.getbasetemp().resolve()],  # the generated datasets live there
     )
     yield settings.CONSOLE
     settings.CONSOLE.clear()

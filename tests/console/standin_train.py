@@ -2,8 +2,9 @@
 
 It loads the dataset with the real readers (so a bad dataset fails as it would), prints tqdm
 progress, and writes a tiny real ONNX model + card (tests/fixtures/models.make_model) and a
-calibration record, like train_model does. ``--sleep S`` slows it for cancel tests; ``--fail N``
-exits with status N after printing an error.
+calibration record, like train_model does. ``--option sleep=S`` slows it for cancel tests;
+``--option fail=N`` exits with status N after printing an error (``--option`` is one of the extra
+arguments the console lets through; the other whitelisted flags are accepted and ignored).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--input-size", type=int)
     p.add_argument("--epochs", type=int)
-    p.add_argument("--sleep", type=float, default=0.0)
-    p.add_argument("--fail", type=int, default=0)
-    args = p.parse_args()
+    p.add_argument("--option", "-o", action="append", default=[])
+    args, _ = p.parse_known_args()
+    options = dict(o.split("=", 1) for o in args.option)
+    args.sleep, args.fail = float(options.get("sleep", 0.0)), int(options.get("fail", 0))
     from tqdm import tqdm
 
     from edge_inspector.data.readers import load_dataset

@@ -65,8 +65,10 @@ def test_folder_dataset(client, settings_console, demo_dataset):
     response = client.post("/datasets/folder", {"name": "folder-ds", "path": str(demo_dataset)})
     assert response.status_code == 302
     assert Dataset.objects.get(name="folder-ds").status == "valid"
-    response = client.post("/datasets/folder", {"name": "nowhere", "path": "/nonexistent/dataset"})
+    response = client.post("/datasets/folder", {"name": "nowhere", "path": str(demo_dataset.parent / "missing")})
     assert response.status_code == 400 and b"no such file or folder" in response.content
+    response = client.post("/datasets/folder", {"name": "outside", "path": "/nonexistent/dataset"})
+    assert response.status_code == 400 and b"not inside an allowed folder" in response.content
 
 
 def test_multi_category_root_needs_a_category(client, settings_console, demo_dataset, tmp_path):
@@ -101,7 +103,7 @@ def test_background_validation(committed_db, settings_console, demo_dataset):
     from .conftest import PASSWORD
 
     settings_console["BACKGROUND_VALIDATION"] = True
-    get_user_model().objects.create_user("bg", password=PASSWORD)
+    get_user_model().objects.create_superuser("bg", password=PASSWORD)  # folders are an admin's
     c = Client()
     c.login(username="bg", password=PASSWORD)
     response = c.post("/datasets/folder", {"name": "bg", "path": str(demo_dataset)}, follow=True)

@@ -60,7 +60,7 @@ def test_job_lifecycle_done(client, settings_console, dataset):
 
 
 def test_job_failure_and_queue(client, settings_console, dataset):
-    failing = TrainingJob.objects.create(dataset=dataset, kind="autoencoder", options={"extra_args": "--fail 3"})
+    failing = TrainingJob.objects.create(dataset=dataset, kind="autoencoder", options={"extra_args": "--option fail=3"})
     queued = TrainingJob.objects.create(dataset=dataset, kind="autoencoder", options={"evaluate": False})
     jobs.tick()
     failing.refresh_from_db()
@@ -74,7 +74,7 @@ def test_job_failure_and_queue(client, settings_console, dataset):
 
 
 def test_cancel_running_job(client, settings_console, dataset):
-    job = TrainingJob.objects.create(dataset=dataset, kind="classifier", options={"extra_args": "--sleep 60"})
+    job = TrainingJob.objects.create(dataset=dataset, kind="classifier", options={"extra_args": "--option sleep=60"})
     jobs.tick()
     job.refresh_from_db()
     assert job.status == "running"
@@ -88,7 +88,7 @@ def test_cancel_running_job(client, settings_console, dataset):
 def test_job_survives_console_restart(settings_console, dataset):
     """A new console process finds a running worker by pid and finishes the job from its files."""
     job = TrainingJob.objects.create(dataset=dataset, kind="feature_memory",
-                                     options={"extra_args": "--sleep 1.5", "evaluate": False})
+                                     options={"extra_args": "--option sleep=1.5", "evaluate": False})
     jobs.tick()
     job.refresh_from_db()
     proc = jobs._children.pop(job.pid)  # forget the Popen, as a restarted console would
@@ -122,7 +122,8 @@ def _dead_pid() -> int:
 
 
 def test_cancel_queued_job(client, settings_console, dataset):
-    blocker = TrainingJob.objects.create(dataset=dataset, kind="feature_memory", options={"extra_args": "--sleep 60"})
+    blocker = TrainingJob.objects.create(dataset=dataset, kind="feature_memory",
+                                         options={"extra_args": "--option sleep=60"})
     jobs.tick()
     waiting = TrainingJob.objects.create(dataset=dataset, kind="feature_memory")
     client.post(f"/training/{waiting.pk}/cancel")
