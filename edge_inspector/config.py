@@ -73,10 +73,21 @@ class FolderSourceConfig(_Model):
     path: Path = Field(description="Folder to watch (created if missing).")
     pattern: str = Field(IMAGE_PATTERN, description="Comma-separated glob patterns of files to pick up.")
     settle_ms: int = Field(
-        300, ge=0, description="A file is read only once its size and mtime have been stable this long, so "
-        "partial writes are never read early. Temporary names (.tmp, .part, dot-files) are always ignored.")
-    poll_ms: int = Field(100, gt=0, description="How often the folder is listed.")
+        300, ge=0, le=3_600_000, description="A file is read only once its size and mtime have been stable this "
+        "long and it decodes (see incomplete_grace_ms). Temporary names (.tmp, .part, dot-files) are always "
+        "ignored: the safest writer writes <name>.tmp and renames it when complete.")
+    poll_ms: int = Field(100, gt=0, le=60_000, description="How often the folder is listed.")
     process_existing: bool = Field(True, description="Also inspect files already present at start-up.")
+    incomplete_grace_ms: int = Field(
+        5000, ge=0, le=3_600_000, description="A settled file that does not decode (or lacks its end marker) "
+        "is looked at again until it stayed unchanged this long; only then it gets its 'error' verdict. "
+        "Covers writers that pause longer than settle_ms.")
+    max_file_mb: float = Field(
+        256.0, gt=0, le=65_536, description="Files larger than this get an 'error' verdict without being read "
+        "(a huge file must not take the daemon's memory).")
+    follow_symlinks: bool = Field(
+        False, description="Follow symbolic links whose target is outside the watched folder. Off: such links "
+        "are skipped and counted (links to files inside the folder are always followed).")
 
 
 class ReplaySourceConfig(_Model):
@@ -126,8 +137,9 @@ class CameraConfig(_Model):
 class ModelConfig(_Model):
     path: Path = Field(description="Model card (<name>.card.json) or model file beside its card.")
     name: str | None = Field(None, description="Optional label; must match the card's name when given.")
-    backend: Literal["onnxruntime", "tensorrt"] = Field(
-        "onnxruntime", description="Inference backend (the PyTorch reference lives in the toolchain, not the daemon).")
+    backend: Literal["onnxruntime", "openvino", "tensorrt"] = Field(
+        "onnxruntime", description="Inference backend (the PyTorch reference lives in the toolchain, not the daemon). "
+        "'openvino' needs the [openvino] extra.")
     threads: int = Field(1, ge=0, description="Intra-op threads for CPU backends (0 = library default).")
     weight: float = Field(1.0, ge=0, description="Weight of this model in the 'weighted' fusion rule.")
     role: Literal["primary", "shadow"] = Field(
@@ -136,16 +148,35 @@ class ModelConfig(_Model):
     providers: list[str] | None = Field(
         None, description="onnxruntime only: execution providers in order of preference, e.g. "
         "[CUDAExecutionProvider, CPUExecutionProvider]. Default: CPU.")
-    precision: Literal["fp32", "fp16", "int8"] = Field(
-        "fp16", description="tensorrt only: which engine to load (as built by `edge-inspector build-engine`).")
+    precision: Literal["fp32", "bf16", "fp16", "int8"] | None = Field(
+        None, description="tensorrt: which engine to load (as built by `edge-inspector build-engine`; default "
+        "fp16). openvino: inference precision (default fp32); bf16/fp16 need device support, int8 needs a "
+        "model quantized by `edge-inspector export --precision int8`.")
     engine: Path | None = Field(
         None, description="tensorrt only: engine file; default <model>.<precision>.engine beside the model.")
-    device: int = Field(0, ge=0, description="tensorrt only: GPU index.")
+    device: int | str | None = Field(
+        None, description="tensorrt: GPU index (default 0). openvino: device name, CPU (default), GPU, GPU.1, "
+        "NPU or AUTO.")
+    cache_dir: Path | None = Field(
+        None, description="openvino only: compiled-model cache (fast restarts and reloads); default "
+        "$XDG_CACHE_HOME/edge-inspector/openvino.")
+
+    @model_validator(mode="after")
+    def _device_matches_backend(self) -> ModelConfig:
+        if self.backend == "tensorrt" and self.device is not None and (
+                not isinstance(self.device, int) or self.device < 0):
+            raise ValueError(f"device: tensorrt expects a GPU index (0, 1, ...), got {self.device!r}")
+        if self.backend == "openvino" and self.device is not None and not isinstance(self.device, str):
+            raise ValueError(f"device: openvino expects a device name (CPU, GPU, NPU, AUTO), got {self.device!r}")
+        return self
 
     def backend_options(self) -> dict:
         """Keyword arguments for ``LoadedModel.load`` beyond backend and threads."""
         if self.backend == "tensorrt":
-            return {"precision": self.precision, "engine": self.engine, "device": self.device}
+            return {"precision": self.precision or "fp16", "engine": self.engine, "device": self.device or 0}
+        if self.backend == "openvino":
+            return {"precision": self.precision or "fp32", "device": self.device or "CPU",
+                    "cache_dir": self.cache_dir}
         if self.backend == "onnxruntime" and self.providers:
             return {"providers": self.providers}
         return {}
@@ -335,6 +366,8 @@ def resolve_paths(cfg: DaemonConfig, base: Path) -> DaemonConfig:
         model.path = _resolve(model.path, base)
         if model.engine is not None:
             model.engine = _resolve(model.engine, base)
+        if model.cache_dir is not None:
+            model.cache_dir = _resolve(model.cache_dir, base)
     cfg.saving.dir = _resolve(cfg.saving.dir, base)
     cfg.review.dir = _resolve(cfg.review.dir, base)
     if cfg.drift.reference_file is not None:

@@ -159,6 +159,9 @@ class Grabber(Stage):
             source.seq = pipeline.seqs.start(camera.id)
         if pipeline.seqs.folder is not None and hasattr(source, "state_path"):
             source.state_path = pipeline.seqs.folder / f"{camera.id}.folder"
+        if hasattr(source, "on_skip"):  # a watched folder's bad entries (links, FIFOs...) are counted
+            skipped = self.metrics.folder_skipped_total
+            source.on_skip = lambda _name, reason: skipped.labels(camera=camera.id, reason=reason).inc()
         self.stopping = threading.Event()
         self.finished = False  # a finite source reached its end
         self.backoff = Backoff()
@@ -246,9 +249,10 @@ class Grabber(Stage):
                 return
             except queue.Full:
                 try:
-                    self.out.get_nowait()  # the oldest frame is worth least on a live line
+                    oldest = self.out.get_nowait()  # the oldest frame is worth least on a live line
                     self.dropped.inc()
                     self.pipeline.count("dropped")
+                    _done(oldest)  # dropped and counted: a watched folder must not wait for it
                 except queue.Empty:
                     pass
 
@@ -460,6 +464,7 @@ class PublisherStage(Stage):
                     p.not_handed_over(pub, verdict, f"{type(exc).__name__}: {exc}")
             if item.events:
                 item.gen.ops.dispatch(item.events, item.gen.publishers, verdict.line)
+            _done(item.frame)  # handed to every publisher: a watched folder may record its progress now
             now = time.perf_counter()
             self.timer.observe(now - t0)
             self.total.observe(time.monotonic() - item.frame.captured_mono)
@@ -670,6 +675,15 @@ class Pipeline:
         with self._lock:
             c = dict(self.counters)
         return c["grabbed"] - c["dropped"] - c["published"]
+
+
+def _done(frame: Any) -> None:
+    done = getattr(frame, "done", None)
+    if done is not None:
+        try:
+            done()
+        except Exception:  # noqa: BLE001 - progress bookkeeping must never stop publishing
+            log.exception("recording progress of frame %s/%s failed", frame.camera, frame.seq)
 
 
 def _close(pub: Any, timeout: float) -> None:

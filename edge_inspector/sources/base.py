@@ -38,6 +38,9 @@ class Frame:
     captured_wall: float = field(default_factory=time.time)
     error: str | None = None
     source: str | None = None  # file name or stream the frame came from
+    #: Called once the frame's verdict was handed to every publisher (or the frame was dropped and
+    #: counted): a watched folder records its progress only then, so a crash never skips a file.
+    done: Callable[[], None] | None = None
 
     @property
     def captured_at(self) -> str:

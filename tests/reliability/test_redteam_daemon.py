@@ -89,3 +89,186 @@ def test_f1_reloads_back_to_back_never_hand_a_verdict_to_a_closed_publisher(
     assert sorted(v["frame"] for v in written) == list(range(n))  # JSONL: every frame once
     got = sub.wait_for(n, timeout=20)
     assert sorted({json.loads(m.payload)["frame"] for m in got}) == list(range(n))  # MQTT: every frame
+
+
+# -- watched folders ---------------------------------------------------------------------------------
+def _png(seed: int, defect: bool = False) -> bytes:
+    import cv2
+
+    from tests.fixtures.models import make_frame
+
+    ok, data = cv2.imencode(".png", make_frame(defect, 64, seed))
+    assert ok
+    return data.tobytes()
+
+
+def _folder_config(tmp_path: Path, model: Path, extra_source: str = "", extra: str = "",
+                   metrics: str = "{enabled: true, port: 0}") -> Path:
+    return write_cfg(tmp_path / "config.yaml", f"""\
+line: f
+cameras:
+  - {{id: cam-0, source: {{type: folder, path: {tmp_path}/inbox, poll_ms: 20{extra_source}}}}}
+models:
+  - {{path: {model}}}
+publishers:
+  - {{type: jsonl, path: {tmp_path}/v.jsonl}}
+metrics: {metrics}
+{extra}""")
+
+
+def _metrics_port(daemon: DaemonProc) -> int:
+    line = wait_until(lambda: next((ln for ln in daemon.output().splitlines() if "metrics on http" in ln), None),
+                      what="metrics exporter", proc=daemon)
+    return int(line.rsplit(":", 1)[1].split("/")[0])
+
+
+def _names(path: Path) -> list[str]:
+    return [Path(v["source"]).name for v in read_jsonl(path)]
+
+
+def test_f2_bad_entries_in_a_watched_folder_are_skipped_and_counted_never_stop_the_camera(
+        tmp_path: Path, detector_card: Path) -> None:
+    """F2 + Low: a self-referencing link, a FIFO, links out of the folder (/etc/passwd, an image
+    elsewhere) are skipped and counted; the other files are inspected at once; nothing outside is read."""
+    import os
+
+    from tests.reliability.helpers import scrape
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "elsewhere.png").write_bytes(_png(7))
+    os.symlink("loop.png", inbox / "loop.png")  # points at itself: ELOOP
+    os.mkfifo(inbox / "fifo.png")  # opening it would block the grab thread forever
+    os.symlink("/etc/passwd", inbox / "passwd.png")
+    os.symlink(tmp_path / "elsewhere.png", inbox / "outside.png")
+    (inbox / "inside-target.png").write_bytes(_png(8))
+    os.symlink("inside-target.png", inbox / "inside-link.png")  # stays in the folder: followed
+    daemon = DaemonProc(["run", "--config", str(_folder_config(tmp_path, detector_card))], tmp_path)
+    try:
+        port = _metrics_port(daemon)
+        for i in range(5):
+            (inbox / f"part_{i}.png").write_bytes(_png(i))
+        wait_until(lambda: len(read_jsonl(tmp_path / "v.jsonl")) >= 7, timeout=10, what="7 verdicts", proc=daemon)
+        time.sleep(0.5)  # many more polls: each bad entry is counted once, not once per listing
+        m = scrape(port)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    finally:
+        daemon.kill()
+    names = sorted(_names(tmp_path / "v.jsonl"))
+    assert names == sorted([f"part_{i}.png" for i in range(5)] + ["inside-link.png", "inside-target.png"])
+    assert all(v["verdict"] != "error" for v in read_jsonl(tmp_path / "v.jsonl"))
+    assert m['edge_inspector_source_up{camera="cam-0"}'] == 1
+    skipped = {k: v for k, v in m.items() if k.startswith("edge_inspector_folder_skipped_total")}
+    assert skipped == {
+        'edge_inspector_folder_skipped_total{camera="cam-0",reason="link_loop"}': 1.0,
+        'edge_inspector_folder_skipped_total{camera="cam-0",reason="not_a_file"}': 1.0,
+        'edge_inspector_folder_skipped_total{camera="cam-0",reason="link_outside"}': 2.0,
+    }, skipped
+    assert "cannot list" not in daemon.output()
+
+
+def test_low_a_huge_file_gets_an_error_verdict_without_being_read(tmp_path: Path, detector_card: Path) -> None:
+    """Low: whole-file reads. A 64 MiB sparse '.png' (more than max_file_mb 16) is refused from its size."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with open(inbox / "huge.png", "wb") as fh:
+        fh.truncate(64 * 2**20)
+    (inbox / "ok.png").write_bytes(_png(1))
+    daemon = DaemonProc(["run", "--config", str(_folder_config(
+        tmp_path, detector_card, ", max_file_mb: 16, settle_ms: 0", metrics="{enabled: false}"))], tmp_path)
+    try:
+        wait_until(lambda: len(read_jsonl(tmp_path / "v.jsonl")) >= 2, timeout=10, what="2 verdicts", proc=daemon)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    finally:
+        daemon.kill()
+    by_name = {Path(v["source"]).name: v for v in read_jsonl(tmp_path / "v.jsonl")}
+    assert by_name["ok.png"]["verdict"] != "error"
+    assert by_name["huge.png"]["verdict"] == "error"
+    assert "64.0 MiB, more than max_file_mb 16" in by_name["huge.png"]["error"]
+
+
+def test_f5_kill_9_with_a_watched_folder_and_state_dir_loses_no_file(tmp_path: Path, detector_card: Path) -> None:
+    """F5: progress is recorded when the verdict is handed over, so files still queued at kill -9 are
+    inspected after the restart (none missed, at most the one being handed over inspected twice)."""
+    import os
+
+    n = 150
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    data = _png(3)
+    for i in range(n):  # every file its own mtime, in name order, as a camera writes them
+        (inbox / f"part_{i:04d}.png").write_bytes(data)
+        os.utime(inbox / f"part_{i:04d}.png", ns=(10**18 + i * 10**7, 10**18 + i * 10**7))
+    cfg = _folder_config(tmp_path, detector_card, ", settle_ms: 100", extra=f"state_dir: {tmp_path}/state\n",
+                         metrics="{enabled: false}")
+    daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+    try:
+        wait_until(lambda: len(read_jsonl(tmp_path / "v.jsonl")) >= 30, timeout=20, what="30 verdicts", proc=daemon)
+        daemon.signal(signal.SIGKILL)
+        daemon.proc.wait(5)
+    finally:
+        daemon.kill()
+    first = _names(tmp_path / "v.jsonl")
+    assert len(first) < n, "the kill came after the folder was done: nothing was in flight"
+    daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+    try:
+        wait_until(lambda: set(_names(tmp_path / "v.jsonl")) >= {f"part_{i:04d}.png" for i in range(n)},
+                   timeout=30, what="every file inspected", proc=daemon)
+        time.sleep(0.5)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    finally:
+        daemon.kill()
+    names = _names(tmp_path / "v.jsonl")
+    twice = sorted({x for x in names if names.count(x) > 1})
+    assert len(twice) <= 1, f"{len(twice)} files inspected twice: {twice[:10]}"
+
+
+def _slow_write(path: Path, data: bytes, chunks: int, pause: float) -> None:
+    step = -(-len(data) // chunks)
+    with open(path, "wb") as fh:
+        for k in range(chunks):
+            fh.write(data[k * step:(k + 1) * step])
+            fh.flush()
+            if k < chunks - 1:
+                time.sleep(pause)
+
+
+def test_f6_writers_that_pause_longer_than_settle_ms_get_one_decided_verdict_per_part(
+        tmp_path: Path, detector_card: Path) -> None:
+    """F6: PNG and JPEG parts written in 4 chunks with pauses of 0.35 s and 1.0 s (settle_ms 300)."""
+    import threading
+
+    import cv2
+
+    from tests.fixtures.models import make_frame
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    ok, jpg = cv2.imencode(".jpg", make_frame(True, 256, 5))
+    assert ok
+    parts = {f"slow_{i}.png": (_png(i, defect=i % 2 == 0) * 1, 0.35) for i in range(6)}
+    parts |= {f"slower_{i}.png": (_png(10 + i), 1.0) for i in range(2)}
+    parts |= {"slow.jpg": (jpg.tobytes(), 0.35), "slower.jpg": (jpg.tobytes(), 1.0)}
+    daemon = DaemonProc(["run", "--config", str(_folder_config(tmp_path, detector_card,
+                                                               metrics="{enabled: false}"))], tmp_path)
+    try:
+        wait_until(lambda: "opened" in daemon.output(), what="camera open", proc=daemon)
+        writers = [threading.Thread(target=_slow_write, args=(inbox / name, data, 4, pause))
+                   for name, (data, pause) in parts.items()]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        wait_until(lambda: len(read_jsonl(tmp_path / "v.jsonl")) >= len(parts), timeout=15, what="verdicts",
+                   proc=daemon)
+        time.sleep(1.5)  # longer than settle_ms several times over: any second verdict would be out
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    finally:
+        daemon.kill()
+    out = read_jsonl(tmp_path / "v.jsonl")
+    assert sorted(_names(tmp_path / "v.jsonl")) == sorted(parts), [(v["source"], v["verdict"]) for v in out]
+    assert [v for v in out if v["verdict"] == "error"] == []

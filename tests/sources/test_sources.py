@@ -86,6 +86,8 @@ class Collector:
     def _run(self):
         for frame in self.source.frames():
             self.frames.append(frame)
+            if frame.done is not None:  # as the pipeline does once the verdict is handed over
+                frame.done()
 
     def wait(self, n: int, timeout: float = 5.0):
         deadline = time.monotonic() + timeout
