@@ -5,10 +5,27 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
 from . import __version__, commands
+
+# OpenCV's own logger writes "[ WARN:0@..] ... PNG input buffer is incomplete" / "can't open camera by
+# index" to stderr on every bad frame and every reconnect attempt, beside the daemon's own (documented,
+# rate-limited) lines for the same event. Keep only its errors unless the user asks for more
+# (OPENCV_LOG_LEVEL=INFO or DEBUG when debugging a camera). Set before anything imports cv2.
+OPENCV_LOG_LEVEL = "ERROR"
+
+
+def quiet_opencv() -> None:
+    """Limit OpenCV's native logging to errors, unless ``OPENCV_LOG_LEVEL`` is set by the user."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        return
+    os.environ["OPENCV_LOG_LEVEL"] = OPENCV_LOG_LEVEL  # read by cv2 when it is first imported
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:  # already imported (an in-process caller): set it directly
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_opencv()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

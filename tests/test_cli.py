@@ -1,0 +1,49 @@
+"""The command line as a user runs it: OpenCV's own stderr logging does not duplicate the daemon's log."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_daemon_log_has_no_opencv_warnings_for_bad_frames_or_missing_cameras(tmp_path: Path,
+                                                                             detector_card: Path) -> None:
+    """Issue 19.9: a truncated PNG and a camera that cannot be opened give the daemon's own lines only."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    ok, png = cv2.imencode(".png", np.full((64, 64, 3), 100, np.uint8))
+    (frames / "000.png").write_bytes(png.tobytes())
+    (frames / "001.png").write_bytes(png.tobytes()[:200])  # truncated: OpenCV warns "PNG input buffer is incomplete"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"line: line-1\ncameras:\n  - id: cam-0\n    source: {{type: replay, path: {frames}}}\n"
+                      f"  - id: cam-1\n    source: {{type: camera, device: 97}}\n"
+                      f"models:\n  - path: {detector_card}\n"
+                      f"publishers: [{{type: jsonl, path: {tmp_path / 'verdicts.jsonl'}}}]\n"
+                      "metrics: {enabled: false}\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+    proc = subprocess.Popen([sys.executable, "-m", "edge_inspector", "run", "--config", str(config)], cwd=tmp_path,
+                            env={**env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        verdicts = tmp_path / "verdicts.jsonl"
+        while time.monotonic() < deadline and proc.poll() is None:
+            if verdicts.exists() and len(verdicts.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.2)
+        time.sleep(1.5)  # let the camera retry a few times (0.5 s, 1 s backoff)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert len(verdicts.read_text().splitlines()) == 2, out
+    assert '"error"' in verdicts.read_text()  # the truncated frame got its error verdict
+    assert "camera cam-1" in out and "attempt 2" in out, out  # the daemon's own retry lines are there
+    assert "[ WARN" not in out and "[ERROR" not in out, out
