@@ -47,6 +47,9 @@ Override = Callable[[DaemonConfig], DaemonConfig]
 #: Exit code when the run ended normally but some verdicts could not be handed to a publisher (a
 #: publisher raised or was closed): the log's last ERROR line says how many, per sink.
 EXIT_NOT_HANDED_OVER = 3
+#: Exit code of ``replay`` when verdicts were still undelivered (in the MQTT spool) at the end of
+#: ``--drain-timeout``; they are delivered at the next start.
+EXIT_UNDELIVERED = 4
 
 
 class StartupError(RuntimeError):
@@ -296,19 +299,31 @@ class Daemon:
         sdnotify.stopping()
         assert self.pipeline is not None
         ok = self.pipeline.drain(self.drain_timeout)
+        if self.delivery_timeout is not None:
+            wait_delivered(self.pipeline.generation.publishers, self.delivery_timeout)
         self.pipeline.close_publishers()
+        self.undelivered = sum(int(getattr(p, "undelivered", lambda: 0)()) for p in self.pipeline.generation.publishers)
         if self.pipeline.generation.ops is not None:
             self.pipeline.generation.ops.close()  # operator-flag listener
         self.metrics.shutdown()
         c = self.pipeline.counters
-        log.info("stopped: %d frames grabbed, %d dropped, %d published", c["grabbed"], c["dropped"], c["published"])
+        log.info("stopped: %d frames grabbed, %d dropped, %d published (handed to publishers), %s", c["grabbed"],
+                 c["dropped"], c["published"],
+                 f"{self.undelivered} NOT delivered (kept in the MQTT spool for the next start)" if self.undelivered
+                 else "all delivered")
         lost = self.pipeline.lost
         if lost:
             log.error("%d verdict hand-over(s) failed (%s): those verdicts did not reach every sink; exit code %d",
                       sum(lost.values()), ", ".join(f"{k}: {v}" for k, v in sorted(lost.items())), EXIT_NOT_HANDED_OVER)
         if not ok:
             return 1
-        return EXIT_NOT_HANDED_OVER if lost else 0
+        if lost:
+            return EXIT_NOT_HANDED_OVER
+        if self.undelivered and self.delivery_timeout is not None:
+            log.error("%d verdict(s) not delivered within --drain-timeout %.0f s; exit code %d", self.undelivered,
+                      self.delivery_timeout, EXIT_UNDELIVERED)
+            return EXIT_UNDELIVERED
+        return 0
 
     # -- reload -------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -375,12 +390,27 @@ def replay_override(folder: Path, rate_fps: float = 0.0, camera: str | None = No
     return apply
 
 
-def run_daemon(config_path: Path | str, override: Override | None = None, pid_file: Path | None = None) -> int:
+def wait_delivered(publishers: list[Any], timeout: float) -> int:
+    """Wait up to ``timeout`` s until every publisher that keeps undelivered messages has delivered them.
+
+    Returns how many are still waiting (the MQTT spool's entries; other sinks deliver on hand-over).
+    """
+    left = 0
+    deadline = time.monotonic() + timeout
+    for pub in publishers:
+        wait = getattr(pub, "wait_delivered", None)
+        if wait is not None:
+            left += int(wait(max(0.0, deadline - time.monotonic())))
+    return left
+
+
+def run_daemon(config_path: Path | str, override: Override | None = None, pid_file: Path | None = None,
+               delivery_timeout: float | None = None) -> int:
     """Entry point of ``run``/``replay``: start, run, drain; errors become exit code 1 with a message.
 
     ``pid_file`` lets tools outside systemd (the console's model promotion) send SIGHUP.
     """
-    daemon = Daemon(config_path, override)
+    daemon = Daemon(config_path, override, delivery_timeout=delivery_timeout)
     daemon.install_signals()  # before start, so a SIGTERM during model loading is not fatal
     try:
         daemon.start()

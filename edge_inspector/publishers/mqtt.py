@@ -96,6 +96,7 @@ class MqttPublisher:
         self._stop_sender = False
         self._drops_logged_at = 0.0
         self._drops_since_log = 0
+        self._left_at_close = 0
 
         client = make_client(cfg, client_id=self.client_id, who="mqtt", metrics=metrics,
                              will=Will(self.status_topic, "offline", qos=1, retain=True))
@@ -292,6 +293,27 @@ class MqttPublisher:
         """True after a successful CONNACK until the next disconnect."""
         return self._connected.is_set()
 
+    def wait_delivered(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for the spool to empty, connected or not (a replay's end: the broker
+        may come back). Returns the messages still undelivered; logs progress every 5 s."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        next_log = time.monotonic() + 5.0
+        self._wake.set()
+        while len(self.spool) and time.monotonic() < deadline:
+            if time.monotonic() >= next_log:
+                log.info("mqtt: waiting for broker %s:%d to take %d verdict(s) (%s, %.0f s left)", self.cfg.host,
+                         self.cfg.port, len(self.spool), "connected" if self.connected else "not connected",
+                         deadline - time.monotonic())
+                next_log += 5.0
+            time.sleep(0.05)
+        return len(self.spool)
+
+    def undelivered(self) -> int:
+        """Messages not acknowledged by the broker: in the spool now, or left in it by ``close()``."""
+        if self._closed:
+            return self._left_at_close
+        return len(self.spool)
+
     def close(self, timeout: float = 10.0) -> None:
         """Drain the spool while the broker is reachable (up to ``timeout``), say ``offline``, disconnect.
 
@@ -334,7 +356,8 @@ class MqttPublisher:
             successor._start()
             return
         self.metrics.broker_connected.set(0)
-        self.metrics.spool_messages.set(len(self.spool))
+        self._left_at_close = len(self.spool)
+        self.metrics.spool_messages.set(self._left_at_close)
         self.spool.close()
 
     def _drain(self, timeout: float) -> None:
