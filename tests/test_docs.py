@@ -213,8 +213,17 @@ def test_mkdocs_build_strict_offline(tmp_path: Path) -> None:
     index = (site / "index.html").read_text()
     assert "fonts.googleapis.com" not in index and "fonts.gstatic.com" not in index
     assert (site / "reference" / "verdict.schema.json").is_file()
-    consumer = (site / "integration" / "index.html").read_text()
+    consumer = (site / "integration.html").read_text()
     assert "Deduper" in consumer  # the example file was included, not a dangling snippet line
+    # browsable from disk (file://, no server): every local link names a file that exists, none a folder
+    for page in site.rglob("*.html"):
+        if page.name == "404.html":  # only a web server shows it (absolute links by design)
+            continue
+        for href in re.findall(r'href="([^"#?]+)', page.read_text()):
+            if re.match(r"[a-z]+:|//", href) or href.startswith("data:"):
+                continue
+            target = (page.parent / href).resolve()
+            assert target.is_file(), f"{page.relative_to(site)} links to {href}: not a file, a browser on file:// fails"
 
 
 # -- examples ---------------------------------------------------------------------------------------
