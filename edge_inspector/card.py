@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CARD_SUFFIX = ".card.json"
 ModelKind = Literal["classifier", "autoencoder", "feature_memory", "anomalib", "classical", "ensemble"]
@@ -29,6 +30,34 @@ ModelKind = Literal["classifier", "autoencoder", "feature_memory", "anomalib", "
 
 class CardError(ValueError):
     """A model card is missing, malformed, or does not match its model file."""
+
+
+# A card's input size decides how big every frame's tensor is (3 x H x W float32) before anything
+# else can refuse it: the red team's 12000x12000 card turned each frame into a 1.7 GB tensor and a
+# 5-frame replay into 6.9 GB RSS. 4096x4096 (192 MiB a frame) is far beyond any model we train;
+# tiling handles larger frames. EDGE_INSPECTOR_MAX_INPUT_PIXELS raises it for a deliberate site.
+MAX_INPUT_SIDE = 16384
+MAX_INPUT_PIXELS_DEFAULT = 4096 * 4096
+
+
+def max_input_pixels() -> int:
+    value = os.environ.get("EDGE_INSPECTOR_MAX_INPUT_PIXELS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else MAX_INPUT_PIXELS_DEFAULT
+
+
+def _confined_name(value: str, field: str) -> str:
+    """A file name relative to the card's folder: no absolute path, no '..', no backslash or NUL.
+
+    The red team pointed ``model_file`` at ``../../../../../../etc/passwd``: check-config opened
+    and hashed it (leaking a digest prefix of any readable file) and would have handed it to ONNX
+    Runtime with the right sha256.
+    """
+    parts = PurePosixPath(value).parts
+    if (not value or value.startswith("/") or "\\" in value or "\0" in value or ".." in parts
+            or (len(value) > 1 and value[1] == ":")):
+        raise ValueError(f"{field} {value!r}: expected a file name inside the card's folder "
+                         "(relative, no '..', no absolute path)")
+    return value
 
 
 class InputSpec(BaseModel):
@@ -40,6 +69,16 @@ class InputSpec(BaseModel):
     scale: Literal["0-1"] = Field("0-1", description="Pixel values are divided by 255 before the graph.")
     mean: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5], description="Applied inside the graph.")
     std: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5], description="Applied inside the graph.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> InputSpec:
+        limit = max_input_pixels()
+        if max(self.height, self.width) > MAX_INPUT_SIDE or self.height * self.width > limit:
+            gb = 3 * 4 * self.height * self.width / 1e9
+            raise ValueError(f"{self.height}x{self.width} = {self.height * self.width} pixels exceeds the limit of "
+                             f"{limit} pixels (sides <= {MAX_INPUT_SIDE}): each frame would be a {gb:.2f} GB "
+                             "tensor (EDGE_INSPECTOR_MAX_INPUT_PIXELS raises the limit)")
+        return self
 
 
 class ScoreNormalization(BaseModel):
@@ -90,6 +129,10 @@ class ModelCard(BaseModel):
     kind: ModelKind
     model_file: str = Field(description="File name of the model, relative to the card's folder.")
     model_sha256: str
+    external_data: dict[str, str] = Field(
+        default_factory=dict,
+        description="Every other file the model loads (ONNX external weights), relative to the card's folder -> "
+        "its sha256. load_card refuses a model that references a file not listed here.")
     input: InputSpec
     outputs: dict[str, str] = Field(default_factory=dict, description="Output name -> meaning.")
     classes: list[str] = Field(default_factory=list, description="Defect types for type_probs.")
@@ -99,6 +142,18 @@ class ModelCard(BaseModel):
     parameters: int | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     extra: dict = Field(default_factory=dict, description="Kind-specific details (backbone taps, ...).")
+
+    @field_validator("model_file")
+    @classmethod
+    def _model_file_confined(cls, value: str) -> str:
+        return _confined_name(value, "model_file")
+
+    @field_validator("external_data")
+    @classmethod
+    def _external_confined(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            _confined_name(name, "external_data")
+        return value
 
     # -- files ---------------------------------------------------------------------------------
     def model_path(self, card_path: Path) -> Path:
@@ -116,6 +171,74 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def onnx_external_files(model_path: Path) -> list[str]:
+    """The external-data locations an ONNX model references (initializers and constants in every subgraph).
+
+    Parsed without loading the data, so a model whose weights live in ``weights.bin`` names that
+    file here; ONNX Runtime would read it from the model's folder at session creation.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise several types for a bad file
+        raise CardError(f"{model_path}: not a readable ONNX model ({exc})") from exc
+    found: list[str] = []
+
+    def tensor(t) -> None:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in t.external_data if e.key == "location"), "")
+            if location not in found:
+                found.append(location)
+
+    def graph(g) -> None:
+        for t in g.initializer:
+            tensor(t)
+        for sparse in g.sparse_initializer:
+            tensor(sparse.values)
+            tensor(sparse.indices)
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    tensor(attr.t)
+                for t in attr.tensors:
+                    tensor(t)
+                if attr.HasField("g"):
+                    graph(attr.g)
+                for sub in attr.graphs:
+                    graph(sub)
+
+    graph(model.graph)
+    return found
+
+
+def external_data_digests(model_path: Path) -> dict[str, str]:
+    """``external_data`` for a card: each external file of an ONNX model -> its sha256 (writers call this)."""
+    model_path = Path(model_path)
+    return {name: sha256_file(model_path.parent / name) for name in onnx_external_files(model_path)}
+
+
+def _verify_external(card: ModelCard, card_path: Path, model_path: Path) -> None:
+    """Every file the model loads besides itself is listed in the card and matches its sha256."""
+    referenced = onnx_external_files(model_path) if model_path.suffix.lower() == ".onnx" else []
+    for name in referenced:
+        try:
+            _confined_name(name, "external data location")
+        except ValueError as exc:
+            raise CardError(f"{model_path}: {exc}") from None
+        if name not in card.external_data:
+            raise CardError(f"{model_path}: loads external data {name!r}, which {card_path.name} does not cover: "
+                            "add it with its sha256 to the card's external_data (card.external_data_digests)")
+    for name, expected in card.external_data.items():
+        path = card_path.parent / name
+        if not path.is_file():
+            raise CardError(f"{card_path}: external data file {path} not found")
+        digest = sha256_file(path)
+        if digest != expected:
+            raise CardError(f"{path}: sha256 {digest[:16]}... does not match the card's {expected[:16]}... "
+                            "(weights replaced without updating the card?)")
 
 
 def card_path_for(model_path: Path) -> Path:
@@ -151,4 +274,5 @@ def load_card(path: Path, verify: bool = True) -> ModelCard:
                 f"{model_path}: sha256 {digest[:16]}... does not match the card's "
                 f"{card.model_sha256[:16]}... (model replaced without updating its card?)"
             )
+        _verify_external(card, card_path, model_path)
     return card

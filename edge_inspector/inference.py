@@ -7,6 +7,7 @@ did in its report.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,16 @@ import numpy as np
 from .backends import Backend, BackendError, create_backend
 from .card import ModelCard, card_path_for, load_card
 from .preprocess import to_batch
+
+# Input bytes one backend call may take. A batch of frames bigger than this runs in chunks, so the
+# activations ONNX Runtime allocates for it stay bounded however many frames were waiting (the
+# card's input-size limit bounds a single frame). EDGE_INSPECTOR_MAX_BATCH_MB changes it.
+MAX_BATCH_BYTES_DEFAULT = 512 << 20
+
+
+def max_batch_bytes() -> int:
+    value = os.environ.get("EDGE_INSPECTOR_MAX_BATCH_MB", "")
+    return (int(value) << 20) if value.isdigit() and int(value) > 0 else MAX_BATCH_BYTES_DEFAULT
 
 
 @dataclass
@@ -71,11 +82,26 @@ class LoadedModel:
     def input_size(self) -> tuple[int, int]:
         return self.card.input.height, self.card.input.width
 
+    @property
+    def max_batch(self) -> int:
+        """Most frames one backend call takes: ``max_batch_bytes()`` over one frame's input tensor."""
+        h, w = self.input_size
+        return max(1, max_batch_bytes() // (3 * h * w * 4))
+
     def preprocess(self, images_bgr: list[np.ndarray]) -> np.ndarray:
         return to_batch(images_bgr, *self.input_size)
 
     def run_batch(self, batch: np.ndarray) -> list[ModelResult]:
-        """Score a preprocessed float32 batch (N, 3, H, W)."""
+        """Score a preprocessed float32 batch (N, 3, H, W), in chunks of at most ``max_batch`` frames."""
+        step = self.max_batch
+        if len(batch) > step:
+            results: list[ModelResult] = []
+            for start in range(0, len(batch), step):
+                results += self._run_chunk(batch[start:start + step])
+            return results
+        return self._run_chunk(batch)
+
+    def _run_chunk(self, batch: np.ndarray) -> list[ModelResult]:
         out = self.backend.run(batch)
         norm = self.card.normalization
         raw_scores = np.asarray(out["pred_score"], np.float32).reshape(len(batch), -1)[:, 0]
@@ -101,5 +127,9 @@ class LoadedModel:
         return results
 
     def predict(self, images_bgr: list[np.ndarray]) -> list[ModelResult]:
-        """Decode-free convenience: BGR uint8 images in, results out."""
-        return self.run_batch(self.preprocess(images_bgr))
+        """Decode-free convenience: BGR uint8 images in, results out (preprocessed chunk by chunk)."""
+        step = self.max_batch
+        results: list[ModelResult] = []
+        for start in range(0, len(images_bgr), step):
+            results += self.run_batch(self.preprocess(images_bgr[start:start + step]))
+        return results
