@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything edge-inspector needs on a fresh Debian machine: system packages (Mosquitto
-# for the MQTT tests) and a virtual environment in .venv with the package, [train] and [dev].
+# for the MQTT tests) and a virtual environment in .venv with the package, [train], [console], [dev]
+# and [openvino] (so the test command tests the OpenVINO backend too).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   # The CPU build of torch (a local wheel on these machines) satisfies [train]'s torch>=2.2
   # without pulling a multi-GB CUDA build.
   $PIP install -q "torch==2.13.0" || $PIP install -q "torch>=2.2"
-  $PIP install -q -e ".[train,console,dev]"
+  $PIP install -q -e ".[train,console,dev,openvino]"
   # Third-party Sparkplug B decoder for the tests (Eclipse Tahu's sparkplug_b.proto, compiled).
   # --no-deps: it pins paho-mqtt<2 for its own client, which we do not use; pip would downgrade ours.
   $PIP install -q --no-deps "pysparkplug>=0.6.1"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .base import Backend, BackendError
 
-BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 def create_backend(kind: str, model_path: Path, *, threads: int = 0, providers: list[str] | None = None,
@@ -20,6 +20,10 @@ def create_backend(kind: str, model_path: Path, *, threads: int = 0, providers: 
         from .onnx import OnnxBackend
 
         return OnnxBackend(model_path, providers=providers, threads=threads)
+    if kind == "openvino":
+        from .openvino import OpenVinoBackend  # noqa: PLC0415 - optional dependency
+
+        return OpenVinoBackend(model_path, threads=threads, **options)
     if kind == "tensorrt":
         from .tensorrt import TensorRTBackend  # noqa: PLC0415 - optional dependency
 

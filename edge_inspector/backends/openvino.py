@@ -1,0 +1,162 @@
+"""OpenVINO backend: the same ONNX files on Intel (and AMD) CPUs, integrated GPUs and NPUs.
+
+Why a second CPU runtime: on CPUs with AVX-512 VNNI/BF16 or AMX, OpenVINO's CPU plugin runs the
+exported graphs 1.2-2.5x faster than ONNX Runtime (TARGETS.md "Speed"), and it is the only runtime
+for the iGPU/NPU of an industrial PC.
+
+Choices:
+* ``precision`` is explicit and checked against the device's ``OPTIMIZATION_CAPABILITIES``; the CPU
+  plugin would otherwise silently pick bf16 on AMX machines, and a reduced precision must be an
+  accuracy-checked decision (``edge-inspector export --precision bf16`` records it in the card),
+  never a side effect of the hardware. ``int8`` runs a QDQ-quantized model (``export --precision
+  int8``); asking for it with a float model is an error, not a silent fp32 run.
+* A compiled-model cache (``CACHE_DIR``) makes a restart or a SIGHUP reload cost a file read
+  instead of a graph compilation. A cache folder that cannot be written is a warning, not a failure.
+* One synchronous infer request with the LATENCY hint: the daemon already batches frames that are
+  waiting, so one stream using all ``threads`` is what it needs.
+
+Tolerance against ONNX Runtime (tests/backends/test_openvino.py): fp32 outputs agree within 1e-4
+absolute on the normalised scores (1e-3 relative on raw feature distances); bf16 and int8 are not
+held to a fixed tolerance here, they are measured per model on its validation images and the card
+records the change (edge_inspector/export/quantize.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .base import BackendError
+
+log = logging.getLogger(__name__)
+
+#: config spelling -> OpenVINO INFERENCE_PRECISION_HINT, and the device capability it needs
+PRECISIONS: dict[str, tuple[str, str]] = {
+    "fp32": ("f32", "FP32"),
+    "bf16": ("bf16", "BF16"),
+    "fp16": ("f16", "FP16"),
+    "int8": ("f32", "INT8"),  # int8 kernels come from the model's Q/DQ nodes; the rest stays f32
+}
+QUANTIZED_OPS = {"FakeQuantize", "QuantizeLinear", "DequantizeLinear"}
+
+
+def import_openvino():
+    try:
+        import openvino as ov  # noqa: PLC0415 - optional dependency
+    except ImportError as exc:
+        raise BackendError(
+            f"OpenVINO backend unavailable ({exc}): pip install 'edge-inspector[openvino]', "
+            "or set backend: onnxruntime"
+        ) from exc
+    return ov
+
+
+def default_cache_dir(model_path: Path) -> Path:
+    """``$XDG_CACHE_HOME/edge-inspector/openvino`` (``~/.cache/...``), shared by all models: the cache
+    key includes the model's content and the compile options, so models never collide."""
+    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
+    return Path(base) / "edge-inspector" / "openvino"
+
+
+def is_quantized(model) -> bool:
+    """True when the graph carries quantize/dequantize nodes (a QDQ ONNX model)."""
+    return any(op.get_type_name() in QUANTIZED_OPS for op in model.get_ops())
+
+
+def require_precision_check(model_path: Path, precision: str) -> None:
+    """Refuse a reduced precision the model's card has no passing accuracy check for (see precision.py)."""
+    from ..card import CardError, card_path_for, load_card, sha256_file
+    from .precision import passing_check
+
+    card_path = card_path_for(model_path)
+    try:
+        card = load_card(card_path, verify=False)
+    except CardError as exc:
+        raise BackendError(f"{model_path}: precision {precision} needs the model card's accuracy "
+                           f"check ({exc})") from exc
+    digest = sha256_file(model_path)
+    backends = ("openvino", "onnxruntime") if precision == "int8" else ("openvino",)
+    if not any(passing_check(card, b, precision, digest) for b in backends):
+        raise BackendError(
+            f"{model_path}: precision {precision} was never checked for accuracy on this model ({card_path} "
+            f"holds no passing {precision} check for this file); measure it with `edge-inspector quantize "
+            f"{card_path} --precision {precision} --data DATASET`, or use precision fp32")
+
+
+class OpenVinoBackend:
+    name = "openvino"
+
+    def __init__(self, model_path: Path, device: str = "CPU", precision: str = "fp32", threads: int = 0,
+                 cache_dir: Path | None = None, require_check: bool = True):
+        ov = import_openvino()
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise BackendError(f"{model_path}: ONNX model not found")
+        if precision not in PRECISIONS:
+            raise BackendError(f"{model_path}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        core = ov.Core()
+        available = core.available_devices  # e.g. ['CPU', 'GPU.0', 'GPU.1', 'NPU']
+        family = device.split(".")[0]
+        if device not in available and not (device == family and any(d.split(".")[0] == family for d in available)):
+            raise BackendError(f"{model_path}: OpenVINO device {device!r} is not available here "
+                               f"(available: {', '.join(available) or 'none'})")
+        hint, capability = PRECISIONS[precision]
+        caps = core.get_property(device, "OPTIMIZATION_CAPABILITIES")
+        if capability not in caps:
+            raise BackendError(
+                f"{model_path}: precision {precision} is not supported by OpenVINO device {device} "
+                f"({core.get_property(device, 'FULL_DEVICE_NAME')}: {', '.join(caps)})")
+        if precision != "fp32" and require_check:
+            require_precision_check(model_path, precision)
+        try:
+            model = core.read_model(str(model_path))
+        except Exception as exc:  # openvino raises RuntimeError subclasses with long messages
+            raise BackendError(f"{model_path}: OpenVINO cannot read the model ({exc})") from exc
+        quantized = is_quantized(model)
+        if precision == "int8" and not quantized:
+            raise BackendError(f"{model_path}: precision int8 needs a quantized model; make one with "
+                               f"`edge-inspector export {model_path} --precision int8 --data DATASET`")
+        if len(model.inputs) != 1:
+            raise BackendError(f"{model_path}: expected exactly one input, found {len(model.inputs)}")
+        config: dict[str, str] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+        if threads and family == "CPU":
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        cache = Path(cache_dir) if cache_dir else default_cache_dir(model_path)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            probe = cache / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+            config["CACHE_DIR"] = str(cache)
+            self.cache_dir: Path | None = cache
+        except OSError as exc:
+            log.warning("%s: OpenVINO model cache %s not writable (%s); compiling without a cache",
+                        model_path, cache, exc.strerror or exc)
+            self.cache_dir = None
+        try:
+            # compile from the path so the cache key is the file: a cached restart skips reading too
+            self.compiled = core.compile_model(str(model_path), device, config)
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"{model_path}: OpenVINO cannot compile the model for {device} "
+                               f"at {precision} ({exc})") from exc
+        self.device, self.precision, self.quantized = device, precision, quantized
+        self.version = ov.__version__.split("-")[0]
+        self.input_shape = [d.get_length() if d.is_static else -1 for d in model.inputs[0].get_partial_shape()]
+        self.output_names = [out.get_any_name() for out in self.compiled.outputs]
+        self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()
+        self.execution_devices = list(self.compiled.get_property("EXECUTION_DEVICES"))
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        data = np.ascontiguousarray(batch, dtype=np.float32)
+        with self._lock:  # one request: the daemon's infer stage and a reload's warm-up never overlap it
+            results = self._request.infer({0: data}, share_inputs=True, share_outputs=False)
+        return {name: np.asarray(results[out], dtype=np.float32)
+                for name, out in zip(self.output_names, self.compiled.outputs, strict=True)}
+
+    def describe(self) -> str:
+        return f"openvino {self.version} ({self.device} {self.precision})"

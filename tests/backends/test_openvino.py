@@ -1,0 +1,173 @@
+"""The OpenVINO backend against ONNX Runtime on real ONNX files, and in a real daemon replay.
+
+Tolerance (documented in edge_inspector/backends/openvino.py and docs): fp32 normalised scores and
+maps within 1e-4 of ONNX Runtime; the same ok/defect verdict on every frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import pytest
+
+from edge_inspector.backends import BackendError
+from edge_inspector.config import parse_config
+from edge_inspector.daemon import Daemon, StartupError, load_models
+from edge_inspector.inference import LoadedModel
+from tests.fixtures.conv_models import make_conv_model
+from tests.fixtures.models import make_frame, write_frames
+from tests.test_daemon import DaemonProc, read_jsonl, wait_until
+
+pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+
+FP32_TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def conv_card(tmp_path_factory):
+    return make_conv_model(tmp_path_factory.mktemp("conv"), size=64)
+
+
+def _batch(n: int = 5) -> list[np.ndarray]:
+    return [make_frame(i % 2 == 1, 64, seed=i) for i in range(n)]
+
+
+@pytest.mark.parametrize("which", ["detector_card", "classifier_card", "conv_card"])
+def test_fp32_parity_with_onnxruntime(which, request, tmp_path):
+    card = request.getfixturevalue(which)
+    ort_model = LoadedModel.load(card, threads=1)
+    ov_model = LoadedModel.load(card, backend="openvino", threads=1, cache_dir=tmp_path / "cache")
+    assert ov_model.backend.describe().startswith("openvino ") and "CPU fp32" in ov_model.backend.describe()
+    images = _batch()
+    for a, b in zip(ort_model.predict(images), ov_model.predict(images), strict=True):
+        assert abs(a.score - b.score) <= FP32_TOL
+        assert a.is_defect == b.is_defect
+        if a.anomaly_map is not None:
+            assert np.max(np.abs(a.anomaly_map - b.anomaly_map)) <= FP32_TOL
+        if a.type_probs is not None:
+            assert a.defect_type == b.defect_type
+            assert np.max(np.abs(a.type_probs - b.type_probs)) <= FP32_TOL
+    # batch 1 and batch 5 through the same compiled model agree (dynamic batch axis)
+    single = ov_model.predict(images[:1])[0]
+    assert abs(single.score - ov_model.predict(images)[0].score) <= 1e-6
+
+
+def test_compiled_model_cache_makes_the_second_load_reuse_it(conv_card, tmp_path):
+    cache = tmp_path / "ov-cache"
+    first = LoadedModel.load(conv_card, backend="openvino", cache_dir=cache)
+    blobs = sorted(cache.glob("*.blob"))
+    assert blobs, "OpenVINO wrote no compiled model into the cache folder"
+    mtimes = [b.stat().st_mtime_ns for b in blobs]
+    second = LoadedModel.load(conv_card, backend="openvino", cache_dir=cache)
+    assert sorted(cache.glob("*.blob")) == blobs and [b.stat().st_mtime_ns for b in blobs] == mtimes
+    x = np.random.default_rng(0).uniform(0, 1, (2, 3, 64, 64)).astype(np.float32)
+    assert np.allclose(first.backend.run(x)["pred_score"], second.backend.run(x)["pred_score"])
+
+
+def test_unwritable_cache_is_a_warning_not_a_failure(conv_card, tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger="edge_inspector.backends.openvino"):
+        model = LoadedModel.load(conv_card, backend="openvino", cache_dir=blocker / "cache")
+    assert model.backend.cache_dir is None
+    assert "not writable" in caplog.text
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ({"device": "NPU"}, "OpenVINO device 'NPU' is not available here (available: CPU"),
+    ({"precision": "fp16"}, "precision fp16 is not supported by OpenVINO device CPU"),
+    ({"precision": "int8"}, "precision int8 needs a quantized model"),
+    ({"precision": "bf16"}, "precision bf16 was never checked for accuracy on this model"),
+])
+def test_unavailable_device_or_precision_is_a_clear_error(conv_card, tmp_path, options, expected):
+    import openvino as ov
+
+    if options.get("precision") == "fp16" and "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has fp16 kernels")
+    if options.get("device") == "NPU" and "NPU" in ov.Core().available_devices:
+        pytest.skip("this machine has an NPU")
+    if options.get("precision") == "int8":
+        options = {**options, "require_check": False}
+    with pytest.raises(BackendError) as err:
+        LoadedModel.load(conv_card, backend="openvino", cache_dir=tmp_path / "c", **options)
+    assert expected in str(err.value)
+    assert "conv-detector.onnx" in str(err.value)
+
+
+def _config(tmp_path, card, frames, *, backend: str = "openvino", extra_model: str = "", name: str = "config.yaml"):
+    path = tmp_path / name
+    path.write_text(
+        f"line: l\ncameras:\n  - id: cam-0\n    source: {{type: replay, path: {frames}}}\n"
+        f"models:\n  - {{path: {card}, backend: {backend}, threads: 1, cache_dir: {tmp_path}/ov{extra_model}}}\n"
+        f"publishers:\n  - {{type: jsonl, path: {tmp_path}/{name}.jsonl}}\nmetrics: {{enabled: false}}\n")
+    return path
+
+
+def test_bad_device_fails_check_config_and_daemon_start(conv_card, tmp_path):
+    frames = write_frames(tmp_path / "rec", n=2)
+    cfg = _config(tmp_path, conv_card, frames, extra_model=", device: GPU.3")
+    problems = load_models(parse_config(cfg.read_text(), str(cfg), base=tmp_path))[1]
+    assert len(problems) == 1 and problems[0].startswith("models[0]")
+    assert "OpenVINO device 'GPU.3' is not available here" in problems[0]
+    with pytest.raises(StartupError, match="GPU.3"):
+        Daemon(cfg).start()
+    check = DaemonProc(["check-config", str(cfg)], tmp_path)
+    assert check.wait(60) != 0
+    assert "OpenVINO device 'GPU.3' is not available here" in check.output()
+
+
+def test_config_rejects_a_gpu_index_for_openvino(conv_card, tmp_path):
+    from edge_inspector.config import ConfigError
+
+    cfg = _config(tmp_path, conv_card, tmp_path, extra_model=", device: 1")
+    with pytest.raises(ConfigError, match="openvino expects a device name"):
+        parse_config(cfg.read_text(), str(cfg), base=tmp_path)
+
+
+def test_daemon_replay_openvino_gives_the_verdicts_of_onnxruntime(conv_card, tmp_path):
+    frames = write_frames(tmp_path / "rec", n=12, defect_every=3)
+    out = {}
+    for backend in ("onnxruntime", "openvino"):
+        cfg = _config(tmp_path, conv_card, frames, backend=backend, name=f"{backend}.yaml")
+        proc = DaemonProc(["replay", str(frames), "--config", str(cfg)], tmp_path)
+        assert proc.wait(90) == 0, proc.output()[-3000:]
+        out[backend] = read_jsonl(tmp_path / f"{backend}.yaml.jsonl")
+    ort, ov = out["onnxruntime"], out["openvino"]
+    assert [v["frame"] for v in ov] == list(range(12))
+    assert [v["verdict"] for v in ov] == [v["verdict"] for v in ort]
+    assert [v["verdict"] for v in ov].count("defect") == 4
+    for a, b in zip(ort, ov, strict=True):
+        assert abs(a["score"] - b["score"]) <= FP32_TOL
+
+
+def test_reload_to_an_unavailable_device_is_refused_and_the_old_model_keeps_running(conv_card, tmp_path, caplog):
+    level = logging.getLogger("edge_inspector").level  # the daemon applies logging.level; restore it after
+    frames = write_frames(tmp_path / "rec", n=4)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"line: l\ncameras:\n  - id: cam-0\n    source: {{type: replay, path: {frames}, rate_fps: 20, loop: true}}\n"
+        f"models:\n  - {{path: {conv_card}, backend: openvino, cache_dir: {tmp_path}/ov}}\n"
+        f"publishers:\n  - {{type: jsonl, path: {tmp_path}/v.jsonl}}\nmetrics: {{enabled: false}}\n")
+    daemon = Daemon(cfg)
+    daemon.start()
+    runner = threading.Thread(target=lambda: setattr(daemon, "code", daemon.run()))
+    runner.start()
+    try:
+        wait_until(lambda: len(read_jsonl(tmp_path / "v.jsonl")) >= 2, what="first verdicts")
+        cfg.write_text(cfg.read_text().replace("backend: openvino,", "backend: openvino, device: NPU.7,"))
+        with caplog.at_level(logging.ERROR, logger="edge_inspector"):
+            daemon.reload_requested = True
+            daemon.wake.set()
+            wait_until(lambda: "reload refused" in caplog.text, what="reload refused")
+        assert "OpenVINO device 'NPU.7' is not available here" in caplog.text
+        assert daemon.generation_number == 1
+        n = len(read_jsonl(tmp_path / "v.jsonl"))
+        wait_until(lambda: len(read_jsonl(tmp_path / "v.jsonl")) >= n + 3, what="verdicts after the refusal")
+    finally:
+        daemon.stop_requested = True
+        daemon.wake.set()
+        runner.join(20)
+        logging.getLogger("edge_inspector").setLevel(level)
+    assert daemon.code == 0
