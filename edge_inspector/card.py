@@ -25,7 +25,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CARD_SUFFIX = ".card.json"
-ModelKind = Literal["classifier", "autoencoder", "feature_memory", "anomalib", "classical", "ensemble"]
+ModelKind = Literal["classifier", "autoencoder", "feature_memory", "anomalib", "classical", "ensemble",
+                    "segmenter"]
 
 
 class CardError(ValueError):

@@ -1,0 +1,158 @@
+"""Supervised segmenter: learns generated defects from their masks (image and pixel AUROC on a held-out
+split, scored through the real ONNX file and inference.LoadedModel), exports faithfully, keeps its frozen
+blocks frozen, refuses bad options and mask-less data with a clear error, and pairs with a feature-memory
+detector in one daemon config. 64 px images, a few epochs, one thread."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_inspector.card import load_card  # noqa: E402
+from edge_inspector.data.loading import load_masks  # noqa: E402
+from edge_inspector.data.readers import load_dataset  # noqa: E402
+from edge_inspector.data.synthetic import generate_demo_dataset  # noqa: E402
+from edge_inspector.data.types import Dataset, Sample  # noqa: E402
+from edge_inspector.inference import LoadedModel  # noqa: E402
+from edge_inspector.models import DetectorError, create_detector  # noqa: E402
+from edge_inspector.models.training import binary_auroc  # noqa: E402
+from edge_inspector.preprocess import decode_image  # noqa: E402
+from edge_inspector.train import train_model  # noqa: E402
+
+SIZE = 64
+FAST = dict(input_size=SIZE, threads=1, epochs=12)
+
+
+@pytest.fixture(scope="module")
+def masked(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """Washers with 'missing' pieces and dark 'spot's, exact masks, pooled and split stratified (seeded),
+    so train, val and test each hold good parts and both defect types with their masks."""
+    root = generate_demo_dataset(tmp_path_factory.mktemp("seg") / "line", n_train=30, n_test_good=10,
+                                 n_test_defect=36, size=SIZE, seed=0, defect_types=("missing", "spot"))
+    return load_dataset(root, scheme="stratified", seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(masked: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The segmenter through the real toolchain path: fit, ONNX export with parity check, calibration, card."""
+    out = tmp_path_factory.mktemp("seg-models") / "models"
+    return train_model("segmenter", masked, out, name="seg", seed=0, options=dict(FAST), progress=False)
+
+
+def _bgr(samples: list[Sample]) -> list[np.ndarray]:
+    return [decode_image(s.path) for s in samples]
+
+
+def test_learns_generated_defects_from_masks_through_onnx(masked: Dataset, trained: Path) -> None:
+    card = load_card(trained)
+    assert card.kind == "segmenter" and card.classes == ["missing", "spot"]
+    assert card.training.fit_report["n_masked"] > 0 and card.training.fit_report["monitor"] == "val_loss"
+    assert set(card.outputs) == {"pred_score", "anomaly_map", "type_probs"}
+    model = LoadedModel.load(trained, threads=1)
+    test = masked.split("test")
+    assert {s.label for s in test} == {0, 1}
+    results = model.predict(_bgr(test))
+    labels = [s.label for s in test]
+    image_auroc = binary_auroc([r.raw_score for r in results], labels)
+    maps = np.stack([r.raw_map for r in results])
+    assert maps.shape == (len(test), SIZE, SIZE) and np.all((maps >= 0) & (maps <= 1))  # probabilities
+    pixel_auroc = binary_auroc(maps.ravel(), load_masks(test, SIZE, SIZE).ravel())
+    assert image_auroc >= 0.85, image_auroc  # chance is 0.5
+    assert pixel_auroc >= 0.9, pixel_auroc
+    # the defect-type head names the right type for most defective parts
+    defective = [(s, r) for s, r in zip(test, results, strict=True) if s.label == 1]
+    right = sum(r.defect_type == s.defect_type for s, r in defective)
+    assert right >= 0.6 * len(defective), [(s.defect_type, r.defect_type) for s, r in defective]
+
+
+def test_onnx_matches_pytorch_and_frozen_blocks_stay_frozen(masked: Dataset, tmp_path: Path) -> None:
+    from edge_inspector.export.onnx import export_onnx
+    from edge_inspector.models.backbone import load_backbone
+
+    det = create_detector("segmenter", seed=1, **{**FAST, "epochs": 2})
+    train = masked.split("train")
+    report = det.fit(train, masked.split("val"), progress=False)
+    assert report["epochs_run"] == 2 and report["n_images"] == len(train)
+    batch = det.load(masked.split("test")[:6])
+    export = export_onnx(det, tmp_path / "seg.onnx", batch)
+    assert set(export.max_abs_diff) == {"pred_score", "anomaly_map", "type_probs"}
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "seg.onnx"), providers=["CPUExecutionProvider"])
+    ort_out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": batch}), strict=True))
+    ref = det.predict(batch)
+    for name in det.output_names:
+        np.testing.assert_allclose(ort_out[name], ref[name], atol=1e-4)
+    ops = {n.op_type for n in __import__("onnx").load(str(tmp_path / "seg.onnx")).graph.node}
+    allowed = {"Conv", "Clip", "Relu", "Add", "Sub", "Div", "Mul", "Resize", "Concat", "ReduceMean", "ReduceMax",
+               "Gemm", "MatMul", "Sigmoid", "Softmax", "Pad", "Gather", "Squeeze", "Unsqueeze", "Constant",
+               "Shape", "Slice", "Cast", "Reshape", "Flatten", "Identity", "ConstantOfShape", "Transpose"}
+    assert ops <= allowed, ops - allowed
+    fresh = load_backbone("lite0", pretrained=True)
+    net = det._net
+    for i in range(net.freeze_blocks):
+        for a, b in zip(net.blocks[i].state_dict().values(), fresh._blocks[i].state_dict().values(), strict=True):
+            assert torch.equal(a, b), f"frozen block {i} changed"
+    assert not torch.equal(net.blocks[net.freeze_blocks]._project_conv.weight,
+                           fresh._blocks[net.freeze_blocks]._project_conv.weight)  # the top does train
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"epoch": 3}, "unknown option(s) ['epoch']"),
+    ({"balance": "smote"}, "balance='smote'"),
+    ({"epochs": -1}, "epochs=-1"),
+    ({"val_fraction": 0.9}, "val_fraction=0.9"),
+    ({"detach_image_head": "yes"}, "detach_image_head='yes'"),
+])
+def test_bad_option_is_a_clear_error(options: dict, words: str) -> None:
+    with pytest.raises(DetectorError, match="segmenter") as err:
+        create_detector("segmenter", input_size=SIZE, **options)
+    assert words in str(err.value)
+
+
+def test_defects_without_masks_are_refused_with_advice(masked: Dataset) -> None:
+    from dataclasses import replace
+
+    no_masks = [replace(s, mask_path=None) for s in masked.split("train")]
+    with pytest.raises(DetectorError, match="defective parts with masks.*classifier"):
+        create_detector("segmenter", **FAST).fit(no_masks, None, progress=False)
+    with pytest.raises(DetectorError, match="freeze_blocks=99"):
+        create_detector("segmenter", **{**FAST, "freeze_blocks": 99}).fit(masked.split("train"), None,
+                                                                          progress=False)
+
+
+def test_daemon_fuses_segmenter_with_feature_memory(masked: Dataset, trained: Path, tmp_path: Path) -> None:
+    """The pairing docs/training.md recommends: segmenter + feature_memory under fusion rule 'any'.
+    The config loads both models and every frame's verdict is the OR of the two calibrated votes."""
+    from tests.operations.util import run_daemon, write_config
+
+    fm_card = train_model("feature_memory", masked, tmp_path / "models", name="fm", seed=0,
+                          options={"input_size": SIZE, "threads": 1}, progress=False)
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    test = masked.split("test")
+    for i, s in enumerate(test):
+        cv2.imwrite(str(replay / f"frame_{i:05d}.png"), decode_image(s.path))
+    out = tmp_path / "verdicts.jsonl"
+    cfg = write_config(tmp_path / "config.yaml", replay=replay,
+                       models=f"- path: {trained}\n- path: {fm_card}",
+                       publishers=f"- {{type: jsonl, path: {out}}}", extra="fusion: {rule: any}\n")
+    run_daemon(cfg)
+    verdicts = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(verdicts) == len(test)
+    caught = {"seg": 0, "fm": 0, "fused": 0}
+    for v, s in zip(sorted(verdicts, key=lambda v: v["frame"]), test, strict=True):
+        votes = {m["name"]: m["verdict"] for m in v["models"]}
+        assert set(votes) == {"seg", "fm"}, votes
+        assert v["verdict"] == ("defect" if "defect" in votes.values() else "ok")
+        if s.label == 1:
+            for name, vote in (*votes.items(), ("fused", v["verdict"])):
+                caught[name] += vote == "defect"
+    assert caught["fused"] >= max(caught["seg"], caught["fm"]), caught  # the pair misses no more than either
+    assert caught["fused"] >= 0.5 * sum(s.label for s in test), caught
