@@ -199,10 +199,17 @@ class FusionConfig(_Model):
 class SavingConfig(_Model):
     mode: Literal["none", "defects", "all", "sample"] = Field("none", description="Which frames to save as JPEG.")
     sample_every: int = Field(100, ge=1, description="mode 'sample': save one frame in this many (per camera).")
-    dir: Path = Field(Path("frames"), description="Root folder; files go to <dir>/YYYY-MM-DD/<camera>/<frame>.jpg.")
-    quota_mb: float = Field(1024.0, gt=0, description="Disk quota for saved frames; the oldest are deleted first.")
-    overlay: bool = Field(True, description="Also save <frame>_overlay.jpg: the anomaly heatmap and region boxes "
-                          "drawn on the frame (when a detector gives a map).")
+    dir: Path = Field(Path("frames"), description="Root folder; files go to <dir>/YYYY-MM-DD/<camera>/"
+                      "<frame>-<run>.jpg (<run>: the daemon's start time and a random tag, so no run overwrites "
+                      "another's evidence).")
+    quota_mb: float = Field(1024.0, gt=0, le=1e9, description="Disk quota for saved frames; the oldest are deleted "
+                            "first.")
+    min_free_mb: float = Field(
+        512.0, ge=0, le=1e9, description="Free-space floor: no frame is saved while the disk holding `dir` has less "
+        "free space than this, so the MQTT spool and JSONL files on the same disk keep room (saving degrades before "
+        "verdicts). 0 = no floor.")
+    overlay: bool = Field(True, description="Also save <frame>-<run>_overlay.jpg: the anomaly heatmap and region "
+                          "boxes drawn on the frame (when a detector gives a map).")
     jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of saved frames.")
 
 

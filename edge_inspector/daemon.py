@@ -159,8 +159,8 @@ def build_generation(cfg: DaemonConfig, number: int, metrics: Metrics,
         for pub in created:
             pub.close(timeout=1.0)
         raise StartupError(f"drift/review: {exc}") from exc
-    return Generation(number=number, config=cfg, models=models, saver=FrameSaver(cfg.saving), publishers=publishers,
-                      ops=ops)
+    return Generation(number=number, config=cfg, models=models, saver=FrameSaver(cfg.saving, metrics),
+                      publishers=publishers, ops=ops)
 
 
 class Daemon:

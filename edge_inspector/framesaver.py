@@ -2,17 +2,29 @@
 
 Why a quota that deletes the oldest first: the daemon runs for months on an industrial PC with a
 small disk; saved evidence must never fill it, and the newest frames are the ones worth keeping.
-Layout: ``<dir>/YYYY-MM-DD/<camera>/<frame>.jpg`` (the frame as grabbed) and, with ``overlay`` and a
-detector's map, ``<frame>_overlay.jpg`` beside it (heatmap + region boxes): the raw frame stays
-available for re-labelling and training, the overlay is what a person looks at. The verdict's
+Layout: ``<dir>/YYYY-MM-DD/<camera>/<frame>-<run>.jpg`` (the frame as grabbed) and, with ``overlay``
+and a detector's map, ``<frame>-<run>_overlay.jpg`` beside it (heatmap + region boxes): the raw frame
+stays available for re-labelling and training, the overlay is what a person looks at. The verdict's
 ``image`` field holds the raw frame's path relative to the parent of ``dir`` (e.g.
-``frames/2026-11-22/cam-0/18342.jpg``), which is what the console's ``--frames-root`` expects.
+``frames/2026-11-22/cam-0/18342-101530-3fa9.jpg``), which is what the console's ``--frames-root`` expects.
+
+Why ``<run>`` (the daemon's start time and a random tag): frame numbers restart at 0 with every replay
+and, without ``state_dir``, with every daemon start; saved evidence must never be overwritten by the
+next run's part with the same number (F9 in the 2026-12 red-team review). A name that exists anyway
+is never overwritten either: the file is created exclusively.
+
+Free-space floor (``min_free_mb``): frames are not saved (counted in ``frames_not_saved_total``, logged
+once a minute) while the disk holding ``dir`` has less free space than that, so saved evidence can never
+take the space the MQTT spool and the JSONL audit trail need (usually on the same disk). Saving
+degrades first; verdicts keep flowing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
+import time
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +35,9 @@ import numpy as np
 from .messages import Verdict
 
 log = logging.getLogger(__name__)
+
+#: This process's run tag in saved file names (start time + random): unique across restarts and replays.
+RUN_ID = f"{datetime.now(UTC).strftime('%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def on_disk(size: int, block: int = 4096) -> int:
@@ -50,10 +65,13 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray | None, roi: tuple[int, i
 
 
 class FrameSaver:
-    def __init__(self, config):
+    def __init__(self, config, metrics=None):
         self.config = config
+        self.metrics = metrics
         self.root = Path(config.dir)
         self.quota = int(config.quota_mb * 1024 * 1024)
+        self._free: int | None = None
+        self._warned_at: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self.files: deque[tuple[Path, int]] = deque()
         self.total = 0
@@ -96,29 +114,74 @@ class FrameSaver:
             return None
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         folder = self.root / day / verdict.camera
-        path = folder / f"{verdict.frame}.jpg"
-        if not self._write(path, image):
+        if not self._room(folder):
+            return None
+        stem = f"{verdict.frame}-{RUN_ID}"
+        path = self._write(folder, stem, image)
+        if path is None:
             return None
         if self.config.overlay and (anomaly_map is not None or verdict.regions):
-            self._write(folder / f"{verdict.frame}_overlay.jpg", overlay(image, anomaly_map, roi, verdict))
+            self._write(folder, f"{path.stem}_overlay", overlay(image, anomaly_map, roi, verdict))
         self._enforce_quota()
         return str(Path(self.root.name) / day / verdict.camera / path.name)
 
-    def _write(self, path: Path, picture: np.ndarray) -> bool:
+    def _room(self, folder: Path) -> bool:
+        """False while the disk is below the free-space floor (statvfs before every save: microseconds,
+        and a replay at full speed saves hundreds of frames a second)."""
+        floor = int(self.config.min_free_mb * 1024 * 1024)
+        if floor <= 0:
+            return True
+        probe = self.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            st = os.statvfs(probe)
+            self._free = st.f_bavail * st.f_frsize
+        except OSError:
+            self._free = None
+        if self._free is None or self._free >= floor:
+            return True
+        self._not_saved("disk_floor", f"frames not saved: {self._free / 2**20:.0f} MiB free on the disk of "
+                        f"{self.root}, below saving.min_free_mb {self.config.min_free_mb:g} (verdicts continue)")
+        return False
+
+    def _not_saved(self, reason: str, message: str) -> None:
+        if self.metrics is not None:
+            self.metrics.frames_not_saved_total.labels(reason=reason).inc()
+        now = time.monotonic()
+        if now - self._warned_at.get(reason, -1e9) >= 60.0:  # a full disk must not flood the journal
+            self._warned_at[reason] = now
+            log.warning("%s", message)
+
+    def _write(self, folder: Path, stem: str, picture: np.ndarray) -> Path | None:
         ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
         if not ok:
-            log.warning("%s: JPEG encoding failed; not saved", path)
-            return False
+            log.warning("%s/%s.jpg: JPEG encoding failed; not saved", folder, stem)
+            return None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data.tobytes())
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(100):  # never overwrite: a name that exists gets a suffix
+                path = folder / (f"{stem}.jpg" if n == 0 else f"{stem}.{n}.jpg")
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise OSError(f"100 files named {stem}*.jpg exist already")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data.tobytes())
+            except OSError:
+                path.unlink(missing_ok=True)  # no half-written evidence on a full disk
+                raise
         except OSError as exc:
-            log.warning("cannot save %s: %s", path, exc)
-            return False
+            self._not_saved("error", f"cannot save {folder}/{stem}.jpg: {exc}")
+            return None
         size = on_disk(len(data))
         self.files.append((path, size))
         self.total += size
-        return True
+        return path
 
     def _enforce_quota(self) -> None:
         while self.total > self.quota and len(self.files) > 1:

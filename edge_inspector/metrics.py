@@ -113,6 +113,10 @@ class Metrics:
             f"{PREFIX}_frames_dropped_total", "Frames dropped, by reason (queue_full, decode, ...).",
             ["camera", "reason"], registry=r,
         )
+        self.frames_not_saved_total = Counter(
+            f"{PREFIX}_frames_not_saved_total", "Frames that saving wanted but did not save, by reason (disk_floor: "
+            "below saving.min_free_mb; error: a write failed).", ["reason"], registry=r,
+        )
         self.folder_skipped_total = Counter(
             f"{PREFIX}_folder_skipped_total", "Entries of a watched folder skipped (counted once each), by reason "
             "(link_outside, link_loop, permission, dangling_link, not_a_file, link_replaced, unreadable).",

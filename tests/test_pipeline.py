@@ -186,17 +186,19 @@ def test_framesaver_modes_overlay_and_quota(tmp_path):
 
     assert saver.save(verdict(0, "ok"), image, amap, None) is None
     rel = saver.save(verdict(1), image, amap, (0, 0, 64, 64))
-    assert rel.startswith("frames/") and rel.endswith("/cam-0/1.jpg")
+    from edge_inspector.framesaver import RUN_ID
+
+    assert rel.startswith("frames/") and rel.endswith(f"/cam-0/1-{RUN_ID}.jpg")
     raw = cv2.imread(str(tmp_path / rel))
     assert raw.shape == (64, 64, 3) and np.abs(raw.astype(int) - image).mean() < 3  # the frame as grabbed
-    heat = cv2.imread(str(tmp_path / rel.replace("1.jpg", "1_overlay.jpg")))
+    heat = cv2.imread(str(tmp_path / rel.replace(".jpg", "_overlay.jpg")))
     assert heat[32, 32, 2] > heat[32, 32, 0] + 50  # hot (red) where the map is 1
     assert heat[2, 2, 0] > heat[2, 2, 2] + 20  # cold (blue) where the map is 0
     assert heat[54, 7, 2] > heat[54, 7, 0] + 80  # the red region box's top edge on the blue background
     for seq in range(2, 60):  # ~20 kB quota: the oldest files go first
         noisy = np.random.default_rng(seq).integers(0, 255, (64, 64, 3), dtype=np.uint8)
         saver.save(verdict(seq), noisy, amap, None)
-    files = sorted(int(p.stem) for p in (tmp_path / "frames").rglob("*.jpg") if "_" not in p.stem)
+    files = sorted(int(p.stem.split("-")[0]) for p in (tmp_path / "frames").rglob("*.jpg") if "_" not in p.stem)
     total = sum(p.stat().st_blocks * 512 for p in (tmp_path / "frames").rglob("*.jpg"))
     assert total <= 0.02 * 1024 * 1024 and files[-1] == 59 and 1 not in files
     assert files == list(range(files[0], 60))  # a contiguous run of the newest

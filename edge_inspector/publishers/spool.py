@@ -17,6 +17,7 @@ daemon and a forgotten test run) from delivering the same entries twice.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Literal
 
 from edge_inspector.publishers.base import PublisherError
+
+log = logging.getLogger(__name__)
 
 SPOOL_FILE = "spool.sqlite3"
 LOCK_FILE = "spool.lock"
@@ -82,6 +85,10 @@ class Spool:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # a small WAL (checkpoint every ~400 kB, file truncated back to 1 MiB): on a disk shared with
+            # saved frames, the spool needs little more room than its messages (saving.min_free_mb)
+            self._db.execute("PRAGMA wal_autocheckpoint=100")
+            self._db.execute("PRAGMA journal_size_limit=1048576")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS spool ("
                 " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -168,6 +175,9 @@ class Spool:
             self._closed = True
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # a full disk: the WAL stays, SQLite replays it at the next open
+                log.warning("MQTT spool %s: checkpoint at close failed (%s); the entries are safe in the WAL",
+                            self.directory, exc)
             finally:
                 self._db.close()
                 os.close(self._lock_fd)

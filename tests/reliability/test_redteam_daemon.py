@@ -272,3 +272,119 @@ def test_f6_writers_that_pause_longer_than_settle_ms_get_one_decided_verdict_per
     out = read_jsonl(tmp_path / "v.jsonl")
     assert sorted(_names(tmp_path / "v.jsonl")) == sorted(parts), [(v["source"], v["verdict"]) for v in out]
     assert [v for v in out if v["verdict"] == "error"] == []
+
+
+# -- saved evidence ----------------------------------------------------------------------------------
+def test_f9_saved_evidence_is_never_overwritten_by_the_next_run(tmp_path: Path, detector_card: Path) -> None:
+    """F9: two 10-frame replays, different folders, same saving dir, no state_dir: run 1's files stay."""
+    import hashlib
+
+    import cv2
+
+    from tests.fixtures.models import make_frame
+
+    first, second = tmp_path / "run1", tmp_path / "run2"
+    for folder, base in ((first, 0), (second, 100)):
+        folder.mkdir()
+        for i in range(10):
+            cv2.imwrite(str(folder / f"frame_{i:05d}.png"), make_frame(i % 2 == 0, 64, seed=base + i))
+    cfg = write_cfg(tmp_path / "config.yaml", f"""\
+line: l
+cameras: [{{id: cam-0, source: {{type: replay, path: {first}}}}}]
+models: [{{path: {detector_card}}}]
+publishers: [{{type: jsonl, path: {tmp_path}/v.jsonl}}]
+saving: {{mode: all, dir: {tmp_path}/frames}}
+metrics: {{enabled: false}}
+""")
+    digests = {}
+    for folder in (first, second):
+        proc = DaemonProc(["replay", str(folder), "--config", str(cfg)], tmp_path)
+        assert proc.wait(60) == 0, proc.output()[-3000:]
+        if folder is first:
+            run1 = read_jsonl(tmp_path / "v.jsonl")
+            digests = {v["image"]: hashlib.sha256((tmp_path / v["image"]).read_bytes()).hexdigest() for v in run1}
+    assert len(digests) == 10  # ten distinct files from run 1
+    run2 = read_jsonl(tmp_path / "v.jsonl")[10:]
+    assert {v["image"] for v in run2}.isdisjoint(digests)
+    kept = {image: hashlib.sha256((tmp_path / image).read_bytes()).hexdigest() for image in digests}
+    assert kept == digests  # every verdict of run 1 still points at its own part
+
+
+def test_f7_frame_saving_stops_at_the_free_space_floor_and_verdicts_continue(tmp_path: Path,
+                                                                             detector_card: Path) -> None:
+    """F7: below saving.min_free_mb no frame is saved (counted, one warning), every verdict still goes out.
+
+    The floor is set above this disk's free space, which is what a full disk looks like to the saver."""
+    import os
+    import shutil
+
+    from tests.reliability.helpers import scrape
+
+    frames = write_frames(tmp_path / "rec", n=20)
+    floor = shutil.disk_usage(tmp_path).free / 2**20 + 1024
+    cfg = write_cfg(tmp_path / "config.yaml", f"""\
+line: l
+cameras: [{{id: cam-0, source: {{type: replay, path: {frames}, rate_fps: 40, loop: true}}}}]
+models: [{{path: {detector_card}}}]
+publishers: [{{type: jsonl, path: {tmp_path}/v.jsonl}}]
+saving: {{mode: all, dir: {tmp_path}/frames, min_free_mb: {floor:.0f}}}
+metrics: {{enabled: true, port: 0}}
+""")
+    daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+    try:
+        port = _metrics_port(daemon)
+        wait_until(lambda: len(read_jsonl(tmp_path / "v.jsonl")) >= 20, what="20 verdicts", proc=daemon)
+        m = scrape(port)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    finally:
+        daemon.kill()
+    out = read_jsonl(tmp_path / "v.jsonl")
+    assert [v["frame"] for v in out] == list(range(len(out))) and all(v["image"] is None for v in out)
+    assert not (tmp_path / "frames").exists() or not any(os.scandir(tmp_path / "frames"))
+    assert m['edge_inspector_frames_not_saved_total{reason="disk_floor"}'] >= 20
+    assert daemon.output().count("below saving.min_free_mb") == 1  # one warning, not one per frame
+
+
+def test_f7_on_a_small_shared_disk_saved_frames_leave_the_spool_its_room(tmp_path: Path, detector_card: Path) -> None:
+    """F7 as the red team ran it: spool and saved frames on one small disk (a 4 MiB tmpfs), the broker
+    down. Saving stops at the floor; every verdict is spooled; the JSONL elsewhere gets every verdict."""
+    import os
+    import subprocess
+
+    import pytest
+
+    from tests.fixtures.broker import free_port
+    from tests.reliability.helpers import spool_count
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        n = 300
+        frames = write_frames(tmp_path / "rec", n=n, size=128)
+        cfg = write_cfg(tmp_path / "config.yaml", f"""\
+line: l
+cameras: [{{id: cam-0, source: {{type: replay, path: {frames}}}}}]
+models: [{{path: {detector_card}}}]
+publishers:
+  - {{type: mqtt, host: 127.0.0.1, port: {free_port()}, spool_dir: {disk}/spool}}
+  - {{type: jsonl, path: {tmp_path}/v.jsonl}}
+saving: {{mode: all, dir: {disk}/frames, min_free_mb: 1.5}}
+metrics: {{enabled: false}}
+""")
+        daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+        try:
+            assert daemon.wait(90) == 0, daemon.output()[-3000:]
+        finally:
+            daemon.kill()
+        log = daemon.output()
+        assert len(read_jsonl(tmp_path / "v.jsonl")) == n
+        assert "cannot append" not in log and "disk is full" not in log, log[-3000:]
+        assert spool_count(disk / "spool") == n  # every verdict waits in the spool for the broker
+        assert "below saving.min_free_mb" in log  # saving degraded instead
+        assert any((disk / "frames").rglob("*.jpg"))  # ... after it had saved what fitted
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
