@@ -35,7 +35,7 @@ def test_train_model_writes_a_calibrated_deployable_model(demo_dataset: Path, tm
     assert card.training.n_images == len(dataset.split("train")) and card.training.seed == 1
     assert card.training.backbone == "lite0" and card.training.fit_seconds > 0
     assert card.parameters > 100_000 and card.extra["taps"] == [8, 16]
-    assert card.normalization.method == "fpr=0.005"
+    assert card.normalization.method == "fpr=0.01"
 
     record = json.loads((out / "calibration" / "fm.json").read_text())
     assert record["method"] == "fpr" and record["n_images"] == len(dataset.split("val"))
@@ -160,11 +160,18 @@ def test_cli_train_normal_only_kind_keeps_every_defect_for_val_and_test(tmp_path
 
     rc = main(["evaluate", "models/my-part-feature_memory.card.json", "my-part", "--out", "reports/my-part",
                "--quiet"])
-    assert rc == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert rc == 0, out
     report = json.loads((tmp_path / "reports" / "my-part" / "report.json").read_text())
     assert report["dataset"]["n_defective"] == 10, report["dataset"]  # 5 per type, not 2
-    rc = main(["calibrate", "models/my-part-feature_memory.card.json", "my-part", "--method", "f1", "--dry-run",
-               "-q"])
+    # issue 19.8: the report and the terminal name the command that moves the threshold; it runs as shown
+    command = "edge-inspector calibrate models/my-part-feature_memory.card.json my-part --method f1 --split val"
+    assert f"threshold: to move it to the best-F1 rule, {command}" in out
+    page = (tmp_path / "reports" / "my-part" / "report.html").read_text()
+    assert command in page
+    if report["image"]["at_threshold"]["fp"] == 0:  # the gallery does not call accepted good parts false positives
+        assert "No false positives" in page and "Worst false positives" not in page
+    rc = main([*command.split()[1:], "--dry-run", "-q"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "+ 10 defective images (val)" in out

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.types import DatasetError
     from ..evaluate.datasets import data_spec, open_dataset
     from ..evaluate.metrics import parse_weights
-    from ..evaluate.report import terminal_summary, write_evaluation_report
+    from ..evaluate.report import calibrate_command, terminal_summary, write_evaluation_report
     from ..evaluate.runner import evaluate_model
     from ..inference import LoadedModel
 
@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
             model, spec.samples, batch_size=args.batch_size,
             pixel_size=args.pixel_size, weights=weights, progress=not args.quiet and sys.stderr.isatty(),
             dataset={"name": spec.name, "root": spec.root, "split": spec.split, "scheme": args.scheme,
-                     "split_seed": args.split_seed},
+                     "split_seed": args.split_seed, "source": str(args.dataset),
+                     "val_has_defects": any(s.label == 1 for s in dataset.split("val"))},
         )
     except (BackendError, CardError, DatasetError, ValueError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
@@ -81,4 +82,5 @@ def run(args: argparse.Namespace) -> int:
     json_path, html_path = write_evaluation_report(report, pred, out)
     print(terminal_summary(report))
     print(f"report: {html_path}\n        {json_path}")
+    print(f"threshold: to move it to the best-F1 rule, {calibrate_command(report)}")
     return 0

@@ -111,10 +111,34 @@ def _threshold_rows(image: Mapping[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def calibrate_command(report: Mapping[str, Any]) -> str:
+    """The command that moves this model's threshold to the best-F1 rule, for the report and the terminal.
+
+    A report shows what another threshold would give; without the command a reader cannot act on it.
+    F1 needs labelled defects: the validation split when it has them (plain folders, stratified),
+    otherwise the test split (MVTec native), which makes later test figures optimistic.
+    """
+    model, data = report["model"], report["dataset"]
+    split = "val" if data.get("val_has_defects", True) else "test"
+    dataset = data.get("source") or data.get("root")
+    cmd = ["edge-inspector calibrate", str(model.get("card", model["name"])), str(dataset), "--method f1",
+           f"--split {split}"]
+    if data.get("scheme") not in (None, "native"):
+        cmd.append(f"--scheme {data['scheme']}")
+    if data.get("split_seed"):
+        cmd.append(f"--split-seed {data['split_seed']}")
+    return " ".join(cmd)
+
+
 def _gallery_html(report: Mapping[str, Any], pred: Predictions) -> str:
     parts = []
-    for key, title in (("false_positives", "Worst false positives (good parts scored highest)"),
-                       ("false_negatives", "Worst false negatives (defective parts scored lowest)")):
+    for key, title, none_wrong in (
+            ("false_positives", "Worst false positives (good parts scored highest)",
+             "No false positives: the good parts that scored highest, all accepted"),
+            ("false_negatives", "Worst false negatives (defective parts scored lowest)",
+             "No false negatives: the defective parts that scored lowest, all rejected")):
+        if report["gallery"][key] and not any(item["error"] for item in report["gallery"][key]):
+            title = none_wrong
         tiles = []
         for item in report["gallery"][key]:
             i = item["index"]
@@ -171,7 +195,11 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
 
     body.append("<h2>Image level</h2>" + table(
         ["threshold", "value", "precision", "recall", "F1", "accuracy", "false-reject", "escape", "TP/FP", "FN/TN"],
-        _threshold_rows(image)) + unavailable_note(image))
+        _threshold_rows(image)) + unavailable_note(image)
+        + f'<p class="note">To move the threshold to the best-F1 rule: <code>{html.escape(calibrate_command(report))}'
+        "</code> (it updates the card and its calibration record; see the guide's <i>Calibrating thresholds</i>). "
+        "<code>--method recall --target 0.99</code> keeps at least 99 % of defects, "
+        "<code>--method fpr --target 0.01</code> rejects about 1 % of good parts.</p>")
     curves = [(model["name"], labels, pred.raw_scores)]  # ranking curves on raw scores (no clipping ties)
     best_line = None if best is None else min(1.0, max(0.0, best))
     figs = [img(plots.score_histogram(labels, scores, CALIBRATED_THRESHOLD, best_line), "score histogram")]
