@@ -24,6 +24,10 @@ def register(subparsers) -> None:
     p.add_argument("--zmq", help="daemon's ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
     p.add_argument("--models-dir", help="the daemon's models folder that 'promote' copies into (default models/)")
     p.add_argument("--daemon-pid-file", help="pid file of the daemon, signalled with SIGHUP after a promotion")
+    p.add_argument("--daemon-config", help="the daemon's config.yaml: promote points one of its model slots at the "
+                   "promoted card (validated, written atomically) so the reload really loads it")
+    p.add_argument("--daemon-metrics", help="the daemon's metrics URL (e.g. http://127.0.0.1:9108/metrics): promote "
+                   "marks a model deployed only once the daemon reports it live there; also the daemon's liveness")
     p.add_argument("--frames-root", help="folder the verdicts' image paths are relative to: the parent of the "
                    "daemon's frames dir (default: current dir)")
     p.add_argument("--keep-verdicts", type=int, help="verdicts kept in the database, oldest pruned (default 200000)")

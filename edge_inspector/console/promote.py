@@ -1,15 +1,29 @@
-"""Promote a trained model: copy model + card (+ calibration) into the daemon's models dir, send SIGHUP.
+"""Promote a trained model: copy it into the daemon's models dir, point the daemon's config at it,
+SIGHUP, and confirm from the daemon itself which model is live.
 
 Files are copied to a temporary name and renamed into place so the daemon, reloading at any
 moment, never reads a half-written model; the card is renamed last so a card never points at a
 model file that is not there yet. The daemon re-verifies the sha256 on reload.
+
+Why the config edit and the confirmation: the daemon only reloads the cards its ``config.yaml``
+names, so copying a model trained under a new name changed nothing while the console showed a
+green "deployed" (integrators' check, 2026-12). With ``--daemon-config`` the promoted card
+replaces one model slot (:func:`replace_model_slot`: the slot of the same model name, else the
+first of the same kind, else the first), written atomically and validated as the daemon would
+before it is written. With ``--daemon-metrics`` the console then reads the daemon's
+``edge_inspector_model_info`` until the promoted name and version are live; only then is the
+model marked deployed. A refused reload (the daemon keeps its old models) is reported as such.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +43,134 @@ class PromoteResult:
     copied: list[str] = field(default_factory=list)
     signalled_pid: int | None = None
     signal_error: str = ""
+    #: what changed in the daemon's config ("models[0].path: old -> new"), "" when nothing needed to
+    config_change: str = ""
+    #: True: the daemon reports the promoted name+version live; False: it does not (refused or too
+    #: slow); None: no way to ask it (no --daemon-metrics)
+    confirmed: bool | None = None
+    #: the models the daemon reported last ("name vX (backend)")
+    live: list[str] = field(default_factory=list)
+    confirm_error: str = ""
+
+
+@dataclass(frozen=True)
+class SlotChange:
+    index: int
+    old: str
+    new: str
+    config: Path
+    previous_text: str  # the file before the change: put back when the daemon does not take the model
+
+    def revert(self) -> None:
+        """Write the previous config back (atomically), so a restart does not load what the reload refused."""
+        tmp = self.config.with_name(f".{self.config.name}.revert-tmp")
+        tmp.write_text(self.previous_text, encoding="utf-8")
+        os.replace(tmp, self.config)
+
+    def __str__(self) -> str:
+        return f"models[{self.index}].path: {self.old} -> {self.new}"
+
+
+def _card_of(path: Path):
+    try:
+        return load_card(path)
+    except (ValueError, OSError):
+        return None
+
+
+def replace_model_slot(config_path: Path, new_card: Path) -> SlotChange | None:
+    """Point one ``models[i].path`` of the daemon's config at ``new_card``; None when one already does.
+
+    The slot: the one whose card has the same model name, else the first with the same kind, else
+    the first. Only that scalar is replaced in the text (comments and layout stay); the new text is
+    validated with the daemon's own loader before it replaces the file atomically.
+    """
+    import tempfile
+
+    import yaml
+
+    from edge_inspector.config import ConfigError, load_config
+
+    config_path = Path(config_path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+        cfg = load_config(config_path)
+    except (OSError, ConfigError) as exc:
+        raise PromoteError(f"daemon config {config_path}: {exc}") from exc
+    new_card = Path(new_card).resolve()
+    card = _card_of(new_card)
+    if card is None:
+        raise PromoteError(f"{new_card}: not a readable model card")
+    if any(Path(m.path).resolve() == new_card for m in cfg.models):
+        return None
+    cards = [_card_of(Path(m.path)) for m in cfg.models]
+    index = next((i for i, c in enumerate(cards) if c is not None and c.name == card.name), None)
+    if index is None:
+        index = next((i for i, c in enumerate(cards) if c is not None and c.kind == card.kind), 0)
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    node = None
+    for key, value in getattr(root, "value", []):
+        if key.value == "models" and isinstance(value, yaml.SequenceNode) and index < len(value.value):
+            item = value.value[index]
+            node = next((v for k, v in item.value if k.value == "path"), None) \
+                if isinstance(item, yaml.MappingNode) else None
+    if not isinstance(node, yaml.ScalarNode):
+        raise PromoteError(f"daemon config {config_path}: cannot find models[{index}].path to replace")
+    try:
+        rel = os.path.relpath(new_card, config_path.parent.resolve())
+    except ValueError:
+        rel = str(new_card)
+    value = rel if not rel.startswith("..") else str(new_card)
+    start, end = node.start_mark.index, node.end_mark.index
+    new_text = text[:start] + yaml.safe_dump(value, default_style='"').strip().removesuffix("\n...") + text[end:]
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{config_path.name}.", suffix=".promote-tmp", dir=config_path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(new_text)
+        try:
+            shutil.copymode(config_path, tmp)
+        except OSError:
+            pass
+        try:
+            load_config(tmp)  # what the daemon's reload will check first
+        except ConfigError as exc:
+            raise PromoteError(f"daemon config {config_path} with the promoted model is invalid: {exc}") from exc
+        os.replace(tmp, config_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return SlotChange(index, node.value, value, config_path, text)
+
+
+_MODEL_INFO = re.compile(r'^edge_inspector_model_info\{([^}]*)\}\s+1(?:\.0)?\s*$', re.M)
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def live_models(metrics_url: str, timeout: float = 3.0) -> list[dict[str, str]]:
+    """The models the daemon reports loaded (its ``model_info`` series), from its metrics endpoint."""
+    with urllib.request.urlopen(metrics_url, timeout=timeout) as resp:  # noqa: S310 - a configured URL
+        text = resp.read().decode("utf-8", "replace")
+    return [dict(_LABEL.findall(m.group(1))) for m in _MODEL_INFO.finditer(text)]
+
+
+def confirm_live(metrics_url: str, name: str, version: str, timeout: float,
+                 not_before: float | None = None) -> tuple[bool, list[str], str]:
+    """Poll the daemon until ``name`` ``version`` is live (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    live: list[str] = []
+    error = ""
+    while True:
+        try:
+            models = live_models(metrics_url)
+            live = [f"{m.get('name')} v{m.get('version')} ({m.get('backend')})" for m in models]
+            error = ""
+            if any(m.get("name") == name and m.get("version") == version for m in models):
+                return True, live, ""
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            error = f"daemon metrics {metrics_url}: {getattr(exc, 'reason', exc)}"
+        if time.monotonic() >= deadline:
+            return False, live, error
+        time.sleep(0.25)
 
 
 def calibration_dir_for(models_dir: Path) -> Path:
@@ -73,7 +215,10 @@ def read_pid(pid_file: Path) -> int:
     return int(text)
 
 
-def promote(model: TrainedModel, models_dir: Path, pid_file: Path | None, user) -> PromoteResult:
+def promote(model: TrainedModel, models_dir: Path, pid_file: Path | None, user, *,
+            daemon_config: Path | None = None, metrics_url: str | None = None,
+            confirm_timeout: float = 30.0) -> PromoteResult:
+    """Copy, point the config at it, SIGHUP, confirm; ``deployed`` only once the daemon reports it live."""
     card_path = Path(model.card_path)
     try:
         card = load_card(card_path)
@@ -98,6 +243,10 @@ def promote(model: TrainedModel, models_dir: Path, pid_file: Path | None, user) 
             result.copied.append(str(dst))
     except OSError as exc:
         raise PromoteError(f"copying {src} to {models_dir}: {exc}") from exc
+    change = None
+    if daemon_config is not None:
+        change = replace_model_slot(Path(daemon_config), models_dir / card_path.name)
+        result.config_change = str(change) if change else ""
     if pid_file is None:
         result.signal_error = "no daemon pid file configured (--daemon-pid-file); reload the daemon yourself"
     else:
@@ -113,9 +262,27 @@ def promote(model: TrainedModel, models_dir: Path, pid_file: Path | None, user) 
                 result.signal_error = f"daemon pid {pid} from {pid_file} is not running"
             except PermissionError:
                 result.signal_error = f"not allowed to signal daemon pid {pid} from {pid_file} (run as its user)"
-    TrainedModel.objects.filter(name=model.name).exclude(pk=model.pk).update(deployed=False)
-    model.deployed, model.deployed_at = True, timezone.now()
-    model.save(update_fields=["deployed", "deployed_at"])
+    if metrics_url:
+        if result.signalled_pid is not None or pid_file is None:
+            result.confirmed, result.live, result.confirm_error = confirm_live(
+                metrics_url, card.name, card.version, confirm_timeout)
+        else:
+            result.confirmed = False
+            result.confirm_error = "the daemon was not signalled"
+    if result.confirmed is True:
+        TrainedModel.objects.filter(name=model.name).exclude(pk=model.pk).update(deployed=False)
+        model.deployed, model.deployed_at = True, timezone.now()
+        model.save(update_fields=["deployed", "deployed_at"])
+    elif result.confirmed is False:
+        if change is not None:
+            try:
+                change.revert()
+                result.config_change += " (reverted: the daemon did not take the model)"
+            except OSError as exc:
+                result.confirm_error += f"; could not revert {change.config}: {exc}"
+        if model.deployed:
+            model.deployed = False
+            model.save(update_fields=["deployed"])
     audit(
         user,
         "model.promote",
@@ -126,5 +293,9 @@ def promote(model: TrainedModel, models_dir: Path, pid_file: Path | None, user) 
         copied=result.copied,
         sighup_pid=result.signalled_pid,
         signal_error=result.signal_error,
+        config_change=result.config_change,
+        confirmed=result.confirmed,
+        live=result.live,
+        confirm_error=result.confirm_error,
     )
     return result

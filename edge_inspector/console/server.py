@@ -19,10 +19,12 @@ FLAG_ENV = {
     "zmq": "EDGE_INSPECTOR_ZMQ",
     "models_dir": "EDGE_INSPECTOR_MODELS_DIR",
     "daemon_pid_file": "EDGE_INSPECTOR_DAEMON_PID_FILE",
+    "daemon_config": "EDGE_INSPECTOR_DAEMON_CONFIG",
+    "daemon_metrics": "EDGE_INSPECTOR_DAEMON_METRICS",
     "frames_root": "EDGE_INSPECTOR_FRAMES_ROOT",
     "keep_verdicts": "EDGE_INSPECTOR_KEEP_VERDICTS",
 }
-PATH_FLAGS = {"data_dir", "models_dir", "daemon_pid_file", "frames_root"}
+PATH_FLAGS = {"data_dir", "models_dir", "daemon_pid_file", "daemon_config", "frames_root"}
 
 
 def configure(**flags) -> None:

@@ -102,6 +102,9 @@ CONSOLE = {
     "ZMQ_ENDPOINT": conf.env("ZMQ", "tcp://127.0.0.1:5556"),
     "MODELS_DIR": Path(conf.env("MODELS_DIR", "models")).expanduser().resolve(),
     "DAEMON_PID_FILE": Path(p).expanduser().resolve() if (p := conf.env("DAEMON_PID_FILE")) else None,
+    # Promote edits this config's model slot, then confirms the live model from these metrics.
+    "DAEMON_CONFIG": Path(p).expanduser().resolve() if (p := conf.env("DAEMON_CONFIG")) else None,
+    "DAEMON_METRICS": conf.env("DAEMON_METRICS", "") or None,
     "FRAMES_ROOT": Path(conf.env("FRAMES_ROOT", ".")).expanduser().resolve(),
     "BACKGROUND_VALIDATION": conf.flag("BACKGROUND_VALIDATION", True),
     "KEEP_VERDICTS": conf.integer("KEEP_VERDICTS", 200_000, minimum=100),

@@ -424,16 +424,30 @@ def model_report(request: HttpRequest, pk: int, path: str = "report.html") -> Ht
 def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
     model = get_object_or_404(TrainedModel, pk=pk)
     try:
-        result = promote(model, settings.CONSOLE["MODELS_DIR"], settings.CONSOLE["DAEMON_PID_FILE"], request.user)
+        result = promote(model, settings.CONSOLE["MODELS_DIR"], settings.CONSOLE["DAEMON_PID_FILE"], request.user,
+                         daemon_config=settings.CONSOLE.get("DAEMON_CONFIG"),
+                         metrics_url=settings.CONSOLE.get("DAEMON_METRICS"),
+                         confirm_timeout=float(settings.CONSOLE.get("PROMOTE_CONFIRM_S", 30.0)))
     except PromoteError as exc:
         messages.error(request, f"Promote failed: {exc}")
         audit(request.user, "model.promote_failed", model=model.name, card=model.card_path, error=str(exc))
     else:
         text = f"{model.name} copied to {settings.CONSOLE['MODELS_DIR']} ({len(result.copied)} files)"
+        if result.config_change:
+            text += f"; daemon config {result.config_change}"
         if result.signalled_pid:
-            messages.success(request, f"{text}; daemon pid {result.signalled_pid} signalled to reload.")
+            text += f"; daemon pid {result.signalled_pid} signalled to reload"
         else:
-            messages.warning(request, f"{text}; daemon NOT signalled: {result.signal_error}")
+            text += f"; daemon NOT signalled: {result.signal_error}"
+        live = ", ".join(result.live) or "nothing"
+        if result.confirmed:
+            messages.success(request, f"{text}. The daemon confirms {model.name} v{model.version} is live.")
+        elif result.confirmed is False:
+            messages.error(request, f"{text}. NOT deployed: the daemon still runs {live} "
+                           f"({result.confirm_error or 'reload refused? see the daemon log'}).")
+        else:
+            messages.warning(request, f"{text}. Not confirmed: the console cannot see which model the daemon "
+                             "runs (start it with --daemon-metrics).")
     return redirect("model_detail", pk=model.pk)
 
 

@@ -70,7 +70,7 @@ def stack(tmp_path):
     card_path = make_model(models_dir, "detector", name=MODEL, size=64)
     placeholder = load_card(card_path).model_copy(update={"name": "placeholder-detector"})
     placeholder.save(card_path)
-    zport, port = free_port(), free_port()
+    zport, port, mport = free_port(), free_port(), free_port()
     endpoint = f"tcp://127.0.0.1:{zport}"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
@@ -78,7 +78,8 @@ def stack(tmp_path):
         f"poll_ms: 50}}\nmodels:\n  - path: {card_path}\n    threads: 1\n"
         f"publishers:\n  - {{type: zmq, endpoint: \"{endpoint}\"}}\n"
         f"  - {{type: jsonl, path: {tmp_path}/verdicts.jsonl}}\n"
-        f"saving: {{mode: all, dir: {root / 'frames'}, overlay: true}}\nmetrics: {{enabled: false}}\n"
+        f"saving: {{mode: all, dir: {root / 'frames'}, overlay: true}}\n"
+        f"metrics: {{enabled: true, host: 127.0.0.1, port: {mport}}}\n"
     )
     pid_file, daemon_log, console_log = tmp_path / "daemon.pid", tmp_path / "daemon.log", tmp_path / "console.log"
     env = {**os.environ, "EDGE_INSPECTOR_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO),
@@ -96,7 +97,8 @@ def stack(tmp_path):
         assert created.returncode == 0, created.stderr
         procs.append(subprocess.Popen(
             [*console_cli, "--port", str(port), "--zmq", endpoint, "--models-dir", str(models_dir),
-             "--daemon-pid-file", str(pid_file), "--frames-root", str(root)],
+             "--daemon-pid-file", str(pid_file), "--frames-root", str(root), "--daemon-config", str(cfg),
+             "--daemon-metrics", f"http://127.0.0.1:{mport}/metrics"],
             stdout=open(console_log, "wb"), stderr=subprocess.STDOUT, env=env))  # noqa: SIM115
         logs = (daemon_log, console_log)
         _wait(lambda: pid_file.exists() or procs[0].poll() is not None, 30, "the daemon's pid file", logs)
@@ -242,6 +244,7 @@ def test_console_daemon_end_to_end_in_browser(stack, browser, tmp_path):
     click(browser.find_element(By.LINK_TEXT, f"{MODEL} v1"))
     click(browser.find_element(By.ID, "promote-button"))
     page_shows(f"daemon pid {stack['pid']} signalled to reload")
+    page_shows(f"The daemon confirms {MODEL} v1 is live")  # from the daemon's own model_info
     assert "deployed" in body()
     _wait(lambda: any("reloaded" in line and f"models ['{MODEL}']" in line
                       for line in stack["daemon_log"].read_text().splitlines()), 30, "the daemon to reload", logs)

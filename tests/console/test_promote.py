@@ -47,7 +47,10 @@ def test_promote_copies_files_audits_and_signals(client, settings_console, train
     assert entry.detail["sighup_pid"] == proc.pid and entry.detail["model"] == "widget-fm"
     assert len(entry.detail["copied"]) == 3
     trained.refresh_from_db()
-    assert trained.deployed
+    # a stand-in daemon cannot say which model it runs: copied and signalled, but never shown as deployed
+    # (tests/console/test_promote_live.py confirms against a real daemon's model_info)
+    assert not trained.deployed and entry.detail["confirmed"] is None
+    assert "Not confirmed" in response.content.decode()
     assert b"model.promote" in client.get("/audit/").content
 
 
