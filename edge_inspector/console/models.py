@@ -158,3 +158,14 @@ def audit(user, action: str, **detail) -> AuditLog:
         action=action,
         detail=detail,
     )
+
+
+class LoginFailure(models.Model):
+    """One failed login (login.py counts them per user name and per client address for the lockout)."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    ip = models.CharField(max_length=64, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]

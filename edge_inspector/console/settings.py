@@ -97,6 +97,20 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "SAMEORIGIN"  # the model report is shown in an iframe on the model page
 
+# --- behind a TLS reverse proxy ----------------------------------------------------------------------
+# The console itself speaks plain HTTP on loopback; a proxy (nginx, Caddy) terminates TLS. HTTPS=1
+# marks the session and CSRF cookies Secure and sends HSTS; TRUST_PROXY_HEADER=1 believes the
+# proxy's X-Forwarded-Proto (set it only when the proxy overwrites that header, and the console is
+# reachable through the proxy alone), so Django knows a request came over TLS.
+HTTPS = conf.flag("HTTPS", False)
+TRUST_PROXY_HEADER = conf.flag("TRUST_PROXY_HEADER", False)
+if TRUST_PROXY_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = conf.integer("HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = conf.flag("HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_SSL_REDIRECT = conf.flag("SSL_REDIRECT", False)
+
 # --- console-specific --------------------------------------------------------------------------
 CONSOLE = {
     "ZMQ_ENDPOINT": conf.env("ZMQ", "tcp://127.0.0.1:5556"),
@@ -112,6 +126,11 @@ CONSOLE = {
     "TRAIN_COMMAND": conf.env("TRAIN_COMMAND", ""),
     "EVALUATE_COMMAND": conf.env("EVALUATE_COMMAND", ""),
     "UPLOADS_DIR": DATA_DIR / "datasets",
+    # Login throttling (login.py): failures per user name and per client address before a lockout.
+    "LOGIN_MAX_FAILURES": conf.integer("LOGIN_MAX_FAILURES", 5, minimum=1),
+    "LOGIN_MAX_FAILURES_PER_IP": conf.integer("LOGIN_MAX_FAILURES_PER_IP", 50, minimum=1),
+    "LOGIN_LOCKOUT_MINUTES": conf.integer("LOGIN_LOCKOUT_MINUTES", 15, minimum=1),
+    "TRUST_PROXY_HEADER": TRUST_PROXY_HEADER,
     # Server folders an admin may name: datasets registered by path, and cards imported by path
     # (besides the models dir and the console's own job folders). Nothing outside them is opened.
     "DATASET_ROOTS": [Path(p).expanduser().resolve() for p in conf.path_list(conf.env("DATASET_ROOTS"))],

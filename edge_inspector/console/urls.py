@@ -4,9 +4,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
+from .login import ConsoleLoginView
 
 urlpatterns = [
-    path("accounts/login/", auth_views.LoginView.as_view(template_name="console/login.html"), name="login"),
+    path("accounts/login/", ConsoleLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("static/<path:path>", views.static_file, name="static"),
     path("", views.dashboard, name="dashboard"),

@@ -200,3 +200,93 @@ def test_per_user_quota(client, settings_console, demo_dataset):
         accepted += 1
     assert 1 <= accepted < 6
     assert len(list(Path(settings_console["UPLOADS_DIR"]).glob("*.zip"))) == accepted
+
+
+# --- Low: login throttling, TLS cookies -------------------------------------------------------------------
+def test_login_lockout_after_repeated_failures(user, settings_console):
+    """Red team Low: no login throttling or lockout, failed logins not audited."""
+    from datetime import timedelta
+
+    from edge_inspector.console.models import AuditLog, LoginFailure
+
+    settings_console.update(LOGIN_MAX_FAILURES=3, LOGIN_LOCKOUT_MINUTES=15)
+    c = Client()
+    for _ in range(3):
+        response = c.post("/accounts/login/", {"username": "operator", "password": "guess"})
+        assert response.status_code == 200 and b"Wrong user name or password" in response.content
+    response = c.post("/accounts/login/", {"username": "operator", "password": PASSWORD})  # right password
+    assert response.status_code == 200 and b"Too many failed logins" in response.content
+    assert b"try again in 15 minute(s)" in response.content
+    assert "_auth_user_id" not in c.session
+    assert AuditLog.objects.filter(action="user.login_failed", detail__username="operator").count() == 3
+    assert AuditLog.objects.filter(action="user.login_locked").count() == 1
+    assert LoginFailure.objects.count() == 3  # refusals while locked do not extend the lock
+
+    LoginFailure.objects.update(created_at=timezone_now() - timedelta(minutes=16))  # the lock ages out
+    response = c.post("/accounts/login/", {"username": "operator", "password": PASSWORD})
+    assert response.status_code == 302
+    assert AuditLog.objects.filter(action="user.login", username="operator").exists()
+    assert not LoginFailure.objects.filter(username="operator").exists()
+
+
+def test_login_lockout_per_address(user, settings_console):
+    """Guessing many user names from one address is throttled too."""
+    settings_console.update(LOGIN_MAX_FAILURES=100, LOGIN_MAX_FAILURES_PER_IP=4)
+    c = Client(REMOTE_ADDR="10.0.0.9")
+    for i in range(4):
+        c.post("/accounts/login/", {"username": f"user{i}", "password": "guess"})
+    response = c.post("/accounts/login/", {"username": "operator", "password": PASSWORD})
+    assert b"Too many failed logins" in response.content
+    other = Client(REMOTE_ADDR="10.0.0.10")
+    assert other.post("/accounts/login/", {"username": "operator", "password": PASSWORD}).status_code == 302
+
+
+def timezone_now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+_TLS_PROBE = r"""
+import json, os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "edge_inspector.console.settings"
+import django
+django.setup()
+from django.conf import settings
+from django.core.management import call_command
+from django.test.utils import setup_test_environment
+setup_test_environment()  # lets the test client's host "testserver" in
+call_command("migrate", interactive=False, verbosity=0)
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+from django.contrib.auth import get_user_model
+from django.test import Client
+get_user_model().objects.create_user("u", password="a-long-enough-pass")
+c = Client(HTTP_X_FORWARDED_PROTO="https")
+login = c.get("/accounts/login/")
+r = c.post("/accounts/login/", {"username": "u", "password": "a-long-enough-pass"})
+print(json.dumps({"status": r.status_code, "session_secure": bool(r.cookies["sessionid"]["secure"]),
+                  "csrf_secure": bool(login.cookies["csrftoken"]["secure"]),
+                  "hsts": r.headers.get("Strict-Transport-Security", ""),
+                  "plain_hsts": Client().get("/accounts/login/").headers.get("Strict-Transport-Security", "")}))
+"""
+
+
+def test_secure_cookies_and_hsts_behind_a_tls_proxy(tmp_path):
+    """Red team Low: no way to set Secure cookies / HSTS / SECURE_PROXY_SSL_HEADER behind TLS. A real console
+    settings module in a fresh process, with the variables a TLS deployment sets."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_INSPECTOR_") and k != "DJANGO_SETTINGS_MODULE"}
+
+    def probe(**extra):
+        done = subprocess.run([sys.executable, "-c", _TLS_PROBE], capture_output=True, text=True, cwd=REPO,
+                              env={**env, "EDGE_INSPECTOR_DATA_DIR": str(tmp_path / str(len(extra))), **extra},
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    tls = probe(EDGE_INSPECTOR_HTTPS="1", EDGE_INSPECTOR_TRUST_PROXY_HEADER="1")
+    assert tls["status"] == 302 and tls["session_secure"] and tls["csrf_secure"]
+    assert tls["hsts"] == "max-age=31536000" and tls["plain_hsts"] == ""  # HSTS only over (proxied) TLS
+    plain = probe()
+    assert not plain["session_secure"] and plain["hsts"] == ""  # the loopback default keeps working over HTTP
