@@ -41,3 +41,15 @@ def test_no_publishers_is_a_warning_in_check_config_and_at_start(tmp_path: Path,
     jsonl = _config(tmp_path, detector_card, frames_dir, f"[{{type: jsonl, path: {tmp_path / 'v.jsonl'}}}]")
     check = _run("check-config", str(jsonl), cwd=tmp_path)
     assert check.returncode == 0 and WARNING not in check.stdout, check.stdout
+
+
+def test_model_and_source_problems_carry_their_yaml_line(tmp_path: Path, detector_card: Path) -> None:
+    """Issue 19.10: check-config's model problems come with a line, like the loader's own problems."""
+    path = tmp_path / "config.yaml"
+    path.write_text(f"line: line-1\ncameras:\n  - id: cam-0\n    source:\n      type: replay\n      path: nowhere\n"
+                    f"models:\n  - path: {detector_card}\n  - path: models/missing.card.json\n"
+                    "publishers: []\n")
+    check = _run("check-config", str(path), cwd=tmp_path)
+    assert check.returncode == 1, check.stdout
+    assert "models[1] (line 9) (" in check.stdout and "missing.card.json: model card not found" in check.stdout
+    assert "cameras[0].source.path (line 6): replay folder" in check.stdout, check.stdout

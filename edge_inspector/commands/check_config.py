@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 
@@ -20,6 +21,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+_PROBLEM_PATH = re.compile(r"^(?P<path>[a-z_]+(?:\[\d+\]|\.[a-z_]+)*)(?P<rest>.*)$", re.S)
+
+
+def with_line(problem: str, lines: dict[tuple, int]) -> str:
+    """``models[1] (x.card.json): ...`` -> ``models[1] (line 9) (x.card.json): ...``.
+
+    The loader's own problems carry their YAML line; the model and source checks run on the
+    parsed config and name only the YAML path, so the line is looked up here (the nearest known
+    parent, as the loader does for a missing key).
+    """
+    m = _PROBLEM_PATH.match(problem)
+    if not m:
+        return problem
+    path: tuple = tuple(int(p) if p.isdigit() else p for p in re.findall(r"[a-z_]+|\d+", m.group("path")))
+    for n in range(len(path), 0, -1):
+        if path[:n] in lines:
+            return f"{m.group('path')} (line {lines[path[:n]]}){m.group('rest')}"
+    return problem
+
+
+def _yaml_lines(path: Path) -> dict[tuple, int]:
+    from ..config import _line_map, _load_yaml
+
+    try:
+        return _line_map(_load_yaml(path.read_text(encoding="utf-8"))[1])
+    except Exception:  # noqa: BLE001 - the file loaded a moment ago; without lines the problems still print
+        return {}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
     from ..daemon import load_models, publisher_warning, source_problems
@@ -35,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
         models, model_problems = load_models(cfg)
         problems += model_problems
     if problems:
+        lines = _yaml_lines(args.file)
         print(f"{args.file}: {len(problems)} problem(s):")
         for p in problems:
-            print(f"  - {p}")
+            print(f"  - {with_line(p, lines)}")
         return 1
     print(f"{args.file}: valid. line {cfg.line}")
     for cam in cfg.cameras:
