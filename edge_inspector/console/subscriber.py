@@ -157,3 +157,94 @@ class VerdictSubscriber(threading.Thread):
             fn(*args)
         except Exception:  # noqa: BLE001
             log.exception("verdict subscriber: %s failed", fn.__name__)
+
+
+# ------------------------------------------------------------------ is the daemon alive?
+class DaemonWatch:
+    """The daemon's own signals, for the dashboard badge: its pid, its metrics endpoint, its stream.
+
+    Why not the browser's polling: the page kept a green "live" badge after the daemon died
+    (integrators' check): the console answered, the line did not. ``state`` is ``live``,
+    ``silent`` (no verdict for ``silence_s`` while the daemon seems up: a stopped line or a broken
+    publisher), ``down`` (pid gone or metrics unreachable, with how long) or ``unknown`` (nothing
+    configured to watch and no verdict yet).
+    """
+
+    def __init__(self, pid_file=None, metrics_url: str | None = None, silence_s: float = 60.0) -> None:
+        self.pid_file, self.metrics_url, self.silence_s = pid_file, metrics_url, silence_s
+        self.started = time.time()
+        self._down_since: float | None = None
+        self._metrics_cache: tuple[float, str] = (0.0, "")
+        self._lock = threading.Lock()
+
+    def _pid_problem(self) -> str:
+        import os
+
+        from .promote import read_pid
+
+        try:
+            pid = read_pid(self.pid_file)
+        except ProcessLookupError as exc:
+            return str(exc)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"daemon pid {pid} is not running"
+        except PermissionError:
+            pass  # alive, another user's
+        return ""
+
+    def _metrics_problem(self, now: float) -> str:
+        import urllib.error
+        import urllib.request
+
+        checked, problem = self._metrics_cache
+        if now - checked < 2.0:
+            return problem
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=1.0) as resp:  # noqa: S310 - configured URL
+                resp.read(1)
+            problem = ""
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            problem = f"daemon metrics {self.metrics_url} unreachable ({getattr(exc, 'reason', exc)})"
+        self._metrics_cache = (now, problem)
+        return problem
+
+    def status(self, last_received: float | None, now: float | None = None) -> dict:
+        now = time.time() if now is None else now
+        with self._lock:
+            problems = []
+            if self.pid_file is not None:
+                problems.append(self._pid_problem())
+            if self.metrics_url:
+                problems.append(self._metrics_problem(now))
+            problem = "; ".join(p for p in problems if p)
+            if problem:
+                self._down_since = self._down_since or now
+                down_for = now - self._down_since
+                return {"state": "down", "for_s": round(down_for),
+                        "text": f"daemon unreachable for {down_for:.0f} s: {problem}"}
+            self._down_since = None
+        silent_for = now - (last_received if last_received is not None else self.started)
+        if last_received is None and self.pid_file is None and not self.metrics_url:
+            return {"state": "unknown", "for_s": None, "text": "live (daemon not watched: start the console "
+                    "with --daemon-pid-file or --daemon-metrics)"}
+        if silent_for > self.silence_s:
+            since = "since the console started" if last_received is None else "for"
+            return {"state": "silent", "for_s": round(silent_for),
+                    "text": f"no verdicts {since} {silent_for:.0f} s"}
+        return {"state": "live", "for_s": 0, "text": "live"}
+
+
+WATCH: DaemonWatch | None = None
+
+
+def daemon_status(last_received: float | None) -> dict:
+    """The badge state from the configured daemon signals (created on first use from the settings)."""
+    global WATCH
+    if WATCH is None:
+        from django.conf import settings
+
+        c = settings.CONSOLE
+        WATCH = DaemonWatch(c.get("DAEMON_PID_FILE"), c.get("DAEMON_METRICS"), float(c.get("DAEMON_SILENCE_S", 60)))
+    return WATCH.status(last_received)

@@ -122,8 +122,9 @@ def api_verdicts(request: HttpRequest) -> JsonResponse:
     from . import subscriber
 
     feed = subscriber.ACTIVE.status() if subscriber.ACTIVE is not None else None
+    daemon = subscriber.daemon_status(feed["last_received"] if feed else None)
     return JsonResponse({"verdicts": [verdict_json(v) for v in rows], "last_id": last_id, "cameras": camera_stats(),
-                         "feed": feed, "server_time": time.time()})
+                         "feed": feed, "daemon": daemon, "server_time": time.time()})
 
 
 @require_GET

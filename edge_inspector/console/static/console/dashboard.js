@@ -84,8 +84,12 @@
       lastId = data.last_id;
       renderCameras(data.cameras);
       renderFeed(data.feed, data.server_time);
-      statusEl.textContent = "live";
-      statusEl.className = "badge text-bg-success";
+      // The daemon's own signals (pid, metrics, stream silence), not just this page's polling.
+      const d = data.daemon || {state: "unknown", text: "live"};
+      statusEl.textContent = d.text;
+      statusEl.className = "badge " + (d.state === "live" ? "text-bg-success"
+                                       : d.state === "unknown" ? "text-bg-secondary" : "text-bg-danger");
+      statusEl.dataset.state = d.state;
     } catch (err) {
       statusEl.textContent = "disconnected (" + err.message + ")";
       statusEl.className = "badge text-bg-danger";
