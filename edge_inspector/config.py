@@ -40,7 +40,8 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # inf/nan are never a sensible setting (quota_mb: .inf passed validation and crashed the saver)
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 # -- sources ---------------------------------------------------------------------------------------
@@ -52,9 +53,12 @@ class CameraSourceConfig(_Model):
         description="USB/V4L2 index (0), a stream URL (rtsp://..., http://...), or a GStreamer pipeline "
         "(any string containing '!', opened with CAP_GSTREAMER and ending in appsink)."
     )
-    fps: float | None = Field(None, gt=0, description="Frame rate to request from the camera (None: its default).")
-    width: int | None = Field(None, gt=0, description="Frame width to request (None: the camera's default).")
-    height: int | None = Field(None, gt=0, description="Frame height to request (None: the camera's default).")
+    fps: float | None = Field(None, gt=0, le=10_000,
+                              description="Frame rate to request from the camera (None: its default).")
+    width: int | None = Field(None, gt=0, le=100_000,
+                              description="Frame width to request (None: the camera's default).")
+    height: int | None = Field(None, gt=0, le=100_000,
+                               description="Frame height to request (None: the camera's default).")
 
 
 class VideoSourceConfig(_Model):
@@ -63,7 +67,8 @@ class VideoSourceConfig(_Model):
     type: Literal["video"] = Field(description="A video file read with OpenCV.")
     path: Path = Field(description="Video file (any container/codec OpenCV's FFmpeg build reads).")
     loop: bool = Field(False, description="Start again at the end instead of finishing.")
-    rate_fps: float = Field(0.0, ge=0, description="Frames per second to deliver; 0 = as fast as possible.")
+    rate_fps: float = Field(0.0, ge=0, le=10_000, description="Frames per second to deliver; 0 = as fast as "
+                            "possible.")
 
 
 class FolderSourceConfig(_Model):
@@ -96,7 +101,8 @@ class ReplaySourceConfig(_Model):
     type: Literal["replay"] = Field(description="Replay a recorded image folder in sorted name order.")
     path: Path = Field(description="Folder of recorded images.")
     pattern: str = Field(IMAGE_PATTERN, description="Comma-separated glob patterns of files to replay.")
-    rate_fps: float = Field(0.0, ge=0, description="Frames per second; 0 = as fast as the pipeline takes them.")
+    rate_fps: float = Field(0.0, ge=0, le=10_000, description="Frames per second; 0 = as fast as the pipeline "
+                            "takes them.")
     loop: bool = Field(False, description="Start again after the last file instead of finishing.")
 
 
@@ -140,8 +146,8 @@ class ModelConfig(_Model):
     backend: Literal["onnxruntime", "openvino", "tensorrt"] = Field(
         "onnxruntime", description="Inference backend (the PyTorch reference lives in the toolchain, not the daemon). "
         "'openvino' needs the [openvino] extra.")
-    threads: int = Field(1, ge=0, description="Intra-op threads for CPU backends (0 = library default).")
-    weight: float = Field(1.0, ge=0, description="Weight of this model in the 'weighted' fusion rule.")
+    threads: int = Field(1, ge=0, le=1024, description="Intra-op threads for CPU backends (0 = library default).")
+    weight: float = Field(1.0, ge=0, le=1e6, description="Weight of this model in the 'weighted' fusion rule.")
     role: Literal["primary", "shadow"] = Field(
         "primary", description="'shadow' models are scored and reported in the verdict's votes but do not "
         "influence the decision (for trying a new model on the line).")
@@ -198,7 +204,8 @@ class FusionConfig(_Model):
 # -- other sections -------------------------------------------------------------------------------
 class SavingConfig(_Model):
     mode: Literal["none", "defects", "all", "sample"] = Field("none", description="Which frames to save as JPEG.")
-    sample_every: int = Field(100, ge=1, description="mode 'sample': save one frame in this many (per camera).")
+    sample_every: int = Field(100, ge=1, le=10**9,
+                              description="mode 'sample': save one frame in this many (per camera).")
     dir: Path = Field(Path("frames"), description="Root folder; files go to <dir>/YYYY-MM-DD/<camera>/"
                       "<frame>-<run>.jpg (<run>: the daemon's start time and a random tag, so no run overwrites "
                       "another's evidence).")
@@ -228,7 +235,8 @@ class InferenceConfig(_Model):
     batch_timeout_ms: float = Field(
         0.0, ge=0, le=1000, description="Extra wait for a fuller batch once a frame is in hand; 0 = never wait "
         "(a lone frame is inferred at once: single-frame latency).")
-    queue_size: int = Field(32, ge=1, description="Frames buffered between preprocessing and inference.")
+    queue_size: int = Field(32, ge=1, le=100_000, description="Frames buffered between preprocessing and "
+                            "inference.")
 
 
 class DaemonConfig(_Model):
@@ -289,28 +297,118 @@ def _expand_env(node: Any, path: str, problems: list[str]) -> Any:
     return node
 
 
-def _line_map(text: str) -> dict[tuple, int]:
+#: Limits that a configuration file never comes near, so a hostile or broken file is refused in
+#: milliseconds instead of exhausting the stack (deep nesting), the CPU and memory (alias bombs) or
+#: blocking on a FIFO (F12 in the 2026-12 red-team review).
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_DEPTH = 50
+MAX_NODES = 100_000  # YAML nodes with every alias expanded
+
+
+class _LimitError(yaml.YAMLError):
+    def __init__(self, message: str, mark: Any = None):
+        super().__init__(message)
+        self.problem, self.problem_mark = message, mark
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and nesting deeper than MAX_DEPTH (composition is recursive)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _LimitError(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *defaults' keys may be overridden by explicit ones: that is what merging is for
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            if key in seen:
+                raise _LimitError(f"duplicate key {key!r} (first at line {seen[key]}); each key may appear once",
+                                  key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse recursive aliases and alias bombs: count nodes with aliases expanded, each shared node once."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # iterative post-order walk: no recursion, whatever the file
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            active.discard(key)
+            if sizes[key] > MAX_NODES:
+                raise _LimitError(f"expands to more than {MAX_NODES} values (aliases of aliases: an alias "
+                                  "bomb?)", node.start_mark)
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            raise _LimitError("recursive alias: a node contains an alias of itself", node.start_mark)
+        active.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in active:
+                raise _LimitError("recursive alias: a node contains an alias of itself", child.start_mark)
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """Parse once: (data, node tree for line numbers). Raises yaml.YAMLError (with a mark where known)."""
+    loader = _StrictLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_size(root)
+        return loader.construct_document(root), root
+    except RecursionError as exc:
+        raise _LimitError(f"nested too deeply (more than {MAX_DEPTH} levels)") from exc
+    finally:
+        loader.dispose()
+
+
+def _line_map(root: yaml.Node | None) -> dict[tuple, int]:
     """YAML path tuple -> 1-based line, from the composed node tree (for error messages)."""
     lines: dict[tuple, int] = {}
-
-    def walk(node: yaml.Node, path: tuple) -> None:
-        lines[path] = node.start_mark.line + 1
+    if root is None:
+        return lines
+    stack: list[tuple[yaml.Node, tuple]] = [(root, ())]
+    while stack:  # iterative, and bounded by _check_size
+        node, path = stack.pop()
+        lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                k = key.value
+                k = key.value if isinstance(key, yaml.ScalarNode) else None
                 lines[(*path, k)] = key.start_mark.line + 1
-                walk(value, (*path, k))
-                lines[(*path, k)] = key.start_mark.line + 1
+                stack.append((value, (*path, k)))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                walk(item, (*path, i))
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
+                stack.append((item, (*path, i)))
     return lines
 
 
@@ -392,18 +490,18 @@ def resolve_paths(cfg: DaemonConfig, base: Path) -> DaemonConfig:
 def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> DaemonConfig:
     """Validate YAML text; raise ConfigError listing every problem with its path and line."""
     try:
-        data = yaml.safe_load(text)
+        data, root = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(source, [f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"]) from exc
+        raise ConfigError(source, [f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"]) from None
     if data is None:
         raise ConfigError(source, ["the file is empty; expected a mapping with line, cameras, models"])
     if not isinstance(data, dict):
         raise ConfigError(source, [f"expected a mapping at the top level, got {type(data).__name__}"])
     problems: list[str] = []
     data = _expand_env(data, "", problems)
-    lines = _line_map(text)
+    lines = _line_map(root)
     try:
         cfg = DaemonConfig.model_validate(data)
     except ValidationError as exc:
@@ -416,8 +514,39 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
 def load_config(path: Path | str) -> DaemonConfig:
     """Read and validate ``config.yaml``; relative paths resolve against its folder."""
     path = Path(path)
+    return parse_config(read_text_file(path), str(path), base=path.resolve().parent)
+
+
+def read_text_file(path: Path, limit: int = MAX_CONFIG_BYTES) -> str:
+    """A regular UTF-8 file of at most ``limit`` bytes, or a ConfigError saying which of these it is not.
+
+    Why each check: a FIFO or ``/dev/zero`` named as the config blocked or ate memory; a file saved as
+    UTF-16 or Latin-1 gave a UnicodeDecodeError traceback.
+    """
+    import stat as stat_
+
     try:
-        text = path.read_text()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise ConfigError(path, [f"cannot read the file ({exc.strerror or exc})"]) from exc
-    return parse_config(text, str(path), base=path.resolve().parent)
+        raise ConfigError(path, [f"cannot read the file ({exc.strerror or exc})"]) from None
+    try:
+        st = os.fstat(fd)
+        if not stat_.S_ISREG(st.st_mode):
+            raise ConfigError(path, ["not a regular file (a FIFO, device or folder); expected a YAML file"])
+        if st.st_size > limit:
+            raise ConfigError(path, [f"the file is {st.st_size} bytes; a configuration is at most {limit} bytes"])
+        data = os.read(fd, limit + 1)
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file ({exc.strerror or exc})"]) from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ConfigError(path, [f"the file is larger than {limit} bytes; a configuration is at most that"])
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:4] in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00"):
+        raise ConfigError(path, ["the file is UTF-16/UTF-32 encoded; save it as UTF-8"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(path, [f"line {line}: byte 0x{data[exc.start]:02x} is not UTF-8; save the file as "
+                                 "UTF-8"]) from None

@@ -119,7 +119,32 @@ def source_problems(cfg: DaemonConfig) -> list[str]:
                             f"{src.pattern}")
         elif src.type == "video" and not src.path.is_file():
             problems.append(f"cameras[{i}].source.path: video file {src.path} does not exist")
-    return problems
+    return problems + state_problems(cfg)
+
+
+def state_problems(cfg: DaemonConfig) -> list[str]:
+    """``state_dir`` must be a folder the daemon can create and write (checked by creating it and a probe
+    file: what ``run`` does next), so check-config refuses what ``run`` would refuse."""
+    if cfg.state_dir is None:
+        return []
+    probe = cfg.state_dir / f".probe-{os.getpid()}"
+    try:
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return [f"state_dir: {cfg.state_dir} is not a writable folder ({exc.strerror or exc})"]
+    return []
+
+
+def default_state_dir(cfg: DaemonConfig) -> DaemonConfig:
+    """Without ``state_dir``, use ``$STATE_DIRECTORY/state`` when systemd provides one (the shipped unit
+    sets ``StateDirectory=edge-inspector``), so a service keeps frame numbers and watched-folder progress
+    across restarts by default."""
+    base = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if cfg.state_dir is None and base:
+        return cfg.model_copy(update={"state_dir": Path(base) / "state"})
+    return cfg
 
 
 def build_generation(cfg: DaemonConfig, number: int, metrics: Metrics,
@@ -178,7 +203,7 @@ class Daemon:
     # -- building -----------------------------------------------------------------------------
     def load(self) -> DaemonConfig:
         cfg = load_config(self.config_path)
-        return self.override(cfg) if self.override else cfg
+        return default_state_dir(self.override(cfg) if self.override else cfg)
 
     def start(self) -> None:
         """Build everything; raise ConfigError/StartupError (nothing half-started is left running)."""
@@ -187,6 +212,12 @@ class Daemon:
         if problems:
             raise StartupError("; ".join(problems))
         logging.getLogger("edge_inspector").setLevel(cfg.logging.level)
+        if cfg.state_dir is None:
+            folders = [c.id for c in cfg.cameras if c.source.type == "folder"]
+            if folders:
+                log.warning("state_dir is not set: watched folder camera(s) %s inspect every file already in the "
+                            "folder again at each start, with frame numbers from 0. Set state_dir (see the cameras "
+                            "page of the guide) to inspect each file once across restarts.", ", ".join(folders))
         self.generation_number = 1
         gen = build_generation(cfg, 1, self.metrics)
         self._record_models(gen)
