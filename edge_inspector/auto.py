@@ -33,7 +33,14 @@ from .evaluate.runner import evaluate_model
 log = logging.getLogger(__name__)
 
 DEFAULT_CANDIDATES = ("feature_memory", "autoencoder", "classifier")
+MASK_CANDIDATES = ("segmenter",)  # added to the defaults when the training split has defect masks
 Trainer = Callable[..., Path]  # same signature as edge_inspector.train.train_model
+
+
+def default_candidates(dataset: Dataset) -> tuple[str, ...]:
+    """The default kinds, plus the supervised segmenter when training defects carry masks (it needs them)."""
+    has_masks = any(s.label == 1 and s.mask_path is not None for s in dataset.split("train"))
+    return DEFAULT_CANDIDATES + (MASK_CANDIDATES if has_masks else ())
 
 
 def _default_trainer() -> Trainer:
@@ -88,17 +95,21 @@ def _ranking_key(c: Mapping[str, Any]) -> tuple[float, float]:
     return (-1.0 if score is None else score, -(c.get("val_ms_per_image") or 0.0))
 
 
-def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] = DEFAULT_CANDIDATES,
+def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | None = None,
              trainer: Trainer | None = None, seed: int = 0, weights: Mapping[str, float] | None = None,
              options: Mapping[str, Mapping[str, Any]] | None = None, threads: int = 2,
              progress: bool = False) -> dict[str, Any]:
     """Train, choose on validation, report on test; return the summary dict (also in auto.json).
+
+    ``models`` defaults to :func:`default_candidates` (the segmenter joins when training defects have masks).
 
     ``trainer`` defaults to ``edge_inspector.train.train_model``; it must accept
     ``(kind, dataset, out_dir, *, name, seed, options, progress)`` and return a card path.
     A candidate whose training or evaluation fails is recorded with its error; auto fails only
     when no candidate survives.
     """
+    if models is None:
+        models = default_candidates(dataset)
     if not models:
         raise ValueError("auto: no candidate model kind given")
     _check_val(dataset)

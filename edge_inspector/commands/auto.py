@@ -28,7 +28,7 @@ def build_options(kinds: list[str], args: argparse.Namespace) -> dict[str, dict]
         opts: dict = {"threads": args.threads}
         if args.input_size:
             opts["input_size"] = args.input_size
-        if args.epochs is not None and kind in ("autoencoder", "classifier", "custom_cnn"):
+        if args.epochs is not None and kind in ("autoencoder", "classifier", "custom_cnn", "segmenter"):
             opts["epochs"] = args.epochs
         opts.update(args.options.get(kind, {}))
         options[kind] = opts
@@ -44,12 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model's figures on the test split. The test split is never used for choosing.",
     )
     p.add_argument("dataset", type=Path, help="dataset folder or .zip")
-    p.add_argument("--models", default="feature_memory,autoencoder,classifier",
-                   help="comma-separated candidate kinds (default: feature_memory,autoencoder,classifier; also "
-                   "custom_cnn, features_svm, features_rf, features_xgb)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated candidate kinds (default: feature_memory,autoencoder,classifier, plus "
+                   "segmenter when the training defects have masks; also custom_cnn, features_svm, features_rf, "
+                   "features_xgb)")
     p.add_argument("--out", type=Path, default=Path("models"), help="where the chosen model goes (default: models/)")
     p.add_argument("--input-size", type=int, help="square input size for every candidate (default: the trainer's)")
-    p.add_argument("--epochs", type=int, help="training epochs for the autoencoder and the classifier")
+    p.add_argument("--epochs", type=int, help="training epochs for the autoencoder, classifier and segmenter")
     p.add_argument("--options", type=_json_options, default={},
                    help='per-kind trainer options as JSON, e.g. \'{"feature_memory": {"coreset_ratio": 0.02}}\'')
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
@@ -58,17 +59,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..auto import run_auto
+    from ..auto import default_candidates, run_auto
     from ..card import CardError
     from ..data.types import DatasetError
     from ..evaluate.datasets import open_dataset
     from ..evaluate.metrics import parse_weights
 
-    kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     try:
         weights = parse_weights(args.weights)
         dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
                                category=args.category)
+        kinds = ([k.strip() for k in args.models.split(",") if k.strip()] if args.models is not None
+                 else list(default_candidates(dataset)))
         summary = run_auto(dataset, args.out, models=kinds, seed=args.seed, weights=weights, threads=args.threads,
                            options=build_options(kinds, args), progress=not args.quiet and sys.stderr.isatty())
     except (CardError, DatasetError, ValueError, RuntimeError) as exc:

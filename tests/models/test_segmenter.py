@@ -30,19 +30,30 @@ FAST = dict(input_size=SIZE, threads=1, epochs=12)
 
 
 @pytest.fixture(scope="module")
-def masked(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    """Washers with 'missing' pieces and dark 'spot's, exact masks, pooled and split stratified (seeded),
-    so train, val and test each hold good parts and both defect types with their masks."""
-    root = generate_demo_dataset(tmp_path_factory.mktemp("seg") / "line", n_train=30, n_test_good=10,
+def masked_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MVTec-layout line: washers with 'missing' pieces and dark 'spot's, with exact masks."""
+    return generate_demo_dataset(tmp_path_factory.mktemp("seg") / "line", n_train=30, n_test_good=10,
                                  n_test_defect=36, size=SIZE, seed=0, defect_types=("missing", "spot"))
-    return load_dataset(root, scheme="stratified", seed=0)
 
 
 @pytest.fixture(scope="module")
-def trained(masked: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The segmenter through the real toolchain path: fit, ONNX export with parity check, calibration, card."""
+def masked(masked_root: Path) -> Dataset:
+    """Pooled and split stratified (seeded), as `train --scheme stratified` does: train, val and test
+    each hold good parts and both defect types with their masks."""
+    return load_dataset(masked_root, scheme="stratified", seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(masked_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`edge-inspector train DATASET --model segmenter`: fit, ONNX export with parity check, calibration, card."""
+    from edge_inspector.cli import main
+
     out = tmp_path_factory.mktemp("seg-models") / "models"
-    return train_model("segmenter", masked, out, name="seg", seed=0, options=dict(FAST), progress=False)
+    rc = main(["train", str(masked_root), "--model", "segmenter", "--scheme", "stratified", "--out", str(out),
+               "--name", "seg", "--input-size", str(SIZE), "--epochs", str(FAST["epochs"]), "--threads", "1",
+               "--quiet"])
+    assert rc == 0
+    return out / "seg.card.json"
 
 
 def _bgr(samples: list[Sample]) -> list[np.ndarray]:
@@ -101,6 +112,16 @@ def test_onnx_matches_pytorch_and_frozen_blocks_stay_frozen(masked: Dataset, tmp
             assert torch.equal(a, b), f"frozen block {i} changed"
     assert not torch.equal(net.blocks[net.freeze_blocks]._project_conv.weight,
                            fresh._blocks[net.freeze_blocks]._project_conv.weight)  # the top does train
+
+
+def test_auto_adds_the_segmenter_when_training_defects_have_masks(masked: Dataset) -> None:
+    from dataclasses import replace
+
+    from edge_inspector.auto import DEFAULT_CANDIDATES, default_candidates
+
+    assert default_candidates(masked) == (*DEFAULT_CANDIDATES, "segmenter")
+    unmasked = replace(masked, samples=[replace(s, mask_path=None) for s in masked.samples])
+    assert default_candidates(unmasked) == DEFAULT_CANDIDATES
 
 
 @pytest.mark.parametrize(("options", "words"), [
