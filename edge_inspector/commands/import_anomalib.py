@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     scores = result.sample_scores
     print(f"imported {args.model} -> {result.card_path}")
+    for note in result.notes:
+        print(f"  {note}")
     print(f"checked on {len(scores)} sample image(s): raw pred_score {min(scores):.4g} .. {max(scores):.4g}"
           + ("" if result.label_agreement is None
              else f"; pred_label agrees with the card's threshold on {100 * result.label_agreement:.0f}%"))

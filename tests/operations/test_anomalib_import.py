@@ -126,3 +126,40 @@ def test_not_an_anomalib_export_is_refused_with_the_file_named(tmp_path, samples
     assert main(["import-anomalib", str(tmp_path / "nopred.onnx"), "--samples", str(samples),
                  "--input-normalization", "none", "--out", str(tmp_path / "o")]) == 1
     assert "nopred.onnx: no output 'pred_score'" in capsys.readouterr().out
+
+
+ANOMALIB_LIKE = Path(__file__).with_name("data") / "anomalib_like_b2_dynamic_hw.onnx"
+
+
+def test_fixed_batch_dynamic_size_export_imports_and_matches_the_original(tmp_path, capsys):
+    """What anomalib 2.7's exporter gave the integrators: input [2, 3, 'height', 'width'], the
+    pre-processor's Resize to 224x224 inside, the batch of 2 baked into Reshape/Resize constants
+    (tests/operations/data/make_anomalib_like.py). The import finds 224x224 itself, runs any
+    number of frames in padded chunks of 2 inside the graph, and scores exactly like the original."""
+    import onnxruntime as ort
+
+    samples = write_frames(tmp_path / "samples", n=5, defect_every=2, size=96)  # 5: not a multiple of 2
+    out = tmp_path / "models"
+    assert main(["import-anomalib", str(ANOMALIB_LIKE), "--samples", str(samples), "--input-normalization",
+                 "inside", "--name", "patchcore-b2", "--out", str(out)]) == 0, capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "fixed batch of 2" in printed and "224x224" in printed, printed
+    card = load_card(out / "patchcore-b2.card.json")
+    assert (card.input.height, card.input.width) == (224, 224)
+    assert card.extra["anomalib"]["fixed_batch"] == 2 and card.extra["import_check"]["n_samples"] == 5
+    model = LoadedModel.load(out / "patchcore-b2.card.json")
+    frames = [make_frame(i % 2 == 1, size=96, seed=i) for i in range(3)]
+    ours = model.predict(frames)
+    original = ort.InferenceSession(str(ANOMALIB_LIKE))
+    batch = model.preprocess(frames)  # 3 frames: chunks [0, 1] and [2, 2 (padding)]
+    expected = np.concatenate([original.run(["pred_score"], {"input": batch[0:2]})[0],
+                               original.run(["pred_score"], {"input": batch[[2, 2]]})[0][:1]])
+    assert [r.raw_score for r in ours] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert ours[0].raw_map.shape == (224, 224)
+    # and the daemon runs it on a replay
+    replay = write_frames(tmp_path / "replay", n=3, defect_every=2, size=96)
+    cfg = write_config(tmp_path / "config.yaml", replay=replay, models=f"- path: {out}/patchcore-b2.card.json",
+                       publishers=f"- {{type: jsonl, path: {tmp_path}/v.jsonl}}")
+    run_daemon(cfg)
+    assert len((tmp_path / "v.jsonl").read_text().splitlines()) == 3
+
