@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-APT_PACKAGES="mosquitto mosquitto-clients chromium chromium-driver prometheus"
+# podman..iptables: tools/build-image.sh and tests/deploy (the container image, built and run for real)
+APT_PACKAGES="mosquitto mosquitto-clients chromium chromium-driver prometheus podman runc debootstrap netavark aardvark-dns iptables"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

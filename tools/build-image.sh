@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the edge-inspector container image from nothing on a Debian machine, without a registry:
-#   1. apt-get install podman runc debootstrap (when missing)
+#   1. apt-get install podman runc debootstrap (+ netavark, aardvark-dns, iptables: the network
+#      stack that publishes ports), when missing
 #   2. a Debian bookworm minbase root file system with debootstrap from this machine's own apt
 #      mirror (cached as a tarball between runs), `podman import`ed as the base image
 #   3. the edge-inspector wheel from this checkout (pip wheel --no-deps)
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --target) TARGET="$2"; shift 2 ;;
     --no-cache) NO_CACHE=(--no-cache); shift ;;
     --refresh-base) REFRESH_BASE=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "build-image: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -44,7 +45,7 @@ SUDO=""
 
 # -- 1. tools ------------------------------------------------------------------------------------
 missing=""
-for p in podman runc debootstrap; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+for p in podman runc debootstrap netavark aardvark-dns iptables; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   echo "build-image: installing$missing"
   $SUDO apt-get update -qq
