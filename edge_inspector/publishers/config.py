@@ -137,8 +137,25 @@ class ZmqConfig(BaseModel):
     type: Literal["zmq"] = Field("zmq", description="Selects the ZeroMQ PUB publisher.")
     endpoint: str = Field("tcp://127.0.0.1:5556", description="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5556 or ipc://...")
     bind: bool = Field(True, description="Bind the endpoint (True) or connect to it, e.g. to an XSUB proxy (False).")
-    sndhwm: int = Field(1000, ge=1, description="Send high-water mark per subscriber; beyond it messages are dropped.")
+    sndhwm: int = Field(1000, ge=1, le=10_000_000,
+                        description="Send high-water mark per subscriber; beyond it messages are dropped.")
     topic_prefix: str = Field("edge-inspector", min_length=1, description="First level of the topic frame.")
+    slow_subscriber: Literal["count", "isolate"] = Field(
+        "count", description="A subscriber that stops reading: 'count' (XPUB_NODROP) fails the send once it is at "
+        "its HWM, for every subscriber, and counts it in publish_failures_total; 'isolate' lets only that "
+        "subscriber lose messages (others unaffected), which the daemon cannot count. With curve_clients_dir "
+        "only known consumers can subscribe at all.")
+    join_grace_ms: int = Field(
+        500, ge=0, le=60_000, description="Verdicts of the first this-many ms after the socket is bound are held "
+        "and sent when the time is up, so subscribers that were waiting for the daemon (ZeroMQ reconnects every "
+        "100 ms) get them too (the 'slow joiner').")
+    curve_secret_key_file: Path | None = Field(
+        None, description="CurveZMQ: this publisher's certificate with its secret key (as written by "
+        "zmq.auth.create_certificates, '<name>.key_secret'). Set: traffic is encrypted and subscribers must know "
+        "the publisher's public key.")
+    curve_clients_dir: Path | None = Field(
+        None, description="CurveZMQ: folder of subscribers' public certificates ('*.key'); only those may "
+        "subscribe. None with curve_secret_key_file: any subscriber that knows the publisher's public key.")
 
 
 class JsonlConfig(BaseModel):

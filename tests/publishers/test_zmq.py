@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 import zmq
@@ -84,3 +86,126 @@ def test_bind_conflict_is_a_clear_error():
             create_publisher(ZmqConfig(endpoint=a.endpoint), line="l", metrics=m)
     finally:
         a.close(timeout=0)
+
+
+def _reader(endpoint: str, ctx: zmq.Context, got: list, stop, **curve: bytes) -> zmq.Socket:
+    import threading
+
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for opt, value in curve.items():
+        sub.setsockopt(getattr(zmq, opt), value)
+    sub.connect(endpoint)
+    sub.setsockopt_string(zmq.SUBSCRIBE, "")
+
+    def run() -> None:
+        while not stop.is_set():
+            if sub.poll(20):
+                got.append(json.loads(sub.recv_multipart()[1])["frame"])
+        sub.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return sub
+
+
+def _flood(pub, n: int) -> None:
+    for i in range(n):
+        pub.publish(make_verdict(i))
+        if i % 100 == 99:
+            time.sleep(0.005)  # a line's pace, not a benchmark: the reading subscriber keeps up
+
+
+@pytest.mark.parametrize("policy", ["count", "isolate"])
+def test_a_subscriber_that_never_reads(policy):
+    """F13/8.4: 'isolate' keeps every other subscriber whole; 'count' counts what everyone loses."""
+    import threading
+
+    m = Metrics()
+    pub = create_publisher(ZmqConfig(endpoint="tcp://127.0.0.1:*", sndhwm=1000, slow_subscriber=policy,
+                                     join_grace_ms=0), line="line1", metrics=m)
+    ctx = zmq.Context()
+    stuck = ctx.socket(zmq.SUB)
+    stuck.setsockopt(zmq.RCVHWM, 1)
+    stuck.setsockopt(zmq.RCVBUF, 1024)
+    stuck.setsockopt(zmq.LINGER, 0)
+    got: list[int] = []
+    stop = threading.Event()
+    try:
+        stuck.connect(pub.endpoint)
+        stuck.setsockopt_string(zmq.SUBSCRIBE, "")
+        _reader(pub.endpoint, ctx, got, stop)
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:  # both joined once the reader sees a probe
+            pub.publish(make_verdict(-1))
+            time.sleep(0.05)
+        time.sleep(0.2)
+        got.clear()
+        n = 20_000
+        t0 = time.monotonic()
+        _flood(pub, n)
+        assert time.monotonic() - t0 < 15  # never blocked by the stuck subscriber
+        time.sleep(0.5)
+        failures = sample(m, "edge_inspector_publish_failures_total", {"sink": "zmq"})
+        if policy == "isolate":
+            assert sorted(set(got)) == list(range(n)) and failures == 0
+        else:
+            assert failures > 0 and len(set(got)) == n - failures  # every loss counted
+    finally:
+        stop.set()
+        time.sleep(0.1)
+        stuck.close()
+        pub.close(timeout=0)
+        ctx.term()
+
+
+def test_curve_only_subscribers_with_the_right_keys_get_verdicts(tmp_path):
+    """F13: CurveZMQ with keys from files; an unknown or plain-text subscriber gets nothing."""
+    import threading
+
+    import zmq.auth
+
+    server_pub, server_secret = zmq.auth.create_certificates(tmp_path, "server")
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    good_pub, _ = zmq.auth.create_certificates(tmp_path, "good")
+    (clients / "good.key").write_bytes((tmp_path / "good.key").read_bytes())
+    zmq.auth.create_certificates(tmp_path, "stranger")
+    m = Metrics()
+    pub = create_publisher(ZmqConfig(endpoint="tcp://127.0.0.1:*", curve_secret_key_file=Path(server_secret),
+                                     curve_clients_dir=clients, join_grace_ms=0), line="line1", metrics=m)
+    server_key = zmq.auth.load_certificate(server_pub)[0]
+    ctx = zmq.Context()
+    stop = threading.Event()
+    got: dict[str, list[int]] = {"good": [], "stranger": [], "plain": []}
+    try:
+        for name in ("good", "stranger"):
+            public, secret = zmq.auth.load_certificate(tmp_path / f"{name}.key_secret")
+            _reader(pub.endpoint, ctx, got[name], stop, CURVE_SERVERKEY=server_key, CURVE_PUBLICKEY=public,
+                    CURVE_SECRETKEY=secret)
+        _reader(pub.endpoint, ctx, got["plain"], stop)
+        deadline = time.monotonic() + 10
+        i = 0
+        while len(got["good"]) < 5 and time.monotonic() < deadline:
+            pub.publish(make_verdict(i))
+            i += 1
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert len(got["good"]) >= 5
+        assert got["stranger"] == [] and got["plain"] == []
+    finally:
+        stop.set()
+        time.sleep(0.1)
+        pub.close(timeout=0)
+        ctx.term()
+
+
+def test_curve_key_file_problems_are_clear_errors(tmp_path):
+    import zmq.auth
+
+    public, _ = zmq.auth.create_certificates(tmp_path, "server")
+    with pytest.raises(PublisherError, match="holds no secret key"):
+        create_publisher(ZmqConfig(endpoint="tcp://127.0.0.1:*", curve_secret_key_file=Path(public)), line="l",
+                         metrics=Metrics())
+    with pytest.raises(PublisherError, match="cannot load a certificate"):
+        create_publisher(ZmqConfig(endpoint="tcp://127.0.0.1:*", curve_secret_key_file=tmp_path / "nope"),
+                         line="l", metrics=Metrics())
