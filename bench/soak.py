@@ -21,6 +21,14 @@ OpenCV buffers and Python caches reach their steady size), RSS may grow by at mo
 
 Model: ``--model CARD``; by default the tiny test detector (``tests/fixtures/models.py``), built on
 the fly at ``--size``. Prints one JSON object, then one human line (unless --json-only).
+
+``--parts N`` (the reliability scenario): instead of a replay, a watched folder (with ``state_dir``)
+receives N parts from slow writers (each PNG in 4 chunks, pauses alternating 0.05 s and 0.4 s, i.e.
+longer than ``settle_ms`` 300), while a SIGHUP storm (every ``--hup-every`` s) alternates two valid
+configurations whose JSONL path differs (so every reload closes and creates a publisher). Counted at
+the end from the JSONL files: parts lost (no decided verdict), parts duplicated (more than one
+verdict), error verdicts, reloads done/refused, plus RSS/fds as above. Bound: 0 lost, 0 duplicated,
+0 errors, exit code 0.
 """
 
 from __future__ import annotations
@@ -135,6 +143,120 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def _slow_write(path: Path, data: bytes, pauses: tuple[float, ...]) -> None:
+    step = -(-len(data) // (len(pauses) + 1))
+    with open(path, "wb") as fh:
+        for k in range(len(pauses) + 1):
+            fh.write(data[k * step:(k + 1) * step])
+            fh.flush()
+            if k < len(pauses):
+                time.sleep(pauses[k])
+
+
+def run_parts(args: argparse.Namespace) -> dict:
+    """Watched folder + slow writers + SIGHUP storm; count lost and duplicated parts."""
+    import threading
+
+    import cv2
+
+    from tests.fixtures.models import make_frame, make_model
+
+    with tempfile.TemporaryDirectory(prefix="soak-parts-") as tmp:
+        work = Path(tmp)
+        card = args.model or make_model(work / "models", "detector", size=args.size)
+        inbox = work / "inbox"
+        inbox.mkdir()
+        mport = free_port()
+        cfg = work / "config.yaml"
+
+        def write_cfg(variant: int) -> None:
+            tmp_cfg = work / "config.yaml.new"
+            tmp_cfg.write_text(
+                f"line: soak\ncameras:\n  - id: cam-0\n    source: {{type: folder, path: {inbox}, poll_ms: 50}}\n"
+                f"models:\n  - {{path: {card}, threads: {args.threads}}}\n"
+                f"publishers:\n  - {{type: jsonl, path: {work}/out/v{variant}.jsonl}}\n"
+                f"metrics: {{port: {mport}}}\nstate_dir: {work}/state\n")
+            os.replace(tmp_cfg, cfg)  # the daemon never reads a half-written config
+
+        write_cfg(0)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads)}
+        log = open(work / "daemon.log", "wb")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen([sys.executable, "-m", "edge_inspector", "run", "--config", str(cfg)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        names = [f"part_{i:05d}.png" for i in range(args.parts)]
+        stop = threading.Event()
+        hups = [0]
+        samples: list[dict] = []
+
+        def writer(offset: int, stride: int) -> None:
+            for i in range(offset, args.parts, stride):
+                ok, png = cv2.imencode(".png", make_frame(i % 5 == 4, max(args.size, 64), seed=i))
+                assert ok
+                _slow_write(inbox / names[i], png.tobytes(), (0.05, 0.4, 0.05) if i % 2 else (0.4, 0.05, 0.4))
+
+        def storm() -> None:
+            while not stop.wait(args.hup_every):
+                hups[0] += 1
+                write_cfg(hups[0] % 2)
+                proc.send_signal(signal.SIGHUP)
+
+        def seen() -> list[dict]:
+            out = []
+            for f in sorted((work / "out").glob("v*.jsonl")):
+                out += [json.loads(ln) for ln in f.read_text().splitlines() if ln.endswith("}")]
+            return out
+
+        try:
+            t0 = time.monotonic()
+            while "opened" not in (work / "daemon.log").read_text():
+                if proc.poll() is not None or time.monotonic() - t0 > 120:
+                    raise RuntimeError(f"daemon did not start:\n{(work / 'daemon.log').read_text()[-3000:]}")
+                time.sleep(0.1)
+            start = time.monotonic()
+            writers = [threading.Thread(target=writer, args=(k, args.writers)) for k in range(args.writers)]
+            hup_thread = threading.Thread(target=storm, daemon=True)
+            for t in [*writers, hup_thread]:
+                t.start()
+            while any(t.is_alive() for t in writers) or \
+                    len({Path(v["source"]).name for v in seen()}) < args.parts:
+                samples.append({"t": round(time.monotonic() - start, 2), "rss_mb": round(rss_mb(proc.pid), 1),
+                                "fds": fd_count(proc.pid)})
+                if proc.poll() is not None:
+                    raise RuntimeError(f"daemon exited ({proc.returncode}):\n"
+                                       f"{(work / 'daemon.log').read_text()[-3000:]}")
+                if time.monotonic() - start > args.parts * 2 + 60:
+                    break  # some parts never arrived: reported as lost below
+                time.sleep(args.sample_s)
+            stop.set()
+            hup_thread.join(5)
+            time.sleep(1.0)  # a last reload settles; anything still to come would be a duplicate
+            elapsed = time.monotonic() - start
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(60)
+            verdicts = seen()
+            text = (work / "daemon.log").read_text()
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    got = [Path(v["source"]).name for v in verdicts]
+    lost = sorted(set(names) - set(got))
+    duplicated = sorted({n for n in got if got.count(n) > 1})
+    errors = [v["source"] for v in verdicts if v["verdict"] == "error"]
+    ok = code == 0 and not lost and not duplicated and not errors
+    return {
+        "scenario": "parts", "parts": args.parts, "verdicts": len(verdicts), "lost": len(lost),
+        "duplicated": len(duplicated), "errors": len(errors), "lost_names": lost[:20],
+        "duplicated_names": duplicated[:20], "sighups": hups[0], "reloads": text.count("reloaded "),
+        "reloads_refused": text.count("reload refused"), "seconds": round(elapsed, 1),
+        "rss_mb": {"start": samples[0]["rss_mb"] if samples else None,
+                   "max": max((s["rss_mb"] for s in samples), default=None)},
+        "fds": {"start": samples[0]["fds"] if samples else None, "max": max((s["fds"] for s in samples), default=None)},
+        "exit_code": code, "ok": ok,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=50_000, help="frames to inspect (default 50000)")
@@ -147,7 +269,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-fd-growth", type=int, default=2, help="bound on open-descriptor growth after warm-up")
     ap.add_argument("--series", action="store_true", help="include every sample in the JSON")
     ap.add_argument("--json-only", action="store_true")
+    ap.add_argument("--parts", type=int, default=0,
+                    help="reliability scenario: N parts into a watched folder by slow writers, under a SIGHUP storm")
+    ap.add_argument("--writers", type=int, default=4, help="--parts: concurrent slow writers (default 4)")
+    ap.add_argument("--hup-every", type=float, default=0.1, help="--parts: seconds between SIGHUPs (default 0.1)")
     args = ap.parse_args(argv)
+    if args.parts:
+        result = run_parts(args)
+        print(json.dumps(result, indent=2))
+        if not args.json_only:
+            print(f"soak parts {'OK' if result['ok'] else 'FAILED'}: {result['parts']} parts by {args.writers} slow "
+                  f"writers, {result['sighups']} SIGHUPs ({result['reloads']} reloads, {result['reloads_refused']} "
+                  f"refused) in {result['seconds']} s: {result['lost']} lost, {result['duplicated']} duplicated, "
+                  f"{result['errors']} error verdicts; exit code {result['exit_code']}")
+        return 0 if result["ok"] else 1
     result = run(args)
     print(json.dumps(result, indent=2))
     if not args.json_only:

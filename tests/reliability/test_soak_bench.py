@@ -19,3 +19,15 @@ def test_soak_bench_small_run_reports_rss_fds_and_bound() -> None:
     assert result["ok"] and result["exit_code"] == 0 and result["frames"] >= 300
     assert result["rss_mb"]["max"] > 20 and result["fds"]["end"] > 3  # real /proc samples of the daemon
     assert human.startswith("soak OK:") and "frames/s" in human
+
+
+def test_soak_bench_parts_scenario_reports_no_lost_or_duplicated_part() -> None:
+    """--parts: a watched folder under slow writers and a SIGHUP storm (issue 14, "Done when")."""
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "soak.py"), "--parts", "16", "--writers", "4",
+                          "--hup-every", "0.1", "--sample-s", "0.2"], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    body, _, human = res.stdout.rpartition("}\n")
+    result = json.loads(body + "}")
+    assert (result["lost"], result["duplicated"], result["errors"], result["exit_code"]) == (0, 0, 0, 0)
+    assert result["verdicts"] == 16 and result["reloads"] >= 5  # the storm really reloaded mid-run
+    assert human.startswith("soak parts OK:")
