@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -357,7 +358,22 @@ def _apply_small(command: str, spec: str) -> str:
     return command
 
 
-RUN_BLOCKS = marked_blocks("run")
+def _nav_pages() -> list[str]:
+    """Pages in the order of mkdocs.yml's nav: the order a reader follows them (and runs their commands)."""
+    class Loader(yaml.SafeLoader):  # mkdocs.yml uses mkdocs' own tags (!relative); their values don't matter here
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    return re.findall(r'"([\w./-]+\.md)"', json.dumps(config["nav"]))
+
+
+def _in_nav_order(blocks: list[Block]) -> list[Block]:
+    order = {page: i for i, page in enumerate(_nav_pages())}
+    return sorted(blocks, key=lambda b: order.get(b.page, len(order)))  # stable: a page's blocks stay in order
+
+
+RUN_BLOCKS = _in_nav_order(marked_blocks("run"))
 
 
 def _wait_port_free(host: str, port: int, timeout: float = 30.0) -> None:
@@ -395,9 +411,19 @@ def test_getting_started_commands_run(tmp_path: Path) -> None:
     _wait_port_free("127.0.0.1", 9108)  # config.yaml's metrics port: another daemon may hold it briefly
     for block in RUN_BLOCKS:
         script = _apply_small(block.body, block.args.get("small", ""))
-        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
-        output = proc.stdout + proc.stderr
+        # own process group: a daemon a block started in the background is stopped even when the block fails
+        proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            output = "(timed out after 300 s)"
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
         assert proc.returncode == 0, f"{block.page}: commands failed:\n{script}\n--- output:\n{output}"
 
 
@@ -466,7 +492,7 @@ def _shown_command_lines() -> list[tuple[str, str]]:
         for chunk in chunks:
             for line in chunk.replace("&&", "\n").replace("|", "\n").replace(";", "\n").splitlines():
                 m = re.search(r"(?:^|[\s/])edge-inspector ([a-z][a-z-]*[a-z]\b.*)", line)
-                command = m.group(1).split(" #")[0].strip() if m else ""
+                command = m.group(1).split(" #")[0].strip().removesuffix("&").strip() if m else ""  # & backgrounds
                 if " " in command and "..." not in command:  # a bare `edge-inspector NAME` is a mention
                     found.append((str(page.relative_to(DOCS)), command))
     return found
