@@ -8,12 +8,16 @@ Why a persistent session (fixed client id, clean_session=False, QoS 1): the brok
 keeps the verdicts published while this consumer is down and hands them over when it returns.
 
 Run:  python mqtt_consumer.py --host broker.plant.local [--count N]
+      python mqtt_consumer.py --host broker.plant.local --port 8883 --cafile ca.crt \
+          --username mes --password-file mes.pw        # the shipped broker config (TLS, no anonymous)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import ssl
+import sys
 from collections import OrderedDict
 
 import paho.mqtt.client as mqtt
@@ -54,11 +58,24 @@ def main() -> None:
     parser.add_argument("--prefix", default="edge-inspector", help="the daemon's topic_prefix")
     parser.add_argument("--client-id", default="mes-consumer-1", help="fixed, so the broker keeps our session")
     parser.add_argument("--count", type=int, default=0, help="stop after this many distinct verdicts (0 = never)")
+    parser.add_argument("--cafile", help="CA certificate of the broker: connect with TLS (port 8883 usually)")
+    parser.add_argument("--cert", help="client certificate, for a broker that asks for one (with --key)")
+    parser.add_argument("--key", help="private key of --cert")
+    parser.add_argument("--username", help="broker user name (deploy/mosquitto has allow_anonymous false)")
+    parser.add_argument("--password-file", help="file holding the broker password")
     args = parser.parse_args()
 
     dedupe = Deduper()
     handled = 0
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.client_id, clean_session=False)
+    if args.username:
+        password = None
+        if args.password_file:
+            with open(args.password_file, encoding="utf-8") as fh:
+                password = fh.read().rstrip("\r\n")
+        client.username_pw_set(args.username, password)
+    if args.cafile:
+        client.tls_set(ca_certs=args.cafile, certfile=args.cert, keyfile=args.key)
 
     def on_connect(client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -83,9 +100,22 @@ def main() -> None:
         if args.count and handled >= args.count:
             client.disconnect()
 
+    def on_connect_fail(client, userdata):
+        print(f"cannot reach broker {args.host}:{args.port}; retrying", flush=True)
+
     client.on_connect = on_connect
     client.on_message = on_message
-    client.connect(args.host, args.port, keepalive=30)
+    client.on_connect_fail = on_connect_fail
+    try:
+        client.connect(args.host, args.port, keepalive=30)
+    except ssl.SSLCertVerificationError as exc:  # name the TLS problem: it never fixes itself
+        sys.exit(f"TLS certificate verify failed for {args.host}:{args.port}: {exc.verify_message} "
+                 f"(check --cafile and that the certificate names {args.host})")
+    except ssl.SSLError as exc:
+        sys.exit(f"TLS handshake with {args.host}:{args.port} failed: {exc.reason} (is it a TLS port?)")
+    except OSError as exc:
+        print(f"cannot reach broker {args.host}:{args.port} ({exc}); retrying", flush=True)
+        client.connect_async(args.host, args.port, keepalive=30)
     client.loop_forever(retry_first_connection=True)
 
 

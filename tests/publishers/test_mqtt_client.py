@@ -11,6 +11,8 @@ import logging
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +136,31 @@ def test_a_host_paho_cannot_encode_is_retried_not_fatal(tmp_path, caplog):
         finally:
             client.loop_stop()
     assert "not a valid host name" in caplog.text, caplog.text
+
+
+DOCS_CONSUMER = Path(__file__).resolve().parents[2] / "docs" / "examples" / "mqtt_consumer.py"
+
+
+def test_documented_consumer_reaches_a_tls_password_broker(secure_mosquitto, tmp_path):
+    """docs/examples/mqtt_consumer.py against a broker like deploy/mosquitto's (TLS, no anonymous)."""
+    s = secure_mosquitto
+    prefix = f"c-{uuid.uuid4().hex[:6]}"
+    base = [sys.executable, str(DOCS_CONSUMER), "--host", s.host, "--port", str(s.tls_port), "--prefix", prefix,
+            "--username", s.username, "--password-file", str(s.password_file), "--client-id", prefix]
+    consumer = subprocess.Popen([*base, "--cafile", str(s.pki["ca.crt"]), "--count", "1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    m = Metrics()
+    pub = create_publisher(_cfg(s, tmp_path, topic_prefix=prefix), line="line1", metrics=m)
+    try:
+        first = consumer.stdout.readline()  # the daemon's retained status: the consumer is subscribed
+        assert first.strip() == f"{prefix}/line1/status: online", first
+        pub.publish(make_verdict(7, verdict="defect"))
+        out, _ = consumer.communicate(timeout=20)
+    finally:
+        pub.close()
+        if consumer.poll() is None:
+            consumer.kill()
+    assert consumer.returncode == 0 and "line1/cam1 frame 7: reject" in out, out
+    wrong = subprocess.run([*base, "--cafile", str(s.pki["other-ca.crt"])], capture_output=True, text=True,
+                           timeout=20)
+    assert wrong.returncode != 0 and "TLS certificate verify failed" in wrong.stderr, wrong.stdout + wrong.stderr
