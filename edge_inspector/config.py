@@ -225,6 +225,26 @@ class MetricsConfig(_Model):
     host: str = Field("127.0.0.1", description="Bind address (loopback by default; 0.0.0.0 exposes it).")
     port: int = Field(9108, ge=0, le=65535, description="TCP port (0 = any free port).")
 
+    @field_validator("host")
+    @classmethod
+    def _host_is_an_address(cls, host: str) -> str:
+        """An empty or malformed address passed check-config and failed at run (F12)."""
+        import ipaddress
+
+        if re.fullmatch(r"[0-9.]+", host or ""):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IPv4 address") from None
+        elif ":" in host:
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IPv6 address") from None
+        elif not re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+", host or ""):
+            raise ValueError(f"{host!r} is not an IP address or host name")
+        return host
+
 
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
@@ -377,8 +397,36 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+def _flow_depth(text: str) -> tuple[int, int]:
+    """(deepest [ { nesting, its line), outside comments. PyYAML's scanner is quadratic in flow nesting
+    (1000 levels took seconds), so this is checked on the text before YAML sees it."""
+    depth = deepest = 0
+    line = where = 1
+    comment = False
+    prev = "\n"
+    for ch in text:
+        if ch == "\n":
+            line += 1
+            comment = False
+        elif comment:
+            pass
+        elif ch == "#" and prev in " \t\n":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, line
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        prev = ch
+    return deepest, where
+
+
 def _load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     """Parse once: (data, node tree for line numbers). Raises yaml.YAMLError (with a mark where known)."""
+    deepest, line = _flow_depth(text)
+    if deepest > MAX_DEPTH:
+        raise _LimitError(f"nested more than {MAX_DEPTH} levels deep (line {line})")
     loader = _StrictLoader(text)
     try:
         root = loader.get_single_node()

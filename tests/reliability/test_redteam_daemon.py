@@ -422,6 +422,10 @@ F12_CASES = {
     "threads-1e50": (lambda base: base.replace("  - path: ", "  - threads: 100000000000000000000000000000000000000\n"
                                                "    path: ").encode(), "models[0].threads"),
     "state-under-proc": (lambda base: (base + "state_dir: /proc/self/nope\n").encode(), "state_dir"),
+    "metrics-host-empty": (lambda base: base.replace("metrics: {enabled: false}", "metrics: {host: ''}").encode(),
+                           "metrics.host"),
+    "metrics-host-999": (lambda base: base.replace("metrics: {enabled: false}", "metrics: {host: 999.1.1.1}")
+                         .encode(), "not an IPv4 address"),
 }
 
 
