@@ -186,6 +186,8 @@ def _drive(m: Metrics, stop: threading.Event) -> None:
     m.broker_connected.set(0)
     m.set_model("detector", "1.2.0", "onnxruntime")
     m.ops.drift_alarm.labels(camera="cam2").set(1)
+    m.ops.drift_psi.labels(camera="cam2").set(0.4)
+    m.ops.shadow_agreement.labels(model="candidate").set(0.97)
     n = 0
     while not stop.is_set():
         n += 1
@@ -202,6 +204,7 @@ def _drive(m: Metrics, stop: threading.Event) -> None:
         m.broker_connect_failures_total.labels(client="mqtt", reason="tls_unknown_ca").inc()
         m.publish_failures_total.labels(sink="mqtt").inc()
         m.publish_seconds.labels(sink="mqtt").observe(0.0004)
+        m.ops.review_frames.labels(reason="near_threshold").inc()
         m.spool_messages.set(n * 10)
         m.spool_dropped_total.labels(policy="drop-oldest").inc()
         stop.wait(0.2)
@@ -245,6 +248,9 @@ def test_dashboard_and_alert_queries_return_series_in_real_prometheus(tmp_path):
             if not r["data"]["result"]:
                 empty.append(f"{name}: {expr}")
         assert not empty, "queries without series:\n" + "\n".join(empty)
+        for ann in json.loads(DASHBOARD.read_text())["annotations"]["list"]:  # reload/restart markers parse
+            q = _grafana_to_promql(ann["expr"])
+            assert prom.api("query", query=q)["status"] == "success", q
         dash = json.loads(DASHBOARD.read_text())
         for var in dash["templating"]["list"]:
             if var["type"] != "query":
