@@ -1,17 +1,26 @@
 """Threshold calibration: choose the raw score that means "defect" and store it in the model card.
 
 Scores come from ``inference.LoadedModel`` (the ONNX file, the shared preprocessing), so the
-threshold is set on exactly the numbers the daemon will compute. Three rules:
+threshold is set on exactly the numbers the daemon will compute. Four rules:
 
 * ``fpr``: normal images only; the threshold lets at most ``target`` of them be rejected
-  (false-reject rate, default 0.5 %). The usual case on a line: defects are rare and unlabelled.
+  (false-reject rate, default 1 %): the threshold is the score that ``floor(target * N)`` of the N
+  normal scores reach or exceed. When ``target`` is below 1/N that quantile does not exist in the
+  data, so a generalised Pareto distribution fitted to the upper tail of the normal scores
+  extrapolates it (``operating_point.tail_threshold``). The usual case on a line: defects are rare
+  and unlabelled.
 * ``f1``: labelled images; the threshold with the best F1.
 * ``recall``: labelled images; the highest threshold that still catches ``target`` of the
   defects (an escape budget), which keeps false rejects as low as that allows.
+* ``cost``: labelled images; the threshold minimising false rejects + ``target`` x escapes (one
+  escape costs ``target`` good parts rejected; default 10).
 
-Every threshold sits midway between the highest accepted and the lowest flagged score, so a tiny
-numeric difference cannot flip a calibration image. The card's normalisation is set so the
-threshold maps to 0.5 and the calibration scores spread over [0, 1].
+The normal scores should be many and unseen: ``train_model`` pools the training images scored
+out-of-fold (a memory bank built without them) with the held-out validation images, so a few
+hundred normal scores set the threshold, not a dozen. Every threshold sits between an accepted and
+a flagged score, so a tiny numeric difference cannot flip a calibration image. The card's
+normalisation maps the threshold to 0.5, and its ``operating_point`` records the false-reject (and
+escape) rate with a 95 % interval and, with labelled defects, the trade-off curve.
 """
 
 from __future__ import annotations
@@ -24,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .card import ScoreNormalization, card_path_for, load_card
+from .card import OperatingPoint, ScoreNormalization, card_path_for, load_card
 from .data.types import Sample
+from .operating_point import rate_interval, tail_rate, tail_threshold, threshold_for_cost, tradeoff_curve
 
-METHODS = ("fpr", "f1", "recall")
-DEFAULT_TARGETS = {"fpr": 0.005, "recall": 0.95, "f1": None}
+METHODS = ("fpr", "f1", "recall", "cost")
+DEFAULT_TARGETS = {"fpr": 0.01, "recall": 0.95, "f1": None, "cost": 10.0}
+ESCAPE_WARNING = 0.10  # escape rates above this get a warning wherever a figure is printed
 MAX_PIXELS = 2_000_000  # pixels used for the pixel threshold (random subsample beyond that)
 
 
@@ -55,10 +66,28 @@ class Calibration:
     pixel_min: float | None = None
     pixel_max: float | None = None
     pixel_f1: float | None = None
+    false_reject_ci: tuple[float, float] = (0.0, 1.0)
+    escape_rate: float | None = None
+    escape_ci: tuple[float, float] | None = None
+    expected_false_reject_rate: float | None = None
+    tail: dict = field(default_factory=dict)
+    curve: list[dict] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     def method_label(self) -> str:
         return self.method if self.target is None else f"{self.method}={self.target:g}"
+
+    def operating_point(self, source: str = "") -> OperatingPoint:
+        return OperatingPoint(
+            method=self.method, target=self.target, source=source, n_normal=self.n_normal,
+            n_defect=self.n_defect, false_reject_rate=self.false_reject_rate,
+            false_reject_ci=self.false_reject_ci, expected_false_reject_rate=self.expected_false_reject_rate,
+            escape_rate=self.escape_rate, escape_ci=self.escape_ci, tail=self.tail, curve=self.curve)
+
+    def summary(self) -> str:
+        """The operating point in plain words (printed first by train, evaluate and auto)."""
+        return describe_rates(self.false_reject_rate, self.false_reject_ci, self.n_normal,
+                              self.escape_rate, self.escape_ci, self.n_defect, self.expected_false_reject_rate)
 
     def normalization(self) -> ScoreNormalization:
         return ScoreNormalization(threshold=self.threshold, min=self.min, max=self.max,
@@ -83,18 +112,28 @@ def _cut(accept: float | None, reject: float | None) -> float:
     return float(reject - _step(reject))
 
 
-def threshold_for_fpr(normal_scores: np.ndarray, target: float = 0.005) -> float:
-    """Threshold rejecting at most ``floor(target * n)`` of the normal scores (score >= t rejects)."""
+def threshold_for_fpr(normal_scores: np.ndarray, target: float = 0.01) -> float:
+    """Threshold rejecting at most ``floor(target * n)`` of the normal scores (score >= t rejects);
+    below 1/n, the upper-tail fit's answer (see ``fpr_threshold``)."""
+    return fpr_threshold(normal_scores, target)[0]
+
+
+def fpr_threshold(normal_scores: np.ndarray, target: float = 0.01) -> tuple[float, dict]:
+    """(threshold, tail-fit record) for a target false-reject rate on normal scores."""
     s = np.sort(np.asarray(normal_scores, np.float64).ravel())[::-1]
     if s.size == 0:
         raise CalibrationError("fpr calibration needs at least one normal image")
     if not 0.0 <= target < 1.0:
         raise CalibrationError(f"target false-reject rate must be in [0, 1), got {target}")
     k = int(math.floor(target * s.size + 1e-9))  # how many normals may be rejected
+    if k == 0 and target > 0:
+        # the target is below 1/N: the empirical rule would put the cut just above the maximum
+        # whatever the target; extrapolate from the fitted upper tail instead
+        return tail_threshold(s, target)
     # s[k] must be accepted (and every score tied with it); the cut goes just below the next
     # higher distinct score, so at most k normals are rejected.
     above = s[s > s[k]]
-    return _cut(float(s[k]), float(above.min()) if above.size else None)
+    return _cut(float(s[k]), float(above.min()) if above.size else None), {"tail_fit": "none"}
 
 
 def _sweep(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -174,12 +213,20 @@ def calibrate_scores(scores: np.ndarray, labels: np.ndarray | None = None, metho
         target = DEFAULT_TARGETS[method]
     normal = scores[labels == 0]
     f1_value = None
+    tail: dict = {}
     if method == "fpr":
         if normal.size == 0:
             raise CalibrationError("fpr calibration needs normal images; all given images are defective")
-        threshold = threshold_for_fpr(normal, target)
+        threshold, tail = fpr_threshold(normal, target)
     elif method == "f1":
         threshold, f1_value = threshold_best_f1(scores, labels)
+    elif method == "cost":
+        _check_labelled(scores, labels, "cost")
+        try:
+            threshold = threshold_for_cost(scores, labels, float(target))
+        except ValueError as exc:
+            raise CalibrationError(f"cost calibration: {exc} (--target is the cost of one escape in "
+                                   "false rejects, e.g. 10)") from exc
     else:
         threshold = threshold_min_recall(scores, labels, target)
     lo, hi = span_around(threshold, float(scores.min()), float(scores.max()))
@@ -189,8 +236,13 @@ def calibrate_scores(scores: np.ndarray, labels: np.ndarray | None = None, metho
         method=method, target=target, threshold=float(threshold), min=lo, max=hi,
         n_normal=int(normal.size), n_defect=n_defect,
         false_reject_rate=float(flagged[labels == 0].mean()) if normal.size else 0.0,
+        false_reject_ci=rate_interval(int(flagged[labels == 0].sum()), int(normal.size)), tail=tail,
+        expected_false_reject_rate=tail_rate(threshold, tail, int(normal.size)),
     )
     if n_defect:
+        cal.escape_rate = 1.0 - tp / n_defect
+        cal.escape_ci = rate_interval(n_defect - tp, n_defect)
+        cal.curve = tradeoff_curve(scores, labels)
         cal.recall = tp / n_defect
         cal.precision = tp / max(int(flagged.sum()), 1)
         cal.f1 = f1_value if f1_value is not None else 2 * tp / (int(flagged.sum()) + n_defect)
@@ -224,56 +276,81 @@ def _pixel_threshold(cal: Calibration, maps: np.ndarray, masks: np.ndarray) -> N
 
 # -- the model-level operation ---------------------------------------------------------------------
 
-def score_samples(model, samples: list[Sample], batch_size: int = 16, progress: bool = False,
-                  with_maps: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Raw image scores, raw maps (if asked) and each map's maximum (if the model gives maps) of
-    samples through a LoadedModel: what the daemon computes."""
-    from .data.loading import load_images
+def describe_rates(false_reject: float, false_reject_ci: tuple[float, float] | None, n_normal: int,
+                   escape: float | None, escape_ci: tuple[float, float] | None, n_defect: int,
+                   expected_false_reject: float | None = None) -> str:
+    """One plain sentence: how many good parts are rejected and how many defects pass, and how sure."""
 
-    h, w = model.input_size
-    scores, maps, peaks = [], [], []
-    starts = range(0, len(samples), batch_size)
-    if progress:
-        from tqdm import tqdm
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f} %"
 
-        starts = tqdm(starts, desc="scoring", unit="batch", disable=None)
-    for start in starts:
-        for r in model.run_batch(load_images(samples[start:start + batch_size], h, w)):
-            scores.append(r.raw_score)
-            if r.raw_map is not None:
-                peaks.append(float(np.max(r.raw_map)))
-                if with_maps:
-                    maps.append(r.raw_map)
-    return (np.asarray(scores, np.float64), np.stack(maps) if with_maps and maps else None,
-            np.asarray(peaks, np.float64) if len(peaks) == len(scores) and peaks else None)
+    def ci(c: tuple[float, float] | None) -> str:
+        return f" (95 % interval {pct(c[0])} - {pct(c[1])})" if c else ""
+
+    words = [f"rejects {pct(false_reject)} of good parts{ci(false_reject_ci)} on {n_normal} good images"]
+    if expected_false_reject is not None:
+        words.append(f"tail fit expects {pct(expected_false_reject)}")
+    if escape is not None:
+        words.append(f"lets {pct(escape)} of defective parts pass{ci(escape_ci)} on {n_defect} defective images")
+    text = "; ".join(words) + "."
+    if escape is not None and escape > ESCAPE_WARNING:
+        text += (f" WARNING: more than {pct(ESCAPE_WARNING)} of defects pass at this threshold; lower it "
+                 "(edge-inspector calibrate --method recall --target 0.95, or --method cost) or improve the model.")
+    return text
+
+
+def describe_operating_point(op: OperatingPoint | None) -> str:
+    """The card's operating point in plain words, or what to do when it has none."""
+    if op is None:
+        return "no operating point recorded (run `edge-inspector calibrate`)"
+    return (f"At its threshold ({op.method}{'' if op.target is None else f'={op.target:g}'}, {op.source}) the model "
+            + describe_rates(op.false_reject_rate, op.false_reject_ci, op.n_normal, op.escape_rate, op.escape_ci,
+                             op.n_defect, op.expected_false_reject_rate))
 
 
 def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: str = "auto",
                     target: float | None = None, calibration_dir: Path | str = Path("calibration"),
                     source: str = "", progress: bool = False, write_card: bool = True,
-                    threads: int = 2) -> Calibration:
+                    threads: int = 2, extra_normal_scores: np.ndarray | None = None,
+                    extra_source: str = "") -> Calibration:
     """Score ``samples`` with the ONNX model, choose thresholds, update the card, record the decision.
 
-    Writes the new ``card.normalization`` (threshold at 0.5) and ``<calibration_dir>/<name>.json``
-    with the method, target, figures achieved and the scores' summary.
+    ``extra_normal_scores`` are raw scores of further normal images that the model did not see
+    (``train_model`` passes the training images scored out-of-fold), pooled with ``samples``'
+    normal scores for the image threshold. Writes the new ``card.normalization`` (threshold at
+    0.5), ``card.operating_point`` and ``<calibration_dir>/<name>.json`` with the method, target,
+    figures achieved and the scores' summary.
     """
-    from .data.loading import load_masks
+    from .evaluate.scoring import score_samples
     from .inference import LoadedModel
 
-    if not samples:
+    if not samples and extra_normal_scores is None:
         raise CalibrationError(f"{model_path}: no calibration images given")
     card_path = card_path_for(Path(model_path))
     model = LoadedModel.load(card_path, threads=threads)
-    has_masks = any(s.mask_path is not None for s in samples)
-    scores, maps, peaks = score_samples(model, samples, progress=progress, with_maps=has_masks)
-    labels = np.array([s.label for s in samples])
-    masks = None
-    if maps is not None:
-        masks = load_masks(samples, *maps.shape[-2:])
+    scores = np.zeros(0)
+    labels = np.zeros(0, np.int64)
+    maps = masks = peaks = None
+    if samples:
+        preds = score_samples(model, samples, progress=progress)
+        scores, labels = preds.raw_scores, preds.labels
+        if preds.raw_maps is not None:
+            peaks = preds.raw_maps.reshape(len(samples), -1).max(axis=1)
+            if any(s.mask_path is not None for s in samples):
+                known = preds.has_mask
+                maps, masks = preds.raw_maps[known], preds.masks[known]
+    if extra_normal_scores is not None and len(extra_normal_scores):
+        extra = np.asarray(extra_normal_scores, np.float64).ravel()
+        scores = np.r_[scores, extra]
+        labels = np.r_[labels, np.zeros(extra.size, np.int64)]
+        if peaks is not None:
+            peaks = None  # map peaks of the out-of-fold images are not known; the pixel rule uses masks
+        source = f"{source} + {extra.size} {extra_source or 'extra normal'}".strip(" +")
     cal = calibrate_scores(scores, labels, method=method, target=target, maps=maps, masks=masks, map_max=peaks)
     if write_card:
         card = load_card(card_path)
         card.normalization = cal.normalization()
+        card.operating_point = cal.operating_point(source)
         card.metrics.update({"calibration_false_reject_rate": cal.false_reject_rate,
                              "calibration_recall": cal.recall})
         card.save(card_path)
@@ -282,7 +359,7 @@ def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: st
     record = {
         "model": model.name, "card": str(card_path), "model_sha256": model.card.model_sha256,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "source": source,
-        "n_images": len(samples), **asdict(cal),
+        "n_images": int(scores.size), **asdict(cal),
         "scores": {"normal": _summary(scores[labels == 0]), "defect": _summary(scores[labels == 1])},
     }
     (out_dir / f"{model.name}.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -122,6 +122,30 @@ class TrainingInfo(BaseModel):
     fit_seconds: float | None = None
 
 
+class OperatingPoint(BaseModel):
+    """What the calibrated threshold is expected to do on the line, and how sure that is.
+
+    Rates are fractions of parts; intervals are 95 % Clopper-Pearson over the calibration scores
+    (``n_normal`` normal parts scored out-of-fold or held out, ``n_defect`` labelled defects).
+    ``curve`` (labelled defects only) is the false-reject / escape trade-off at other thresholds,
+    so a user can pick another point with ``edge-inspector calibrate --method``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    method: str
+    target: float | None = None
+    source: str = ""
+    n_normal: int = 0
+    n_defect: int = 0
+    false_reject_rate: float = Field(description="Measured on the calibration's normal scores.")
+    false_reject_ci: tuple[float, float] = (0.0, 1.0)
+    expected_false_reject_rate: float | None = Field(None, description="From the upper-tail fit, when used.")
+    escape_rate: float | None = None
+    escape_ci: tuple[float, float] | None = None
+    tail: dict = Field(default_factory=dict)
+    curve: list[dict] = Field(default_factory=list)
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     schema_version: int = Field(1, alias="schema")
@@ -140,6 +164,7 @@ class ModelCard(BaseModel):
     normalization: ScoreNormalization
     training: TrainingInfo = Field(default_factory=TrainingInfo)
     metrics: dict[str, float | None] = Field(default_factory=dict)
+    operating_point: OperatingPoint | None = None
     parameters: int | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     extra: dict = Field(default_factory=dict, description="Kind-specific details (backbone taps, ...).")

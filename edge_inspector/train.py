@@ -144,8 +144,12 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
     card_path = card.save(out_dir / f"{name}.card.json")
 
     samples, source = _calibration_samples(dataset, calibration)
-    if samples:
+    oof = detector.oof_scores if calibration != "none" else None
+    if oof is not None and source == "train":
+        samples = [s for s in samples if s.label != 0]  # the normal ones are already in, out-of-fold
+    if samples or oof is not None:
         calibrate_model(card_path, samples, method=calibration_method, target=calibration_target,
                         calibration_dir=calibration_dir or default_calibration_dir(out_dir),
-                        source=f"{dataset.name}:{source}", progress=progress)
+                        source=f"{dataset.name}:{source}", progress=progress,
+                        extra_normal_scores=oof, extra_source="training images scored out-of-fold")
     return card_path

@@ -19,9 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", type=Path, help="model .onnx or its .card.json")
     p.add_argument("dataset", type=Path, help="dataset folder or .zip")
-    p.add_argument("--method", choices=["auto", "fpr", "f1", "recall"], default="fpr",
-                   help="fpr: target false-reject rate on normals; f1: best F1; recall: minimum recall")
-    p.add_argument("--target", type=float, help="fpr: false-reject rate (default 0.005); recall: minimum (0.95)")
+    p.add_argument("--method", choices=["auto", "fpr", "f1", "recall", "cost"], default="fpr",
+                   help="fpr: target false-reject rate on normals; f1: best F1; recall: minimum recall; "
+                   "cost: fewest false rejects + TARGET x escapes")
+    p.add_argument("--target", type=float,
+                   help="fpr: false-reject rate (default 0.01); recall: minimum (0.95); cost: cost of one escape "
+                   "in rejected good parts (10)")
     p.add_argument("--split", choices=["val", "test", "train", "all"], default="val",
                    help="images to calibrate on (val falls back to train when the dataset has none)")
     p.add_argument("--calibration-dir", type=Path, default=Path("calibration"), help="where NAME.json goes")
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except (CalibrationError, DatasetError, CardError, BackendError) as exc:
         print(f"calibrate: {exc}")
         return 1
+    print(f"At this threshold the model {cal.summary()}")
     print(f"calibrated on {cal.n_normal} normal + {cal.n_defect} defective images ({split}): "
           f"method {cal.method_label()}")
     print(f"threshold:   {cal.threshold:.6g} raw  (normalised 0.5; min {cal.min:.4g}, max {cal.max:.4g})")

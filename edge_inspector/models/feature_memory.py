@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "sigma": 4.0,  # Gaussian smoothing of the anomaly map, in input pixels
     "score_fraction": 0.05,  # image score = mean of the top 5 % of map patches; 0 = the map's maximum
     "batch_size": 8,  # images per forward pass during fit
+    "oof_folds": 5,  # score the training images out-of-fold for calibration (0 = off)
     "pretrained": True,  # False only in tests that need no weights
 }
 
@@ -106,7 +107,12 @@ class FeatureMemoryModule(nn.Module):
         return nearest.reshape(-1, 1, int(h), int(w))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dist = self.patch_distances(self.embedder(image))
+        return self.score_features(self.embedder(image))
+
+    def score_features(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedded (N, D, h, w) patches -> (pred_score, anomaly_map): the graph after the backbone,
+        also used to score training images out-of-fold without embedding them twice."""
+        dist = self.patch_distances(f)
         r = self.kernel.shape[-1] // 2
         if r:
             dist = F.conv2d(F.pad(dist, (r, r, r, r), mode="replicate"), self.kernel)
@@ -135,9 +141,12 @@ class FeatureMemoryDetector(Detector):
                 f"score_fraction must be in [0, 1] (0 = map maximum), got {self.config['score_fraction']}")
         if not 0.0 < float(self.config["coreset_ratio"]) <= 1.0:
             raise DetectorError(f"coreset_ratio must be in (0, 1], got {self.config['coreset_ratio']}")
+        if int(self.config["oof_folds"]) < 0 or int(self.config["oof_folds"]) == 1:
+            raise DetectorError(f"oof_folds must be 0 (off) or at least 2, got {self.config['oof_folds']}")
         self.output_names = ["pred_score", "anomaly_map"]
         self._module: FeatureMemoryModule | None = None
         self._embedder: PatchEmbedder | None = None
+        self.oof_scores: np.ndarray | None = None
 
     def _build_embedder(self) -> PatchEmbedder:
         if self._embedder is None:
@@ -145,8 +154,8 @@ class FeatureMemoryDetector(Detector):
             self._embedder = PatchEmbedder(net.trunk(self.config["taps"]), self.config["neighbourhood"]).eval()
         return self._embedder
 
-    def embed(self, samples: list[Sample], progress: bool = False) -> torch.Tensor:
-        """(N * h * w, D) patch features of the samples, extracted in batches."""
+    def embed_maps(self, samples: list[Sample], progress: bool = False) -> torch.Tensor:
+        """(N, D, h, w) patch features of the samples, extracted in batches."""
         embedder = self._build_embedder()
         bs = int(self.config["batch_size"])
         chunks = []
@@ -157,10 +166,48 @@ class FeatureMemoryDetector(Detector):
             starts = tqdm(starts, desc="features", unit="batch", disable=None)
         with torch.no_grad():
             for start in starts:
-                batch = torch.from_numpy(self.load(samples[start:start + bs]))
-                f = embedder(batch)
-                chunks.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).clone())
+                chunks.append(embedder(torch.from_numpy(self.load(samples[start:start + bs]))).clone())
         return torch.cat(chunks)
+
+    def _memory(self, feats: torch.Tensor) -> torch.Tensor:
+        n_mem = self.memory_size(len(feats))
+        idx = greedy_coreset(feats, n_mem, projection_dim=int(self.config["projection_dim"]),
+                             max_candidates=int(self.config["max_candidates"]), seed=self.seed)
+        return feats[idx].contiguous()
+
+    def _build_module(self, memory: torch.Tensor) -> FeatureMemoryModule:
+        stride = self.config["taps"][0]
+        return FeatureMemoryModule(self._build_embedder(), memory, self.input_size,
+                                   float(self.config["sigma"]) / stride,
+                                   float(self.config["score_fraction"])).eval()
+
+    def out_of_fold_scores(self, maps: torch.Tensor, progress: bool = False) -> np.ndarray | None:
+        """Raw scores of the training images, each from a memory bank built without its fold.
+
+        A training image's own patches are in the memory bank, so its score is far below what a
+        new good part scores; thresholds set on such scores reject too many good parts. K-fold
+        (seeded) gives every training image an honest score at the cost of K more coresets.
+        """
+        folds = int(self.config["oof_folds"])
+        n = len(maps)
+        if folds < 2 or n < 2 * folds:
+            return None
+        order = np.random.default_rng(self.seed + 1).permutation(n)
+        scores = np.empty(n, np.float64)
+        chunks = np.array_split(order, folds)
+        if progress:
+            from tqdm import tqdm
+
+            chunks = tqdm(chunks, desc="out-of-fold", unit="fold", disable=None)
+        d = maps.shape[1]
+        for held in chunks:
+            keep = np.setdiff1d(np.arange(n), held)
+            module = self._build_module(self._memory(maps[keep].permute(0, 2, 3, 1).reshape(-1, d)))
+            with torch.no_grad():
+                for start in range(0, len(held), 8):
+                    idx = held[start:start + 8]
+                    scores[idx] = module.score_features(maps[idx])[0].double().numpy()
+        return scores
 
     def memory_size(self, n_features: int) -> int:
         wanted = max(int(round(self.config["coreset_ratio"] * n_features)), int(self.config["min_memory"]))
@@ -180,21 +227,19 @@ class FeatureMemoryDetector(Detector):
         train = normal
         self._setup_torch()
         t0 = time.perf_counter()
-        feats = self.embed(train, progress=progress)
+        maps = self.embed_maps(train, progress=progress)
+        feats = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
         t1 = time.perf_counter()
-        n_mem = self.memory_size(len(feats))
-        idx = greedy_coreset(feats, n_mem, projection_dim=int(self.config["projection_dim"]),
-                             max_candidates=int(self.config["max_candidates"]), seed=self.seed)
-        memory = feats[idx].contiguous()
+        memory = self._memory(feats)
+        n_mem = len(memory)
         t2 = time.perf_counter()
-        stride = self.config["taps"][0]
-        self._module = FeatureMemoryModule(self._build_embedder(), memory, self.input_size,
-                                           float(self.config["sigma"]) / stride,
-                                           float(self.config["score_fraction"])).eval()
+        self._module = self._build_module(memory)
+        self.oof_scores = self.out_of_fold_scores(maps, progress=progress)
+        t3 = time.perf_counter()
         report = {
             "seconds": time.perf_counter() - t0, "n_images": len(train), "n_features": int(len(feats)),
             "feature_dim": int(feats.shape[1]), "memory_size": int(n_mem),
-            "feature_seconds": t1 - t0, "coreset_seconds": t2 - t1,
+            "feature_seconds": t1 - t0, "coreset_seconds": t2 - t1, "oof_seconds": t3 - t2,
         }
         log.info("feature_memory fit: %d images, %d features -> memory %d x %d in %.1f s",
                  len(train), len(feats), n_mem, feats.shape[1], report["seconds"])
