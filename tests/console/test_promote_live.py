@@ -17,8 +17,8 @@ import pytest
 
 from edge_inspector.card import sha256_file
 from edge_inspector.console.models import AuditLog
-from edge_inspector.console.promote import live_models
 from edge_inspector.console.registry import register_card
+from edge_inspector.deploy_model import live_models
 from tests.fixtures.broker import free_port
 from tests.fixtures.models import build_detector_onnx, make_model
 
@@ -104,3 +104,22 @@ def test_a_model_the_daemon_refuses_is_not_deployed_and_the_config_is_put_back(c
     assert not trained.deployed
     assert "reload refused" in daemon["log"].read_text()
     assert AuditLog.objects.get(action="model.promote").detail["confirmed"] is False
+
+
+def test_deploy_command_for_train_auto_export_output(daemon, tmp_path):
+    """`edge-inspector deploy` (what train/auto/export users run): same slot change, reload and confirmation."""
+    cli = [sys.executable, "-m", "edge_inspector", "deploy", "--config", str(daemon["config"]), "--pid-file",
+           str(daemon["pid_file"]), "--metrics", daemon["url"], "--timeout", "8"]
+    good = make_model(daemon["models_dir"], name="exported-fm")
+    proc = subprocess.run([*cli, str(good)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "the daemon confirms exported-fm v1 is live" in proc.stdout, proc.stdout
+    assert [m["name"] for m in live_models(daemon["url"])] == ["exported-fm"]
+    before = daemon["config"].read_text()
+    bad = make_model(tmp_path / "bad", name="bad-fm")
+    build_detector_onnx(bad.parent / "bad-fm.onnx", 48)
+    data = json.loads(bad.read_text())
+    data["model_sha256"] = sha256_file(bad.parent / "bad-fm.onnx")
+    bad.write_text(json.dumps(data))
+    proc = subprocess.run([*cli, str(bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "NOT deployed: the daemon runs exported-fm v1" in proc.stdout, proc.stdout
+    assert daemon["config"].read_text() == before
