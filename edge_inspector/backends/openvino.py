@@ -42,6 +42,7 @@ PRECISIONS: dict[str, tuple[str, str]] = {
     "int8": ("f32", "INT8"),  # int8 kernels come from the model's Q/DQ nodes; the rest stays f32
 }
 QUANTIZED_OPS = {"FakeQuantize", "QuantizeLinear", "DequantizeLinear"}
+CONTRACT_OUTPUTS = ("pred_score", "anomaly_map", "type_probs")  # card.py's ONNX I/O contract
 
 
 def import_openvino():
@@ -62,6 +63,16 @@ def default_cache_dir(model_path: Path) -> Path:
     return Path(base) / "edge-inspector" / "openvino"
 
 
+def output_name(output) -> str:
+    """The output's contract name: a tensor carries every name it had in the ONNX graph (a QDQ model's
+    ``pred_score`` is also ``/Gather_output_0``), and ``get_any_name`` may return either."""
+    names = output.get_names()
+    for name in CONTRACT_OUTPUTS:
+        if name in names:
+            return name
+    return output.get_any_name()
+
+
 def is_quantized(model) -> bool:
     """True when the graph carries quantize/dequantize nodes (a QDQ ONNX model)."""
     return any(op.get_type_name() in QUANTIZED_OPS for op in model.get_ops())
@@ -70,7 +81,7 @@ def is_quantized(model) -> bool:
 def require_precision_check(model_path: Path, precision: str) -> None:
     """Refuse a reduced precision the model's card has no passing accuracy check for (see precision.py)."""
     from ..card import CardError, card_path_for, load_card, sha256_file
-    from .precision import passing_check
+    from .precision import check_key, passing_check, read_checks
 
     card_path = card_path_for(model_path)
     try:
@@ -79,8 +90,11 @@ def require_precision_check(model_path: Path, precision: str) -> None:
         raise BackendError(f"{model_path}: precision {precision} needs the model card's accuracy "
                            f"check ({exc})") from exc
     digest = sha256_file(model_path)
-    backends = ("openvino", "onnxruntime") if precision == "int8" else ("openvino",)
-    if not any(passing_check(card, b, precision, digest) for b in backends):
+    if passing_check(card, "openvino", precision, digest) is None:
+        recorded = read_checks(card).get(check_key("openvino", precision))
+        if recorded is not None and recorded.model_sha256 == digest:
+            raise BackendError(f"{model_path}: precision {precision} failed its accuracy check on this model "
+                               f"({recorded.summary()}); use precision fp32 or backend onnxruntime")
         raise BackendError(
             f"{model_path}: precision {precision} was never checked for accuracy on this model ({card_path} "
             f"holds no passing {precision} check for this file); measure it with `edge-inspector quantize "
@@ -146,7 +160,7 @@ class OpenVinoBackend:
         self.device, self.precision, self.quantized = device, precision, quantized
         self.version = ov.__version__.split("-")[0]
         self.input_shape = [d.get_length() if d.is_static else -1 for d in model.inputs[0].get_partial_shape()]
-        self.output_names = [out.get_any_name() for out in self.compiled.outputs]
+        self.output_names = [output_name(out) for out in self.compiled.outputs]
         self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()
         self.execution_devices = list(self.compiled.get_property("EXECUTION_DEVICES"))

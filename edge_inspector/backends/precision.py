@@ -69,8 +69,8 @@ def record_check(card: ModelCard, check: PrecisionCheck) -> None:
     checks = dict(card.extra.get(CHECKS_KEY) or {})
     checks[check_key(check.backend, check.precision)] = check.model_dump()
     card.extra[CHECKS_KEY] = checks
-    card.metrics[f"{check.precision}_auroc_drop"] = check.auroc_drop
-    card.metrics[f"{check.precision}_max_score_diff"] = check.max_score_diff
+    card.metrics[f"{check.backend}_{check.precision}_auroc_drop"] = check.auroc_drop
+    card.metrics[f"{check.backend}_{check.precision}_max_score_diff"] = check.max_score_diff
 
 
 def passing_check(card: ModelCard, backend: str, precision: str, model_sha256: str) -> PrecisionCheck | None:

@@ -1,0 +1,143 @@
+"""INT8 quantization and reduced-precision checks on a real conv model and a real dataset on disk;
+the int8 model then runs through a real daemon replay and gives the fp32 verdicts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_inspector.backends import BackendError
+from edge_inspector.backends.precision import read_checks
+from edge_inspector.card import load_card
+from edge_inspector.data.readers import load_dataset
+from edge_inspector.export.quantize import QuantizeError, check_reduced_precision, quantize_int8
+from edge_inspector.inference import LoadedModel
+from tests.fixtures.conv_models import make_conv_model
+from tests.fixtures.models import make_frame, write_frames
+from tests.test_daemon import ROOT, DaemonProc, read_jsonl
+
+
+def _frame(defect: bool, seed: int) -> np.ndarray:
+    """Dark part, or one with a white square whose size varies (so AUROC ranks something)."""
+    image = make_frame(False, 64, seed=seed)
+    if defect:
+        s = 14 + seed % 20
+        image[10:10 + s, 12:12 + s] = 255
+    return image
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An MVTec-layout dataset and a conv model whose card says it was trained on its train split."""
+    root = tmp_path_factory.mktemp("qdata") / "part"
+    for i in range(24):
+        (root / "train" / "good").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "train" / "good" / f"{i:03d}.png"), _frame(False, i))
+    for i in range(10):
+        (root / "test" / "good").mkdir(parents=True, exist_ok=True)
+        (root / "test" / "square").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "test" / "good" / f"{i:03d}.png"), _frame(False, 100 + i))
+        cv2.imwrite(str(root / "test" / "square" / f"{i:03d}.png"), _frame(True, 200 + i))
+    dataset = load_dataset(root)
+    training = {"data_digest": dataset.digest("train"), "dataset": "part", "n_images": len(dataset.split("train")),
+                "split": dataset.split_info}
+    card = make_conv_model(tmp_path_factory.mktemp("qmodels"), training=training)
+    return root, card
+
+
+def test_int8_model_is_written_with_its_measured_accuracy_change(trained):
+    root, card = trained
+    result = quantize_int8(card, root, max_calibration=16, threads=1, force=True)
+    q_card = load_card(result.card_path)
+    assert q_card.name == "conv-detector-int8" and q_card.model_file == "conv-detector-int8.onnx"
+    assert q_card.extra["quantization"]["calibration_images"] == 16
+    assert q_card.extra["quantization"]["calibration_split"] == "train"
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(q_card.model_path(result.card_path))).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # really quantized, not a copy
+    check = read_checks(q_card)["onnxruntime:int8"]
+    assert check.passed and check.split == "val+test" and check.n_defect == 10 and check.n_images > 20
+    assert check.auroc_fp32 == pytest.approx(1.0) and check.auroc_drop <= 0.005
+    assert 0 < check.max_score_diff < 0.1  # int8 moved the scores a little, and the card says by how much
+    assert q_card.metrics["onnxruntime_int8_auroc_drop"] == check.auroc_drop
+    fp32, int8 = LoadedModel.load(card), LoadedModel.load(result.card_path)
+    frames = [_frame(i % 2 == 1, 300 + i) for i in range(6)]
+    assert [r.is_defect for r in int8.predict(frames)] == [r.is_defect for r in fp32.predict(frames)]
+
+
+def test_int8_beyond_tolerance_is_refused_with_the_numbers_and_no_file_left(trained):
+    root, card = trained
+    with pytest.raises(QuantizeError) as err:
+        quantize_int8(card, root, max_calibration=8, threads=1, tolerance=-1.0, force=True, also_openvino=False)
+    text = str(err.value)
+    assert "int8 model refused" in text and "AUROC fp32 1.0000 ->" in text and "tolerance -1" in text
+    assert not (card.parent / "conv-detector-int8.onnx").exists()
+    assert not (card.parent / "conv-detector-int8.card.json").exists()
+
+
+def test_calibration_data_must_be_the_models_training_data(trained, tmp_path):
+    root, card = trained
+    other = tmp_path / "other"
+    write_frames(other / "train" / "good", n=4, defect_every=0)
+    write_frames(other / "test" / "good", n=2, defect_every=0)
+    (other / "train" / "good" / "labels.csv").unlink()
+    (other / "test" / "good" / "labels.csv").unlink()
+    with pytest.raises(QuantizeError, match="is not the data .* was trained on"):
+        quantize_int8(card, other, threads=1)
+
+
+def test_bf16_check_is_recorded_and_unlocks_the_openvino_backend(trained):
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bf16")
+    root, card = trained
+    with pytest.raises(BackendError, match="never checked for accuracy"):
+        LoadedModel.load(card, backend="openvino", precision="bf16")
+    check = check_reduced_precision(card, root, "bf16", threads=1)
+    assert check.backend == "openvino" and check.precision == "bf16" and check.passed
+    assert read_checks(load_card(card))["openvino:bf16"].max_score_diff == check.max_score_diff
+    model = LoadedModel.load(card, backend="openvino", precision="bf16")
+    assert "bf16" in model.backend.describe()
+
+
+def test_int8_model_in_a_daemon_replay_gives_the_fp32_verdicts(trained, tmp_path):
+    root, card = trained
+    result = quantize_int8(card, root, max_calibration=16, threads=1, force=True)
+    frames = write_frames(tmp_path / "rec", n=9, defect_every=3)
+    runs = {"fp32": (card, "onnxruntime", ""), "int8-ort": (result.card_path, "onnxruntime", "")}
+    if any(c.backend == "openvino" and c.passed for c in result.extra_checks):
+        runs["int8-ov"] = (result.card_path, "openvino", ", precision: int8")
+    out = {}
+    for tag, (model, backend, extra) in runs.items():
+        cfg = tmp_path / f"{tag}.yaml"
+        cfg.write_text(
+            f"line: l\ncameras:\n  - id: cam-0\n    source: {{type: replay, path: {frames}}}\n"
+            f"models:\n  - {{path: {model}, backend: {backend}{extra}, cache_dir: {tmp_path}/ov}}\n"
+            f"publishers:\n  - {{type: jsonl, path: {tmp_path}/{tag}.jsonl}}\nmetrics: {{enabled: false}}\n")
+        proc = DaemonProc(["replay", str(frames), "--config", str(cfg)], tmp_path)
+        assert proc.wait(90) == 0, proc.output()[-3000:]
+        out[tag] = read_jsonl(tmp_path / f"{tag}.jsonl")
+    reference = [v["verdict"] for v in out["fp32"]]
+    assert reference.count("defect") == 3
+    for tag, verdicts in out.items():
+        assert [v["verdict"] for v in verdicts] == reference, tag
+        assert max(abs(a["score"] - b["score"]) for a, b in zip(out["fp32"], verdicts, strict=True)) < 0.1
+
+
+def test_quantize_command_exit_codes(trained):
+    root, card = trained
+    run = subprocess.run([sys.executable, "-m", "edge_inspector", "quantize", str(card), "--data", str(root),
+                          "--tolerance", "-1", "--calibration-images", "8", "--threads", "1", "--force"],
+                         capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(ROOT),
+                                                                            "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "quantize:" in run.stdout and "int8 model refused" in run.stdout
+    assert json.loads(card.read_text())["name"] == "conv-detector"  # the fp32 card is untouched
