@@ -29,7 +29,12 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "edge_inspector.console.settings"
 
 import django  # noqa: E402
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 django.setup()
+# The console sets umask 077 for its own process (settings.py); the rest of the suite runs in this
+# process too and keeps the umask it started with (console file modes are tested in subprocesses).
+os.umask(_UMASK)
 
 from django.core.management import call_command  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
