@@ -290,3 +290,16 @@ def test_secure_cookies_and_hsts_behind_a_tls_proxy(tmp_path):
     assert tls["hsts"] == "max-age=31536000" and tls["plain_hsts"] == ""  # HSTS only over (proxied) TLS
     plain = probe()
     assert not plain["session_secure"] and plain["hsts"] == ""  # the loopback default keeps working over HTTP
+
+
+def test_unlock_command_ends_a_lockout(user, settings_console):
+    from django.core.management import call_command
+
+    settings_console.update(LOGIN_MAX_FAILURES=2)
+    c = Client()
+    for _ in range(2):
+        c.post("/accounts/login/", {"username": "operator", "password": "guess"})
+    assert b"Too many failed logins" in c.post("/accounts/login/", {"username": "operator",
+                                                                  "password": PASSWORD}).content
+    call_command("unlock", "operator")
+    assert c.post("/accounts/login/", {"username": "operator", "password": PASSWORD}).status_code == 302
