@@ -21,6 +21,7 @@ urlpatterns = [
     path("datasets/folder", views.dataset_folder, name="dataset_folder"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset_detail"),
     path("datasets/<int:pk>/validate", views.dataset_revalidate, name="dataset_revalidate"),
+    path("datasets/<int:pk>/delete", views.dataset_delete, name="dataset_delete"),
     path("training/", views.training, name="training"),
     path("training/<int:pk>/", views.job_detail, name="job_detail"),
     path("training/<int:pk>/cancel", views.job_cancel, name="job_cancel"),

@@ -296,6 +296,33 @@ def dataset_revalidate(request: HttpRequest, pk: int) -> HttpResponse:
     return _after_validation(request, record)
 
 
+@require_POST
+@requires(Role.ENGINEER)
+def dataset_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Free an uploaded dataset's disk (its ZIP and extraction): engineers their own uploads, admins any.
+
+    A dataset that training jobs refer to keeps its row (the jobs' history), marked as deleted;
+    a folder dataset only loses its row, never the folder.
+    """
+    from .roles import forbidden, role_of
+
+    record = get_object_or_404(Dataset, pk=pk)
+    if role_of(request.user) < Role.ADMIN and record.created_by != request.user.get_username():
+        audit(request.user, "access.denied", path=request.path, method="POST", needed="admin")
+        return forbidden(request, Role.ADMIN)
+    removed = [str(p) for p in datasets.remove_upload(Path(record.path))] if record.source == "zip" and Path(
+        record.path).parent == Path(settings.CONSOLE["UPLOADS_DIR"]) else []
+    audit(request.user, "dataset.delete", dataset=record.pk, name=record.name, path=record.path, removed=removed)
+    if record.jobs.exists():
+        record.status, record.error = "invalid", f"deleted by {request.user.get_username()}"
+        record.counts = {}
+        record.save(update_fields=["status", "error", "counts"])
+    else:
+        record.delete()
+    messages.success(request, f"Dataset {record.name} deleted ({len(removed)} files/folders removed).")
+    return redirect("datasets")
+
+
 # --- training ------------------------------------------------------------------------------------
 @requires(Role.ENGINEER, methods=("POST",))
 def training(request: HttpRequest) -> HttpResponse:

@@ -303,3 +303,31 @@ def test_unlock_command_ends_a_lockout(user, settings_console):
                                                                   "password": PASSWORD}).content
     call_command("unlock", "operator")
     assert c.post("/accounts/login/", {"username": "operator", "password": PASSWORD}).status_code == 302
+
+
+def test_deleting_a_dataset_frees_its_disk_and_quota(db, settings_console, demo_dataset):
+    """The quota needs a way out: an engineer deletes their own upload (ZIP and extraction), not another's."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from edge_inspector.console.models import AuditLog, Dataset
+    from edge_inspector.console.uploads import used_bytes
+
+    from .conftest import make_client
+    from .test_datasets import zip_folder
+
+    eng, other = make_client("eng", "engineer"), make_client("eng2", "engineer")
+    eng.post("/datasets/upload", {"name": "mine", "archive": SimpleUploadedFile("m.zip", zip_folder(demo_dataset,
+                                                                                                    "w"))})
+    from edge_inspector.data.archive import default_cache_dir
+
+    record = Dataset.objects.get(name="mine")
+    assert record.status == "valid" and used_bytes("eng") > 0
+    extracted = [p for p in default_cache_dir().glob(f"{Path(record.path).stem}-*")]
+    assert extracted  # validation extracted it into the cache
+    assert other.post(f"/datasets/{record.pk}/delete").status_code == 403
+    assert eng.post(f"/datasets/{record.pk}/delete").status_code == 302
+    assert not Dataset.objects.filter(name="mine").exists()
+    assert not Path(record.path).exists() and used_bytes("eng") == 0
+    assert not any(p.exists() for p in extracted)
+    assert _leftovers(settings_console) == []
+    assert AuditLog.objects.get(action="dataset.delete").username == "eng"
