@@ -490,6 +490,7 @@ def _shown_command_lines() -> list[tuple[str, str]]:
         chunks = re.findall(r"```[^\n]*\n(.*?)```", text, re.S)
         chunks += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
         for chunk in chunks:
+            chunk = re.sub(r"\\\n\s*", " ", chunk)  # a shell line continued with a backslash is one command
             for line in chunk.replace("&&", "\n").replace("|", "\n").replace(";", "\n").splitlines():
                 m = re.search(r"(?:^|[\s/])edge-inspector ([a-z][a-z-]*[a-z]\b.*)", line)
                 command = m.group(1).split(" #")[0].strip().removesuffix("&").strip() if m else ""  # & backgrounds
