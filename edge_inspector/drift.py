@@ -14,8 +14,12 @@ from ``reference_file``):
 
 The alarm needs both (``psi > psi_bound`` *and* ``|shift| > min_shift``): with a very tight
 reference a PSI is huge for a change nobody cares about, and with a noisy one a small window
-gives a noisy PSI. It clears with hysteresis (either figure below half its bound) so a borderline
-situation does not flap and flood the MES with alarms.
+gives a noisy PSI (two samples of 50 from the same distribution give a median PSI of 0.35 over
+10 bins). It clears with hysteresis (either figure below half its bound), and a state holds for
+at least ``min_hold_frames`` OK frames (default: one full window, so every flip is judged on
+frames the previous one did not see) before it may flip again: a median wavering around
+``min_shift`` raised and cleared 5 times in 75 s for the integrators, each flap an alarm message
+to the MES. Raise ``min_hold_frames`` to bound the alarm rate further.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class DriftConfig(BaseModel):
     psi_bound: float = Field(0.25, gt=0, description="PSI above which the distribution counts as moved "
                              "(0.1 = slight, 0.25 = significant in credit-risk practice).")
     min_shift: float = Field(0.03, ge=0, description="Median shift (normalised score units) also needed to alarm.")
+    min_hold_frames: int | None = Field(
+        None, ge=1, description="OK frames an alarm state (raised or cleared) holds before it may flip again; "
+        "None: one full window.")
 
 
 @dataclass
@@ -99,6 +106,7 @@ class DriftMonitor:
         self.window: deque[float] = deque(maxlen=config.window)
         self.alarm = False
         self.last: DriftState | None = None
+        self._held = 0  # OK frames evaluated since the last flip
 
     @property
     def ready(self) -> bool:
@@ -121,10 +129,16 @@ class DriftMonitor:
         value = psi(ref, cur, self.config.bins)
         shift = float(np.median(cur) - np.median(ref))
         changed = None
-        if not self.alarm and value > self.config.psi_bound and abs(shift) > self.config.min_shift:
+        self._held += 1
+        hold = self.config.min_hold_frames or self.config.window
+        may_flip = self.last is None or self._held >= hold
+        if not self.alarm and value > self.config.psi_bound and abs(shift) > self.config.min_shift and may_flip:
             self.alarm, changed = True, "raised"
-        elif self.alarm and (value < self.config.psi_bound / 2 or abs(shift) < self.config.min_shift / 2):
+        elif self.alarm and may_flip and (value < self.config.psi_bound / 2
+                                          or abs(shift) < self.config.min_shift / 2):
             self.alarm, changed = False, "cleared"
+        if changed:
+            self._held = 0
         self.last = DriftState(psi=value, shift=shift, alarm=self.alarm, changed=changed)
         return self.last
 

@@ -121,3 +121,26 @@ def test_drift_reference_command_feeds_the_daemon(tmp_path, detector_card, capsy
     assert main(["drift-reference", str(write_levels(tmp_path / "few", [26] * 3)), "-c", str(cfg),
                  "-o", str(tmp_path / "r2.json")]) == 1
     assert "only 3 of 3 images were judged OK" in capsys.readouterr().out
+
+
+def test_a_borderline_line_does_not_flap_within_the_hold():
+    """Integrators' looped replay: the median wavers around min_shift; without a hold every wobble was a
+    raise/clear pair on the MES (5 pairs in 75 s). Each state now holds for min_hold_frames OK frames."""
+    rng = np.random.default_rng(3)
+    reference = rng.normal(0.30, 0.002, 50)
+    wavering = np.concatenate([rng.normal(mean, 0.002, 30) for mean in [0.34, 0.31] * 8])  # 480 frames
+
+    def flips(hold: int | None) -> list[int]:
+        mon = DriftMonitor(DriftConfig(enabled=True, reference_frames=50, window=50, psi_bound=0.25,
+                                       min_shift=0.03, min_hold_frames=hold))
+        for s in reference:
+            mon.observe(s)
+        states = [mon.observe(x) for x in wavering]
+        return [i for i, st in enumerate(states) if st and st.changed]
+
+    one = flips(1)  # no hold: what the integrators saw
+    assert len(one) >= 8, one
+    default = flips(None)  # one window
+    assert len(default) < len(one) and all(b - a >= 50 for a, b in zip(default, default[1:], strict=False))
+    long = flips(240)
+    assert len(long) <= 2 and all(b - a >= 240 for a, b in zip(long, long[1:], strict=False)), long
