@@ -53,13 +53,14 @@ def _yaml_lines(path: Path) -> dict[tuple, int]:
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
     from ..daemon import load_models, publisher_warning, source_problems
+    from ..publishers import publisher_problems
 
     try:
         cfg = load_config(args.file)
     except ConfigError as exc:
         print(exc)
         return 1
-    problems = source_problems(cfg)
+    problems = source_problems(cfg) + publisher_problems(cfg.publishers)
     models = []
     if not args.no_models:
         models, model_problems = load_models(cfg)

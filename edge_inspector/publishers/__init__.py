@@ -28,6 +28,7 @@ __all__ = [
     "SparkplugConfig",
     "ZmqConfig",
     "create_publisher",
+    "publisher_problems",
     "status_topic",
     "verdict_topic",
 ]
@@ -41,6 +42,19 @@ def verdict_topic(prefix: str, line: str, camera: str) -> str:
 def status_topic(prefix: str, line: str) -> str:
     """``<prefix>/<line>/status``: retained ``online``; ``offline`` on clean close and as last will."""
     return f"{prefix}/{line}/status"
+
+
+def publisher_problems(publishers: list) -> list[str]:
+    """Files an MQTT/Sparkplug publisher would fail on at start (password file, TLS CA/cert/key), for
+    check-config: the same messages the daemon gives, found before it runs."""
+    from edge_inspector.publishers.mqtt_files import connection_problems
+
+    problems = []
+    for i, pub in enumerate(publishers):
+        if isinstance(pub, MqttConfig | SparkplugConfig):
+            problems += [f"publishers[{i}] ({pub.type} {pub.host}:{pub.port}): {msg}"
+                         for msg in connection_problems(pub, pub.type)]
+    return problems
 
 
 def create_publisher(cfg: MqttConfig | ZmqConfig | JsonlConfig | SparkplugConfig, *, line: str,

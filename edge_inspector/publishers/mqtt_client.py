@@ -35,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_inspector.publishers.base import PublisherError
 from edge_inspector.publishers.config import MqttConnection
+from edge_inspector.publishers.mqtt_files import check_tls_files, read_password, tls_context
 
 if TYPE_CHECKING:
     from edge_inspector.metrics import Metrics
@@ -148,58 +149,6 @@ class BrokerClient(mqtt.Client):
         return rc
 
 
-def read_password(conn: MqttConnection, who: str = "mqtt") -> str | None:
-    """The broker password from ``password`` or ``password_file`` (trailing newline stripped)."""
-    if conn.password is not None:
-        return conn.password.get_secret_value()
-    if conn.password_file is None:
-        return None
-    try:
-        return conn.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeError) as exc:
-        raise PublisherError(f"{who}.password_file {conn.password_file}: cannot read the broker password: {exc}") \
-            from exc
-
-
-def _check_tls_files(conn: MqttConnection, who: str) -> None:
-    tls = conn.tls
-    if tls is None:
-        return
-    for field in ("ca_file", "cert_file", "key_file"):
-        path = getattr(tls, field)
-        if path is None:
-            continue
-        if not path.is_file():
-            raise PublisherError(f"{who}.tls.{field}: {path} does not exist or is not a file")
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(64 * 1024)
-        except OSError as exc:
-            raise PublisherError(f"{who}.tls.{field}: {path}: cannot read: {exc.strerror or exc}") from exc
-        if b"-----BEGIN" not in head:
-            raise PublisherError(f"{who}.tls.{field}: {path} is not a PEM file (no '-----BEGIN' line)")
-
-
-def _apply_tls(client: mqtt.Client, conn: MqttConnection, who: str) -> None:
-    tls = conn.tls
-    if tls is None:
-        return
-    try:
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-    except (ssl.SSLError, OSError) as exc:
-        raise PublisherError(f"{who}.tls.ca_file {tls.ca_file}: not a usable CA certificate: {exc}") from exc
-    if tls.cert_file is not None:
-        try:
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        except (ssl.SSLError, OSError) as exc:
-            raise PublisherError(f"{who}.tls.cert_file {tls.cert_file} / tls.key_file {tls.key_file}: cannot load "
-                                 f"the client certificate and key (do they belong together?): {exc}") from exc
-    if tls.insecure:
-        ctx.check_hostname = False
-    client.tls_set_context(ctx)
-    client.tls_insecure_set(tls.insecure)
-
-
 def make_client(
     conn: MqttConnection,
     *,
@@ -215,14 +164,16 @@ def make_client(
     "flags"). Raises :class:`PublisherError` for an unreadable password file or a bad TLS file.
     """
     password = read_password(conn, who)
-    _check_tls_files(conn, who)
+    check_tls_files(conn, who)
     client = BrokerClient(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
                           protocol=mqtt.MQTTv311)
     if will is not None:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
     if conn.username is not None or password is not None:
         client.username_pw_set(conn.username or "", password)
-    _apply_tls(client, conn, who)
+    if conn.tls is not None:
+        client.tls_set_context(tls_context(conn, who))
+        client.tls_insecure_set(conn.tls.insecure)
     client.reconnect_delay_set(conn.reconnect_min_delay, conn.reconnect_max_delay)  # type: ignore[arg-type]
     if metrics is not None:
         for reason in CONNECT_FAILURE_REASONS:

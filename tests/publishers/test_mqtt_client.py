@@ -164,3 +164,20 @@ def test_documented_consumer_reaches_a_tls_password_broker(secure_mosquitto, tmp
     wrong = subprocess.run([*base, "--cafile", str(s.pki["other-ca.crt"])], capture_output=True, text=True,
                            timeout=20)
     assert wrong.returncode != 0 and "TLS certificate verify failed" in wrong.stderr, wrong.stdout + wrong.stderr
+
+
+def test_check_config_names_missing_tls_and_password_files(tmp_path, detector_card):
+    from tests.operations.util import write_config
+
+    junk = tmp_path / "ca.crt"
+    junk.write_text("not a certificate\n")
+    cfg = write_config(tmp_path / "config.yaml", replay=tmp_path, models=f"- path: {detector_card}",
+                       publishers=f"- {{type: mqtt, host: broker.plant.local, spool_dir: {tmp_path}/spool, "
+                                  f"password_file: {tmp_path}/nope.pw}}\n"
+                                  f"- {{type: sparkplug, host: broker.plant.local, tls: {{ca_file: {junk}}}}}")
+    proc = subprocess.run([sys.executable, "-m", "edge_inspector", "check-config", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "publishers[0] (line" in out and "mqtt.password_file" in out and "nope.pw" in out, out
+    assert "publishers[1] (line" in out and "sparkplug.tls.ca_file" in out and "not a PEM file" in out, out
