@@ -272,7 +272,7 @@ class SparkplugPublisher:
                 return
             p = Payload(timestamp=now_ms(), seq=self._next_seq())
             for name, value in values.items():
-                add_metric(p, name, DEVICE_METRICS[name], value, timestamp=stamp)
+                add_metric(p, name, DEVICE_METRICS[name], value, timestamp=stamp, with_datatype=False)
             self._client.publish(topic(self.group, "DDATA", self.node, camera), p.SerializeToString(), qos=0)
 
     def publish(self, verdict: Verdict) -> None:

@@ -61,9 +61,16 @@ def _build() -> tuple[type, type]:
 Payload, Metric = _build()
 
 
-def add_metric(payload, name: str, datatype: int, value, timestamp: int | None = None) -> None:
-    """Append a metric with the value field that matches ``datatype``; None becomes ``is_null``."""
-    m = payload.metrics.add(name=name, datatype=datatype)
+def add_metric(payload, name: str, datatype: int, value, timestamp: int | None = None,
+               with_datatype: bool = True) -> None:
+    """Append a metric with the value field that matches ``datatype``; None becomes ``is_null``.
+
+    ``with_datatype=False`` for NDATA/DDATA: Sparkplug 3.0 says the datatype SHOULD NOT repeat
+    there (the birth declared it).
+    """
+    m = payload.metrics.add(name=name)
+    if with_datatype:
+        m.datatype = datatype
     if timestamp is not None:
         m.timestamp = timestamp
     if value is None:

@@ -211,6 +211,8 @@ def test_daemon_over_tls_with_password_decoded_by_pysparkplug(tmp_path, detector
     nbirth = spb.NBirth.decode(raw[0].payload)
     dbirth = spb.DBirth.decode(raw[1].payload)
     ddata = [spb.DData.decode(m.payload, birth=dbirth) for m in raw[2:-1]]
+    # the datatype is declared once, in the birth (Sparkplug 3.0: it SHOULD NOT repeat in DDATA)
+    assert all(not mm.HasField("datatype") for m in raw[2:-1] for mm in Decoded(m.topic, m.payload).payload.metrics)
     ndeath = spb.NDeath.decode(raw[-1].payload)
     for p in (nbirth, dbirth, *ddata):
         assert p.timestamp > 0
