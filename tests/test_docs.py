@@ -12,7 +12,8 @@ Marking a block in a page: an HTML comment right before the fenced block, e.g.
 complete config.yaml), ``<!-- test: config-error -->`` (an invalid config.yaml, followed by the
 ```text block the loader must print), ``<!-- test: verdict -->`` (a verdict message). A run block
 may shrink sizes for the test: ``<!-- test: run small="--replay 200=>--replay 12" -->``
-(``;`` separates several replacements).
+(``;`` separates several replacements), and name text its output must contain, as the page says
+it will: ``expect="nothing was changed"`` (``;`` separates several).
 """
 
 from __future__ import annotations
@@ -425,6 +426,8 @@ def test_getting_started_commands_run(tmp_path: Path) -> None:
                 pass
             proc.wait()
         assert proc.returncode == 0, f"{block.page}: commands failed:\n{script}\n--- output:\n{output}"
+        for expected in filter(None, block.args.get("expect", "").split(";")):
+            assert expected.strip() in output, f"{block.page}: the page promises {expected.strip()!r}:\n{output}"
 
 
 # -- names the guide mentions exist in the code ----------------------------------------------------
