@@ -217,3 +217,16 @@ def test_cli_retrain_refuses_to_overwrite_without_force(tmp_path: Path, monkeypa
     out = capsys.readouterr().out
     assert "replacing:" in out
     assert load_card(files[1]).training.seed == 3
+
+
+def test_cli_auto_refuses_to_replace_a_model_of_the_same_name(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Issue 19.5: auto copies its choice to --out as <dataset>-<kind>; over an existing model only with --force."""
+    _plain_folders(tmp_path / "my-part", n_normal=6, per_type=2)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    card = tmp_path / "models" / "my-part-feature_memory.card.json"
+    card.write_text("{}")  # refused before any training: the existing file is never read or touched
+    assert main(["auto", "my-part", "--models", "feature_memory", "--out", "models", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "models/my-part-feature_memory.card.json exist(s)" in err and "--force" in err and "models/auto" in err
+    assert card.read_text() == "{}" and not (tmp_path / "models" / "candidates").exists()

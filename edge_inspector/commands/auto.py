@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--options", type=_json_options, default={},
                    help='per-kind trainer options as JSON, e.g. \'{"feature_memory": {"coreset_ratio": 0.02}}\'')
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    p.add_argument("--force", action="store_true",
+                   help="let the chosen model replace a model of the same name (<dataset>-<kind>) in --out")
     add_dataset_options(p, default_scheme="stratified", seed_alias=False)
     p.set_defaults(func=run)
 
@@ -71,6 +73,15 @@ def run(args: argparse.Namespace) -> int:
                                category=args.category)
         kinds = ([k.strip() for k in args.models.split(",") if k.strip()] if args.models is not None
                  else list(default_candidates(dataset)))
+        if not args.force:  # the chosen model is copied to --out as <dataset>-<kind>: never over one silently
+            from .train import existing_model_files
+
+            existing = [p for k in kinds for p in existing_model_files(f"{dataset.name}-{k}", args.out, None)]
+            if existing:
+                print(f"auto: {', '.join(str(p) for p in existing)} exist(s) and the chosen candidate would "
+                      f"replace them; nothing was changed. Give auto its own --out (e.g. {args.out / 'auto'}) "
+                      "or pass --force", file=sys.stderr)
+                return 1
         summary = run_auto(dataset, args.out, models=kinds, seed=args.seed, weights=weights, threads=args.threads,
                            options=build_options(kinds, args), progress=not args.quiet and sys.stderr.isatty())
     except (CardError, DatasetError, ValueError, RuntimeError) as exc:
