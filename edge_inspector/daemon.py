@@ -37,6 +37,7 @@ from .inference import LoadedModel
 from .metrics import Metrics
 from .pipeline import Generation, Pipeline
 from .publishers import create_publisher
+from .publishers.deferred import DeferredPublisher, is_transient
 from .sources.base import list_images
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,12 @@ def build_generation(cfg: DaemonConfig, number: int, metrics: Metrics,
             try:
                 pub = create_publisher(pcfg, line=cfg.line, metrics=metrics)
             except Exception as exc:
-                raise StartupError(f"publishers[{i}] ({pcfg.type}): {exc}") from exc
+                if previous is not None or not is_transient(exc):
+                    raise StartupError(f"publishers[{i}] ({pcfg.type}): {exc}") from exc
+                # a full disk or a port in use at start: the line runs, this sink is retried (F7, F13)
+                log.error("publishers[%d] (%s) cannot start: %s; the line runs without it, verdicts it cannot take "
+                          "are counted, and it is retried every 10 s", i, pcfg.type, exc)
+                pub = DeferredPublisher(pcfg, line=cfg.line, metrics=metrics, error=exc)
             publishers.append(pub)
             created.append(pub)
     except StartupError:

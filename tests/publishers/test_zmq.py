@@ -209,3 +209,24 @@ def test_curve_key_file_problems_are_clear_errors(tmp_path):
     with pytest.raises(PublisherError, match="cannot load a certificate"):
         create_publisher(ZmqConfig(endpoint="tcp://127.0.0.1:*", curve_secret_key_file=tmp_path / "nope"),
                          line="l", metrics=Metrics())
+
+
+def test_a_deferred_publisher_starts_once_the_port_is_free():
+    """The stand-in for a sink that could not start: refuses (raises) until the real one starts."""
+    from edge_inspector.publishers.deferred import DeferredPublisher, is_transient
+
+    m = Metrics()
+    first = create_publisher(ZmqConfig(endpoint="tcp://127.0.0.1:*"), line="l", metrics=m)
+    cfg = ZmqConfig(endpoint=first.endpoint, join_grace_ms=0)
+    with pytest.raises(PublisherError) as err:
+        create_publisher(cfg, line="l", metrics=m)
+    assert is_transient(err.value)
+    assert not is_transient(PublisherError("mqtt password_file /x: cannot read (No such file or directory)"))
+    deferred = DeferredPublisher(cfg, line="l", metrics=m, error=err.value, retry_s=0.2)
+    with pytest.raises(PublisherError, match="not running"):
+        deferred.publish(make_verdict(0))
+    first.close(timeout=0)
+    time.sleep(0.3)
+    deferred.publish(make_verdict(1))  # retried: bound now, handed over
+    assert deferred._inner is not None
+    deferred.close(timeout=0)

@@ -516,3 +516,85 @@ metrics: {{enabled: false}}
     finally:
         sub.close()
         ctx.term()
+
+
+# -- a sink that cannot start ----------------------------------------------------------------------
+def test_f13_a_squatted_zmq_port_no_longer_stops_the_line(tmp_path: Path, detector_card: Path) -> None:
+    """F13/8.5: another process holds the ZeroMQ port at start. The line runs, the JSONL gets every
+    verdict, the refused ones are counted and the exit says so (code 3)."""
+    import zmq
+
+    from edge_inspector.daemon import EXIT_NOT_HANDED_OVER
+
+    frames = write_frames(tmp_path / "rec", n=10)
+    ctx = zmq.Context()
+    squatter = ctx.socket(zmq.PUB)
+    port = squatter.bind_to_random_port("tcp://127.0.0.1")
+    cfg = write_cfg(tmp_path / "config.yaml", f"""\
+line: l
+cameras: [{{id: cam-0, source: {{type: replay, path: {frames}}}}}]
+models: [{{path: {detector_card}}}]
+publishers:
+  - {{type: zmq, endpoint: "tcp://127.0.0.1:{port}"}}
+  - {{type: jsonl, path: {tmp_path}/v.jsonl}}
+metrics: {{enabled: false}}
+""")
+    try:
+        daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+        try:
+            rc = daemon.wait(30)
+        finally:
+            daemon.kill()
+    finally:
+        squatter.close(0)
+        ctx.term()
+    log = daemon.output()
+    assert rc == EXIT_NOT_HANDED_OVER, log[-3000:]
+    assert "cannot start" in log and "the line runs without it" in log
+    assert [v["frame"] for v in read_jsonl(tmp_path / "v.jsonl")] == list(range(10))
+    assert "10 verdict hand-over(s) failed (zmq: 10)" in log
+
+
+def test_f7_a_full_spool_disk_at_start_no_longer_stops_the_line(tmp_path: Path, detector_card: Path) -> None:
+    """F7/5.2: the MQTT spool's disk is full at start: the other sinks get every verdict; exit code 3."""
+    import os
+    import subprocess
+
+    import pytest
+
+    from edge_inspector.daemon import EXIT_NOT_HANDED_OVER
+    from tests.fixtures.broker import free_port
+
+    disk = tmp_path / "full"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        with open(disk / "filler", "wb", buffering=0) as fh:  # fill the disk completely
+            try:
+                while fh.write(b"\1" * 4096):
+                    pass
+            except OSError:
+                pass
+        frames = write_frames(tmp_path / "rec", n=10)
+        cfg = write_cfg(tmp_path / "config.yaml", f"""\
+line: l
+cameras: [{{id: cam-0, source: {{type: replay, path: {frames}}}}}]
+models: [{{path: {detector_card}}}]
+publishers:
+  - {{type: mqtt, host: 127.0.0.1, port: {free_port()}, spool_dir: {disk}/spool}}
+  - {{type: jsonl, path: {tmp_path}/v.jsonl}}
+metrics: {{enabled: false}}
+""")
+        daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+        try:
+            rc = daemon.wait(30)
+        finally:
+            daemon.kill()
+        log = daemon.output()
+        assert rc == EXIT_NOT_HANDED_OVER, log[-3000:]
+        assert "the line runs without it" in log
+        assert [v["frame"] for v in read_jsonl(tmp_path / "v.jsonl")] == list(range(10))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
