@@ -257,6 +257,20 @@ class InferenceConfig(_Model):
         "(a lone frame is inferred at once: single-frame latency).")
     queue_size: int = Field(32, ge=1, le=100_000, description="Frames buffered between preprocessing and "
                             "inference.")
+    decode_workers: int = Field(
+        0, ge=0, le=32, description="Threads that decode and preprocess frames (in frame order per camera); "
+        "0 = one per core, at most 4.")
+    reduced_decode: Literal["off", "safe", "fast"] = Field(
+        "safe", description="Decode JPEG frames at 1/2, 1/4 or 1/8 size when the model input (after the ROI) "
+        "is that much smaller: 'safe' leaves the last halving to the preprocessing (model input within 0.005 "
+        "mean / 0.1 max of a full decode), 'fast' decodes as small as possible (0.015 / 0.35), 'off' never. "
+        "Only when no frame saving or review capture needs the full frame.")
+
+    @field_validator("reduced_decode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads a bare ``off`` as False (and ``on`` as True)."""
+        return {False: "off", True: "safe"}.get(value, value) if isinstance(value, bool) else value
 
 
 class DaemonConfig(_Model):

@@ -30,10 +30,11 @@ import numpy as np
 
 from .config import CameraConfig, DaemonConfig
 from .decision import FrameContext, ModelOutcome, decide
+from .decodepool import DecodePool, OrderedWork, Prepared, prepare
 from .framesaver import FrameSaver
 from .inference import LoadedModel
 from .metrics import Metrics
-from .preprocess import ImageDecodeError, crop_roi, to_tensor
+from .preprocess import to_tensor
 from .sources import Backoff, Frame, SeqStore, Source, SourceError, create_source
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Item:
     frame: Frame
     roi: tuple[int, int, int, int] | None
     crop: np.ndarray | None = None
+    crop_size: tuple[int, int] | None = None  # (w, h) of the ROI crop in frame pixels (crop may be reduced)
     error: str | None = None
     tensors: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
@@ -267,25 +269,49 @@ class Preprocessor(Stage):
         self.timer = self.metrics.stage_seconds.labels(stage="preprocess")
 
     def loop(self) -> None:
+        """Frames go to the decode pool in arrival order and on to inference in that order
+        (edge_inspector/decodepool.py); the pool decodes and preprocesses several at once."""
+        work = OrderedWork(self.pipeline.decode_pool)
         while True:
-            frame = self.get(self.inp)
+            for frame, prepared in work.ready(wait=POLL if work.full else 0.0):
+                self._emit(frame, prepared)
+            self.heartbeat()
+            if work.full:
+                continue
+            frame = self.get(self.inp, timeout=0.0 if len(work) else POLL)
             if frame is None:
+                if len(work):
+                    for frame, prepared in work.ready(wait=0.005):
+                        self._emit(frame, prepared)
                 continue
             if frame is END:
+                for frame, prepared in work.drain():
+                    self._emit(frame, prepared)
                 return
-            t0 = time.perf_counter()
-            item = Item(frame=frame, roi=self.roi, error=frame.error)
-            if frame.image is not None and frame.error is None:
-                try:
-                    item.crop = crop_roi(frame.image, self.roi)
-                    for h, w in self.pipeline.generation.sizes:
-                        item.tensors[(h, w)] = to_tensor(item.crop, h, w)
-                except (ImageDecodeError, ValueError) as exc:
-                    item.crop, item.error = None, f"{frame.source or 'frame'}: {exc}"
-            elapsed = time.perf_counter() - t0
-            self.timer.observe(elapsed)
-            item.latency["preprocess"] = elapsed * 1000
-            self.put(self.pipeline.infer_q, item)
+            if frame.error is not None or (frame.image is None and frame.encoded is None):
+                work.submit(frame, _nothing)  # through the pool too, so it leaves after the frames before it
+                continue
+            gen = self.pipeline.generation
+            mode = gen.config.inference.reduced_decode
+            if gen.saver.config.mode != "none" or gen.config.review.enabled:
+                mode = "off"  # the full frame is saved or captured: decode it whole
+            work.submit(frame, prepare, frame.image, frame.encoded, self.roi, sorted(gen.sizes), mode,
+                        frame.source or "frame")
+
+    def _emit(self, frame: Frame, prepared: Prepared | None) -> None:
+        item = Item(frame=frame, roi=self.roi, error=frame.error)
+        if prepared is not None:
+            frame.image = prepared.image
+            frame.encoded = None
+            item.crop, item.crop_size, item.tensors = prepared.crop, prepared.crop_size, prepared.tensors
+            if prepared.error is not None:  # decode errors name the file already; ROI errors do not
+                named = frame.source is None or frame.source in prepared.error
+                item.error = frame.error = prepared.error if named else f"{frame.source}: {prepared.error}"
+            self.timer.observe(prepared.seconds)
+            item.latency["preprocess"] = prepared.seconds * 1000
+        else:
+            item.latency["preprocess"] = 0.0
+        self.put(self.pipeline.infer_q, item)
 
 
 class Inferencer(Stage):
@@ -398,7 +424,7 @@ class Decider(Stage):
                 continue
             t0 = time.perf_counter()
             frame, gen = item.frame, item.gen
-            crop_size = (item.crop.shape[1], item.crop.shape[0]) if item.crop is not None else None
+            crop_size = item.crop_size or ((item.crop.shape[1], item.crop.shape[0]) if item.crop is not None else None)
             offset = (item.roi[0], item.roi[1]) if item.roi else (0, 0)
             ctx = FrameContext(line=gen.config.line, camera=frame.camera, seq=frame.seq,
                                captured_at=frame.captured_at, crop_size=crop_size, roi_offset=offset,
@@ -505,6 +531,7 @@ class Pipeline:
         self.infer_q = StageQueue("infer", cfg.inference.queue_size, metrics)
         self.decide_q = StageQueue("decide", max(64, 2 * cfg.inference.batch_max), metrics)
         self.publish_q = StageQueue("publish", max(64, 2 * cfg.inference.batch_max), metrics)
+        self.decode_pool = DecodePool(cfg.inference.decode_workers)
         self.lanes: dict[str, CameraLane] = {}
         self.stages: list[Stage] = [Inferencer(self), Decider(self), PublisherStage(self)]
         self.started = False
@@ -517,6 +544,7 @@ class Pipeline:
     # -- cameras ------------------------------------------------------------------------------
     def add_camera(self, camera: CameraConfig, source: Source | None = None) -> None:
         source = source or create_source(camera.id, camera.source)
+        source.defer_decode = True  # sources that support it leave decoding to the decode pool
         q = StageQueue(f"camera-{camera.id}", camera.queue_size, self.metrics)
         lane = CameraLane(camera, source, q, Grabber(self, camera, source, q), Preprocessor(self, camera, q))
         self.lanes[camera.id] = lane
@@ -574,6 +602,7 @@ class Pipeline:
                 ok = False
             upstream_ended = stage.clean_exit
             ok = ok and stage.clean_exit
+        self.decode_pool.shutdown()
         return ok
 
     def close_publishers(self, timeout: float = 10.0) -> None:
@@ -684,6 +713,11 @@ def _done(frame: Any) -> None:
             done()
         except Exception:  # noqa: BLE001 - progress bookkeeping must never stop publishing
             log.exception("recording progress of frame %s/%s failed", frame.camera, frame.seq)
+
+
+def _nothing() -> None:
+    """Pool work for a frame that needs none (it already carries its error)."""
+    return None
 
 
 def _close(pub: Any, timeout: float) -> None:

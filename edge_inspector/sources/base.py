@@ -38,6 +38,9 @@ class Frame:
     captured_wall: float = field(default_factory=time.time)
     error: str | None = None
     source: str | None = None  # file name or stream the frame came from
+    #: still-encoded frame (file path or bytes) when the source left decoding to the pipeline's decode
+    #: pool (``Source.defer_decode``); ``image`` is then None until the preprocessor decodes it
+    encoded: Path | bytes | None = None
     #: Called once the frame's verdict was handed to every publisher (or the frame was dropped and
     #: counted): a watched folder records its progress only then, so a crash never skips a file.
     done: Callable[[], None] | None = None
@@ -59,6 +62,9 @@ class Source(ABC):
     type: ClassVar[str]
     #: True for sources that cannot wait (cameras): their default queue policy drops the oldest.
     live: ClassVar[bool] = False
+    #: Set by the pipeline when its decode pool decodes (edge_inspector/decodepool.py): a source that
+    #: supports it returns ``Frame(image=None, encoded=...)`` and leaves decoding to the pool.
+    defer_decode: bool = False
 
     def __init__(self, camera: str, config: Any):
         self.camera = camera

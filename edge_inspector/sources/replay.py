@@ -34,6 +34,8 @@ class ReplaySource(Source):
         self.index += 1
         self._pace(self.config.rate_fps, self.started, self.count)
         self.count += 1
+        if self.defer_decode:  # the pipeline's decode pool decodes, in parallel and at reduced size
+            return Frame(self.camera, self._next_seq(), None, source=str(path), encoded=path)
         try:
             image, error = decode_image(path), None
         except ImageDecodeError as exc:
