@@ -407,6 +407,7 @@ def test_getting_started_commands_run(tmp_path: Path) -> None:
             shutil.copytree(src, tmp_path / name)
         elif src.is_file():
             shutil.copy(src, tmp_path / name)
+    (tmp_path / ".venv").symlink_to(VENV_BIN.parent, target_is_directory=True)  # `.venv/bin/...` as in a checkout
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "2",
            "PYTHONPATH": str(ROOT)}
     _wait_port_free("127.0.0.1", 9108)  # config.yaml's metrics port: another daemon may hold it briefly
