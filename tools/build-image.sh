@@ -97,8 +97,10 @@ if [ "$MIRROR" = "-" ]; then
 fi
 BASE="localhost/edge-inspector-base:bookworm"
 TARBALL="$CACHE/debian-bookworm-minbase.tar"
-if [ "$REFRESH_BASE" -eq 1 ]; then rm -f "$TARBALL"; "${PODMAN[@]}" rmi -f "$BASE" >/dev/null 2>&1 || true; fi
+[ "$REFRESH_BASE" -eq 0 ] || rm -f "$TARBALL"
+IMPORT=0
 if [ ! -s "$TARBALL" ]; then
+  IMPORT=1
   echo "build-image: debootstrap --variant=minbase bookworm from $MIRROR"
   ROOTFS=$(mktemp -d "$CACHE/rootfs.XXXXXX")
   trap '$SUDO rm -rf "$ROOTFS"' EXIT
@@ -135,9 +137,8 @@ EOF
   mv "$TARBALL.tmp" "$TARBALL"
   $SUDO rm -rf "$ROOTFS"
   trap - EXIT
-  "${PODMAN[@]}" rmi -f "$BASE" >/dev/null 2>&1 || true
 fi
-if ! "${PODMAN[@]}" image exists "$BASE"; then
+if [ "$IMPORT" -eq 1 ] || ! "${PODMAN[@]}" image exists "$BASE"; then
   echo "build-image: podman import $TARBALL -> $BASE"
   "${PODMAN[@]}" import --quiet "$TARBALL" "$BASE" >/dev/null
 fi

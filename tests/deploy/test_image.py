@@ -348,6 +348,8 @@ def test_running_line_healthy_metrics_non_root_and_stop_drains(podman_env: dict[
 
     uid = podman(podman_env, "exec", c.name, "sh", "-c", "id -u; awk '/^Uid:/ {print $2}' /proc/1/status")
     assert uid.stdout.split() == [IMAGE_USER, IMAGE_USER], uid.stdout
+    pid1 = podman(podman_env, "exec", c.name, "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline").stdout
+    assert "edge-inspector run" in pid1 and not pid1.startswith("/bin/sh"), f"PID 1 must be the daemon: {pid1}"
     assert {p.stat().st_uid for p in c.state.iterdir()} == {int(IMAGE_USER)}, "state not written by the image's user"
 
     until(lambda: len(c.jsonl()) >= 3, 60, "verdicts", c)
@@ -358,6 +360,7 @@ def test_running_line_healthy_metrics_non_root_and_stop_drains(podman_env: dict[
     log = c.logs()
     assert code == 0, log[-4000:]
     assert "stop requested: draining in-flight frames" in log
+    assert "stopped:" in podman(podman_env, "logs", c.name).stdout, "the log must go to stdout"
     stopped = re.search(r"stopped: (\d+) frames grabbed, (\d+) dropped, (\d+) published", log)
     assert stopped, log[-3000:]
     grabbed, dropped, published = map(int, stopped.groups())
