@@ -63,7 +63,8 @@ def _run(args: argparse.Namespace, server) -> int:
 
     server.configure(
         data_dir=args.data_dir, zmq=args.zmq, models_dir=args.models_dir,
-        daemon_pid_file=args.daemon_pid_file, frames_root=args.frames_root, host=args.host,
+        daemon_pid_file=args.daemon_pid_file, daemon_config=getattr(args, "daemon_config", None),
+        daemon_metrics=getattr(args, "daemon_metrics", None), frames_root=args.frames_root, host=args.host,
         keep_verdicts=args.keep_verdicts,
     )
     action = getattr(args, "console_command", None)
