@@ -123,3 +123,15 @@ def test_deploy_command_for_train_auto_export_output(daemon, tmp_path):
     proc = subprocess.run([*cli, str(bad)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "NOT deployed: the daemon runs exported-fm v1" in proc.stdout, proc.stdout
     assert daemon["config"].read_text() == before
+
+
+def test_console_flags_reach_the_promote_settings(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for var in ("DJANGO_SETTINGS_MODULE", "EDGE_INSPECTOR_DATA_DIR"):
+        env.pop(var, None)
+    proc = subprocess.run([sys.executable, "-m", "edge_inspector", "console", "--data-dir", str(tmp_path / "d"),
+                           "--daemon-metrics", "http://127.0.0.1:9/metrics", "--daemon-config",
+                           str(tmp_path / "config.yaml"), "manage", "diffsettings"],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert "'DAEMON_METRICS': 'http://127.0.0.1:9/metrics'" in proc.stdout, proc.stdout[-2000:] + proc.stderr
+    assert f"'DAEMON_CONFIG': PosixPath('{tmp_path / 'config.yaml'}')" in proc.stdout
