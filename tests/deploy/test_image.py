@@ -329,8 +329,8 @@ def test_full_replay_every_verdict_reaches_the_host_and_the_container_exits_0(ru
 
 def test_running_line_healthy_metrics_non_root_and_stop_drains(podman_env: dict[str, str], run_container,
                                                                demo_line: Line) -> None:
-    # 40 frames at 3 fps: still replaying when the checks below are done and podman stop comes
-    c = run_container("live", rate_fps=3)
+    # 40 frames at 2 fps: still replaying (20 s) when the checks below are done and podman stop comes
+    c = run_container("live", rate_fps=2)
 
     def healthy() -> bool:
         return podman(podman_env, "healthcheck", "run", c.name, check=False).returncode == 0
