@@ -12,8 +12,9 @@ and ZeroMQ published on loopback, and MQTT to a real Mosquitto on the host:
   the daemon runs as the image's non-root user, and ``podman stop`` (SIGTERM) drains every grabbed
   frame into all three sinks before exit 0.
 
-Skips with the reason where podman cannot run containers (not installed, no root, not Linux);
-``EDGE_INSPECTOR_IMAGE_TEST=0`` skips it on purpose; ``EDGE_INSPECTOR_TEST_IMAGE=<name>`` tests an
+Skips with the reason where podman cannot run containers (not installed, no root, not Linux, a
+probe container fails to start); ``EDGE_INSPECTOR_IMAGE_TEST=0`` skips it on purpose, ``=1`` turns
+a failing probe into a failure; ``EDGE_INSPECTOR_TEST_IMAGE=<name>`` tests an
 image built before instead of building one (for iterating on the tests). Where podman runs, a
 failing build fails the test.
 """
@@ -73,11 +74,30 @@ def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         conf = tmp_path_factory.mktemp("podman") / "containers.conf"
         conf.write_text("[containers]\ndefault_ulimits = []\n")
         env["CONTAINERS_CONF"] = str(conf)
-    probe = subprocess.run(["podman", *PODMAN_FLAGS, "info", "--format", "{{.Host.OCIRuntime.Name}}"],
-                           capture_output=True, text=True, env=env, timeout=120)
-    if probe.returncode != 0:
-        pytest.skip(f"container image test skipped: podman cannot run here: {probe.stderr.strip()[-500:]}")
+    problem = run_probe(env, tmp_path_factory.mktemp("probe-rootfs"))
+    if problem and os.environ.get("EDGE_INSPECTOR_IMAGE_TEST") == "1":
+        pytest.fail(f"EDGE_INSPECTOR_IMAGE_TEST=1 but podman cannot run containers here: {problem}")
+    if problem:
+        pytest.skip(f"container image test skipped: podman cannot run containers here: {problem}")
     return env
+
+
+def run_probe(env: dict[str, str], rootfs: Path) -> str | None:
+    """Start one container (``/bin/true`` with its libraries as the root file system, no image, no
+    network) with the flags the build uses; return podman's error, or None when it ran."""
+    info = subprocess.run(["podman", *PODMAN_FLAGS, "info", "--format", "{{.Host.OCIRuntime.Name}}"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    if info.returncode != 0:
+        return info.stderr.strip()[-500:]
+    true = Path(shutil.which("true") or "/bin/true").resolve()
+    libs = re.findall(r"(/\S+\.so[.\d]*)", subprocess.run(["ldd", str(true)], capture_output=True, text=True).stdout)
+    for f in [true, *map(Path, libs)]:
+        dest = rootfs / f.relative_to("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f.resolve(), dest)
+    run = subprocess.run(["podman", *PODMAN_FLAGS, "run", "--rm", "--network=none", "--rootfs", str(rootfs),
+                          str(true)], capture_output=True, text=True, env=env, timeout=120)
+    return None if run.returncode == 0 else (run.stderr.strip() or f"exit {run.returncode}")[-500:]
 
 
 def podman(env: dict[str, str], *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
