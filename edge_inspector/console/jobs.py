@@ -242,6 +242,15 @@ def refresh(job: TrainingJob) -> TrainingJob:
     """Update a running job from its worker's files; finish it when the worker has ended."""
     if job.status != "running":
         return job
+    with _lock:  # the job monitor and page requests (other threads) may finish the same job at once
+        job.refresh_from_db()
+        if job.status != "running":
+            return job
+        return _finish_if_done(job)
+
+
+def _finish_if_done(job: TrainingJob) -> TrainingJob:
+    """refresh() under the lock: progress from the files; at the end the model first, then the status."""
     job_dir = Path(job.work_dir)
     if progress := _read_json(job_dir / "progress.json"):
         job.progress = float(progress.get("progress", job.progress))
@@ -263,15 +272,16 @@ def refresh(job: TrainingJob) -> TrainingJob:
         job.error = status.get("error") or "failed"
         if status.get("returncode") == 0:
             job.error = "training finished but wrote no model card"
-    job.save()
     if job.status == "done":
+        # The model is registered before "done" is saved: a page that sees "done" (and stops
+        # polling) always finds the job's model, even while another thread is finishing the job.
         from .registry import register_card
 
         try:
             register_card(Path(job.result_card), report_dir=job_dir / "report", job=job)
         except Exception as exc:  # noqa: BLE001 - a bad card fails the job visibly instead of the page
             job.status, job.error = "failed", f"model card {job.result_card}: {exc}"
-            job.save()
+    job.save()
     audit(None, f"job.{job.status}", job=job.pk, kind=job.kind, error=job.error)
     return job
 

@@ -131,3 +131,40 @@ def test_cancel_queued_job(client, settings_console, dataset):
     assert waiting.status == "cancelled"
     jobs.cancel(blocker, None)
     assert wait_finished(blocker, timeout=15).status == "cancelled"
+
+
+def test_concurrent_refresh_finishes_a_job_once_with_its_model(committed_db, settings_console, demo_dataset, tmp_path):
+    """The job monitor and page requests refresh the same job from several threads. Each thread that sees
+    "done" must find the job's model (the job page stops polling at "done"), and no thread may fail the
+    job on the other's model row. The e2e browser test waited forever for the model link."""
+    import json
+    import threading
+
+    from django.db import close_old_connections
+
+    from tests.fixtures.models import make_model
+
+    dataset = Dataset.objects.create(name="d", source="folder", path=str(demo_dataset), status="valid")
+    job_dir = tmp_path / "job-x"
+    card = make_model(job_dir / "model", name="raced")
+    (job_dir / "status.json").write_text(json.dumps({"returncode": 0, "card": str(card), "cancelled": False}))
+    job = TrainingJob.objects.create(dataset=dataset, kind="feature_memory", status="running", pid=None,
+                                     work_dir=str(job_dir))
+    seen = []
+
+    def worker():
+        try:
+            finished = jobs.refresh(TrainingJob.objects.get(pk=job.pk))
+            seen.append((finished.status, finished.models.count()))
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    job.refresh_from_db()
+    assert job.status == "done", job.error
+    assert TrainedModel.objects.filter(job=job).count() == 1
+    assert seen and all(s == ("done", 1) for s in seen), seen
