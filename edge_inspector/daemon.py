@@ -124,18 +124,26 @@ def source_problems(cfg: DaemonConfig) -> list[str]:
 
 
 def state_problems(cfg: DaemonConfig) -> list[str]:
-    """``state_dir`` must be a folder the daemon can create and write (checked by creating it and a probe
-    file: what ``run`` does next), so check-config refuses what ``run`` would refuse."""
-    if cfg.state_dir is None:
-        return []
-    probe = cfg.state_dir / f".probe-{os.getpid()}"
-    try:
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        return [f"state_dir: {cfg.state_dir} is not a writable folder ({exc.strerror or exc})"]
-    return []
+    """``state_dir``, ``saving.dir`` and the folders of JSONL files must be folders the daemon can create
+    and write (checked by creating them and a probe file: what ``run`` does next), so check-config refuses
+    what ``run`` would refuse."""
+    folders = [("state_dir", cfg.state_dir)]
+    if cfg.saving.mode != "none":
+        folders.append(("saving.dir", cfg.saving.dir))
+    folders += [(f"publishers[{i}].path", Path(p.path).parent) for i, p in enumerate(cfg.publishers)
+                if p.type == "jsonl"]
+    problems = []
+    for field, folder in folders:
+        if folder is None:
+            continue
+        probe = folder / f".probe-{os.getpid()}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            problems.append(f"{field}: {folder} is not a writable folder ({exc.strerror or exc})")
+    return problems
 
 
 def default_state_dir(cfg: DaemonConfig) -> DaemonConfig:
