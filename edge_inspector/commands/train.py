@@ -72,9 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="detector option, repeatable (e.g. -o coreset_ratio=0.05 -o taps=[4,8])")
     p.add_argument("--calibration", choices=["val", "train", "none"], default="val",
                    help="images that set the threshold")
-    p.add_argument("--method", choices=["auto", "fpr", "f1", "recall"], default="auto",
+    p.add_argument("--method", choices=["auto", "fpr", "f1", "recall", "cost"], default="auto",
                    help="calibration rule (auto: f1 with labelled defects in the split, else fpr)")
-    p.add_argument("--target", type=float, help="fpr: false-reject rate (0.005); recall: minimum recall (0.95)")
+    p.add_argument("--target", type=float,
+                   help="fpr: false-reject rate (0.01); recall: minimum recall (0.95); cost: cost of one "
+                   "escape in rejected good parts (10)")
     p.add_argument("--calibration-dir", type=Path, help="where calibration/NAME.json goes")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true",
@@ -160,8 +162,11 @@ def existing_model_files(name: str, out_dir: Path, calibration_dir: Path | None)
 
 
 def print_summary(card, card_path: Path, total_seconds: float) -> None:
+    from ..calibrate import describe_operating_point
+
     t = card.training
     norm = card.normalization
+    print(describe_operating_point(card.operating_point))
     print(f"model:       {card.model_path(card_path)} ({card.kind}, {card.parameters or 0:,} parameters)")
     print(f"card:        {card_path}")
     print(f"training:    {t.n_images} images, fit {t.fit_seconds or 0:.1f} s, total {total_seconds:.1f} s, "
