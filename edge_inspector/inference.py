@@ -55,6 +55,13 @@ class LoadedModel:
                 f"{card.model_path(card_path)}: model has outputs {backend.output_names}, "
                 "expected 'pred_score' (see edge_inspector/card.py for the I/O contract)"
             )
+        frame_bytes = 3 * card.input.height * card.input.width * 4
+        if frame_bytes > max_batch_bytes():
+            raise BackendError(
+                f"{card.model_path(card_path)}: one {card.input.height}x{card.input.width} frame is a "
+                f"{frame_bytes / 2**20:.1f} MiB input tensor, over the batch memory limit of "
+                f"{max_batch_bytes() / 2**20:.1f} MiB (EDGE_INSPECTOR_MAX_BATCH_MB)"
+            )
         shape = getattr(backend, "input_shape", None)
         if shape and len(shape) == 4:
             h, w = shape[2], shape[3]

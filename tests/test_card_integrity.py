@@ -135,3 +135,12 @@ def test_batch_memory_is_capped_by_chunking(tmp_path, monkeypatch):
     assert chunked == pytest.approx(whole)
     calls.clear()
     assert [r.score for r in model.predict(frames)] == pytest.approx(whole) and calls == [3, 3, 1]
+
+
+def test_frame_over_the_batch_memory_limit_is_a_clear_error(tmp_path, monkeypatch):
+    from edge_inspector.backends import BackendError
+
+    card = make_model(tmp_path, name="m", size=64)
+    monkeypatch.setattr("edge_inspector.inference.max_batch_bytes", lambda: 3 * 64 * 64 * 4 - 1)
+    with pytest.raises(BackendError, match=r"one 64x64 frame is a 0.0 MiB input tensor, over the batch memory limit"):
+        LoadedModel.load(card)
