@@ -348,11 +348,21 @@ def test_throughput_bench_runs_on_a_small_input(tiny_models, capsys, keep_log_le
     spec = importlib.util.spec_from_file_location("bench_throughput", Path(__file__).parents[1] / "bench/throughput.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    assert bench.main(["--model", str(tiny_models / "tiny-classifier.card.json"), "--frames", "12", "--size", "64",
-                       "--threads", "1", "--batch-max", "4"]) == 0
+    assert bench.main(["--model", str(tiny_models / "tiny-classifier.card.json"), "--frames", "12",
+                       "--frame-size", "128x96", "--format", "jpeg", "raw", "--threads", "1", "--batch-max", "4"]) == 0
     out = capsys.readouterr().out
-    result = json.loads(out[: out.rindex("}") + 1])
-    assert result["daemon"]["frames"] == 12 and result["daemon"]["exit_code"] == 0
-    assert result["kind"] == "classifier" and result["target_fps"] == 120.0
-    assert result["onnxruntime"]["raw_fps_batch1"] > 0 and result["overhead_ratio"] > 0
-    assert "frames/s" in out.splitlines()[-1]
+    result, end = json.JSONDecoder().raw_decode(out)
+    assert [(c["frame_size"], c["format"]) for c in result["configurations"]] == [("128x96", "jpeg"), ("128x96", "raw")]
+    for conf in result["configurations"]:
+        assert conf["kind"] == "classifier" and conf["target_fps"] == 200.0
+        runs = {(r["backend"], r["precision"]): r for r in conf["runs"]}
+        ort = runs[("onnxruntime", "fp32")]
+        assert ort["daemon"]["frames"] == 12 and ort["daemon"]["exit_code"] == 0
+        assert ort["raw"]["fps_batch1"] > 0 and ort["ratio_to_raw"] > 0
+        int8 = runs[("onnxruntime", "int8")]
+        assert int8["available"] is False and "quantize" in int8["why"]
+        if ("openvino", "fp32") in runs and runs[("openvino", "fp32")]["available"]:
+            assert runs[("openvino", "fp32")]["verdict_flips_vs_ort_fp32"] == 0
+            assert "no bf16 check" in runs[("openvino", "bf16")]["why"]
+    lines = out[end:].strip().splitlines()
+    assert any("onnxruntime fp32: daemon" in line and "target >= 200" in line for line in lines)
