@@ -22,11 +22,9 @@ failing build fails the test.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -38,95 +36,12 @@ from pathlib import Path
 import pytest
 import zmq
 
+from tests.deploy.helpers import IMAGE_USER, DemoLine, demo_config, podman, until
 from tests.fixtures.broker import MOSQUITTO, Mosquitto, MqttCollector, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.container]
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-IMAGE_USER = "10001"
-PODMAN_FLAGS = ["--runtime", "runc", "--cgroup-manager=cgroupfs"]
 MQTT_PASSWORD = "container-test-password"
-
-
-def podman_problem() -> str | None:
-    """Why podman cannot run containers here, or None."""
-    if os.environ.get("EDGE_INSPECTOR_IMAGE_TEST", "1") == "0":
-        return "EDGE_INSPECTOR_IMAGE_TEST=0"
-    if not sys.platform.startswith("linux"):
-        return "containers need Linux"
-    if shutil.which("podman") is None:
-        return "podman is not installed (apt-get install podman runc debootstrap; tools/bootstrap.sh does it)"
-    if shutil.which("runc") is None or shutil.which("debootstrap") is None:
-        return "runc and debootstrap are needed (apt-get install runc debootstrap)"
-    if os.geteuid() != 0 and not shutil.which("sudo"):
-        return "debootstrap needs root (or sudo) to build the base image"
-    return None
-
-
-@pytest.fixture(scope="module")
-def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    problem = podman_problem()
-    if problem:
-        pytest.skip(f"container image test skipped: {problem}")
-    env = dict(os.environ)
-    if not env.get("CONTAINERS_CONF"):
-        conf = tmp_path_factory.mktemp("podman") / "containers.conf"
-        conf.write_text("[containers]\ndefault_ulimits = []\n")
-        env["CONTAINERS_CONF"] = str(conf)
-    problem = run_probe(env, tmp_path_factory.mktemp("probe-rootfs"))
-    if problem and os.environ.get("EDGE_INSPECTOR_IMAGE_TEST") == "1":
-        pytest.fail(f"EDGE_INSPECTOR_IMAGE_TEST=1 but podman cannot run containers here: {problem}")
-    if problem:
-        pytest.skip(f"container image test skipped: podman cannot run containers here: {problem}")
-    return env
-
-
-def run_probe(env: dict[str, str], rootfs: Path) -> str | None:
-    """Start one container (``/bin/true`` with its libraries as the root file system, no image, no
-    network) with the flags the build uses; return podman's error, or None when it ran."""
-    info = subprocess.run(["podman", *PODMAN_FLAGS, "info", "--format", "{{.Host.OCIRuntime.Name}}"],
-                          capture_output=True, text=True, env=env, timeout=120)
-    if info.returncode != 0:
-        return info.stderr.strip()[-500:]
-    true = Path(shutil.which("true") or "/bin/true").resolve()
-    libs = re.findall(r"(/\S+\.so[.\d]*)", subprocess.run(["ldd", str(true)], capture_output=True, text=True).stdout)
-    for f in [true, *map(Path, libs)]:
-        dest = rootfs / f.relative_to("/")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f.resolve(), dest)
-    run = subprocess.run(["podman", *PODMAN_FLAGS, "run", "--rm", "--network=none", "--rootfs", str(rootfs),
-                          str(true)], capture_output=True, text=True, env=env, timeout=120)
-    return None if run.returncode == 0 else (run.stderr.strip() or f"exit {run.returncode}")[-500:]
-
-
-def podman(env: dict[str, str], *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    res = subprocess.run(["podman", *PODMAN_FLAGS, *args], capture_output=True, text=True, env=env, timeout=timeout)
-    if check and res.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args[:3])}... exited {res.returncode}:\n{res.stdout[-2000:]}"
-                             f"\n{res.stderr[-3000:]}")
-    return res
-
-
-@pytest.fixture(scope="module")
-def image(podman_env: dict[str, str]) -> Iterator[str]:
-    """Build the runtime image with the shipped script (unique tag, removed afterwards)."""
-    prebuilt = os.environ.get("EDGE_INSPECTOR_TEST_IMAGE")
-    if prebuilt:
-        yield prebuilt
-        return
-    tag = f"localhost/edge-inspector-test:{uuid.uuid4().hex[:8]}"
-    started = time.monotonic()
-    res = subprocess.run(["bash", "tools/build-image.sh", "--tag", tag], cwd=ROOT, env=podman_env,
-                         capture_output=True, text=True, timeout=1800)
-    assert res.returncode == 0, f"build-image.sh failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
-    last = res.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(rf"image: {re.escape(tag)} size: \d+ MB build: \d+ s \(podman build \d+ s\)", last), last
-    print(f"\n{last} (test wall clock {time.monotonic() - started:.0f} s)")
-    try:
-        yield tag
-    finally:
-        podman(podman_env, "rmi", "-f", tag, check=False)
 
 
 class HostMosquitto(Mosquitto):
@@ -150,52 +65,18 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostMosquitto]:
         b.stop()
 
 
-@dataclass
-class Line:
-    """A demo line on the host: replay frames, a quickly fitted model, configs using container paths."""
-
-    root: Path
-    replay: Path
-    models: Path
-    n_frames: int
-
-    def config(self, name: str, *, rate_fps: float, broker_port: int) -> Path:
-        folder = self.root / name
-        folder.mkdir()
-        (folder / "mqtt-password").write_text(MQTT_PASSWORD)
-        (folder / "config.yaml").write_text(
-            "line: demo-line\n"
-            "cameras:\n"
-            "  - id: cam-0\n"
-            f"    source: {{type: replay, path: /data/replay, rate_fps: {rate_fps}, loop: false}}\n"
-            "models:\n"
-            "  - {path: /models/demo-feature-memory.card.json, threads: 1}\n"
-            "publishers:\n"
-            f"  - {{type: mqtt, host: host.containers.internal, port: {broker_port}, username: edge-inspector,\n"
-            "     password_file: /config/mqtt-password, spool_dir: /var/lib/edge-inspector/mqtt-spool}\n"
-            "  - {type: zmq, endpoint: 'tcp://0.0.0.0:5556'}\n"
-            "  - {type: jsonl, path: /var/lib/edge-inspector/verdicts.jsonl}\n"
-            "saving: {mode: defects, dir: /var/lib/edge-inspector/frames, quota_mb: 50}\n"
-            "metrics: {enabled: true, host: 0.0.0.0, port: 9108}\n"
-            "state_dir: /var/lib/edge-inspector/state\n"
-        )
-        return folder
-
-
-@pytest.fixture(scope="module")
-def demo_line(tmp_path_factory: pytest.TempPathFactory) -> Line:
-    """generate-demo + a feature-memory detector fitted in seconds (64 px, 12 images), as tools/demo.sh does."""
-    root = tmp_path_factory.mktemp("line")
-    ei = [str(VENV_BIN / "python"), "-m", "edge_inspector"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
-    n = 40
-    for args in (["generate-demo", "demo", "--replay", str(n), "--size", "64", "--n-train", "12", "--n-test-good",
-                  "4", "--n-test-defect", "4", "--seed", "0"],
-                 ["train", "demo/dataset", "--model", "feature_memory", "--input-size", "64", "--max-train", "12",
-                  "-o", "coreset_ratio=0.05", "-q", "--out", "models", "--name", "demo-feature-memory"]):
-        res = subprocess.run([*ei, *args], cwd=root, env=env, capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, f"{args[0]} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return Line(root=root, replay=root / "demo" / "replay", models=root / "models", n_frames=n)
+def write_config(line: DemoLine, name: str, *, rate_fps: float, broker_port: int) -> Path:
+    """A folder with config.yaml (MQTT to the host broker, ZeroMQ, JSONL) and the MQTT password file."""
+    folder = line.root / name
+    folder.mkdir()
+    (folder / "mqtt-password").write_text(MQTT_PASSWORD)
+    (folder / "config.yaml").write_text(demo_config(rate_fps, [
+        f"{{type: mqtt, host: host.containers.internal, port: {broker_port}, username: edge-inspector, "
+        "password_file: /config/mqtt-password, spool_dir: /var/lib/edge-inspector/mqtt-spool}",
+        "{type: zmq, endpoint: 'tcp://0.0.0.0:5556'}",
+        "{type: jsonl, path: /var/lib/edge-inspector/verdicts.jsonl}",
+    ]))
+    return folder
 
 
 class ZmqSubscriber:
@@ -262,7 +143,7 @@ class Container:
 
 
 @pytest.fixture
-def run_container(podman_env: dict[str, str], image: str, demo_line: Line, broker: HostMosquitto):
+def run_container(podman_env: dict[str, str], image: str, demo_line: DemoLine, broker: HostMosquitto):
     """Factory: podman run -d the image on the demo line with ``rate_fps``; removed after the test.
 
     Config, models and replay are read-only mounts, the root file system is read-only, the state is a
@@ -272,7 +153,7 @@ def run_container(podman_env: dict[str, str], image: str, demo_line: Line, broke
     made: list[Container] = []
 
     def run(name: str, rate_fps: float) -> Container:
-        conf = demo_line.config(name, rate_fps=rate_fps, broker_port=broker.port)
+        conf = write_config(demo_line, name, rate_fps=rate_fps, broker_port=broker.port)
         state = conf / "state"
         state.mkdir()
         state.chmod(0o777)  # the image's user (uid 10001) writes here; on a real host: chown 10001 or :U
@@ -298,16 +179,6 @@ def run_container(podman_env: dict[str, str], image: str, demo_line: Line, broke
             c.zmq.close(0)
 
 
-def until(cond, timeout: float, what: str, c: Container):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; container log:\n{c.logs()[-4000:]}")
-
-
 def assert_zmq_from_join(received: list[dict], last: int) -> None:
     """ZeroMQ PUB is best effort before a subscriber joins (the slow joiner): from then on, every verdict."""
     frames = [v["frame"] for v in received]
@@ -331,7 +202,8 @@ def test_image_config_is_what_the_line_needs(podman_env: dict[str, str], image: 
     assert res.stdout.strip() == "[]", res.stdout + res.stderr
 
 
-def test_full_replay_every_verdict_reaches_the_host_and_the_container_exits_0(run_container, demo_line: Line) -> None:
+def test_full_replay_every_verdict_reaches_the_host_and_the_container_exits_0(run_container,
+                                                                              demo_line: DemoLine) -> None:
     c = run_container("full", rate_fps=20)
     code = c.wait_exit(timeout=300)
     zmq_received = c.zmq.close()
@@ -348,14 +220,14 @@ def test_full_replay_every_verdict_reaches_the_host_and_the_container_exits_0(ru
 
 
 def test_running_line_healthy_metrics_non_root_and_stop_drains(podman_env: dict[str, str], run_container,
-                                                               demo_line: Line) -> None:
+                                                               demo_line: DemoLine) -> None:
     # 40 frames at 2 fps: still replaying (20 s) when the checks below are done and podman stop comes
     c = run_container("live", rate_fps=2)
 
     def healthy() -> bool:
         return podman(podman_env, "healthcheck", "run", c.name, check=False).returncode == 0
 
-    until(healthy, 90, "the HEALTHCHECK to pass", c)
+    until(healthy, 90, "the HEALTHCHECK to pass", c.logs)
     state = json.loads(podman(podman_env, "inspect", c.name).stdout)[0]["State"]
     health = state.get("Health") or state.get("Healthcheck")
     assert health["Status"] == "healthy", health
@@ -372,7 +244,7 @@ def test_running_line_healthy_metrics_non_root_and_stop_drains(podman_env: dict[
     assert "edge-inspector run" in pid1 and not pid1.startswith("/bin/sh"), f"PID 1 must be the daemon: {pid1}"
     assert {p.stat().st_uid for p in c.state.iterdir()} == {int(IMAGE_USER)}, "state not written by the image's user"
 
-    until(lambda: len(c.jsonl()) >= 3, 60, "verdicts", c)
+    until(lambda: len(c.jsonl()) >= 3, 60, "verdicts", c.logs)
     published_before = len(c.jsonl())
     podman(podman_env, "stop", "-t", "70", c.name, timeout=120)
     code = c.wait_exit(timeout=60)
