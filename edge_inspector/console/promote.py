@@ -143,12 +143,12 @@ def promote(model: TrainedModel, models_dir: Path, pid_file: Path | None, user, 
             except PermissionError:
                 result.signal_error = f"not allowed to signal daemon pid {pid} from {pid_file} (run as its user)"
     if metrics_url:
-        if result.signalled_pid is not None or pid_file is None:
-            result.confirmed, result.live, result.confirm_error = confirm_live(
-                metrics_url, card.name, card.version, confirm_timeout)
-        else:
-            result.confirmed = False
-            result.confirm_error = "the daemon was not signalled"
+        # Not signalled: look once (it may already run this model), do not hold the request for nothing.
+        wait = confirm_timeout if result.signalled_pid is not None else 0.0
+        result.confirmed, result.live, result.confirm_error = confirm_live(
+            metrics_url, card.name, card.version, wait)
+        if not result.confirmed and result.signalled_pid is None:
+            result.confirm_error = result.confirm_error or "the daemon was not signalled"
     if result.confirmed is True:
         TrainedModel.objects.filter(name=model.name).exclude(pk=model.pk).update(deployed=False)
         model.deployed, model.deployed_at = True, timezone.now()
