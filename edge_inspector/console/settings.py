@@ -119,6 +119,8 @@ CONSOLE = {
     # Promote edits this config's model slot, then confirms the live model from these metrics.
     "DAEMON_CONFIG": Path(p).expanduser().resolve() if (p := conf.env("DAEMON_CONFIG")) else None,
     "DAEMON_METRICS": conf.env("DAEMON_METRICS", "") or None,
+    # How long promote waits for the daemon to report the new model live (a big model loads slowly).
+    "PROMOTE_CONFIRM_S": conf.integer("PROMOTE_CONFIRM_S", 30, minimum=1),
     "FRAMES_ROOT": Path(conf.env("FRAMES_ROOT", ".")).expanduser().resolve(),
     "BACKGROUND_VALIDATION": conf.flag("BACKGROUND_VALIDATION", True),
     "KEEP_VERDICTS": conf.integer("KEEP_VERDICTS", 200_000, minimum=100),
