@@ -39,7 +39,9 @@ import numpy as np
 
 from .preprocess import ImageDecodeError, crop_roi, decode_image, to_bgr8, to_tensor
 
-REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+#: IGNORE_ORIENTATION: decode_image (IMREAD_UNCHANGED) ignores EXIF rotation, so the reduced path must too
+REDUCED_FLAGS = {k: flag | cv2.IMREAD_IGNORE_ORIENTATION for k, flag in
+                 ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))}
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -144,8 +146,9 @@ def prepare(image: np.ndarray | None, encoded: Path | bytes | None, roi: tuple[i
         scaled = None if roi is None else tuple(int(round(v / factor)) for v in roi)
         crop = crop_roi(image, scaled)
         tensors = {(h, w): to_tensor(crop, h, w) for h, w in sizes}
-    except (ImageDecodeError, ValueError) as exc:
-        return Prepared(None, None, error=str(exc), seconds=time.perf_counter() - t0)
+    except (ImageDecodeError, ValueError, cv2.error) as exc:  # one error verdict per bad frame, no crash
+        text = str(exc).strip().splitlines()[-1] if isinstance(exc, cv2.error) else str(exc)
+        return Prepared(None, None, error=text, seconds=time.perf_counter() - t0)
     return Prepared(crop, crop_size, tensors, image=image, factor=factor, seconds=time.perf_counter() - t0)
 
 

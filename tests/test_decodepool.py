@@ -136,3 +136,24 @@ def test_daemon_replay_of_jpeg_frames_keeps_order_and_verdicts_with_reduced_deco
     assert max(abs(a["score"] - b["score"]) for a, b in zip(full, fast, strict=True) if a["verdict"] != "error") < 0.02
     region = fast[3]["regions"][0]
     assert abs(region["x"] - 96) <= 8 and abs(region["w"] - 320) <= 16, json.dumps(region)  # frame pixels
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Insert an APP1 Exif segment holding only an Orientation tag right after SOI."""
+    ifd = (b"II*\x00" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little")
+           + (0x0112).to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little")
+           + orientation.to_bytes(2, "little") + b"\x00\x00" + (0).to_bytes(4, "little"))
+    payload = b"Exif\x00\x00" + ifd
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def test_reduced_decode_ignores_exif_rotation_like_the_full_decode():
+    data = _with_exif_orientation(_jpeg(_part(512, 1024)), 6)  # 6: "rotate 90 degrees to display"
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (1024, 512)  # tag is read
+    full = decode_image(data)
+    assert full.shape[:2] == (512, 1024)
+    prepared = prepare(None, data, None, [(64, 64)], "fast")
+    assert prepared.factor == 8 and prepared.image.shape[:2] == (64, 128)
+    same = np.abs(prepared.tensors[(64, 64)] - to_tensor(full, 64, 64)).mean()
+    rotated = np.abs(prepared.tensors[(64, 64)] - to_tensor(cv2.rotate(full, cv2.ROTATE_90_CLOCKWISE), 64, 64)).mean()
+    assert same <= 0.05 and same < rotated / 2

@@ -84,6 +84,14 @@ def require_precision_check(model_path: Path, precision: str) -> None:
     from .precision import check_key, passing_check, read_checks
 
     card_path = card_path_for(model_path)
+    if not card_path.is_file():  # a card named differently from its model file
+        for other in sorted(model_path.parent.glob("*.card.json")):
+            try:
+                if load_card(other, verify=False).model_file == model_path.name:
+                    card_path = other
+                    break
+            except CardError:
+                continue
     try:
         card = load_card(card_path, verify=False)
     except CardError as exc:
