@@ -203,10 +203,16 @@ def build_generation(cfg: DaemonConfig, number: int, metrics: Metrics,
 
 
 class Daemon:
-    def __init__(self, config_path: Path | str, override: Override | None = None, drain_timeout: float = 60.0):
+    def __init__(self, config_path: Path | str, override: Override | None = None, drain_timeout: float = 60.0,
+                 delivery_timeout: float | None = None):
         self.config_path = Path(config_path)
         self.override = override
         self.drain_timeout = drain_timeout
+        #: replay: wait this long at the end for the publishers to deliver (MQTT spool empty), and
+        #: exit EXIT_UNDELIVERED when verdicts are still undelivered. None (run): exit 0, the spool
+        #: delivers them at the next start.
+        self.delivery_timeout = delivery_timeout
+        self.undelivered = 0
         self.metrics = Metrics()
         self.pipeline: Pipeline | None = None
         self.wake = threading.Event()
