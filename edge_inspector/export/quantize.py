@@ -62,11 +62,17 @@ def training_split(card: ModelCard) -> dict:
 
 
 def load_training_dataset(card: ModelCard, data: Path, card_path: Path, **overrides) -> Dataset:
-    """Load ``data`` with the card's split and check its train split is the model's training data."""
-    from ..data.readers import load_dataset
+    """Load ``data`` with the card's split (scheme, seed, fractions, defects held out of train, the
+    ``--max-train`` subset) and check its train split is the model's training data."""
+    from ..data.readers import load_dataset, split_like_training
+    from ..train import limit_train
 
     options = {**training_split(card), **{k: v for k, v in overrides.items() if v is not None}}
     dataset = load_dataset(data, **options)
+    recorded = card.training.model_dump().get("split") or {}
+    dataset = split_like_training(dataset, recorded)
+    if recorded.get("max_train"):
+        dataset = limit_train(dataset, int(recorded["max_train"]), seed=card.training.seed or 0)
     expected = card.training.data_digest
     if expected:
         digest = dataset.digest("train")
