@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -521,7 +522,10 @@ class Pipeline:
         #: exit, which then is not 0 (see Daemon.shutdown).
         self.lost: dict[str, int] = {}
         self._lost_logged_at = 0.0
-        self._closed: set[int] = set()  # id() of publishers this pipeline closed
+        # publishers this pipeline closed: weak references, not id()s, because after hundreds of reloads a
+        # new publisher object can get the id() of a closed one that was freed (a false "closed")
+        self._closed: weakref.WeakSet = weakref.WeakSet()
+        self._closed_strong: list[Any] = []  # the rare publisher class that cannot be weakly referenced
         #: Set while no reload is in flight: no generation is pending and the last switch has been
         #: retired. The daemon starts a reload only then (reloads are serialised, see ``settled``).
         self._settled = threading.Event()
@@ -616,14 +620,25 @@ class Pipeline:
 
     def _close(self, pub: Any, timeout: float) -> None:
         with self._lock:
-            if id(pub) in self._closed:
+            if self._is_closed(pub):
                 return
-            self._closed.add(id(pub))
+            try:
+                self._closed.add(pub)
+            except TypeError:
+                self._closed_strong.append(pub)
         _close(pub, timeout)
 
     def is_closed(self, pub: Any) -> bool:
         with self._lock:
-            return id(pub) in self._closed
+            return self._is_closed(pub)
+
+    def _is_closed(self, pub: Any) -> bool:
+        try:
+            if pub in self._closed:
+                return True
+        except TypeError:
+            pass
+        return any(p is pub for p in self._closed_strong)
 
     def not_handed_over(self, pub: Any, verdict: Any, why: str) -> None:
         """Count a verdict that a publisher did not take (reported at exit; never silent)."""

@@ -366,3 +366,27 @@ def test_throughput_bench_runs_on_a_small_input(tiny_models, capsys, keep_log_le
             assert "no bf16 check" in runs[("openvino", "bf16")]["why"]
     lines = out[end:].strip().splitlines()
     assert any("onnxruntime fp32: daemon" in line and "target >= 200" in line for line in lines)
+
+
+def test_a_new_publisher_is_never_taken_for_a_closed_one(tmp_path, tiny_models):
+    """Found by bench/soak.py --parts (468 reloads): closed publishers were remembered by id(), and a new
+    publisher allocated where a closed one had been freed was refused as 'already closed'."""
+    import gc
+
+    from edge_inspector.publishers.jsonl import JsonlPublisher
+
+    frames = write_frames(tmp_path / "rec", n=1)
+    cams = f"- id: cam-0\n  source: {{type: replay, path: {frames}}}\n"
+    pipe, gen, metrics = build(config(tmp_path, tiny_models, cams))
+    cfg = gen.config.publishers[0]
+    for _ in range(20):  # close, free, and make new ones: CPython reuses the freed addresses
+        old = JsonlPublisher(cfg, line="l", metrics=metrics)
+        pipe._close(old, 1.0)
+        assert pipe.is_closed(old)
+        del old
+        gc.collect()
+        new = JsonlPublisher(cfg, line="l", metrics=metrics)
+        assert not pipe.is_closed(new)
+        new.close()
+        del new
+    pipe.close_publishers()
