@@ -79,21 +79,30 @@ def default_model(workdir: Path) -> Path:
 
 
 def make_frames(n: int, hw: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
-    """Synthetic parts (data/synthetic.py) at the frame size, sensor noise added; every 5th defective."""
+    """Synthetic parts (data/synthetic.py) at the frame size; every 5th defective. Parts are rendered at
+    up to 256 px (the generator's own noise) and scaled up to larger frames, which then get fresh
+    per-pixel sensor noise (an upscaled image would be unrealistically smooth, and cheap to encode)."""
     from edge_inspector.data.synthetic import DEFECT_TYPES, render_part
 
     rng = np.random.default_rng(seed)
     h, w = hw
-    base = min(512, max(h, w))
+    base = min(256, max(h, w))  # the demo models' training size: scaled back down, frames look familiar
     noise_rng = np.random.default_rng(seed + 1)
     noise = noise_rng.normal(0, 3.0, (h, w, 1)).astype(np.float32)
     frames = []
     for i in range(n):
         defect = DEFECT_TYPES[i // 5 % len(DEFECT_TYPES)] if i % 5 == 4 else None
         part, _ = render_part(rng, base, defect)
-        big = cv2.resize(part, (w, h), interpolation=cv2.INTER_LINEAR if max(h, w) > base else cv2.INTER_AREA)
-        shifted = np.roll(noise, i * 7, axis=1)
-        frames.append(np.clip(big.astype(np.float32) + shifted, 0, 255).astype(np.uint8))
+        if (h, w) == (base, base):
+            frames.append(part)
+            continue
+        side = min(h, w)  # the square part fills the frame's short side, the plate continues beside it
+        big = cv2.resize(part, (side, side), interpolation=cv2.INTER_LINEAR if side > base else cv2.INTER_AREA)
+        top, left = (h - side) // 2, (w - side) // 2
+        big = cv2.copyMakeBorder(big, top, h - side - top, left, w - side - left, cv2.BORDER_REFLECT)
+        if max(h, w) > base:
+            big = np.clip(big.astype(np.float32) + np.roll(noise, i * 7, axis=1), 0, 255).astype(np.uint8)
+        frames.append(big)
     return frames
 
 
@@ -187,7 +196,17 @@ def raw_runtime(model, frames: list[np.ndarray], batch: int, repeat_to: int = 64
             "idle_fps_estimate": round(CORES / cpu[best], 1) if cpu[best] > 0 else None}
 
 
-def run_daemon(v: dict, frames_dir: Path, pattern: str, workdir: Path, args) -> dict:
+def centred_roi(hw: tuple[int, int]) -> list[int] | None:
+    """The square ROI around the part on a non-square frame (how a line inspects a 4:3 or 5:4 camera
+    with a square model input), None on square frames."""
+    h, w = hw
+    if h == w:
+        return None
+    side = min(h, w)
+    return [(w - side) // 2, (h - side) // 2, side, side]
+
+
+def run_daemon(v: dict, frames_dir: Path, pattern: str, workdir: Path, args, roi: list[int] | None) -> dict:
     from edge_inspector.daemon import Daemon
 
     tag = f"{v['backend']}-{v['precision']}"
@@ -196,7 +215,8 @@ def run_daemon(v: dict, frames_dir: Path, pattern: str, workdir: Path, args) -> 
     cfg = workdir / f"config-{tag}.yaml"
     extra = f", precision: {v['precision']}, cache_dir: {workdir / 'ov-cache'}" if v["backend"] == "openvino" else ""
     cfg.write_text(
-        f"line: bench\ncameras:\n  - id: cam-0\n    queue_size: 64\n"
+        "line: bench\ncameras:\n  - id: cam-0\n    queue_size: 64\n"
+        + (f"    roi: {roi}\n" if roi else "") +
         f"    source: {{type: replay, path: {frames_dir}, pattern: '{pattern}', rate_fps: {args.rate}}}\n"
         f"models:\n  - {{path: {v['card']}, backend: {v['backend']}, threads: {args.threads}{extra}}}\n"
         f"publishers:\n  - {{type: jsonl, path: {jsonl}}}\n"
@@ -290,7 +310,7 @@ def run_configuration(card: Path, hw: tuple[int, int], fmt: str, args, work: Pat
                 continue
             raw = raw_runtime(model, decoded, args.batch_max)
             del model
-            daemon = run_daemon(v, frames_dir if frames_dir else folder, pattern, folder, args)
+            daemon = run_daemon(v, frames_dir if frames_dir else folder, pattern, folder, args, centred_roi(hw))
             ratio = float(f"{daemon['fps'] / raw['fps_best']:.3g}") if daemon["fps"] and raw["fps_best"] else None
             runs.append({**entry, "available": True, "daemon": daemon, "raw": raw, "ratio_to_raw": ratio})
     finally:
@@ -311,7 +331,8 @@ def run_configuration(card: Path, hw: tuple[int, int], fmt: str, args, work: Pat
     if args.rate:
         target, target_label = None, f"live source at {args.rate:g} frames/s"
     return {"model": c.name, "kind": c.kind, "input": [c.input.height, c.input.width],
-            "frame_size": f"{hw[1]}x{hw[0]}", "format": fmt, "frames": args.frames, "runs": runs,
+            "frame_size": f"{hw[1]}x{hw[0]}", "format": fmt, "roi": centred_roi(hw), "frames": args.frames,
+            "runs": runs,
             "eager": eager, "target_fps": target, "target": target_label}
 
 
