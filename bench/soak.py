@@ -217,15 +217,19 @@ def run_parts(args: argparse.Namespace) -> dict:
             hup_thread = threading.Thread(target=storm, daemon=True)
             for t in [*writers, hup_thread]:
                 t.start()
-            while any(t.is_alive() for t in writers) or \
-                    len({Path(v["source"]).name for v in seen()}) < args.parts:
+            progress, last, count = -1, time.monotonic(), 0
+            while any(t.is_alive() for t in writers) or (count := len({Path(v["source"]).name for v in seen()})) \
+                    < args.parts:
                 samples.append({"t": round(time.monotonic() - start, 2), "rss_mb": round(rss_mb(proc.pid), 1),
                                 "fds": fd_count(proc.pid)})
                 if proc.poll() is not None:
                     raise RuntimeError(f"daemon exited ({proc.returncode}):\n"
                                        f"{(work / 'daemon.log').read_text()[-3000:]}")
-                if time.monotonic() - start > args.parts * 2 + 60:
-                    break  # some parts never arrived: reported as lost below
+                if not any(t.is_alive() for t in writers):
+                    if count != progress:
+                        progress, last = count, time.monotonic()
+                    elif time.monotonic() - last > 15:
+                        break  # 15 s without a new verdict after the last write: the rest are lost
                 time.sleep(args.sample_s)
             stop.set()
             hup_thread.join(5)
