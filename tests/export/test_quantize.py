@@ -141,3 +141,16 @@ def test_quantize_command_exit_codes(trained):
     assert run.returncode == 1, run.stdout + run.stderr
     assert "quantize:" in run.stdout and "int8 model refused" in run.stdout
     assert json.loads(card.read_text())["name"] == "conv-detector"  # the fp32 card is untouched
+
+
+def test_training_subset_is_reproduced_before_the_digest_check(trained, tmp_path):
+    """A model trained with --max-train saw a seeded subset: quantize must rebuild that subset."""
+    from edge_inspector.train import limit_train
+
+    root, _ = trained
+    dataset = limit_train(load_dataset(root), 12, seed=3)
+    training = {"data_digest": dataset.digest("train"), "dataset": "part", "n_images": 12, "seed": 3,
+                "split": dataset.split_info}
+    card = make_conv_model(tmp_path / "m", training=training)
+    result = quantize_int8(card, root, max_calibration=12, threads=1, also_openvino=False)
+    assert load_card(result.card_path).extra["quantization"]["calibration_images"] == 12
