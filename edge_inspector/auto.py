@@ -43,6 +43,39 @@ def default_candidates(dataset: Dataset) -> tuple[str, ...]:
     return DEFAULT_CANDIDATES + (MASK_CANDIDATES if has_masks else ())
 
 
+UNSUPERVISED_KINDS = ("feature_memory", "autoencoder")
+HIRES_FACTOR = 2  # the high-resolution variant's input is this many times the default one
+HIRES_MAX_SIDE = 640  # and at most this on its longer side (inference cost grows with the pixels)
+
+
+def resolution_variants(dataset: Dataset, kinds: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(label, kind, options)`` for a high-resolution twin of each unsupervised candidate, when the
+    frames are much larger than the default input.
+
+    A defect that covers a few dozen pixels of a 1-2 MP frame shrinks to one or two feature-map
+    cells at 224 px and drowns. The detectors are fully convolutional, so a larger input is the
+    seamless form of tiling: every patch sees the same context as in a tile, without tile borders.
+    It costs ``HIRES_FACTOR**2`` more compute per frame, so it only joins when the frames' short
+    side is at least ``HIRES_FACTOR`` times the default input's, and it is kept only when the
+    validation split ranks it above the default (the usual choice on validation).
+    """
+    from .data.readers import image_size  # noqa: PLC0415
+    from .train import auto_input_size  # noqa: PLC0415 - the trainer owns the input-size rule
+
+    train = dataset.split("train")
+    if not train:
+        return []
+    sizes = [image_size(Path(s.path)) for s in train[:32]]
+    short = sorted(min(h, w) for h, w in sizes)[len(sizes) // 2]
+    base = auto_input_size(train)
+    if short < HIRES_FACTOR * min(base):
+        return []
+    scale = min(HIRES_FACTOR, HIRES_MAX_SIDE / max(base))
+    hires = tuple(int(round(v * scale / 32)) * 32 for v in base)
+    return [(f"{kind}@{hires[0]}x{hires[1]}", kind, {"input_size": hires}) for kind in kinds
+            if kind in UNSUPERVISED_KINDS]
+
+
 def _default_trainer() -> Trainer:
     from .train import train_model  # noqa: PLC0415 - torch lives behind this import
 
@@ -120,13 +153,16 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
     val, test = dataset.split("val"), dataset.split("test")
     info = {"name": dataset.name, "root": str(dataset.root), "split_info": dataset.split_info}
     candidates: list[dict[str, Any]] = []
-    for kind in models:
-        cand: dict[str, Any] = {"kind": kind}
+    plan = [(kind, kind, {}) for kind in models] + resolution_variants(dataset, models)
+    for label, kind, variant in plan:
+        cand: dict[str, Any] = {"kind": label}
         candidates.append(cand)
+        opts = {**dict((options or {}).get(kind, {})), **variant}
+        slug = label.replace("@", "-")
         try:
             with EnergyMeter() as meter:
-                card_path = Path(trainer(kind, dataset, out / "candidates" / kind, name=f"{dataset.name}-{kind}",
-                                         seed=seed, options=dict((options or {}).get(kind, {})), progress=progress))
+                card_path = Path(trainer(kind, dataset, out / "candidates" / slug, name=f"{dataset.name}-{slug}",
+                                         seed=seed, options=opts, progress=progress))
             cand["card"] = str(card_path)
             cand["training_energy"] = meter.result()
             report, _ = evaluate_model(card_path, val, dataset={**info, "split": "val"}, threads=threads,

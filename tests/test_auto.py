@@ -114,3 +114,28 @@ def test_real_training_end_to_end(demo_dataset, tmp_path, capsys):
     card = load_card(out / f"{demo_dataset.name}-{chosen}.card.json")
     assert card.normalization.method != "uncalibrated"
     assert data["test"]["image_auroc"] is not None and "test_composite" in card.metrics
+
+
+def _frames(root: Path, size: tuple[int, int], n: int = 6) -> Dataset:
+    import cv2
+    import numpy as np
+
+    from edge_inspector.data.types import Sample
+
+    root.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i in range(n):
+        path = root / f"f{i}.png"
+        cv2.imwrite(str(path), np.full((*size, 3), 128, np.uint8))
+        samples.append(Sample(path=path, label=0, split="train"))
+    return Dataset(name="frames", root=root, samples=samples)
+
+
+def test_high_resolution_twin_only_for_large_frames(tmp_path):
+    small = _frames(tmp_path / "small", (300, 300))
+    assert auto.resolution_variants(small, ["feature_memory", "classifier"]) == []
+    large = _frames(tmp_path / "large", (1024, 1280))
+    variants = auto.resolution_variants(large, ["feature_memory", "autoencoder", "classifier"])
+    assert [(label, kind) for label, kind, _ in variants] == [
+        ("feature_memory@448x448", "feature_memory"), ("autoencoder@448x448", "autoencoder")]
+    assert variants[0][2] == {"input_size": (448, 448)}
