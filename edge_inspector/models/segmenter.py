@@ -341,7 +341,7 @@ class SegmenterDetector(Detector):
     def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
         from .backbone import load_backbone
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         if not train:
             raise DetectorError("segmenter: the training split is empty")
         n_good = sum(s.label == 0 for s in train)
@@ -479,7 +479,8 @@ class SegmenterDetector(Detector):
         self._fit_info = {"freeze_blocks": net.freeze_blocks, "augment_views": views,
                           "n_masked": int(data.has_mask[data.y == 1].sum()), "n_val": len(val_samples)}
         report.update(
-            seconds=time.perf_counter() - started, n_images=len(train), n_fit=len(fit_samples),
+            seconds=time.perf_counter() - started, cpu_seconds=round(time.process_time() - cpu_started, 3),
+            n_images=len(train), n_fit=len(fit_samples),
             n_val=len(val_samples), n_defects=int(data.y.sum()), n_masked=self._fit_info["n_masked"],
             n_types=len(self.classes), augmented_views=views, load_seconds=round(t_load, 3),
             cache_seconds=round(t_cache, 3), monitor=("val_" + self.cfg["monitor"]) if vdata else "train_loss",
