@@ -39,9 +39,24 @@ class ConfigError(ValueError):
         super().__init__(f"{self.path}: {len(self.problems)} problem(s) in the configuration:\n{listing}")
 
 
+_NUMBERS = (int, float, int | None, float | None)
+
+
 class _Model(BaseModel):
     # inf/nan are never a sensible setting (quota_mb: .inf passed validation and crashed the saver)
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data: Any) -> Any:
+        """``queue_size: true`` became 1: a number field does not take a boolean. (Numeric text stays
+        accepted: ``${VAR}`` expansion gives text, e.g. ``port: ${METRICS_PORT}``.)"""
+        if isinstance(data, dict):
+            bad = [f"{k}: expected a number, got {v!r}" for k, v in data.items()
+                   if k in cls.model_fields and cls.model_fields[k].annotation in _NUMBERS and isinstance(v, bool)]
+            if bad:
+                raise ValueError("; ".join(bad))
+        return data
 
 
 # -- sources ---------------------------------------------------------------------------------------

@@ -426,6 +426,7 @@ F12_CASES = {
                                                    "publishers: [{type: jsonl, path: /proc/self/x/v.jsonl}]")
                          .encode(), "publishers[0].path"),
     "saving-under-proc": (lambda base: (base + "saving: {mode: all, dir: /proc/self/nope}\n").encode(), "saving.dir"),
+    "bool-as-number": (lambda base: (base + "inference: {queue_size: true}\n").encode(), "expected a number"),
     "metrics-host-empty": (lambda base: base.replace("metrics: {enabled: false}", "metrics: {host: ''}").encode(),
                            "metrics.host"),
     "metrics-host-999": (lambda base: base.replace("metrics: {enabled: false}", "metrics: {host: 999.1.1.1}")
