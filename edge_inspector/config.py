@@ -304,8 +304,9 @@ class DaemonConfig(_Model):
     state_dir: Path | None = Field(
         None, description="Folder where per-camera frame counters (and watched folders' progress) persist, so "
         "(camera, frame) stays unique across restarts (consumers dedupe on it) and a watched folder neither "
-        "re-inspects nor misses files. None: counters restart at 0 with the daemon. Replay sources always "
-        "number frames by file position.")
+        "re-inspects nor misses files. None: $STATE_DIRECTORY/state when systemd sets STATE_DIRECTORY (the "
+        "shipped unit does), otherwise nothing persists: counters restart at 0 and watched folders are inspected "
+        "again at each start (a warning says so). Replay sources always number frames by file position.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> DaemonConfig:
