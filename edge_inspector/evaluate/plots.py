@@ -91,6 +91,23 @@ def score_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float = 0
     return _to_base64(fig)
 
 
+def tradeoff_plot(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> str:
+    """False-reject and escape rates against the (normalised) threshold: where a user picks the point."""
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, np.float64)
+    grid = np.linspace(0.0, 1.0, 201)
+    good, bad = scores[labels == 0], scores[labels == 1]
+    fig, ax = _figure(5.0, 3.4)
+    if good.size:
+        ax.plot(grid, [(good >= t).mean() for t in grid], color="tab:orange", label="false-reject rate (good parts)")
+    if bad.size:
+        ax.plot(grid, [(bad < t).mean() for t in grid], color="tab:red", label="escape rate (defective parts)")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"calibrated threshold {threshold:g}")
+    ax.set(xlabel="normalised threshold", ylabel="rate", title="False rejects vs escapes", ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    return _to_base64(fig)
+
+
 def confusion_plot(matrix: Sequence[Sequence[int]], names: Sequence[str], title: str = "Confusion matrix") -> str:
     m = np.asarray(matrix, dtype=int)
     size = 2.6 + 0.35 * len(names)

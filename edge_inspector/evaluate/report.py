@@ -178,6 +178,9 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
     if report.get("warnings"):
         items = "".join(f"<li>{html.escape(w)}</li>" for w in report["warnings"])
         body.append(f'<div class="warn"><b>Read this first</b><ul>{items}</ul></div>')
+    at = image.get("at_threshold") or {}
+    if at:
+        body.append(f"<p><b>{html.escape(operating_point_words(at))}</b></p>")
     body.append("<h2>Summary</h2>" + table(
         ["figure", "value"],
         [["image AUROC", image["auroc"]], ["average precision", image["average_precision"]],
@@ -199,10 +202,14 @@ def evaluation_html(report: Mapping[str, Any], pred: Predictions) -> str:
         + f'<p class="note">To move the threshold to the best-F1 rule: <code>{html.escape(calibrate_command(report))}'
         "</code> (it updates the card and its calibration record; see the guide's <i>Calibrating thresholds</i>). "
         "<code>--method recall --target 0.99</code> keeps at least 99 % of defects, "
-        "<code>--method fpr --target 0.01</code> rejects about 1 % of good parts.</p>")
+        "<code>--method fpr --target 0.01</code> rejects about 1 % of good parts, "
+        "<code>--method cost --target 10</code> weighs one escape as ten false rejects. The threshold was set "
+        "on normal images the model had not seen (training images scored out-of-fold plus the validation "
+        "split); the card's <code>operating_point</code> gives its false-reject rate with a 95 % interval.</p>")
     curves = [(model["name"], labels, pred.raw_scores)]  # ranking curves on raw scores (no clipping ties)
     best_line = None if best is None else min(1.0, max(0.0, best))
-    figs = [img(plots.score_histogram(labels, scores, CALIBRATED_THRESHOLD, best_line), "score histogram")]
+    figs = [img(plots.score_histogram(labels, scores, CALIBRATED_THRESHOLD, best_line), "score histogram"),
+            img(plots.tradeoff_plot(labels, scores, CALIBRATED_THRESHOLD), "false rejects vs escapes")]
     if image["auroc"] is not None:
         figs += [img(plots.roc_plot(curves), "ROC curve"), img(plots.pr_plot(curves), "PR curve")]
     at = image.get("at_threshold")
@@ -260,12 +267,25 @@ def write_evaluation_report(report: Mapping[str, Any], pred: Predictions, out_di
     return json_path, html_path
 
 
+def operating_point_words(at: Mapping[str, Any]) -> str:
+    """What the calibrated threshold did on these parts, in plain words, with 95 % intervals."""
+    from ..calibrate import describe_rates  # noqa: PLC0415 - calibration owns the wording
+    from ..operating_point import rate_interval  # noqa: PLC0415
+
+    n_good, n_def = at["tn"] + at["fp"], at["tp"] + at["fn"]
+    fr = at["fp"] / n_good if n_good else 0.0
+    esc = at["fn"] / n_def if n_def else None
+    return "At the calibrated threshold the model " + describe_rates(
+        fr, rate_interval(at["fp"], n_good), n_good, esc, rate_interval(at["fn"], n_def) if n_def else None, n_def)
+
+
 def terminal_summary(report: Mapping[str, Any]) -> str:
     """A few lines for the terminal: the figures an engineer checks first."""
     image, at = report["image"], report["image"].get("at_threshold") or {}
     px, dt = report["pixel"], report["defect_type"]
     energy = report["energy"].get("inference_per_1000_parts") or {}
-    lines = [
+    lines = [operating_point_words(at)] if at else []
+    lines += [
         f"{report['model']['name']} on {report['dataset'].get('name')} [{report['dataset'].get('split')}]: "
         f"{report['dataset']['n']} images ({report['dataset']['n_good']} good, "
         f"{report['dataset']['n_defective']} defective)",
