@@ -96,6 +96,8 @@ class MqttPublisher:
         self._stop_sender = False
         self._drops_logged_at = 0.0
         self._drops_since_log = 0
+        self._append_logged_at = -1e9
+        self._append_failures = 0
         self._left_at_close = 0
 
         client = make_client(cfg, client_id=self.client_id, who="mqtt", metrics=metrics,
@@ -158,8 +160,12 @@ class MqttPublisher:
             result = self.spool.append(topic, verdict.to_json().encode())
         except (sqlite3.Error, OSError, PublisherError) as exc:
             self.metrics.publish_failures_total.labels(sink=self.name).inc()
-            log.error("mqtt spool %s: cannot append verdict %s/%s: %s", self.cfg.spool_dir, verdict.camera,
-                      verdict.frame, exc)
+            self._append_failures += 1  # a full disk fails every verdict: one ERROR per 10 s, with the count
+            now = time.monotonic()
+            if now - self._append_logged_at >= 10.0:
+                log.error("mqtt spool %s: cannot append verdict %s/%s: %s (%d failure(s) since the last message)",
+                          self.cfg.spool_dir, verdict.camera, verdict.frame, exc, self._append_failures)
+                self._append_logged_at, self._append_failures = now, 0
             return
         if result.dropped:
             self._count_drops(result.dropped)

@@ -603,3 +603,32 @@ metrics: {{enabled: false}}
         assert [v["frame"] for v in read_jsonl(tmp_path / "v.jsonl")] == list(range(10))
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_f7_a_spool_that_cannot_append_logs_once_per_10_s_and_counts_every_verdict(tmp_path: Path, caplog) -> None:
+    """F7: 1,144 ERROR lines for 1,143 verdicts on a full disk. Now one line (with the count), every
+    failure still in publish_failures_total{sink="mqtt"}. The spool is made unusable by closing its
+    database under the publisher, which fails each append as a full disk does."""
+    import logging
+
+    from edge_inspector.metrics import Metrics
+    from edge_inspector.publishers import MqttConfig, create_publisher
+    from tests.fixtures.broker import free_port
+    from tests.publishers.util import make_verdict, sample
+
+    m = Metrics()
+    pub = create_publisher(MqttConfig(host="127.0.0.1", port=free_port(), spool_dir=tmp_path / "spool"), line="l",
+                           metrics=m)
+    try:
+        pub.spool._db.close()  # every append now raises sqlite3.ProgrammingError
+        with caplog.at_level(logging.ERROR, logger="edge_inspector.publishers.mqtt"):
+            for i in range(200):
+                pub.publish(make_verdict(i))
+        assert sample(m, "edge_inspector_publish_failures_total", {"sink": "mqtt"}) == 200
+        lines = [r for r in caplog.records if "cannot append" in r.getMessage()]
+        assert len(lines) == 1, [r.getMessage() for r in lines[:3]]
+    finally:
+        try:
+            pub.close(timeout=0.5)
+        except Exception:  # noqa: BLE001 - the spool was broken on purpose
+            pass
