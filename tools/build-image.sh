@@ -178,8 +178,10 @@ BUILD_START=$(date +%s)
 # reached from the build containers as from this machine.
 "${PODMAN[@]}" build --format docker --network host --pull=never "${NO_CACHE[@]}" \
   --build-arg BASE="$BASE" --target "$TARGET" -f Containerfile -t "$TAG" "${EXTRA_TAG[@]}" "$CONTEXT"
-# The build stages' images (a venv with pip, ~500 MB each) are only a cache; drop them once dangling.
-"${PODMAN[@]}" image prune -f --filter label=io.edge-inspector.stage=build >/dev/null 2>&1 || true
+# Untagged images of earlier builds (build stages with a venv, the previous :latest; ~500 MB each)
+# are dropped; this build's stay as the cache the other target of the same checkout reuses.
+"${PODMAN[@]}" image prune -f --filter label=io.edge-inspector.image=1 --filter "until=$BUILD_START" \
+  >/dev/null 2>&1 || true
 END=$(date +%s)
 SIZE=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$TAG")
 echo "image: $TAG size: $((SIZE / 1000000)) MB build: $((END - START)) s (podman build $((END - BUILD_START)) s)"

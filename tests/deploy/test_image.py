@@ -10,7 +10,8 @@ and ZeroMQ published on loopback, and MQTT to a real Mosquitto on the host:
   ZeroMQ delivers every verdict from the moment its subscriber joined, and the container exits 0;
 * a running line: the HEALTHCHECK goes healthy, metrics are scraped through the published port,
   the daemon runs as the image's non-root user, and ``podman stop`` (SIGTERM) drains every grabbed
-  frame into all three sinks before exit 0.
+  frame into all three sinks before exit 0;
+* the console target (built right after, reusing the build stage) serves its login page as uid 10001.
 
 Skips with the reason where podman cannot run containers (not installed, no root, not Linux, a
 probe container fails to start); ``EDGE_INSPECTOR_IMAGE_TEST=0`` skips it on purpose, ``=1`` turns
@@ -22,6 +23,7 @@ failing build fails the test.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -36,7 +38,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from tests.deploy.helpers import IMAGE_USER, DemoLine, demo_config, podman, until
+from tests.deploy.helpers import IMAGE_USER, ROOT, DemoLine, demo_config, podman, until
 from tests.fixtures.broker import MOSQUITTO, Mosquitto, MqttCollector, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.container]
@@ -261,3 +263,43 @@ def test_running_line_healthy_metrics_non_root_and_stop_drains(podman_env: dict[
     assert [v["frame"] for v in c.jsonl()] == list(range(grabbed))
     assert sorted(set(c.mqtt_frames())) == list(range(grabbed)), f"MQTT got {len(c.mqtt.messages)}/{grabbed}"
     assert_zmq_from_join(zmq_received, grabbed - 1)
+
+
+@pytest.fixture(scope="module")
+def console_image(podman_env: dict[str, str], image: str) -> Iterator[str]:
+    """The console target, built right after the runtime image (it reuses the build stage)."""
+    prebuilt = os.environ.get("EDGE_INSPECTOR_TEST_CONSOLE_IMAGE")
+    if prebuilt:
+        yield prebuilt
+        return
+    tag = f"localhost/edge-inspector-console-test:{uuid.uuid4().hex[:8]}"
+    res = subprocess.run(["bash", "tools/build-image.sh", "--target", "console", "--tag", tag], cwd=ROOT,
+                         env=podman_env, capture_output=True, text=True, timeout=1800)
+    assert res.returncode == 0, f"build-image.sh --target console failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+    print(f"\n{res.stdout.strip().splitlines()[-1]}")
+    try:
+        yield tag
+    finally:
+        podman(podman_env, "rmi", "-f", tag, check=False)
+
+
+def test_console_image_serves_the_login_page_as_non_root(podman_env: dict[str, str], console_image: str,
+                                                          tmp_path: Path) -> None:
+    port = free_port()
+    name = f"ei-console-{uuid.uuid4().hex[:8]}"
+    podman(podman_env, "run", "-d", "--name", name, "--read-only", "-v", f"{tmp_path}:/models",
+           "-v", "/var/lib/edge-inspector", "-p", f"127.0.0.1:{port}:8000", console_image)
+    try:
+        def login_page() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as resp:
+                    return "/accounts/login/" in resp.url and resp.status == 200
+            except OSError:
+                return False
+
+        until(login_page, 90, "the console's login page",
+              lambda: podman(podman_env, "logs", name, check=False).stdout)
+        uid = podman(podman_env, "exec", name, "id", "-u").stdout.strip()
+        assert uid == IMAGE_USER
+    finally:
+        podman(podman_env, "rm", "-f", "-t", "0", "-v", name, check=False)
