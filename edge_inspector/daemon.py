@@ -18,6 +18,7 @@ complete new set beside the running one and swap it in one assignment.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 Override = Callable[[DaemonConfig], DaemonConfig]
 
+
+#: Seconds between attempts to bind the metrics port when another process held it at start.
+METRICS_RETRY_S = 5.0
 
 #: Exit code when the run ended normally but some verdicts could not be handed to a publisher (a
 #: publisher raised or was closed): the log's last ERROR line says how many, per sink.
@@ -214,6 +218,7 @@ class Daemon:
         self.delivery_timeout = delivery_timeout
         self.undelivered = 0
         self.metrics = Metrics()
+        self._metrics_lock = threading.Lock()
         self.pipeline: Pipeline | None = None
         self.wake = threading.Event()
         self.stop_requested = False
@@ -244,11 +249,16 @@ class Daemon:
         if cfg.metrics.enabled:
             try:
                 self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+                log.info("metrics on http://%s:%d/metrics", self.metrics.host, self.metrics.port)
             except OSError as exc:
-                for pub in gen.publishers:
-                    pub.close(timeout=1.0)
-                raise StartupError(str(exc)) from exc
-            log.info("metrics on http://%s:%d/metrics", self.metrics.host, self.metrics.port)
+                if exc.errno != errno.EADDRINUSE:
+                    for pub in gen.publishers:
+                        pub.close(timeout=1.0)
+                    raise StartupError(str(exc)) from exc
+                # another process holds the port (F13 8.5): inspect anyway; scrapes fail, so monitoring notices
+                log.error("%s; the line runs without the metrics exporter, which retries every %.0f s", exc,
+                          METRICS_RETRY_S)
+                self._serve_metrics_later(cfg.metrics.host, cfg.metrics.port)
         self.pipeline = Pipeline(gen, self.metrics)
         for cam in cfg.cameras:
             self.pipeline.add_camera(cam)
@@ -258,6 +268,23 @@ class Daemon:
         if (warning := publisher_warning(cfg)) is not None:
             log.warning("%s: %s", self.config_path, warning)
         sdnotify.ready(f"inspecting {len(cfg.cameras)} camera(s)")
+
+    def _serve_metrics_later(self, host: str, port: int) -> None:
+        def retry() -> None:
+            while not self.stop_requested:
+                time.sleep(METRICS_RETRY_S)
+                with self._metrics_lock:
+                    if self.stop_requested:
+                        return
+                    try:
+                        self.metrics.serve(host, port)
+                    except OSError:
+                        continue
+                log.warning("metrics on http://%s:%d/metrics (the port is free now)", self.metrics.host,
+                            self.metrics.port)
+                return
+
+        threading.Thread(target=retry, name="metrics-retry", daemon=True).start()
 
     def _record_models(self, gen: Generation) -> None:
         self.metrics.init_series([c.id for c in gen.config.cameras], [getattr(p, "name", "unknown")
@@ -356,7 +383,9 @@ class Daemon:
         self.undelivered = sum(int(getattr(p, "undelivered", lambda: 0)()) for p in self.pipeline.generation.publishers)
         if self.pipeline.generation.ops is not None:
             self.pipeline.generation.ops.close()  # operator-flag listener
-        self.metrics.shutdown()
+        with self._metrics_lock:
+            self.stop_requested = True  # a metrics-retry thread stops too
+            self.metrics.shutdown()
         c = self.pipeline.counters
         log.info("stopped: %d frames grabbed, %d dropped, %d published (handed to publishers), %s", c["grabbed"],
                  c["dropped"], c["published"],

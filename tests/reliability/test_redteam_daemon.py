@@ -632,3 +632,37 @@ def test_f7_a_spool_that_cannot_append_logs_once_per_10_s_and_counts_every_verdi
             pub.close(timeout=0.5)
         except Exception:  # noqa: BLE001 - the spool was broken on purpose
             pass
+
+
+def test_f13_a_squatted_metrics_port_no_longer_stops_the_line(tmp_path: Path, detector_card: Path) -> None:
+    """F13/8.5 ("the metrics port behaves the same way"): the line inspects while another process holds
+    the metrics port; once the port is free the exporter binds it (retried every 5 s)."""
+    import socket
+
+    from tests.reliability.helpers import scrape
+
+    frames = write_frames(tmp_path / "rec", n=5)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    port = squatter.getsockname()[1]
+    cfg = write_cfg(tmp_path / "config.yaml", f"""\
+line: l
+cameras: [{{id: cam-0, source: {{type: replay, path: {frames}, rate_fps: 10, loop: true}}}}]
+models: [{{path: {detector_card}}}]
+publishers: [{{type: jsonl, path: {tmp_path}/v.jsonl}}]
+metrics: {{port: {port}}}
+""")
+    daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+    try:
+        wait_until(lambda: len(read_jsonl(tmp_path / "v.jsonl")) >= 3, what="verdicts while the port is taken",
+                   proc=daemon)
+        assert "the line runs without the metrics exporter" in daemon.output()
+        squatter.close()
+        wait_until(lambda: "the port is free now" in daemon.output(), timeout=15, what="exporter bound", proc=daemon)
+        assert scrape(port)['edge_inspector_source_up{camera="cam-0"}'] == 1
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    finally:
+        squatter.close()
+        daemon.kill()
