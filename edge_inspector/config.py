@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .drift import DriftConfig
+from .parts import PartTriggerConfig, compile_part_pattern
 from .publishers import PublisherConfig
 from .review import ReviewConfig
 from .shadow import ShadowConfig
@@ -60,6 +61,11 @@ class _Model(BaseModel):
 
 
 # -- sources ---------------------------------------------------------------------------------------
+def _check_part_pattern(value: str | None) -> str | None:
+    compile_part_pattern(value)  # ValueError -> reported with the field's YAML path
+    return value
+
+
 class CameraSourceConfig(_Model):
     """A live camera through OpenCV ``VideoCapture``."""
 
@@ -108,6 +114,14 @@ class FolderSourceConfig(_Model):
     follow_symlinks: bool = Field(
         False, description="Follow symbolic links whose target is outside the watched folder. Off: such links "
         "are skipped and counted (links to files inside the folder are always followed).")
+    part_id_pattern: str | None = Field(
+        None, description="Regular expression with a named group (?P<part_id>...) searched in each file name; "
+        "the verdict carries the match as part_id (e.g. '^(?P<part_id>[A-Z0-9-]+)_'). No match: no part_id.")
+
+    @field_validator("part_id_pattern")
+    @classmethod
+    def _part_pattern(cls, value: str | None) -> str | None:
+        return _check_part_pattern(value)
 
 
 class ReplaySourceConfig(_Model):
@@ -119,6 +133,14 @@ class ReplaySourceConfig(_Model):
     rate_fps: float = Field(0.0, ge=0, le=10_000, description="Frames per second; 0 = as fast as the pipeline "
                             "takes them.")
     loop: bool = Field(False, description="Start again after the last file instead of finishing.")
+    part_id_pattern: str | None = Field(
+        None, description="As for a folder source: a regular expression with a named group (?P<part_id>...) "
+        "searched in each file name; the verdict carries the match as part_id.")
+
+    @field_validator("part_id_pattern")
+    @classmethod
+    def _part_pattern(cls, value: str | None) -> str | None:
+        return _check_part_pattern(value)
 
 
 SourceConfig = Annotated[
@@ -301,6 +323,8 @@ class DaemonConfig(_Model):
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift alarm on the OK-score distribution.")
     shadow: ShadowConfig = Field(default_factory=ShadowConfig, description="Running of models with role 'shadow'.")
     review: ReviewConfig = Field(default_factory=ReviewConfig, description="Capture of uncertain/flagged frames.")
+    part_triggers: PartTriggerConfig = Field(default_factory=PartTriggerConfig,
+                                             description="Part ids announced over MQTT (edge_inspector/parts.py).")
     state_dir: Path | None = Field(
         None, description="Folder where per-camera frame counters (and watched folders' progress) persist, so "
         "(camera, frame) stays unique across restarts (consumers dedupe on it) and a watched folder neither "

@@ -262,6 +262,12 @@ class Daemon:
         self.pipeline = Pipeline(gen, self.metrics)
         for cam in cfg.cameras:
             self.pipeline.add_camera(cam)
+        try:
+            self.triggers = start_trigger_listener(cfg, self.pipeline)
+        except Exception as exc:
+            for pub in gen.publishers:
+                pub.close(timeout=1.0)
+            raise StartupError(f"part_triggers: {exc}") from exc
         self.pipeline.start()
         log.info("line %s: %d camera(s), models %s, fusion %s, %d publisher(s)", cfg.line, len(cfg.cameras),
                  [m.name for _, m in gen.models], cfg.fusion.rule, len(gen.publishers))
@@ -383,6 +389,8 @@ class Daemon:
         self.undelivered = sum(int(getattr(p, "undelivered", lambda: 0)()) for p in self.pipeline.generation.publishers)
         if self.pipeline.generation.ops is not None:
             self.pipeline.generation.ops.close()  # operator-flag listener
+        if getattr(self, "triggers", None) is not None:
+            self.triggers.close()  # part-trigger listener
         with self._metrics_lock:
             self.stop_requested = True  # a metrics-retry thread stops too
             self.metrics.shutdown()
@@ -463,11 +471,30 @@ def replay_override(folder: Path, rate_fps: float = 0.0, camera: str | None = No
             except KeyError:
                 known = ", ".join(c.id for c in cfg.cameras)
                 raise ConfigError("--camera", [f"camera {camera!r} is not in the configuration ({known})"]) from None
-        source = ReplaySourceConfig(type="replay", path=folder, rate_fps=rate_fps, loop=loop)
+        source = ReplaySourceConfig(type="replay", path=folder, rate_fps=rate_fps, loop=loop,
+                                    part_id_pattern=getattr(base.source, "part_id_pattern", None))
         cam = base.model_copy(update={"source": source, "queue_policy": "block"})
         return cfg.model_copy(update={"cameras": [cam]})
 
     return apply
+
+
+def start_trigger_listener(cfg: DaemonConfig, pipeline: Pipeline) -> Any:
+    """The MQTT part-trigger listener (``part_triggers.mqtt``) on the first MQTT publisher's broker.
+
+    Started once with the daemon (a reload keeps it: it announces to whatever cameras run then).
+    """
+    if not cfg.part_triggers.mqtt:
+        return None
+    mqtt_cfg = next((p for p in cfg.publishers if p.type == "mqtt"), None)
+    if mqtt_cfg is None:
+        raise StartupError("part_triggers.mqtt is set but no MQTT publisher is configured (its broker carries "
+                           "the trigger topic <prefix>/<line>/<camera>/trigger)")
+    from .parts import TriggerListener
+
+    listener = TriggerListener(mqtt_cfg, cfg.line, pipeline.announce_part)
+    log.info("part triggers on %s", listener.topic)
+    return listener
 
 
 def wait_delivered(publishers: list[Any], timeout: float) -> int:

@@ -48,6 +48,8 @@ class FrameContext:
     roi_offset: tuple[int, int] = (0, 0)
     source: str | None = None
     error: str | None = None
+    part_id: str | None = None  # from the trigger (edge_inspector/parts.py)
+    triggered_at: str | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -176,7 +178,8 @@ def decide(ctx: FrameContext, outcomes: list[ModelOutcome], rule: str = "any", t
     must never turn "could not look" into "ok".
     """
     base = dict(line=ctx.line, camera=ctx.camera, frame=ctx.seq, captured_at=ctx.captured_at,
-                source=ctx.source, latency_ms=ctx.latency_ms, models=[_vote(o) for o in outcomes])
+                source=ctx.source, part_id=ctx.part_id, triggered_at=ctx.triggered_at, latency_ms=ctx.latency_ms,
+                models=[_vote(o) for o in outcomes])
     if ctx.error:
         return Verdict(verdict="error", error=ctx.error, **base), None
     failed = [o for o in outcomes if o.role == "primary" and o.result is None]

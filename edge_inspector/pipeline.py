@@ -19,6 +19,7 @@ Why these choices:
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -35,6 +36,7 @@ from .decodepool import DecodePool, OrderedWork, Prepared, prepare
 from .framesaver import FrameSaver
 from .inference import LoadedModel
 from .metrics import Metrics
+from .parts import PartQueue, PartTrigger, tag_frame
 from .preprocess import to_tensor
 from .sources import Backoff, Frame, SeqStore, Source, SourceError, create_source
 
@@ -172,6 +174,8 @@ class Grabber(Stage):
         self.frames = self.metrics.frames_total.labels(camera=camera.id)
         self.dropped = self.metrics.frames_dropped_total.labels(camera=camera.id, reason="queue_full")
         self.grab_time = self.metrics.stage_seconds.labels(stage="grab")
+        #: part ids announced by a trigger command (MQTT); the next frame without one claims the oldest
+        self.parts = PartQueue(camera.id, pipeline.generation.config.part_triggers.max_age_s)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -222,6 +226,7 @@ class Grabber(Stage):
                         log.info("camera %s: source finished after %d frames", self.camera.id, self.source.seq)
                     break
                 self.grab_time.observe(time.perf_counter() - t0)
+                tag_frame(frame, self.parts)
                 self.backoff.reset()
                 self.frames.inc()
                 self.pipeline.count("grabbed")
@@ -429,7 +434,8 @@ class Decider(Stage):
             offset = (item.roi[0], item.roi[1]) if item.roi else (0, 0)
             ctx = FrameContext(line=gen.config.line, camera=frame.camera, seq=frame.seq,
                                captured_at=frame.captured_at, crop_size=crop_size, roi_offset=offset,
-                               source=frame.source, error=item.error, latency_ms={})
+                               source=frame.source, error=item.error, latency_ms={},
+                               part_id=frame.part_id, triggered_at=frame.triggered_at)
             fusion = gen.config.fusion
             try:
                 verdict, amap = decide(ctx, item.outcomes, fusion.rule, fusion.threshold, fusion.require_confirmation)
@@ -555,6 +561,16 @@ class Pipeline:
         if self.started:
             lane.preprocessor.start()
             lane.grabber.start()
+
+    def announce_part(self, camera_id: str, trigger: PartTrigger) -> bool:
+        """A part id announced for a camera (MQTT trigger): its next frame carries it, and a
+        software-triggered source takes that frame now. False when the camera is not running here."""
+        lane = self.lanes.get(camera_id)
+        if lane is None:
+            return False
+        lane.grabber.parts.announce(trigger)
+        lane.source.trigger(trigger.part_id)
+        return True
 
     def remove_camera(self, camera_id: str, timeout: float = 10.0) -> None:
         """Stop a camera and push its frames already grabbed through the pipeline."""
@@ -685,13 +701,20 @@ class Pipeline:
     def retire(self, old: Generation, new: Generation) -> None:
         """Close the publishers ``new`` no longer uses (called after old's last frame was published)."""
         keep = {id(p) for p in new.publishers}
+        closed = 0
         try:
             for pub in old.publishers:
                 if id(pub) not in keep:
                     self._close(pub, 10.0)
+                    closed += 1
         finally:
             if new is self.generation:
                 self._settled.set()
+        if closed:
+            # a closed publisher sits in reference cycles (paho's callbacks are bound methods) that only a
+            # full collection frees, with its sockets: without this, every reload that replaced an MQTT
+            # publisher kept 2 descriptors until the next gen-2 collection, which may be hours away
+            gc.collect()
 
     # -- health -------------------------------------------------------------------------------
     def threads(self) -> list[Stage]:

@@ -289,7 +289,7 @@ def test_mqtt_consumer_example_dedupes(mosquitto) -> None:
         pub.publish(f"{prefix}/line-1/status", "online", qos=1, retain=True).wait_for_publish(5)
         consumer = subprocess.Popen(
             [sys.executable, str(DOCS / "examples" / "mqtt_consumer.py"), "--host", mosquitto.host,
-             "--port", str(mosquitto.port), "--prefix", prefix, "--client-id", prefix, "--count", "4"],
+             "--port", str(mosquitto.port), "--prefix", prefix, "--client-id", prefix, "--count", "5"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first = consumer.stdout.readline()  # the retained status: proof that it has subscribed
         assert first.strip() == f"{prefix}/line-1/status: online", first
@@ -301,6 +301,9 @@ def test_mqtt_consumer_example_dedupes(mosquitto) -> None:
             Verdict(line="line-1", camera="cam-1", frame=2, captured_at="t", verdict="error", error="decode"),
             # after a daemon restart frame numbers start again: same (camera, frame), a new part
             Verdict(line="line-1", camera="cam-0", frame=1, captured_at="t2", verdict="ok", score=0.2),
+            # schema 2: the trigger named the part
+            Verdict(line="line-1", camera="cam-0", frame=2, captured_at="t2", verdict="ok", score=0.2,
+                    part_id="SN-7", triggered_at="t2"),
         ]
         for v in verdicts:
             pub.publish(f"{prefix}/line-1/{v.camera}/verdict", v.to_json(), qos=1).wait_for_publish(5)
@@ -314,6 +317,7 @@ def test_mqtt_consumer_example_dedupes(mosquitto) -> None:
         "line-1/cam-0 frame 2: reject (scratch, score 0.9)",
         "line-1/cam-1 frame 2: hold for manual check (decode)",
         "line-1/cam-0 frame 1: pass",
+        "line-1/cam-0 frame 2 part SN-7: pass",
     ]
 
 

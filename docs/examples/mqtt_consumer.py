@@ -48,7 +48,8 @@ def handle(verdict: dict) -> None:
         action = f"reject ({verdict.get('defect_type') or 'defect'}, score {verdict.get('score')})"
     else:  # "error": the part was NOT inspected (bad frame, model failure): never treat it as ok
         action = f"hold for manual check ({verdict.get('error')})"
-    print(f"{verdict['line']}/{verdict['camera']} frame {verdict['frame']}: {action}", flush=True)
+    part = f" part {verdict['part_id']}" if verdict.get("part_id") else ""  # schema 2, when the trigger names it
+    print(f"{verdict['line']}/{verdict['camera']} frame {verdict['frame']}{part}: {action}", flush=True)
 
 
 def main() -> None:
@@ -89,7 +90,7 @@ def main() -> None:
             print(f"{msg.topic}: {msg.payload.decode()}", flush=True)
             return
         verdict = json.loads(msg.payload)
-        if verdict.get("schema") != 1:
+        if verdict.get("schema") not in (1, 2):  # 2 adds the optional part_id / triggered_at
             print(f"skipping a message of unknown schema {verdict.get('schema')!r}", flush=True)
             return
         key = (verdict["line"], verdict["camera"], verdict["frame"], verdict["captured_at"])

@@ -44,6 +44,19 @@ class Frame:
     #: Called once the frame's verdict was handed to every publisher (or the frame was dropped and
     #: counted): a watched folder records its progress only then, so a crash never skips a file.
     done: Callable[[], None] | None = None
+    #: the part this frame shows, from the trigger (edge_inspector/parts.py); None when unknown
+    part_id: str | None = None
+    #: when the part was triggered (epoch seconds); None: the capture time
+    triggered_wall: float | None = None
+
+    @property
+    def triggered_at(self) -> str | None:
+        """UTC ISO-8601 of the part's trigger; None without a part id."""
+        if self.part_id is None:
+            return None
+        wall = self.captured_wall if self.triggered_wall is None else self.triggered_wall
+        stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+        return stamp.replace("+00:00", "Z")
 
     @property
     def captured_at(self) -> str:
@@ -84,6 +97,10 @@ class Source(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device; must be safe to call twice and from another thread."""
+
+    def trigger(self, part_id: str) -> None:  # noqa: B027 - optional hook
+        """A part was announced (MQTT trigger command): a software-triggered camera takes its picture
+        now. The part id itself reaches the frame through the grab loop's PartQueue."""
 
     def stop(self) -> None:
         """Ask a blocking ``read()`` to return soon (sets ``stop_event``)."""

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..parts import compile_part_pattern, part_from_name
 from ..preprocess import ImageDecodeError, decode_image
 from .base import Frame, Source, SourceError, matches
 
@@ -334,7 +335,8 @@ class FolderSource(Source):
                     self.inflight[key] = None
                 # captured_at is when the camera wrote the file; latency is still measured from now
                 return Frame(self.camera, self._next_seq(), image, error=error, source=str(path),
-                             captured_wall=key[2] / 1e9, done=lambda k=key: self._finished(k))
+                             captured_wall=key[2] / 1e9, done=lambda k=key: self._finished(k),
+                             part_id=part_from_name(compile_part_pattern(self.config.part_id_pattern), entry.name))
             self._sleep(self.config.poll_ms / 1000.0)
         return None
 

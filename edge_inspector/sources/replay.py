@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ..parts import compile_part_pattern, part_from_name
 from ..preprocess import ImageDecodeError, decode_image
 from .base import Frame, Source, SourceError, list_images
 
@@ -34,13 +35,14 @@ class ReplaySource(Source):
         self.index += 1
         self._pace(self.config.rate_fps, self.started, self.count)
         self.count += 1
+        part_id = part_from_name(compile_part_pattern(self.config.part_id_pattern), path.name)
         if self.defer_decode:  # the pipeline's decode pool decodes, in parallel and at reduced size
-            return Frame(self.camera, self._next_seq(), None, source=str(path), encoded=path)
+            return Frame(self.camera, self._next_seq(), None, source=str(path), encoded=path, part_id=part_id)
         try:
             image, error = decode_image(path), None
         except ImageDecodeError as exc:
             image, error = None, str(exc)
-        return Frame(self.camera, self._next_seq(), image, error=error, source=str(path))
+        return Frame(self.camera, self._next_seq(), image, error=error, source=str(path), part_id=part_id)
 
     def describe(self) -> str:
         rate = f"{self.config.rate_fps:g} fps" if self.config.rate_fps else "as fast as possible"
