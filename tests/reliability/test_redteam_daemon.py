@@ -7,6 +7,7 @@ Each test is named after the finding it reproduces (F1, F2, ...); the review has
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -72,11 +73,14 @@ def test_f1_reloads_back_to_back_never_hand_a_verdict_to_a_closed_publisher(
     daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
     try:
         wait_until(lambda: len(read_jsonl(tmp_path / "a.jsonl")) >= 3, what="first verdicts", proc=daemon)
+        fds_before = len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
         for i in range(30):  # reloads 20-80 ms apart, each changing both sinks
             cfg.write_text(_hup_config(tmp_path, frames, detector_card, mosquitto, 31 if i % 2 == 0 else 30,
                                        "b.jsonl" if i % 2 == 0 else "a.jsonl"))
             daemon.signal(signal.SIGHUP)
             time.sleep((0.02, 0.05, 0.08)[i % 3])
+        time.sleep(1.0)  # the last reload takes over
+        fds_after = len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
         rc = daemon.wait(60)
     finally:
         daemon.kill()
@@ -85,6 +89,7 @@ def test_f1_reloads_back_to_back_never_hand_a_verdict_to_a_closed_publisher(
     assert log.count("reloaded") >= 3, "too few reloads took effect to test anything"
     assert "is closed" not in log, log[-3000:]
     assert "refused" not in log, log[-3000:]  # every config was valid: no reload may be refused
+    assert fds_after <= fds_before + 2, (fds_before, fds_after)  # no publisher of a superseded reload left open
     written = read_jsonl(tmp_path / "a.jsonl") + read_jsonl(tmp_path / "b.jsonl")
     assert sorted(v["frame"] for v in written) == list(range(n))  # JSONL: every frame once
     got = sub.wait_for(n, timeout=20)
