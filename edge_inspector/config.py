@@ -25,6 +25,7 @@ from .parts import PartTriggerConfig, compile_part_pattern
 from .publishers import PublisherConfig
 from .review import ReviewConfig
 from .shadow import ShadowConfig
+from .sources.genicam import GenicamSourceConfig  # defined beside its source: imports without Aravis
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 IMAGE_PATTERN = "*.png,*.jpg,*.jpeg,*.bmp,*.tif,*.tiff"
@@ -144,13 +145,14 @@ class ReplaySourceConfig(_Model):
 
 
 SourceConfig = Annotated[
-    CameraSourceConfig | VideoSourceConfig | FolderSourceConfig | ReplaySourceConfig,
+    CameraSourceConfig | VideoSourceConfig | FolderSourceConfig | ReplaySourceConfig | GenicamSourceConfig,
     Field(discriminator="type"),
 ]
 
 #: Why these defaults: a live camera cannot be paused, so an old frame is worth less than the newest
 #: one (drop the oldest, count it); files on disk wait patiently, so blocking loses nothing.
-DEFAULT_QUEUE_POLICY = {"camera": "drop-oldest", "video": "block", "folder": "block", "replay": "block"}
+DEFAULT_QUEUE_POLICY = {"camera": "drop-oldest", "video": "block", "folder": "block", "replay": "block",
+                        "genicam": "drop-oldest"}
 
 
 class CameraConfig(_Model):
@@ -162,7 +164,7 @@ class CameraConfig(_Model):
     queue_size: int = Field(8, ge=1, le=10_000, description="Frames buffered between grabbing and preprocessing.")
     queue_policy: Literal["block", "drop-oldest"] | None = Field(
         None, description="When the queue is full: 'block' the source, or 'drop-oldest' and count it. "
-        "Default: drop-oldest for cameras, block for video/folder/replay.")
+        "Default: drop-oldest for cameras, block for video/folder/replay and triggered GenICam cameras.")
 
     @field_validator("roi")
     @classmethod
@@ -173,6 +175,8 @@ class CameraConfig(_Model):
 
     @property
     def policy(self) -> str:
+        if self.queue_policy is None and getattr(self.source, "trigger", "free-run") != "free-run":
+            return "block"  # a triggered GenICam camera: every frame is a part, none may be dropped
         return self.queue_policy or DEFAULT_QUEUE_POLICY[self.source.type]
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything edge-inspector needs on a fresh Debian machine: system packages (Mosquitto
 # for the MQTT tests) and a virtual environment in .venv with the package, [train], [console], [dev]
-# and [openvino] (so the test command tests the OpenVINO backend too).
+# [openvino] and [genicam] (so the test command tests the OpenVINO backend and the GenICam source too).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,9 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 # podman..iptables: tools/build-image.sh and tests/deploy (the container image, built and run for real)
 APT_PACKAGES="mosquitto mosquitto-clients chromium chromium-driver prometheus podman runc debootstrap netavark aardvark-dns iptables"
+# GenICam cameras (source type genicam): Aravis, its GObject typelib, arv-fake-gv-camera-0.8 for the tests,
+# and what PyGObject (the [genicam] extra, built from source: ~80 s) compiles against
+APT_PACKAGES="$APT_PACKAGES libaravis-0.8-0 gir1.2-aravis-0.8 aravis-tools libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -30,7 +33,7 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   # The CPU build of torch (a local wheel on these machines) satisfies [train]'s torch>=2.2
   # without pulling a multi-GB CUDA build.
   $PIP install -q "torch==2.13.0" || $PIP install -q "torch>=2.2"
-  $PIP install -q -e ".[train,console,dev,openvino]"
+  $PIP install -q -e ".[train,console,dev,openvino,genicam]"
   # Third-party Sparkplug B decoder for the tests (Eclipse Tahu's sparkplug_b.proto, compiled).
   # --no-deps: it pins paho-mqtt<2 for its own client, which we do not use; pip would downgrade ours.
   $PIP install -q --no-deps "pysparkplug>=0.6.1"

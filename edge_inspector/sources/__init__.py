@@ -7,6 +7,7 @@ from typing import Any
 from .base import Backoff, Frame, Source, SourceError
 from .camera import CameraSource
 from .folder import FolderSource
+from .genicam import GenicamSource
 from .replay import ReplaySource
 from .seqstore import SeqStore
 from .video import VideoSource
@@ -16,6 +17,7 @@ SOURCES: dict[str, type[Source]] = {
     "video": VideoSource,
     "folder": FolderSource,
     "replay": ReplaySource,
+    "genicam": GenicamSource,  # GigE Vision / USB3 Vision through Aravis (optional [genicam] extra)
 }
 
 

@@ -28,7 +28,7 @@ def png_bytes(defect: bool = False, seed: int = 0) -> bytes:
 
 
 def test_registry_covers_every_source_type():
-    assert set(SOURCES) == {"camera", "video", "folder", "replay"}
+    assert set(SOURCES) == {"camera", "video", "folder", "replay", "genicam"}
 
 
 # -- replay ----------------------------------------------------------------------------------------
