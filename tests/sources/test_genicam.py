@@ -225,3 +225,17 @@ def test_gige_free_run_loss_raises_and_reopens(fake_gv_camera):
         assert src.read().error is None
     finally:
         src.close()
+
+
+@needs_aravis
+def test_hardware_trigger_waits_for_edges_without_error():
+    """Hardware trigger: TriggerMode On and TriggerSource = the configured line, read back from the camera.
+    (The in-process Fake camera streams regardless of its trigger mode, so waiting for edges is not
+    observable with it; the software-trigger test on the GigE Vision fake shows frames only on triggers.)"""
+    src = create_source("cam-0", genicam(fake_interface=True, trigger="hardware", trigger_source="Line0",
+                                         timeout_ms=100))
+    src.open()
+    try:
+        assert (src.cam.get_string("TriggerMode"), src.cam.get_string("TriggerSource")) == ("On", "Line0")
+    finally:
+        src.close()
