@@ -171,3 +171,12 @@ def test_reload_to_an_unavailable_device_is_refused_and_the_old_model_keeps_runn
         runner.join(20)
         logging.getLogger("edge_inspector").setLevel(level)
     assert daemon.code == 0
+
+
+def test_precision_check_is_read_from_a_card_named_unlike_its_model(tmp_path):
+    card = make_conv_model(tmp_path, name="conv-detector")
+    renamed = tmp_path / "line-3-detector.card.json"
+    card.rename(renamed)
+    with pytest.raises(BackendError, match="never checked for accuracy") as err:
+        LoadedModel.load(renamed, backend="openvino", precision="bf16", cache_dir=tmp_path / "c")
+    assert str(renamed) in str(err.value)
