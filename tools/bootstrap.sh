@@ -33,7 +33,7 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   # The CPU build of torch (a local wheel on these machines) satisfies [train]'s torch>=2.2
   # without pulling a multi-GB CUDA build.
   $PIP install -q "torch==2.13.0" || $PIP install -q "torch>=2.2"
-  $PIP install -q -e ".[train,console,dev,openvino,genicam]"
+  $PIP install -q -e ".[train,console,dev,openvino,genicam,opcua]"
   # Third-party Sparkplug B decoder for the tests (Eclipse Tahu's sparkplug_b.proto, compiled).
   # --no-deps: it pins paho-mqtt<2 for its own client, which we do not use; pip would downgrade ours.
   $PIP install -q --no-deps "pysparkplug>=0.6.1"

@@ -12,16 +12,19 @@ from pydantic import Field
 
 from edge_inspector.publishers.base import Publisher, PublisherError
 from edge_inspector.publishers.config import JsonlConfig, MqttConfig, MqttTlsConfig, SparkplugConfig, ZmqConfig
+from edge_inspector.publishers.opcua import OpcuaConfig  # asyncua is imported only when the server starts
 
 if TYPE_CHECKING:
     from edge_inspector.metrics import Metrics
 
-PublisherConfig = Annotated[MqttConfig | ZmqConfig | JsonlConfig | SparkplugConfig, Field(discriminator="type")]
+PublisherConfig = Annotated[MqttConfig | ZmqConfig | JsonlConfig | SparkplugConfig | OpcuaConfig,
+                            Field(discriminator="type")]
 
 __all__ = [
     "JsonlConfig",
     "MqttConfig",
     "MqttTlsConfig",
+    "OpcuaConfig",
     "Publisher",
     "PublisherConfig",
     "PublisherError",
@@ -57,7 +60,7 @@ def publisher_problems(publishers: list) -> list[str]:
     return problems
 
 
-def create_publisher(cfg: MqttConfig | ZmqConfig | JsonlConfig | SparkplugConfig, *, line: str,
+def create_publisher(cfg: MqttConfig | ZmqConfig | JsonlConfig | SparkplugConfig | OpcuaConfig, *, line: str,
                      metrics: Metrics) -> Publisher:
     """Build the publisher for one config item. Raises PublisherError when it cannot start."""
     if isinstance(cfg, MqttConfig):
@@ -76,5 +79,9 @@ def create_publisher(cfg: MqttConfig | ZmqConfig | JsonlConfig | SparkplugConfig
         from edge_inspector.publishers.sparkplug import SparkplugPublisher
 
         return SparkplugPublisher(cfg, line=line, metrics=metrics)
+    if isinstance(cfg, OpcuaConfig):
+        from edge_inspector.publishers.opcua import OpcuaPublisher
+
+        return OpcuaPublisher(cfg, line=line, metrics=metrics)
     raise PublisherError(
-        f"unknown publisher config {type(cfg).__name__}; expected type mqtt, zmq, jsonl or sparkplug")
+        f"unknown publisher config {type(cfg).__name__}; expected type mqtt, zmq, jsonl, sparkplug or opcua")

@@ -1,0 +1,207 @@
+"""OPC UA server with the last verdict per camera, for PLCs and MES (``publishers: [{type: opcua}]``).
+
+Why a server and not a client: a PLC or SCADA reads (or subscribes to) typed variables on a server
+it is configured for; it does not parse JSON. asyncua (pure Python, optional ``[opcua]`` extra) runs
+its server in a thread of its own with its own asyncio loop; ``publish`` only queues the verdict
+(thread-safe, never blocking the pipeline) and the loop writes the nodes.
+
+Address space (namespace ``namespace_uri``)::
+
+    Objects/EdgeInspector/<line>/<camera>/
+        Verdict (String: ok|defect|error)   Defect (Boolean)    Score (Float)     DefectType (String)
+        PartId (String)   Frame (UInt32)    CapturedAt (String) Message (String: the verdict JSON)
+        OkCount / DefectCount / ErrorCount (UInt32, since the daemon started)
+
+Node ids are strings (``ns=<i>;s=<line>.<camera>.Score``) so a PLC program can hard-code them. A
+camera's nodes appear with its first verdict. Each verdict writes all of them at once, so a
+data-change subscription on ``Frame`` sees one change per verdict.
+
+Access: bound to 127.0.0.1 unless ``endpoint`` says otherwise; anonymous sessions are refused unless
+``allow_anonymous``; users log in with ``username`` and the password in ``password_file``. Not done
+yet (2026-12): Basic256Sha256 sign-and-encrypt with certificates -- without it the password travels
+unencrypted, so keep the endpoint on loopback or a closed control network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_inspector.messages import Verdict
+from edge_inspector.publishers.base import PublisherError
+
+if TYPE_CHECKING:
+    from edge_inspector.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'edge-inspector[opcua]' (asyncua)"
+
+
+class OpcuaConfig(BaseModel):
+    """An OPC UA server with the last verdict of each camera."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    type: Literal["opcua"] = Field(description="OPC UA server (asyncua) with the last verdict per camera.")
+    endpoint: str = Field("opc.tcp://127.0.0.1:4840/edge-inspector/", pattern=r"^opc\.tcp://",
+                          description="Where the server listens; loopback unless you open it on purpose.")
+    namespace_uri: str = Field("urn:edge-inspector", description="Namespace of the verdict nodes.")
+    allow_anonymous: bool = Field(False, description="Accept anonymous sessions (off: username + password).")
+    username: str | None = Field(None, description="User that may log in.")
+    password_file: Path | None = Field(None, description="File holding that user's password (first line).")
+
+
+def _read_password(cfg: OpcuaConfig) -> str | None:
+    if cfg.password_file is None:
+        return None
+    try:
+        return Path(cfg.password_file).read_text().splitlines()[0]
+    except (OSError, IndexError) as exc:
+        raise PublisherError(f"opcua.password_file {cfg.password_file}: cannot read a password ({exc})") from None
+
+
+FIELDS: tuple[tuple[str, str, Any], ...] = (  # node name, asyncua VariantType name, initial value
+    ("Verdict", "String", ""), ("Defect", "Boolean", False), ("Score", "Float", 0.0),
+    ("DefectType", "String", ""), ("PartId", "String", ""), ("Frame", "UInt32", 0),
+    ("CapturedAt", "String", ""), ("Message", "String", ""),
+    ("OkCount", "UInt32", 0), ("DefectCount", "UInt32", 0), ("ErrorCount", "UInt32", 0),
+)
+
+
+class OpcuaPublisher:
+    """The OPC UA server; ``publish`` queues, the server's loop writes the nodes."""
+
+    name = "opcua"
+
+    def __init__(self, cfg: OpcuaConfig, *, line: str, metrics: Metrics) -> None:
+        try:
+            import asyncua  # noqa: F401
+        except ImportError:
+            raise PublisherError(f"opcua publisher needs asyncua: {INSTALL_HINT}") from None
+        if not cfg.allow_anonymous and not (cfg.username and cfg.password_file):
+            raise PublisherError("opcua: anonymous access is off (allow_anonymous: false) and no username + "
+                                 "password_file is set: nobody could log in")
+        self.cfg, self.line, self.metrics = cfg, line, metrics
+        self.password = _read_password(cfg)
+        self.counts: dict[str, dict[str, int]] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._queue: asyncio.Queue[Verdict | None] | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="opcua", daemon=True)
+        self._thread.start()
+        self._started.wait(30)
+        if self._error is not None:
+            raise PublisherError(f"opcua: cannot start the server on {cfg.endpoint}: {self._error}") from None
+        if not self._started.is_set():
+            raise PublisherError(f"opcua: the server on {cfg.endpoint} did not start within 30 s")
+        log.info("opcua server on %s (namespace %s, anonymous %s)", cfg.endpoint, cfg.namespace_uri,
+                 "allowed" if cfg.allow_anonymous else "refused")
+
+    # -- server thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - reported to the constructor, or logged
+            if not self._started.is_set():
+                self._error = exc
+                self._started.set()
+            else:
+                log.exception("opcua server stopped")
+
+    def _user_manager(self) -> Any:
+        """Anonymous only when allowed; else the configured user with its password (constant-time compare)."""
+        from asyncua.crypto.permission_rules import User, UserRole
+
+        cfg, secret = self.cfg, self.password
+
+        class Users:
+            def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
+                         certificate: Any = None) -> Any:
+                if username is None and password is None:
+                    return User(role=UserRole.User) if cfg.allow_anonymous else None
+                given = password.encode() if isinstance(password, str) else (password or b"")
+                if cfg.username and secret is not None and username == cfg.username and \
+                        hmac.compare_digest(given, secret.encode()):
+                    return User(role=UserRole.User, name=username)
+                log.warning("opcua: login refused for user %r", username)
+                return None
+
+        return Users()
+
+    async def _serve(self) -> None:
+        from asyncua import Server, ua
+
+        self.ua = ua
+        server = Server(user_manager=self._user_manager())
+        await server.init()
+        server.set_endpoint(self.cfg.endpoint)
+        server.set_server_name("edge-inspector")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        server.set_security_IDs(["Anonymous", "Username"] if self.cfg.allow_anonymous else ["Username"])
+        self.ns = await server.register_namespace(self.cfg.namespace_uri)
+        root = await server.nodes.objects.add_folder(ua.NodeId("EdgeInspector", self.ns), "EdgeInspector")
+        self.line_folder = await root.add_folder(ua.NodeId(self.line, self.ns), self.line)
+        self._queue = asyncio.Queue()
+        await server.start()
+        self._started.set()
+        try:
+            while (verdict := await self._queue.get()) is not None:
+                try:
+                    await self._write(verdict)
+                except Exception:  # noqa: BLE001 - one bad write must not stop the server
+                    self.metrics.publish_failures_total.labels(sink=self.name).inc()
+                    log.exception("opcua: writing verdict %s/%s failed", verdict.camera, verdict.frame)
+        finally:
+            await server.stop()
+
+    async def _camera_nodes(self, camera: str) -> dict[str, Any]:
+        nodes = self.nodes.get(camera)
+        if nodes is None:
+            ua = self.ua
+            folder = await self.line_folder.add_folder(ua.NodeId(f"{self.line}.{camera}", self.ns), camera)
+            nodes = {}
+            for name, vtype, initial in FIELDS:
+                nodes[name] = await folder.add_variable(ua.NodeId(f"{self.line}.{camera}.{name}", self.ns), name,
+                                                        ua.Variant(initial, getattr(ua.VariantType, vtype)))
+            self.nodes[camera] = nodes
+            self.counts[camera] = {"ok": 0, "defect": 0, "error": 0}
+        return nodes
+
+    async def _write(self, v: Verdict) -> None:
+        ua = self.ua
+        nodes = await self._camera_nodes(v.camera)
+        counts = self.counts[v.camera]
+        counts[v.verdict] += 1
+        values = {"Verdict": v.verdict, "Defect": v.verdict == "defect", "Score": float(v.score or 0.0),
+                  "DefectType": v.defect_type or "", "PartId": v.part_id or "", "CapturedAt": v.captured_at,
+                  "Message": v.to_json(), "OkCount": counts["ok"], "DefectCount": counts["defect"],
+                  "ErrorCount": counts["error"], "Frame": max(0, v.frame) % 2**32}
+        for name, vtype, _ in FIELDS:  # Frame last: a subscriber on Frame reads a complete verdict
+            if name != "Frame":
+                await nodes[name].write_value(ua.Variant(values[name], getattr(ua.VariantType, vtype)))
+        await nodes["Frame"].write_value(ua.Variant(values["Frame"], ua.VariantType.UInt32))
+
+    # -- publisher contract --------------------------------------------------------------------
+    def publish(self, verdict: Verdict) -> None:
+        if self._closed or self._queue is None:
+            self.metrics.publish_failures_total.labels(sink=self.name).inc()
+            return
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, verdict)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._queue is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
+        self._thread.join(timeout)

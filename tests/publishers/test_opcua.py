@@ -1,0 +1,140 @@
+"""OPC UA server of the REAL daemon (watched folder), read and subscribed to with an asyncua client on
+loopback: typed nodes per camera, one data change per verdict, anonymous login refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.broker import free_port
+from tests.fixtures.models import write_frames
+from tests.test_daemon import DaemonProc, read_jsonl, wait_until, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_without_asyncua_the_publisher_names_the_extra(tmp_path):
+    """The runtime installs without [opcua]: configs validate, the publisher fails with what to install."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['asyncua'] = None\n")
+    code = ("from edge_inspector.publishers import create_publisher, PublisherError, OpcuaConfig\n"
+            "from edge_inspector.metrics import Metrics\n"
+            "try:\n    create_publisher(OpcuaConfig(type='opcua', allow_anonymous=True), line='l', metrics=Metrics())\n"
+            "except PublisherError as e:\n    print('ERR', e)\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "ERR opcua publisher needs asyncua: pip install 'edge-inspector[opcua]'" in out.stdout, out.stderr
+
+
+def test_no_anonymous_and_no_user_is_refused(tmp_path):
+    from edge_inspector.metrics import Metrics
+    from edge_inspector.publishers import OpcuaConfig, PublisherError, create_publisher
+
+    with pytest.raises(PublisherError, match="anonymous access is off .* nobody could log in"):
+        create_publisher(OpcuaConfig(type="opcua"), line="l", metrics=Metrics())
+
+
+async def _client_session(url: str, password: str, files, inbox, daemon, results: dict) -> None:
+    from asyncua import Client, ua
+
+    anon = Client(url)
+    with pytest.raises(ua.UaStatusCodeError) as refused:
+        await anon.connect()
+    results["anonymous"] = type(refused.value).__name__
+    try:
+        await anon.disconnect()
+    except Exception:  # noqa: BLE001 - the refused session may already be gone
+        pass
+
+    wrong = Client(url)
+    wrong.set_user("plc")
+    wrong.set_password("not-it")
+    with pytest.raises(ua.UaStatusCodeError):
+        await wrong.connect()
+
+    client = Client(url)
+    client.set_user("plc")
+    client.set_password(password)
+    async with client:
+        ns = await client.get_namespace_index("urn:edge-inspector")
+        changes: list[int] = []
+
+        class Handler:
+            def datachange_notification(self, node, val, data):  # noqa: ANN001 - asyncua's callback
+                changes.append(val)
+
+        # the camera's nodes appear with its first verdict
+        shutil.copy(files[0], inbox / files[0].name)
+        frame = client.get_node(f"ns={ns};s=line-1.cam-0.Frame")
+        for _ in range(200):
+            try:
+                await frame.read_value()
+                break
+            except ua.UaStatusCodeError:
+                await asyncio.sleep(0.05)
+        sub = await client.create_subscription(50, Handler())
+        await sub.subscribe_data_change(frame)
+        await asyncio.sleep(0.3)
+        for f in files[1:]:
+            shutil.copy(f, inbox / f.name)
+            await asyncio.sleep(0.4)  # one part at a time, as on a line
+        for _ in range(100):
+            if len(read_jsonl(inbox.parent / "verdicts.jsonl")) == len(files) and len(changes) >= len(files):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
+        node = lambda name: client.get_node(f"ns={ns};s=line-1.cam-0.{name}")  # noqa: E731
+        results["values"] = {name: await node(name).read_value() for name in
+                             ("Verdict", "Defect", "Score", "DefectType", "PartId", "Frame", "OkCount", "DefectCount",
+                              "ErrorCount", "Message")}
+        results["types"] = {name: (await node(name).read_data_type_as_variant_type()).name
+                            for name in ("Verdict", "Defect", "Score", "Frame", "OkCount")}
+        results["changes"] = list(changes)
+        await sub.delete()
+
+
+def test_daemon_serves_verdicts_over_opcua(tmp_path, detector_card):
+    pytest.importorskip("asyncua", reason="asyncua not installed (pip install 'edge-inspector[opcua]')")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "opcua.pw").write_text("s3cret-plc\n")
+    port = free_port()
+    url = f"opc.tcp://127.0.0.1:{port}/edge-inspector/"
+    cfg = write_config(
+        tmp_path / "config.yaml", models=[detector_card],
+        camera=f"{{type: folder, path: {inbox}, settle_ms: 50, poll_ms: 20, "
+               "part_id_pattern: '^(?P<part_id>frame_[0-9]+)'}",
+        publishers=f"""\
+            - {{type: opcua, endpoint: "{url}", username: plc, password_file: opcua.pw}}
+            - {{type: jsonl, path: {tmp_path}/verdicts.jsonl}}
+            """)
+    files = sorted(write_frames(tmp_path / "staging", n=4, defect_every=3).glob("*.png"))
+    daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+    results: dict = {}
+    try:
+        wait_until(lambda: "opcua server on" in daemon.output(), what="OPC UA server", proc=daemon)
+        asyncio.run(asyncio.wait_for(_client_session(url, "s3cret-plc", files, inbox, daemon, results), 60))
+    finally:
+        daemon.kill()
+    out = read_jsonl(tmp_path / "verdicts.jsonl")
+    assert len(out) == 4
+    last = out[-1]
+    values = results["values"]
+    assert results["anonymous"] in ("BadIdentityTokenRejected", "BadIdentityTokenInvalid", "BadUserAccessDenied")
+    assert values["Frame"] == last["frame"] == 3 and values["Verdict"] == last["verdict"]
+    assert values["PartId"] == "frame_00003" and values["Defect"] == (last["verdict"] == "defect")
+    assert values["Score"] == pytest.approx(last["score"], abs=1e-6)
+    counts = {k: sum(v["verdict"] == k for v in out) for k in ("ok", "defect", "error")}
+    assert (values["OkCount"], values["DefectCount"], values["ErrorCount"]) == (counts["ok"], counts["defect"], 0)
+    assert json.loads(values["Message"])["frame"] == 3
+    assert results["types"] == {"Verdict": "String", "Defect": "Boolean", "Score": "Float", "Frame": "UInt32",
+                                "OkCount": "UInt32"}
+    # the subscription's initial value, then one change per later verdict
+    assert results["changes"][-3:] == [1, 2, 3], results["changes"]
+    assert "opcua: login refused for user 'plc'" in daemon.output()
