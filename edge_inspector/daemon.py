@@ -268,6 +268,7 @@ class Daemon:
             for pub in gen.publishers:
                 pub.close(timeout=1.0)
             raise StartupError(f"part_triggers: {exc}") from exc
+        attach_part_triggers(gen, self.pipeline)
         self.pipeline.start()
         log.info("line %s: %d camera(s), models %s, fusion %s, %d publisher(s)", cfg.line, len(cfg.cameras),
                  [m.name for _, m in gen.models], cfg.fusion.rule, len(gen.publishers))
@@ -448,6 +449,7 @@ class Daemon:
             if old_cams.get(cam_id) != cam:
                 log.info("camera %s added or changed: starting it", cam_id)
                 self.pipeline.add_camera(cam)
+        attach_part_triggers(gen, self.pipeline)
         self._record_models(gen)
         log.info("reloaded %s: generation %d, models %s", self.config_path, gen.number, [m.name for _, m in gen.models])
         sdnotify.ready(f"reloaded (generation {gen.number})")
@@ -495,6 +497,16 @@ def start_trigger_listener(cfg: DaemonConfig, pipeline: Pipeline) -> Any:
     listener = TriggerListener(mqtt_cfg, cfg.line, pipeline.announce_part)
     log.info("part triggers on %s", listener.topic)
     return listener
+
+
+def attach_part_triggers(gen: Generation, pipeline: Pipeline) -> None:
+    """Give publishers that take part triggers (the OPC UA server's Trigger method) the pipeline's
+    ``announce_part`` and the cameras, at start and after every reload (cameras may have changed)."""
+    cameras = [c.id for c in gen.config.cameras]
+    for pub in gen.publishers:
+        attach = getattr(pub, "attach_triggers", None)
+        if attach is not None:
+            attach(pipeline.announce_part, cameras)
 
 
 def wait_delivered(publishers: list[Any], timeout: float) -> int:

@@ -11,6 +11,8 @@ A verdict therefore carries an optional ``part_id`` and ``triggered_at`` (schema
   the announcement carries it (a software-triggered GenICam camera takes a picture for it). An
   announcement no frame claimed within ``max_age_s`` is dropped and logged, so one missed frame
   does not shift every later part id by one;
+* **an OPC UA method call**: ``Trigger(PartId)`` on the camera's node of an ``opcua`` publisher
+  (edge_inspector/publishers/opcua.py), announced the same way;
 * **the camera**: a GenICam source with ``part_id_from: frame_id`` uses the camera's frame id.
 
 A frame that already has a part id from its source (file name, camera) keeps it; announcements only

@@ -11,14 +11,17 @@ Address space (namespace ``namespace_uri``)::
         Verdict (String: ok|defect|error)   Defect (Boolean)    Score (Float)     DefectType (String)
         PartId (String)   Frame (UInt32)    CapturedAt (String) Message (String: the verdict JSON)
         OkCount / DefectCount / ErrorCount (UInt32, since the daemon started)
+        Trigger(PartId: String)             method: announce a part (edge_inspector/parts.py)
 
-Node ids are strings (``ns=<i>;s=<line>.<camera>.Score``) so a PLC program can hard-code them. A
-camera's nodes appear with its first verdict. Each verdict writes all of them at once, so a
-data-change subscription on ``Frame`` sees one change per verdict.
+Node ids are strings (``ns=<i>;s=<line>.<camera>.Score``) so a PLC program can hard-code them. The
+configured cameras' nodes exist from the start (the daemon calls ``attach_triggers``). Each verdict
+writes all of them, ``Frame`` last, so a data-change subscription on ``Frame`` sees one change per
+verdict. ``Trigger`` announces a part id: the camera's next frame carries it, and a
+software-triggered GenICam camera takes that frame; a bad part id gives BadInvalidArgument.
 
 Access: bound to 127.0.0.1 unless ``endpoint`` says otherwise; anonymous sessions are refused unless
 ``allow_anonymous``; users log in with ``username`` and the password in ``password_file``. Not done
-yet (2026-12): Basic256Sha256 sign-and-encrypt with certificates -- without it the password travels
+yet (2026-12): Basic256Sha256 sign-and-encrypt with certificates; without it the password travels
 unencrypted, so keep the endpoint on loopback or a closed control network.
 """
 
@@ -26,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -96,6 +101,7 @@ class OpcuaPublisher:
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._closed = False
+        self._announce: Callable[[str, Any], bool] | None = None
         self._thread = threading.Thread(target=self._run, name="opcua", daemon=True)
         self._thread.start()
         self._started.wait(30)
@@ -173,6 +179,11 @@ class OpcuaPublisher:
             for name, vtype, initial in FIELDS:
                 nodes[name] = await folder.add_variable(ua.NodeId(f"{self.line}.{camera}.{name}", self.ns), name,
                                                         ua.Variant(initial, getattr(ua.VariantType, vtype)))
+            part_arg = ua.Argument(Name="PartId", DataType=ua.NodeId(ua.ObjectIds.String), ValueRank=-1,
+                                   Description=ua.LocalizedText("part id the next frame of this camera carries"))
+            nodes["Trigger"] = await folder.add_method(
+                ua.NodeId(f"{self.line}.{camera}.Trigger", self.ns), "Trigger",
+                lambda parent, part_id, c=camera: self._trigger(c, part_id), [part_arg], [])
             self.nodes[camera] = nodes
             self.counts[camera] = {"ok": 0, "defect": 0, "error": 0}
         return nodes
@@ -190,6 +201,42 @@ class OpcuaPublisher:
             if name != "Frame":
                 await nodes[name].write_value(ua.Variant(values[name], getattr(ua.VariantType, vtype)))
         await nodes["Frame"].write_value(ua.Variant(values["Frame"], ua.VariantType.UInt32))
+
+    # -- part triggers ---------------------------------------------------------------------------
+    def attach_triggers(self, announce: Callable[[str, Any], bool], cameras: list[str]) -> None:
+        """Called by the daemon: create the configured cameras' nodes now (a software-triggered camera
+        has no verdict before its first trigger) with their ``Trigger(PartId)`` method."""
+        self._announce = announce
+        if self._closed or not self._loop.is_running():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._attach(cameras), self._loop)
+        try:
+            future.result(10)
+        except Exception as exc:  # noqa: BLE001 - the verdict nodes still work without the method
+            log.error("opcua: cannot create the nodes of cameras %s: %s", cameras, exc)
+
+    async def _attach(self, cameras: list[str]) -> None:
+        for camera in cameras:
+            await self._camera_nodes(camera)
+
+    def _trigger(self, camera: str, part_id: Any) -> Any:
+        """``Trigger(PartId)``: announce the part (its next frame carries it; a software-triggered camera
+        takes it now). A bad part id or an unknown camera is refused with a Bad status code."""
+        from edge_inspector.parts import PartTrigger
+
+        ua = self.ua
+        value = part_id.Value if isinstance(part_id, ua.Variant) else part_id
+        try:
+            trigger = PartTrigger.parse(json.dumps({"part_id": value}), f"opcua {self.line}.{camera}.Trigger")
+        except ValueError as exc:
+            log.warning("opcua: %s", exc)
+            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+        announce = self._announce
+        if announce is None or not announce(camera, trigger):
+            log.warning("opcua: Trigger for camera %s, which is not running in this daemon", camera)
+            return ua.StatusCode(ua.StatusCodes.BadNotFound)
+        log.info("camera %s: part %s triggered over OPC UA", camera, trigger.part_id)
+        return []
 
     # -- publisher contract --------------------------------------------------------------------
     def publish(self, verdict: Verdict) -> None:

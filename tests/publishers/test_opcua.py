@@ -85,7 +85,7 @@ async def _client_session(url: str, password: str, files, inbox, daemon, results
             shutil.copy(f, inbox / f.name)
             await asyncio.sleep(0.4)  # one part at a time, as on a line
         for _ in range(100):
-            if len(read_jsonl(inbox.parent / "verdicts.jsonl")) == len(files) and len(changes) >= len(files):
+            if len(read_jsonl(inbox.parent / "verdicts.jsonl")) >= len(files) and len(changes) >= len(files):
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.3)
@@ -97,6 +97,19 @@ async def _client_session(url: str, password: str, files, inbox, daemon, results
                             for name in ("Verdict", "Defect", "Score", "Frame", "OkCount")}
         results["changes"] = list(changes)
         await sub.delete()
+        # the Trigger method announces a part: the next frame (a file without a part id in its name) carries it
+        cam = client.get_node(f"ns={ns};s=line-1.cam-0")
+        trigger = client.get_node(f"ns={ns};s=line-1.cam-0.Trigger")
+        with pytest.raises(ua.UaStatusCodeError) as bad:
+            await cam.call_method(trigger, ua.Variant("", ua.VariantType.String))
+        results["bad_trigger"] = type(bad.value).__name__
+        await cam.call_method(trigger, ua.Variant("P-9", ua.VariantType.String))
+        shutil.copy(files[0], inbox / "extra.png")
+        for _ in range(100):
+            if await node("PartId").read_value() == "P-9":
+                break
+            await asyncio.sleep(0.1)
+        results["triggered_part"] = await node("PartId").read_value()
 
 
 def test_daemon_serves_verdicts_over_opcua(tmp_path, detector_card):
@@ -123,8 +136,10 @@ def test_daemon_serves_verdicts_over_opcua(tmp_path, detector_card):
     finally:
         daemon.kill()
     out = read_jsonl(tmp_path / "verdicts.jsonl")
-    assert len(out) == 4
-    last = out[-1]
+    assert len(out) == 5 and out[-1]["part_id"] == "P-9" and results["triggered_part"] == "P-9"
+    assert results["bad_trigger"] == "BadInvalidArgument"
+    assert "field 'part_id' must be a non-empty string" in daemon.output()
+    out, last = out[:4], out[3]
     values = results["values"]
     assert results["anonymous"] in ("BadIdentityTokenRejected", "BadIdentityTokenInvalid", "BadUserAccessDenied")
     assert values["Frame"] == last["frame"] == 3 and values["Verdict"] == last["verdict"]
