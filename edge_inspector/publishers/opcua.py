@@ -20,9 +20,10 @@ verdict. ``Trigger`` announces a part id: the camera's next frame carries it, an
 software-triggered GenICam camera takes that frame; a bad part id gives BadInvalidArgument.
 
 Access: bound to 127.0.0.1 unless ``endpoint`` says otherwise; anonymous sessions are refused unless
-``allow_anonymous``; users log in with ``username`` and the password in ``password_file``. Not done
-yet (2026-12): Basic256Sha256 sign-and-encrypt with certificates; without it the password travels
-unencrypted, so keep the endpoint on loopback or a closed control network.
+``allow_anonymous``; users log in with ``username`` and the password in ``password_file``. With
+``certificate_file`` + ``private_key_file`` the only endpoint is Basic256Sha256 SignAndEncrypt (so
+the password travels encrypted), and with ``trusted_clients_dir`` only the client certificates in
+that folder may connect. Without certificates the endpoint is unencrypted: keep it on loopback.
 """
 
 from __future__ import annotations
@@ -57,9 +58,18 @@ class OpcuaConfig(BaseModel):
     endpoint: str = Field("opc.tcp://127.0.0.1:4840/edge-inspector/", pattern=r"^opc\.tcp://",
                           description="Where the server listens; loopback unless you open it on purpose.")
     namespace_uri: str = Field("urn:edge-inspector", description="Namespace of the verdict nodes.")
+    application_uri: str = Field("urn:edge-inspector:server", description="The server's application URI; "
+                                 "must match the URI in certificate_file (clients check it).")
     allow_anonymous: bool = Field(False, description="Accept anonymous sessions (off: username + password).")
     username: str | None = Field(None, description="User that may log in.")
     password_file: Path | None = Field(None, description="File holding that user's password (first line).")
+    certificate_file: Path | None = Field(
+        None, description="Server certificate (DER or PEM). With private_key_file: the only endpoint is "
+        "Basic256Sha256 SignAndEncrypt (no unencrypted endpoint, the password travels encrypted).")
+    private_key_file: Path | None = Field(None, description="The server certificate's private key (PEM).")
+    trusted_clients_dir: Path | None = Field(
+        None, description="Folder of client certificates (*.der, *.pem) allowed to connect; others are refused "
+        "with BadCertificateUntrusted. None: any client certificate is accepted for encryption.")
 
 
 def _read_password(cfg: OpcuaConfig) -> str | None:
@@ -94,6 +104,12 @@ class OpcuaPublisher:
                                  "password_file is set: nobody could log in")
         self.cfg, self.line, self.metrics = cfg, line, metrics
         self.password = _read_password(cfg)
+        if (cfg.certificate_file is None) != (cfg.private_key_file is None):
+            raise PublisherError("opcua: certificate_file and private_key_file go together (set both or neither)")
+        for field in ("certificate_file", "private_key_file", "trusted_clients_dir"):
+            path = getattr(cfg, field)
+            if path is not None and not Path(path).exists():
+                raise PublisherError(f"opcua.{field} {path}: does not exist")
         self.counts: dict[str, dict[str, int]] = {}
         self.nodes: dict[str, dict[str, Any]] = {}
         self._loop = asyncio.new_event_loop()
@@ -144,6 +160,30 @@ class OpcuaPublisher:
 
         return Users()
 
+    def _client_validator(self) -> Any:
+        """Only client certificates present in ``trusted_clients_dir`` (compared by SHA-256 fingerprint)."""
+        from asyncua import ua
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        folder = Path(self.cfg.trusted_clients_dir)
+        trusted = set()
+        for path in sorted(folder.glob("*")):
+            if path.suffix.lower() in (".der", ".pem", ".crt"):
+                data = path.read_bytes()
+                der = path.suffix.lower() == ".der"
+                cert = x509.load_der_x509_certificate(data) if der else x509.load_pem_x509_certificate(data)
+                trusted.add(cert.fingerprint(hashes.SHA256()))
+        log.info("opcua: %d trusted client certificate(s) in %s", len(trusted), folder)
+
+        async def validate(cert: Any, app_description: Any) -> None:
+            if cert.fingerprint(hashes.SHA256()) not in trusted:
+                log.warning("opcua: client certificate %s is not in trusted_clients_dir %s; refused",
+                            cert.subject.rfc4514_string(), folder)
+                raise ua.uaerrors.BadCertificateUntrusted
+
+        return validate
+
     async def _serve(self) -> None:
         from asyncua import Server, ua
 
@@ -152,7 +192,15 @@ class OpcuaPublisher:
         await server.init()
         server.set_endpoint(self.cfg.endpoint)
         server.set_server_name("edge-inspector")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        await server.set_application_uri(self.cfg.application_uri)
+        if self.cfg.certificate_file is not None:
+            await server.load_certificate(str(self.cfg.certificate_file))
+            await server.load_private_key(str(self.cfg.private_key_file))
+            server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+            if self.cfg.trusted_clients_dir is not None:
+                server.set_certificate_validator(self._client_validator())
+        else:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         server.set_security_IDs(["Anonymous", "Username"] if self.cfg.allow_anonymous else ["Username"])
         self.ns = await server.register_namespace(self.cfg.namespace_uri)
         root = await server.nodes.objects.add_folder(ua.NodeId("EdgeInspector", self.ns), "EdgeInspector")

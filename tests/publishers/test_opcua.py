@@ -4,6 +4,7 @@ loopback: typed nodes per camera, one data change per verdict, anonymous login r
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import shutil
@@ -153,3 +154,88 @@ def test_daemon_serves_verdicts_over_opcua(tmp_path, detector_card):
     # the subscription's initial value, then one change per later verdict
     assert results["changes"][-3:] == [1, 2, 3], results["changes"]
     assert "opcua: login refused for user 'plc'" in daemon.output()
+
+
+def _make_cert(folder: Path, name: str, uri: str, server: bool) -> tuple[Path, Path]:
+    from asyncua.crypto import cert_gen
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key = cert_gen.generate_private_key()
+    cert = cert_gen.generate_self_signed_app_certificate(
+        key, name, {"organizationName": "edge-inspector tests"},
+        [x509.UniformResourceIdentifier(uri), x509.DNSName("localhost"),
+         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH])
+    cert_path, key_path = folder / f"{name}.der", folder / f"{name}.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    key_path.write_bytes(cert_gen.dump_private_key_as_pem(key))
+    return cert_path, key_path
+
+
+def test_basic256sha256_sign_and_encrypt_with_trusted_client_certificates(tmp_path, detector_card):
+    """Certificates set: the only endpoint is Basic256Sha256 SignAndEncrypt; a trusted client reads the
+    verdict nodes, an unencrypted client and a client with an unknown certificate are refused."""
+    pytest.importorskip("asyncua", reason="asyncua not installed (pip install 'edge-inspector[opcua]')")
+    from asyncua import Client, ua
+
+    certs, trusted = tmp_path / "certs", tmp_path / "trusted"
+    certs.mkdir()
+    trusted.mkdir()
+    server_cert, server_key = _make_cert(certs, "server", "urn:edge-inspector:server", server=True)
+    client_cert, client_key = _make_cert(certs, "plc", "urn:plant:plc", server=True)
+    stranger_cert, stranger_key = _make_cert(certs, "stranger", "urn:plant:stranger", server=True)
+    shutil.copy(client_cert, trusted / "plc.der")
+    (tmp_path / "opcua.pw").write_text("s3cret-plc\n")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    url = f"opc.tcp://127.0.0.1:{free_port()}/edge-inspector/"
+    cfg = write_config(
+        tmp_path / "config.yaml", models=[detector_card],
+        camera=f"{{type: folder, path: {inbox}, settle_ms: 50, poll_ms: 20}}",
+        publishers=f"""\
+            - {{type: opcua, endpoint: "{url}", username: plc, password_file: opcua.pw,
+                certificate_file: {server_cert}, private_key_file: {server_key}, trusted_clients_dir: {trusted}}}
+            """)
+    files = sorted(write_frames(tmp_path / "staging", n=1).glob("*.png"))
+    daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+
+    async def session() -> dict:
+        out: dict = {}
+        plain = Client(url)
+        plain.set_user("plc")
+        plain.set_password("s3cret-plc")
+        with pytest.raises((ua.UaError, ua.UaStatusCodeError, OSError, asyncio.TimeoutError)):
+            await plain.connect()  # no unencrypted endpoint
+        stranger = Client(url)
+        stranger.application_uri = "urn:plant:stranger"
+        await stranger.set_security_string(f"Basic256Sha256,SignAndEncrypt,{stranger_cert},{stranger_key}")
+        stranger.set_user("plc")
+        stranger.set_password("s3cret-plc")
+        with pytest.raises((ua.UaError, ua.UaStatusCodeError, OSError, asyncio.TimeoutError)):
+            await stranger.connect()
+        client = Client(url)
+        client.application_uri = "urn:plant:plc"
+        await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{client_cert},{client_key}")
+        client.set_user("plc")
+        client.set_password("s3cret-plc")
+        async with client:
+            ns = await client.get_namespace_index("urn:edge-inspector")
+            shutil.copy(files[0], inbox / files[0].name)
+            node = client.get_node(f"ns={ns};s=line-1.cam-0.Verdict")
+            for _ in range(100):
+                if (value := await node.read_value()):
+                    break
+                await asyncio.sleep(0.1)
+            out["verdict"] = value
+            out["policy"] = client.security_policy.URI
+        return out
+
+    try:
+        wait_until(lambda: "opcua server on" in daemon.output(), what="OPC UA server", proc=daemon)
+        out = asyncio.run(asyncio.wait_for(session(), 60))
+    finally:
+        daemon.kill()
+    assert out["verdict"] in ("ok", "defect") and out["policy"].endswith("#Basic256Sha256")
+    assert "client certificate" in daemon.output() and "stranger" in daemon.output()
