@@ -34,12 +34,15 @@ def test_train_model_writes_a_calibrated_deployable_model(demo_dataset: Path, tm
     assert card.training.data_digest == dataset.digest("train")
     assert card.training.n_images == len(dataset.split("train")) and card.training.seed == 1
     assert card.training.backbone == "lite0" and card.training.fit_seconds > 0
-    assert card.parameters > 100_000 and card.extra["taps"] == [8, 16]
+    assert card.parameters > 100_000 and card.extra["taps"] == [8, 16, 32]
     assert card.normalization.method == "fpr=0.01"
 
     record = json.loads((out / "calibration" / "fm.json").read_text())
-    assert record["method"] == "fpr" and record["n_images"] == len(dataset.split("val"))
-    assert record["model_sha256"] == card.model_sha256 and record["source"].endswith(":val")
+    # the val split plus every training image scored out-of-fold
+    n_val, n_train = len(dataset.split("val")), len(dataset.split("train"))
+    assert record["method"] == "fpr" and record["n_images"] == n_val + n_train
+    assert record["model_sha256"] == card.model_sha256 and ":val + " in record["source"]
+    assert card.operating_point is not None and card.operating_point.n_normal == n_val + n_train
 
     model = LoadedModel.load(card_path, threads=2)
     val = [decode_image(s.path) for s in dataset.split("val")]

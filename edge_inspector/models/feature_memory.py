@@ -30,7 +30,14 @@ from .coreset import greedy_coreset
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
-    "taps": (8, 16),  # output strides of the feature maps; the first sets the map resolution
+    # output strides of the feature maps; the first sets the map resolution. The stride-32 tap adds
+    # the context that EfficientNet-Lite's shallow stride-16 stage lacks (PatchCore's WideResNet-50
+    # layer3 is far deeper), while stride 8 keeps small defects a few cells wide. Measured on three
+    # real sets, native split, <= 200 training images, image / pixel AUROC (8,16) -> (8,16,32):
+    # magnetic_tile 0.796/0.758 -> 0.846/0.780, kolektorsdd 0.909/0.940 -> 0.942/0.960, mpdd
+    # 1.000/0.989 -> 1.000/0.984. (16, 32) alone scored 0.864/0.795, 0.942/0.953, 0.994/0.973: about
+    # the same mean, but a stride-16 map loses defects of a few dozen pixels on large frames.
+    "taps": (8, 16, 32),
     "coreset_ratio": 0.01,  # fraction of training patch features kept in the memory bank
     "min_memory": 1024,  # but at least this many (small training sets)
     "max_memory": 50_000,  # and at most this many (inference cost grows with the bank)

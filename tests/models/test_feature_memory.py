@@ -72,12 +72,12 @@ def test_fit_report_and_card_info(parts: Dataset, fitted) -> None:
     n_train = len(parts.split("train"))
     per_image = (SIZE // 8) ** 2
     assert report["n_images"] == n_train and report["n_features"] == n_train * per_image
-    assert report["feature_dim"] == 40 + 112
+    assert report["feature_dim"] == 40 + 112 + 320
     assert report["memory_size"] == min(report["n_features"], 1024)
     assert report["seconds"] > 0
     info = det.card_info()
     assert info["backbone"] == "lite0" and info["classes"] == []
-    assert info["extra"]["memory_size"] == report["memory_size"] and info["extra"]["taps"] == [8, 16]
+    assert info["extra"]["memory_size"] == report["memory_size"] and info["extra"]["taps"] == [8, 16, 32]
     assert info["parameters"] > report["memory_size"] * report["feature_dim"]
 
 
