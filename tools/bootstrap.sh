@@ -22,6 +22,15 @@ if [ -n "$missing" ]; then
 fi
 # Debian starts a system-wide broker on 1883; the tests start their own on free ports.
 
+# An independent OPC UA client (node-opcua, from npm) for tests/publishers/test_opcua.py; Debian's nodejs
+# has no npm (NodeSource's has): install it only where missing. Without it that one test is skipped.
+command -v node >/dev/null 2>&1 || $SUDO apt-get install -y -qq --no-install-recommends nodejs >/dev/null || true
+command -v npm >/dev/null 2>&1 || $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null || true
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/publishers/opcua_node/node_modules/node-opcua-client ]; then
+  echo "bootstrap: installing node-opcua-client for the OPC UA tests"
+  (cd tests/publishers/opcua_node && npm ci --no-audit --no-fund --silent) || echo "bootstrap: npm ci failed; test skipped"
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"
   python3 -m venv .venv

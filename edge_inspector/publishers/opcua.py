@@ -16,7 +16,8 @@ Address space (namespace ``namespace_uri``)::
 Node ids are strings (``ns=<i>;s=<line>.<camera>.Score``) so a PLC program can hard-code them. The
 configured cameras' nodes exist from the start (the daemon calls ``attach_triggers``). Each verdict
 writes all of them, ``Frame`` last, so a data-change subscription on ``Frame`` sees one change per
-verdict. ``Trigger`` announces a part id: the camera's next frame carries it, and a
+verdict, the first one included (before it, ``Frame`` has status BadWaitingForInitialData).
+``Trigger`` announces a part id: the camera's next frame carries it, and a
 software-triggered GenICam camera takes that frame; a bad part id gives BadInvalidArgument.
 
 Access: bound to 127.0.0.1 unless ``endpoint`` says otherwise; anonymous sessions are refused unless
@@ -227,6 +228,10 @@ class OpcuaPublisher:
             for name, vtype, initial in FIELDS:
                 nodes[name] = await folder.add_variable(ua.NodeId(f"{self.line}.{camera}.{name}", self.ns), name,
                                                         ua.Variant(initial, getattr(ua.VariantType, vtype)))
+            # no verdict yet: Frame says so (a status, not a fake frame 0), so a subscriber is notified of
+            # the first verdict too (value 0 with status Good is a change from BadWaitingForInitialData)
+            await nodes["Frame"].write_value(ua.DataValue(ua.Variant(0, ua.VariantType.UInt32),
+                                                          ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
             part_arg = ua.Argument(Name="PartId", DataType=ua.NodeId(ua.ObjectIds.String), ValueRank=-1,
                                    Description=ua.LocalizedText("part id the next frame of this camera carries"))
             nodes["Trigger"] = await folder.add_method(

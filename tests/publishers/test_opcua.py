@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,57 @@ def test_basic256sha256_sign_and_encrypt_with_trusted_client_certificates(tmp_pa
         daemon.kill()
     assert out["verdict"] in ("ok", "defect") and out["policy"].endswith("#Basic256Sha256")
     assert "client certificate" in daemon.output() and "stranger" in daemon.output()
+
+
+NODE_CLIENT = Path(__file__).parent / "opcua_node"
+
+
+def test_node_opcua_client_reads_and_subscribes(tmp_path, detector_card):
+    """An independent implementation (node-opcua) against the daemon's server: anonymous refused, typed
+    values readable, one data change per verdict (the first one included)."""
+    pytest.importorskip("asyncua", reason="asyncua not installed (pip install 'edge-inspector[opcua]')")
+    node = shutil.which("node")
+    if node is None or not (NODE_CLIENT / "node_modules" / "node-opcua-client").is_dir():
+        pytest.skip("node or node-opcua-client missing (tools/bootstrap.sh: npm ci in tests/publishers/opcua_node)")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "opcua.pw").write_text("s3cret-plc\n")
+    url = f"opc.tcp://127.0.0.1:{free_port()}/edge-inspector/"
+    cfg = write_config(
+        tmp_path / "config.yaml", models=[detector_card],
+        camera=f"{{type: folder, path: {inbox}, settle_ms: 50, poll_ms: 20}}",
+        publishers=f"""\
+            - {{type: opcua, endpoint: "{url}", username: plc, password_file: opcua.pw}}
+            - {{type: jsonl, path: {tmp_path}/verdicts.jsonl}}
+            """)
+    files = sorted(write_frames(tmp_path / "staging", n=3, defect_every=3).glob("*.png"))
+    daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+    client = None
+    try:
+        wait_until(lambda: "opcua server on" in daemon.output(), what="OPC UA server", proc=daemon)
+        client = subprocess.Popen([node, str(NODE_CLIENT / "client.js"), url, "plc", "s3cret-plc", "line-1", "cam-0",
+                                   "3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        while not lines or "ready" not in lines[-1]:
+            line = client.stdout.readline()
+            assert line, f"node client ended early: {''.join(lines)}"
+            lines.append(json.loads(line) if line.startswith("{") else {"text": line})
+        for f in files:
+            shutil.copy(f, inbox / f.name)
+            time.sleep(0.4)
+        rest, _ = client.communicate(timeout=40)
+    finally:
+        if client is not None and client.poll() is None:
+            client.kill()
+        daemon.kill()
+    msgs = lines + [json.loads(x) for x in rest.splitlines() if x.startswith("{")]
+    assert client.returncode == 0, rest
+    assert [m.get("anonymous") for m in msgs if "anonymous" in m] == ["refused"], msgs
+    final = msgs[-1]
+    out = read_jsonl(tmp_path / "verdicts.jsonl")
+    assert final["changes"] == [0, 1, 2] == [v["frame"] for v in out]
+    values = final["values"]
+    assert values["Verdict"] == {"value": out[-1]["verdict"], "type": "String"}
+    assert values["Defect"]["type"] == "Boolean" and values["Score"]["type"] == "Float"
+    assert values["Frame"] == {"value": 2, "type": "UInt32"} and values["OkCount"]["type"] == "UInt32"
+    assert values["OkCount"]["value"] + values["DefectCount"]["value"] == 3
