@@ -57,6 +57,10 @@ def publisher_problems(publishers: list) -> list[str]:
         if isinstance(pub, MqttConfig | SparkplugConfig):
             problems += [f"publishers[{i}] ({pub.type} {pub.host}:{pub.port}): {msg}"
                          for msg in connection_problems(pub, pub.type)]
+        if isinstance(pub, OpcuaConfig):
+            from edge_inspector.publishers.opcua import opcua_problems
+
+            problems += [f"publishers[{i}] (opcua {pub.endpoint}): {msg}" for msg in opcua_problems(pub)]
     return problems
 
 

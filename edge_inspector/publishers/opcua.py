@@ -82,6 +82,21 @@ def _read_password(cfg: OpcuaConfig) -> str | None:
         raise PublisherError(f"opcua.password_file {cfg.password_file}: cannot read a password ({exc})") from None
 
 
+def opcua_problems(cfg: OpcuaConfig) -> list[str]:
+    """What would stop this server at start (for check-config and the constructor), without asyncua."""
+    problems = []
+    if not cfg.allow_anonymous and not (cfg.username and cfg.password_file):
+        problems.append("anonymous access is off (allow_anonymous: false) and no username + password_file is set: "
+                        "nobody could log in")
+    if (cfg.certificate_file is None) != (cfg.private_key_file is None):
+        problems.append("certificate_file and private_key_file go together (set both or neither)")
+    for field in ("password_file", "certificate_file", "private_key_file", "trusted_clients_dir"):
+        path = getattr(cfg, field)
+        if path is not None and not Path(path).exists():
+            problems.append(f"opcua.{field} {path}: does not exist")
+    return problems
+
+
 FIELDS: tuple[tuple[str, str, Any], ...] = (  # node name, asyncua VariantType name, initial value
     ("Verdict", "String", ""), ("Defect", "Boolean", False), ("Score", "Float", 0.0),
     ("DefectType", "String", ""), ("PartId", "String", ""), ("Frame", "UInt32", 0),
@@ -100,17 +115,10 @@ class OpcuaPublisher:
             import asyncua  # noqa: F401
         except ImportError:
             raise PublisherError(f"opcua publisher needs asyncua: {INSTALL_HINT}") from None
-        if not cfg.allow_anonymous and not (cfg.username and cfg.password_file):
-            raise PublisherError("opcua: anonymous access is off (allow_anonymous: false) and no username + "
-                                 "password_file is set: nobody could log in")
+        if problems := opcua_problems(cfg):
+            raise PublisherError(f"opcua: {'; '.join(problems)}")
         self.cfg, self.line, self.metrics = cfg, line, metrics
         self.password = _read_password(cfg)
-        if (cfg.certificate_file is None) != (cfg.private_key_file is None):
-            raise PublisherError("opcua: certificate_file and private_key_file go together (set both or neither)")
-        for field in ("certificate_file", "private_key_file", "trusted_clients_dir"):
-            path = getattr(cfg, field)
-            if path is not None and not Path(path).exists():
-                raise PublisherError(f"opcua.{field} {path}: does not exist")
         self.counts: dict[str, dict[str, int]] = {}
         self.nodes: dict[str, dict[str, Any]] = {}
         self._loop = asyncio.new_event_loop()

@@ -294,3 +294,15 @@ def test_node_opcua_client_reads_and_subscribes(tmp_path, detector_card):
     assert values["Defect"]["type"] == "Boolean" and values["Score"]["type"] == "Float"
     assert values["Frame"] == {"value": 2, "type": "UInt32"} and values["OkCount"]["type"] == "UInt32"
     assert values["OkCount"]["value"] + values["DefectCount"]["value"] == 3
+
+
+def test_check_config_reports_opcua_problems(tmp_path, detector_card):
+    cfg = write_config(tmp_path / "config.yaml", models=[detector_card], camera="{type: folder, path: inbox}",
+                       publishers="- {type: opcua, username: plc, password_file: missing.pw, "
+                                  "certificate_file: server.der}\n")
+    proc = subprocess.run([sys.executable, "-m", "edge_inspector", "check-config", str(cfg)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "(opcua opc.tcp://127.0.0.1:4840/edge-inspector/)" in out and "3 problem(s)" in out
+    assert "certificate_file and private_key_file go together" in out and "missing.pw: does not exist" in out
