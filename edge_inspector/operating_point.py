@@ -21,7 +21,8 @@ import numpy as np
 
 CONFIDENCE = 0.95
 TAIL_FRACTION = 0.2  # the top 20 % of normal scores feed the tail fit
-MIN_TAIL_POINTS = 10  # fewer exceedances than this: no fit, the sample maximum plus a margin
+MIN_TAIL_POINTS = 25  # fewer exceedances than this: the one-parameter exponential tail (shape 0)
+MIN_EXP_POINTS = 4  # fewer still: no fit, just above the sample maximum
 MAX_SHAPE = 0.5  # heavier tails than this are not believed from a few dozen points
 
 
@@ -42,7 +43,8 @@ def tail_threshold(normal_scores: np.ndarray, target: float) -> tuple[float, dic
 
     Peaks over threshold: ``u`` is the (1 - TAIL_FRACTION) quantile of the scores, the exceedances
     over ``u`` are fitted with a generalised Pareto distribution (shape clipped to
-    [-MAX_SHAPE, MAX_SHAPE]), and the threshold solves P(score > t) = target. Returns the threshold
+    [-MAX_SHAPE, MAX_SHAPE]; the exponential tail when fewer than MIN_TAIL_POINTS exceed ``u``), and
+    the threshold solves P(score > t) = target. Returns the threshold
     and the fit's parameters (for the calibration record).
     """
     from scipy.stats import genpareto
@@ -52,22 +54,26 @@ def tail_threshold(normal_scores: np.ndarray, target: float) -> tuple[float, dic
     u = float(np.quantile(s, 1.0 - TAIL_FRACTION))
     excess = s[s > u] - u
     p_u = excess.size / n
-    if excess.size < MIN_TAIL_POINTS or float(excess.max()) <= 0:
-        # too few points to fit: one spread of the top scores above the maximum
-        margin = float(s[-1] - u) if s[-1] > u else abs(float(s[-1])) * 1e-3 + 1e-6
-        return float(s[-1] + margin), {"tail_fit": "none", "n_tail": int(excess.size)}
-    shape, _, scale = genpareto.fit(excess, floc=0.0)
-    shape = float(np.clip(shape, -MAX_SHAPE, MAX_SHAPE))
-    if not math.isfinite(scale) or scale <= 0:
-        scale = float(excess.mean())
+    if excess.size < MIN_EXP_POINTS or float(excess.max()) <= 0:
+        step = abs(float(s[-1])) * 1e-3 + 1e-6
+        return float(s[-1] + step), {"tail_fit": "none", "n_tail": int(excess.size)}
+    if excess.size < MIN_TAIL_POINTS:
+        # a two-parameter fit on a handful of points swings wildly; the exponential tail (the GPD
+        # with shape 0, scale = mean excess) is the standard small-sample choice
+        shape, scale = 0.0, float(excess.mean())
+    else:
+        shape, _, scale = genpareto.fit(excess, floc=0.0)
+        shape = float(np.clip(shape, -MAX_SHAPE, MAX_SHAPE))
+        if not math.isfinite(scale) or scale <= 0:
+            scale = float(excess.mean())
     q = 1.0 - min(target / p_u, 1.0)
     t = u + float(genpareto.ppf(q, shape, loc=0.0, scale=scale))
     if not math.isfinite(t):
         t = float(s[-1] + (s[-1] - u))
     # never below the empirical rule's answer: the fit only extrapolates beyond the data
+    kind = "genpareto" if excess.size >= MIN_TAIL_POINTS else "exponential"
     return max(t, float(s[-1]) + abs(float(s[-1])) * 1e-6), {
-        "tail_fit": "genpareto", "tail_u": u, "tail_shape": shape, "tail_scale": float(scale),
-        "n_tail": int(excess.size),
+        "tail_fit": kind, "tail_u": u, "tail_shape": shape, "tail_scale": float(scale), "n_tail": int(excess.size),
     }
 
 
@@ -75,7 +81,7 @@ def tail_rate(threshold: float, fit: dict, n_normal: int) -> float | None:
     """Expected false-reject rate at ``threshold`` under a fit from ``tail_threshold`` (None without one)."""
     from scipy.stats import genpareto
 
-    if fit.get("tail_fit") != "genpareto":
+    if fit.get("tail_fit") not in ("genpareto", "exponential"):
         return None
     u = fit["tail_u"]
     p_u = fit["n_tail"] / max(n_normal, 1)
