@@ -10,7 +10,7 @@ EI=".venv/bin/edge-inspector"
 FRAMES="${DEMO_FRAMES:-200}"
 
 if [ ! -f demo/dataset/train/good/.complete ] && [ ! -d demo/dataset/train ]; then
-  $EI generate-demo demo --replay "$FRAMES" --seed 0
+  $EI generate-demo demo --replay "$FRAMES" --seed 0 --n-train 250
 fi
 if [ ! -f models/demo-feature-memory.card.json ]; then
   $EI train demo/dataset --model feature_memory --name demo-feature-memory --out models
