@@ -73,7 +73,10 @@ DEFAULTS: dict[str, Any] = {
     "balance": "weights",  # "weights" (class-weighted image loss) | "oversample" | "none"
     "detach_image_head": True,  # Božič et al.'s gradient-flow adjustment
     "augment": True,
-    "augment_views": 1,  # cached augmented copies of each training image (0 = none)
+    # cached augmented copies of each training image (0 = none). 2 rather than 1, chosen on the validation
+    # split (magnetic_tile, stratified, 200 images): val loss 1.50 vs 1.57, val AUROC 0.968 vs 0.959, for
+    # +15 % fit CPU time; with ~60 training defects, augmentation is what keeps the decoder from overfitting.
+    "augment_views": 2,
     "val_fraction": 0.15,  # carved from train (stratified) when the given val split has no defects
     "pretrained": True,  # False only in tests where the weights do not matter
 }
