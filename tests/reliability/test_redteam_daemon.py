@@ -75,8 +75,12 @@ def test_f1_reloads_back_to_back_never_hand_a_verdict_to_a_closed_publisher(
         wait_until(lambda: len(read_jsonl(tmp_path / "a.jsonl")) >= 3, what="first verdicts", proc=daemon)
         fds_before = len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
         for i in range(30):  # reloads 20-80 ms apart, each changing both sinks
-            cfg.write_text(_hup_config(tmp_path, frames, detector_card, mosquitto, 31 if i % 2 == 0 else 30,
-                                       "b.jsonl" if i % 2 == 0 else "a.jsonl"))
+            # written atomically, as an operator's tooling should: a SIGHUP that lands while the file
+            # is half-written would read a truncated config, and refusing that is right
+            tmp_cfg = cfg.with_suffix(".tmp")
+            tmp_cfg.write_text(_hup_config(tmp_path, frames, detector_card, mosquitto, 31 if i % 2 == 0 else 30,
+                                           "b.jsonl" if i % 2 == 0 else "a.jsonl"))
+            os.replace(tmp_cfg, cfg)
             daemon.signal(signal.SIGHUP)
             time.sleep((0.02, 0.05, 0.08)[i % 3])
         time.sleep(1.0)  # the last reload takes over
