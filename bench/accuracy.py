@@ -243,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         if "error" not in r:
             for line in target_checks(r):
                 print("target: " + line)
-    result = {"rows": rows, "mean": means, "args": {k: (str(v) if isinstance(v, Path) else v)
-                                                     for k, v in vars(args).items()}}
+    root = Path(__file__).resolve().parents[1]  # paths relative to the checkout: no machine's absolute path
+    result = {"rows": rows, "mean": means,
+              "args": {k: (os.path.relpath(v.resolve(), root) if isinstance(v, Path) else v)
+                       for k, v in vars(args).items()}}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
