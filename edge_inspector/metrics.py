@@ -81,6 +81,39 @@ def _build_labels() -> dict[str, str]:
     return {"version": __version__, "python": platform.python_version(), "onnxruntime": ort}
 
 
+class OpsMetrics:
+    """The operations metrics, registered once per ``Metrics`` registry (reloads reuse them)."""
+
+    def __init__(self, registry: Any):
+        self.drift_psi = Gauge(f"{PREFIX}_drift_psi", "PSI of recent OK scores against the drift reference.",
+                               ["camera"], registry=registry)
+        self.drift_shift = Gauge(f"{PREFIX}_drift_median_shift",
+                                 "Median OK score of the window minus the reference's (normalised units).",
+                                 ["camera"], registry=registry)
+        self.drift_alarm = Gauge(f"{PREFIX}_drift_alarm", "1 while the camera's drift alarm is raised.",
+                                 ["camera"], registry=registry)
+        self.shadow_frames = Counter(
+            f"{PREFIX}_shadow_frames_total",
+            "Frames per shadow model by result: agree, shadow_only_defect, primary_only_defect, skipped, error.",
+            ["model", "result"], registry=registry)
+        self.shadow_agreement = Gauge(f"{PREFIX}_shadow_agreement_ratio",
+                                      "Share of compared frames where the shadow agreed with the verdict.",
+                                      ["model"], registry=registry)
+        self.review_frames = Counter(f"{PREFIX}_review_frames_total", "Frames captured for review, by reason.",
+                                     ["reason"], registry=registry)
+        self.review_skipped = Counter(f"{PREFIX}_review_skipped_total",
+                                      "Frames not captured for review because the quota was reached.",
+                                      registry=registry)
+
+    @classmethod
+    def of(cls, metrics: Any) -> OpsMetrics:
+        """The instance ``Metrics`` registered at construction (so a fresh exporter lists them)."""
+        ops = getattr(metrics, "ops", None)
+        if ops is None:
+            ops = metrics.ops = cls(metrics.registry)
+        return ops
+
+
 class Metrics:
     """All metrics of one daemon instance, registered in a private registry.
 
@@ -168,9 +201,7 @@ class Metrics:
         # process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds...: what a
         # months-long daemon is watched for (bench/soak.py measures the same).
         ProcessCollector(registry=r)
-        from .operations import OpsMetrics  # drift alarm, shadow agreement, review capture
-
-        self.ops = OpsMetrics(r)
+        self.ops = OpsMetrics(r)  # drift alarm, shadow agreement, review capture
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.host: str | None = None

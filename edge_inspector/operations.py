@@ -18,15 +18,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
 from .drift import DriftMonitor, load_reference
 from .messages import Verdict
+from .metrics import OpsMetrics
 from .review import ReviewCapture
 from .shadow import ShadowGate, compare, shadow_verdict
 
 log = logging.getLogger(__name__)
-PREFIX = "edge_inspector"
 
 
 @dataclass
@@ -36,39 +34,6 @@ class Event:
     kind: str
     camera: str
     payload: str
-
-
-class OpsMetrics:
-    """The operations metrics, registered once per ``Metrics`` registry (reloads reuse them)."""
-
-    def __init__(self, registry: Any):
-        self.drift_psi = Gauge(f"{PREFIX}_drift_psi", "PSI of recent OK scores against the drift reference.",
-                               ["camera"], registry=registry)
-        self.drift_shift = Gauge(f"{PREFIX}_drift_median_shift",
-                                 "Median OK score of the window minus the reference's (normalised units).",
-                                 ["camera"], registry=registry)
-        self.drift_alarm = Gauge(f"{PREFIX}_drift_alarm", "1 while the camera's drift alarm is raised.",
-                                 ["camera"], registry=registry)
-        self.shadow_frames = Counter(
-            f"{PREFIX}_shadow_frames_total",
-            "Frames per shadow model by result: agree, shadow_only_defect, primary_only_defect, skipped, error.",
-            ["model", "result"], registry=registry)
-        self.shadow_agreement = Gauge(f"{PREFIX}_shadow_agreement_ratio",
-                                      "Share of compared frames where the shadow agreed with the verdict.",
-                                      ["model"], registry=registry)
-        self.review_frames = Counter(f"{PREFIX}_review_frames_total", "Frames captured for review, by reason.",
-                                     ["reason"], registry=registry)
-        self.review_skipped = Counter(f"{PREFIX}_review_skipped_total",
-                                      "Frames not captured for review because the quota was reached.",
-                                      registry=registry)
-
-    @classmethod
-    def of(cls, metrics: Any) -> OpsMetrics:
-        """The instance ``Metrics`` registered at construction (so a fresh exporter lists them)."""
-        ops = getattr(metrics, "ops", None)
-        if ops is None:
-            ops = metrics.ops = cls(metrics.registry)
-        return ops
 
 
 class Operations:
@@ -99,7 +64,7 @@ class Operations:
         mqtt_cfg = next((p for p in cfg.publishers if p.type == "mqtt"), None)
         if mqtt_cfg is None:
             return None
-        from .review import FlagListener
+        from .operator_flags import FlagListener
 
         return FlagListener(self.review, mqtt_cfg, cfg.line)
 
