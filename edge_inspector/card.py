@@ -82,6 +82,11 @@ class InputSpec(BaseModel):
         return self
 
 
+#: The calibrated threshold on the normalised scale: every model's ``score >= NORMALISED_THRESHOLD``
+#: is a defect, whatever its raw scale (``ScoreNormalization`` maps the raw threshold here).
+NORMALISED_THRESHOLD = 0.5
+
+
 class ScoreNormalization(BaseModel):
     """Maps a raw score to [0, 1] so that the calibrated threshold sits at exactly 0.5.
 

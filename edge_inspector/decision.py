@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .card import NORMALISED_THRESHOLD
 from .inference import ModelResult
 from .messages import ModelVote, Region, Verdict
 
@@ -66,10 +67,10 @@ VOTE_RULES = ("vote", "soft_vote")
 
 def member_confidence(score: float) -> float:
     """How sure one member is of its own vote: 0 at its threshold (0.5), 1 at a score of 0 or 1."""
-    return float(min(1.0, abs(float(score) - 0.5) * 2.0))
+    return float(min(1.0, abs(float(score) - NORMALISED_THRESHOLD) * 2.0))
 
 
-def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = 0.5,
+def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = NORMALISED_THRESHOLD,
          require_confirmation: bool = False) -> Fused:
     """Combine primary models' normalised scores with one of the rules.
 
@@ -92,9 +93,9 @@ def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = 0.5,
         raise ValueError("no primary model result to fuse")
     scores = np.array([o.result.score for o in used], dtype=np.float64)
     if rule == "any":
-        return Fused(bool((scores >= 0.5).any()), float(scores.max()), 0.5)
+        return Fused(bool((scores >= NORMALISED_THRESHOLD).any()), float(scores.max()), NORMALISED_THRESHOLD)
     if rule == "all":
-        return Fused(bool((scores >= 0.5).all()), float(scores.min()), 0.5)
+        return Fused(bool((scores >= NORMALISED_THRESHOLD).all()), float(scores.min()), NORMALISED_THRESHOLD)
     if rule == "weighted":
         weights = np.array([o.weight for o in used], dtype=np.float64)
         total = weights.sum()
@@ -106,16 +107,16 @@ def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = 0.5,
         if not classifiers:
             return fuse(outcomes, "any")
         score = max(o.result.score for o in classifiers)
-        defect = score >= 0.5
+        defect = score >= NORMALISED_THRESHOLD
         if defect and require_confirmation and detectors:
-            defect = max(o.result.score for o in detectors) >= 0.5
-        return Fused(defect, score, 0.5)
+            defect = max(o.result.score for o in detectors) >= NORMALISED_THRESHOLD
+        return Fused(defect, score, NORMALISED_THRESHOLD)
     if rule in VOTE_RULES:
         weights = np.array([o.weight for o in used], dtype=np.float64)
         if weights.sum() <= 0:
             weights = np.ones_like(weights)
         if rule == "vote":
-            share = float((weights * (scores >= 0.5)).sum() / weights.sum())
+            share = float((weights * (scores >= NORMALISED_THRESHOLD)).sum() / weights.sum())
             defect = share >= 0.5
             return Fused(defect, share, 0.5, share if defect else 1.0 - share)
         mean = float((weights * scores).sum() / weights.sum())
@@ -126,7 +127,7 @@ def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = 0.5,
 
 
 def regions_from_map(anomaly_map: np.ndarray, crop_size: tuple[int, int], offset: tuple[int, int] = (0, 0),
-                     level: float = 0.5, max_regions: int = MAX_REGIONS) -> list[Region]:
+                     level: float = NORMALISED_THRESHOLD, max_regions: int = MAX_REGIONS) -> list[Region]:
     """Bounding boxes of connected components of ``map >= level``, in frame pixels.
 
     The map (model resolution, normalised) is scaled to the crop size (width, height) and shifted by
@@ -167,10 +168,11 @@ def _vote(o: ModelOutcome) -> ModelVote:
     if o.result is None:
         return ModelVote(name=o.name, version=o.version, score=0.0, verdict="error")
     return ModelVote(name=o.name, version=o.version, score=round(o.result.score, 6),
-                     verdict="defect" if o.result.score >= 0.5 else "ok", defect_type=o.result.defect_type)
+                     verdict="defect" if o.result.score >= NORMALISED_THRESHOLD else "ok",
+                     defect_type=o.result.defect_type)
 
 
-def decide(ctx: FrameContext, outcomes: list[ModelOutcome], rule: str = "any", threshold: float = 0.5,
+def decide(ctx: FrameContext, outcomes: list[ModelOutcome], rule: str = "any", threshold: float = NORMALISED_THRESHOLD,
            require_confirmation: bool = False) -> tuple[Verdict, np.ndarray | None]:
     """The verdict for one frame and the anomaly map used (for the saved overlay).
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Backend, BackendError, create_backend
-from .card import ModelCard, card_path_for, load_card
+from .card import NORMALISED_THRESHOLD, ModelCard, card_path_for, load_card
 from .preprocess import to_batch
 
 # Input bytes one backend call may take. A batch of frames bigger than this runs in chunks, so the
@@ -42,7 +42,7 @@ class ModelResult:
 
     @property
     def is_defect(self) -> bool:
-        return self.score >= 0.5
+        return self.score >= NORMALISED_THRESHOLD
 
 
 class LoadedModel:

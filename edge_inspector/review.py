@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .card import NORMALISED_THRESHOLD
 from .messages import Verdict
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class ReviewCapture:
 
     @staticmethod
     def in_band(score: float | None, band: float) -> bool:
-        return score is not None and abs(score - 0.5) <= band
+        return score is not None and abs(score - NORMALISED_THRESHOLD) <= band
 
     def observe(self, verdict: Verdict, crop: np.ndarray | None) -> str | None:
         """Remember the frame for flagging; save it when its score is in the band. Returns the reason."""

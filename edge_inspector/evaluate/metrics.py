@@ -27,10 +27,11 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from ..card import NORMALISED_THRESHOLD
 from ..data.types import GOOD
 from .pro import ProCurve, label_regions, normalised_aupro, pro_curve
 
-CALIBRATED_THRESHOLD = 0.5
+CALIBRATED_THRESHOLD = NORMALISED_THRESHOLD  # the card's normalised threshold, under its toolchain name
 DEFAULT_FPR_LIMIT = 0.3
 
 # Composite score: weights of its components (missing ones are dropped and the rest re-weighted).
