@@ -147,11 +147,13 @@ def _gallery_html(report: Mapping[str, Any], pred: Predictions) -> str:
             try:
                 b64 = plots.overlay(str(sample.path), amap, str(sample.mask_path) if sample.mask_path else None)
             except Exception as exc:  # noqa: BLE001 - one unreadable image must not lose the report
-                tiles.append(f'<div class="tile">{html.escape(sample.path.name)}: {html.escape(str(exc))}</div>')
+                tiles.append(f'<div class="tile">{html.escape(sample.path.parent.name)}/'
+                             f'{html.escape(sample.path.name)}: {html.escape(str(exc))}</div>')
                 continue
             cls = "tile err" if item["error"] else "tile"
             verdict = "ERROR" if item["error"] else "correct (closest call)"
-            tiles.append(f'<div class="{cls}">{img(b64, sample.path.name)}<br>{html.escape(sample.path.name)}'
+            shown = f"{sample.path.parent.name}/{sample.path.name}"  # names repeat across defect-type folders
+            tiles.append(f'<div class="{cls}">{img(b64, shown)}<br>{html.escape(shown)}'
                          f"<br>{html.escape(item['defect_type'])}, score {item['score']:.3f}, {verdict}</div>")
         parts.append(f"<h3>{html.escape(title)}</h3>"
                      + (f'<div class="gallery">{"".join(tiles)}</div>' if tiles else "<p>none</p>"))

@@ -88,10 +88,13 @@ def test_report_files_are_self_contained(detector_eval, tmp_path):
     assert "<script" not in text and "<link" not in text
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
     assert len(images) >= 6  # histogram, ROC, PR, confusion, PRO curve, gallery tiles
-    for name in ("ROC", "Per defect type", "Gallery", "Model card", "PRO"):
-        assert name in text
+    for name in ("ROC", "Per defect type", "Gallery", "Model card", "PRO", "false rejects vs escapes"):
+        assert name in text or name in "".join(re.findall(r'alt="([^"]+)"', text)), name
+    shown = pred.samples[report["gallery"]["false_negatives"][0]["index"]].path
+    assert f"{shown.parent.name}/{shown.name}" in text  # gallery names carry their folder
     summary = terminal_summary(report)
     assert "image AUROC" in summary and "escape" in summary and "PRO" in summary
+    assert summary.startswith("At the calibrated threshold the model rejects")  # the operating point first
 
 
 def test_ranking_metrics_survive_clipped_normalisation(eval_models, eval_samples, detector_eval, tmp_path):
