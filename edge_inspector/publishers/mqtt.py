@@ -354,6 +354,12 @@ class MqttPublisher:
             except (RuntimeError, ValueError) as exc:
                 log.warning("mqtt: could not publish offline status: %s", exc)
         self._client.disconnect()
+        # Let the network thread send DISCONNECT before it stops: a socket that just closes makes the
+        # broker publish our will ("offline"), and a successor with the same client id taking over
+        # the session does the same -- a reload must not tell the line the daemon went away.
+        deadline = time.monotonic() + 2.0
+        while self._connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._client.loop_stop()
         self._connected.clear()
         self._closed = True
