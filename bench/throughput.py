@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 #: beside, never instead of, the measured frames/s.
 CORES = int(os.environ.get("EI_BENCH_CORES", "2"))
 
-#: /work/shared/TARGETS.md "Speed": daemon end to end, frames/s
+#: ../shared/TARGETS.md "Speed": daemon end to end, frames/s
 TARGETS = {
     "classifier_256_fps": 200.0,
     "feature_memory_fps": 150.0,

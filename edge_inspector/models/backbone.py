@@ -8,7 +8,7 @@ TensorFlow), so features are right at 64 px, 224 px or 513 px alike.
 Parameter names follow the ``.pth`` files exactly (``_conv_stem``, ``_bn0``, ``_blocks.N.*``,
 ``_conv_head``, ``_bn1``, ``_fc``) so ``load_state_dict(strict=True)`` proves every tensor landed.
 The weights come from TensorFlow: inputs are normalised with mean = std = 0.5 (see
-/work/shared/BACKBONE.md).
+../shared/BACKBONE.md).
 """
 
 from __future__ import annotations
