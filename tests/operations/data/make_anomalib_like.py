@@ -49,7 +49,13 @@ def main() -> None:
     torch.onnx.export(model, (torch.rand(2, 3, 256, 256),), str(tmp), input_names=["input"],
                       output_names=["pred_score", "pred_label", "anomaly_map", "pred_mask"],
                       dynamic_shapes={"image": {2: height, 3: width}}, dynamo=True)
-    onnx.save(onnx.load(str(tmp)), str(OUT))  # one file, no external .data
+    model = onnx.load(str(tmp))
+    for node in model.graph.node:  # the exporter's stack traces name this machine's paths
+        node.doc_string = ""
+        keep = [p for p in node.metadata_props if "File " not in p.value]
+        del node.metadata_props[:]
+        node.metadata_props.extend(keep)
+    onnx.save(model, str(OUT))  # one file, no external .data
     tmp.unlink()
     Path(str(tmp) + ".data").unlink(missing_ok=True)
 
