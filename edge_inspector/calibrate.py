@@ -253,8 +253,12 @@ def calibrate_scores(scores: np.ndarray, labels: np.ndarray | None = None, metho
         if peaks.shape != scores.shape:
             raise CalibrationError(f"{peaks.size} map maxima but {scores.size} scores")
         budget = target if method == "fpr" else DEFAULT_TARGETS["fpr"]
-        cal.pixel_threshold = threshold_for_fpr(peaks[labels == 0], budget)
-        cal.pixel_min, cal.pixel_max = span_around(cal.pixel_threshold, float(peaks.min()), float(peaks.max()))
+        known = np.isfinite(peaks)  # NaN: an image whose map was not kept (scored out-of-fold)
+        normal_peaks = peaks[(labels == 0) & known]
+        if normal_peaks.size:
+            cal.pixel_threshold = threshold_for_fpr(normal_peaks, budget)
+            cal.pixel_min, cal.pixel_max = span_around(cal.pixel_threshold, float(peaks[known].min()),
+                                                       float(peaks[known].max()))
     return cal
 
 
@@ -343,8 +347,8 @@ def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: st
         extra = np.asarray(extra_normal_scores, np.float64).ravel()
         scores = np.r_[scores, extra]
         labels = np.r_[labels, np.zeros(extra.size, np.int64)]
-        if peaks is not None:
-            peaks = None  # map peaks of the out-of-fold images are not known; the pixel rule uses masks
+        if peaks is not None:  # the out-of-fold images' map peaks are not kept: the val peaks set the pixel rule
+            peaks = np.r_[peaks, np.full(extra.size, np.nan)]
         source = f"{source} + {extra.size} {extra_source or 'extra normal'}".strip(" +")
     cal = calibrate_scores(scores, labels, method=method, target=target, maps=maps, masks=masks, map_max=peaks)
     if write_card:
