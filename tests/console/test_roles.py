@@ -77,7 +77,8 @@ def test_engineer_trains_but_name_and_arguments_stay_in_the_job_folder(db, setti
     form = {"dataset": dataset.pk, "kind": "feature_memory", "evaluate": ""}
     response = eng.post("/training/", {**form, "name": "../../../escaped-by-name"})
     assert response.status_code == 400 and b"no &#x27;..&#x27;" in response.content
-    response = eng.post("/training/", {**form, "name": "ok", "extra_args": "--out elsewhere/x --max-train 4 --threads 1"})
+    extra = "--out elsewhere/x --max-train 4 --threads 1"
+    response = eng.post("/training/", {**form, "name": "ok", "extra_args": extra})
     assert response.status_code == 400 and b"&#x27;--out&#x27; is not allowed here" in response.content
     for bad in ("--calibration-dir /tmp", "--include-review /etc", "-o weights=/etc/passwd", "--name x",
                 "--out=/tmp", "extra-positional", "--threads 1e9", "--backbone resnet50"):
