@@ -45,11 +45,19 @@ def _calibration_samples(dataset: Dataset, source: CalibrationSource) -> tuple[l
     return dataset.split("train"), "train"
 
 
-def limit_train(dataset: Dataset, max_train: int | None, seed: int = 0) -> Dataset:
-    """The dataset with at most ``max_train`` training images (a seeded random subset).
+def limit_train(dataset: Dataset, max_train: int | None, seed: int = 0, defects_first: bool = True) -> Dataset:
+    """The dataset with at most ``max_train`` training images (a seeded subset).
 
     Fit time of a memory-bank detector grows with the training set while accuracy saturates
     after a few hundred images; benchmarks and the CLI cap it with this.
+
+    Defective images come first: they are rare, and a random cap of 200 out of 800 training images
+    keeps only a quarter of them, while a model that learns from defects (classifier, segmenter)
+    needs every one. So every defective image is kept up to half the cap (a seeded sample beyond
+    that, so good parts still make up the other half), good parts fill the rest, and defects fill
+    in where good parts run short. The split info records the rule (``max_train_rule``) so that
+    ``quantize`` rebuilds the same subset; ``defects_first=False`` is the plain random subset that
+    older cards were trained on. A split of good parts only gets the same subset either way.
     """
     import random
     from dataclasses import replace
@@ -59,9 +67,18 @@ def limit_train(dataset: Dataset, max_train: int | None, seed: int = 0) -> Datas
         return dataset
     if max_train < 1:
         raise DatasetError(f"max_train must be at least 1, got {max_train}")
-    keep = {s.path for s in random.Random(seed).sample(train, max_train)}
-    samples = [s for s in dataset.samples if s.split != "train" or s.path in keep]
+    rng = random.Random(seed)
+    defects = [s for s in train if s.label == 1]
     info = dict(dataset.split_info, max_train=max_train)
+    if defects_first and defects:
+        good = [s for s in train if s.label != 1]
+        n_defects = min(len(defects), max(max_train // 2, max_train - len(good)))
+        chosen = rng.sample(defects, n_defects) + rng.sample(good, min(len(good), max_train - n_defects))
+        info["max_train_rule"] = "defects_first"
+    else:
+        chosen = rng.sample(train, max_train)
+    keep = {s.path for s in chosen}
+    samples = [s for s in dataset.samples if s.split != "train" or s.path in keep]
     return replace(dataset, samples=samples, split_info=info)
 
 

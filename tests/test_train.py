@@ -233,3 +233,36 @@ def test_cli_auto_refuses_to_replace_a_model_of_the_same_name(tmp_path: Path, mo
     err = capsys.readouterr().err
     assert "models/my-part-feature_memory.card.json exist(s)" in err and "--force" in err and "models/auto" in err
     assert card.read_text() == "{}" and not (tmp_path / "models" / "candidates").exists()
+
+
+def test_max_train_cap_keeps_defects_first(tmp_path: Path) -> None:
+    """A random cap drops most of the rare defects a supervised model learns from: defects come first (up to
+    half the cap), good parts fill the rest, the rule is recorded, and quantize's rebuild gets the same subset."""
+    data = _plain_folders(tmp_path / "part", n_normal=60, per_type=5)
+    dataset = load_dataset(data, scheme="stratified", seed=0)
+    train = dataset.split("train")
+    n_defects = sum(s.label for s in train)
+    assert 4 <= n_defects <= 8 and len(train) > 30  # few defects among many good parts, as on a line
+
+    capped = limit_train(dataset, 20, seed=0)
+    kept = capped.split("train")
+    assert len(kept) == 20 and sum(s.label for s in kept) == n_defects  # every defect kept
+    assert capped.split_info["max_train_rule"] == "defects_first"
+    assert capped.split("val") == dataset.split("val") and capped.split("test") == dataset.split("test")
+    assert limit_train(dataset, 20, seed=0).split("train") == kept  # seeded: rebuilt identically (quantize)
+
+    tiny = limit_train(dataset, 4, seed=0).split("train")  # more defects than half the cap: half and half
+    assert sum(s.label for s in tiny) == 2 and len(tiny) == 4
+
+    # the old rule, still there for cards trained before: a random subset that loses defects
+    lost = [sum(s.label for s in limit_train(dataset, 20, seed=k, defects_first=False).split("train"))
+            for k in range(5)]
+    assert min(lost) < n_defects
+    assert "max_train_rule" not in limit_train(dataset, 20, seed=0, defects_first=False).split_info
+
+    from edge_inspector.data.readers import hold_out_defects
+
+    good_only = hold_out_defects(load_dataset(data))  # good parts only: the subset is the plain random one
+    assert not any(s.label for s in good_only.split("train"))
+    assert (limit_train(good_only, 10, seed=3).split("train")
+            == limit_train(good_only, 10, seed=3, defects_first=False).split("train"))

@@ -72,7 +72,8 @@ def load_training_dataset(card: ModelCard, data: Path, card_path: Path, **overri
     recorded = card.training.model_dump().get("split") or {}
     dataset = split_like_training(dataset, recorded)
     if recorded.get("max_train"):
-        dataset = limit_train(dataset, int(recorded["max_train"]), seed=card.training.seed or 0)
+        dataset = limit_train(dataset, int(recorded["max_train"]), seed=card.training.seed or 0,
+                              defects_first=recorded.get("max_train_rule") == "defects_first")
     expected = card.training.data_digest
     if expected:
         digest = dataset.digest("train")
