@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from ..models import DETECTORS, KIND_LABELS
 from .models import TrainingJob, audit
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,8 @@ _lock = threading.RLock()
 _children: dict[int, subprocess.Popen] = {}
 CANCEL_MARKER = "cancel-requested"
 
-DETECTOR_KINDS = [
-    ("feature_memory", "Feature-memory detector (PatchCore-style, normal images only)"),
-    ("autoencoder", "Autoencoder (normal images only)"),
-    ("classifier", "EfficientNet-Lite classifier (needs labelled defects)"),
-]
+# The training form lists every registered detector kind (the registry is the one list; importing it needs no torch).
+DETECTOR_KINDS = [(kind, KIND_LABELS.get(kind, kind)) for kind in DETECTORS]
 
 
 class JobArgumentError(ValueError):

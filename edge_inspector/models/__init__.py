@@ -11,7 +11,8 @@ from typing import Any
 
 from .base import Detector, DetectorError
 
-__all__ = ["DETECTORS", "NORMAL_ONLY_KINDS", "Detector", "DetectorError", "create_detector", "detector_class"]
+__all__ = ["DETECTORS", "KIND_LABELS", "NORMAL_ONLY_KINDS", "Detector", "DetectorError", "create_detector",
+           "detector_class"]
 
 DETECTORS: dict[str, str] = {
     "feature_memory": "edge_inspector.models.feature_memory:FeatureMemoryDetector",
@@ -22,6 +23,19 @@ DETECTORS: dict[str, str] = {
     "features_rf": "edge_inspector.models.deep_features:FeaturesRFDetector",
     "features_xgb": "edge_inspector.models.deep_features:FeaturesXGBDetector",
     "segmenter": "edge_inspector.models.segmenter:SegmenterDetector",
+}
+
+# What each kind is and what it needs, in a user's words: the console's training form lists the registry
+# with these labels, so a new kind shows up there without a second list (tests check every kind has one).
+KIND_LABELS: dict[str, str] = {
+    "feature_memory": "Feature-memory detector (PatchCore-style, normal images only)",
+    "autoencoder": "Autoencoder (normal images only)",
+    "classifier": "EfficientNet-Lite classifier (needs labelled defects)",
+    "custom_cnn": "Small custom CNN classifier (needs labelled defects)",
+    "features_svm": "Deep features + SVM (needs labelled defects)",
+    "features_rf": "Deep features + random forest (needs labelled defects)",
+    "features_xgb": "Deep features + XGBoost (needs labelled defects)",
+    "segmenter": "Defect segmenter (needs labelled defects with masks; learns where the defect is)",
 }
 
 

@@ -168,3 +168,23 @@ def test_concurrent_refresh_finishes_a_job_once_with_its_model(committed_db, set
     assert job.status == "done", job.error
     assert TrainedModel.objects.filter(job=job).count() == 1
     assert seen and all(s == ("done", 1) for s in seen), seen
+
+
+def test_training_form_lists_every_registered_kind(client, settings_console, dataset):
+    """The form reads the detector registry: the segmenter (and any kind added later) can be trained from the
+    console, and the page shows each kind's label."""
+    from edge_inspector.models import DETECTORS, KIND_LABELS
+
+    assert set(KIND_LABELS) == set(DETECTORS)  # a new kind gets a label where it is registered
+    page = client.get("/training/").content.decode()
+    for kind in DETECTORS:
+        assert f'value="{kind}"' in page, kind
+    assert KIND_LABELS["segmenter"].split(" (")[0] in page
+    response = client.post("/training/", {"dataset": dataset.pk, "kind": "segmenter", "name": "widget-seg",
+                                          "seed": 1})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job = TrainingJob.objects.get()
+    assert job.kind == "segmenter"
+    argv = jobs.build_steps(job, Path("out"), Path("report"))[0]["argv"]
+    assert argv[argv.index("--model") + 1] == "segmenter"
+    assert wait_finished(job).status == "done", job.error  # the stand-in trainer took it
