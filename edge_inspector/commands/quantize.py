@@ -37,6 +37,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def recalibration_line(result) -> str:
+    """How the fp32 threshold was carried over to the int8 scores (export/quantize.transfer_normalization)."""
+    from ..card import load_card
+
+    card = load_card(result.card_path, verify=False)
+    info = card.extra.get("quantization", {}).get("recalibration") or {}
+    if not info.get("applied"):
+        return f"threshold: the fp32 model's, unchanged ({info.get('why', 'no transfer recorded')})"
+    return (f"threshold: fp32 calibration transferred to int8 scores (int8 = {info['slope']:.4g} x fp32 "
+            f"{info['intercept']:+.4g}, fitted on {info['n_images']} images): raw {card.normalization.threshold:.4g}; "
+            f"verdicts differing from fp32: {info['verdict_flips_with_fp32_normalization']} with the fp32 "
+            f"threshold, {result.check.verdict_flips} with the transferred one")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..backends.base import BackendError
     from ..card import CardError
@@ -56,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"int8 model: {result.card_path} (backend: onnxruntime"
                   + (", or openvino with precision: int8" if any(c.passed for c in result.extra_checks) else "")
                   + "; its normalisation is the fp32 model's)")
+            print(recalibration_line(result))
             if result.check.verdict_flips:
-                print(f"note: {result.check.verdict_flips} verdict(s) changed at the fp32 threshold: recalibrate "
-                      f"the int8 model before it runs on a line (`edge-inspector calibrate {result.card_path} "
-                      f"{args.data}`)")
+                print(f"note: {result.check.verdict_flips} verdict(s) still differ from fp32 at the transferred "
+                      f"threshold; to set it from the int8 scores alone: `edge-inspector calibrate "
+                      f"{result.card_path} {args.data}`")
             return 0
         check = check_reduced_precision(args.model, args.data, args.precision, device=args.device,
                                         tolerance=args.tolerance, threads=args.threads, **split)

@@ -11,6 +11,11 @@ returns a ``PrecisionCheck``: both AUROCs, the largest normalised-score change a
 A drop in image AUROC beyond the tolerance (default 0.005, TARGETS.md) fails the check; a failed
 int8 model is deleted, a failed bf16 check is recorded so the OpenVINO backend keeps refusing bf16.
 
+The int8 card does not keep the fp32 threshold as it is: int8 shifts raw scores, so the fp32
+calibration is carried over through a line fitted from fp32 to int8 scores on the validation images
+(``transfer_normalization``; the fit and the verdict flips before and after go into
+``extra.quantization.recalibration``), and the recorded check counts flips after that transfer.
+
 Why anomaly detectors quantize only their convolutions by default: their final layers measure
 distances to a memory of *normal* features, and activation ranges calibrated on normal images clip
 exactly the large values a defect produces. Convolutions (the backbone: almost all of the compute)
@@ -30,7 +35,7 @@ import numpy as np
 
 from ..backends.base import BackendError
 from ..backends.precision import DEFAULT_AUROC_TOLERANCE, PrecisionCheck, record_check
-from ..card import ModelCard, card_path_for, load_card, sha256_file
+from ..card import NORMALISED_THRESHOLD, ModelCard, ScoreNormalization, card_path_for, load_card, sha256_file
 from ..data.types import Dataset, DatasetError, Sample
 from ..inference import LoadedModel
 from ..preprocess import decode_image, to_batch
@@ -111,26 +116,93 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None
 
 
-def _score(model: LoadedModel, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
-    raw, norm = [], []
+@dataclass
+class Scores:
+    """One model's raw scores on a list of images, and a strided sample of its raw anomaly-map pixels."""
+
+    raw: np.ndarray
+    map_pixels: np.ndarray | None = None
+
+    def normalised(self, norm: ScoreNormalization) -> np.ndarray:
+        return np.asarray(norm.score(self.raw), np.float64)
+
+
+#: every MAP_STRIDE-th map pixel in each direction goes into the pixel-threshold transfer fit
+MAP_STRIDE = 4
+
+
+def _score(model: LoadedModel, samples: Sequence[Sample]) -> Scores:
+    raw, pixels = [], []
     h, w = model.input_size
     for batch in _batches(samples, h, w):
         for r in model.run_batch(batch):
             raw.append(r.raw_score)
-            norm.append(r.score)
-    return np.asarray(raw, np.float64), np.asarray(norm, np.float64)
+            if r.raw_map is not None:
+                pixels.append(np.asarray(r.raw_map, np.float64)[::MAP_STRIDE, ::MAP_STRIDE].ravel())
+    return Scores(np.asarray(raw, np.float64), np.concatenate(pixels) if pixels else None)
+
+
+def _linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """Least-squares y = slope * x + intercept; None when it cannot serve as a monotone score map."""
+    if len(x) < 3 or float(np.ptp(x)) <= 0:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    return (float(slope), float(intercept)) if slope > 0 else None
+
+
+def transfer_normalization(norm: ScoreNormalization, reference: Scores,
+                           reduced: Scores) -> tuple[ScoreNormalization, dict]:
+    """The fp32 model's calibration carried over to the reduced model's raw-score scale.
+
+    Why not keep the fp32 normalisation: int8 shifts raw scores (a feature-memory detector's distances
+    grow by ~0.6 of a 4-unit span on the demo part), so the fp32 threshold moved verdicts of good parts
+    near it (17 of 76 validation images). Why not calibrate anew: the fp32 threshold came from
+    out-of-fold training scores and a rule (fpr, f1, recall, cost) that a quantized copy cannot
+    reproduce without refitting the model. So the reduced model's raw scores are regressed on the fp32
+    ones over the same images (label-free: val + test, no threshold is chosen on them) and the
+    threshold, min and max (and the pixel ones, from the anomaly-map pixels) are mapped through that
+    line: the operating point stays where the fp32 rule put it, to the extent the two scores agree.
+    Returns (normalisation, record); an unusable fit (too few images, slope <= 0) keeps ``norm``.
+    """
+    if norm.method == "uncalibrated":
+        return norm, {"applied": False, "why": "the fp32 model is uncalibrated"}
+    image = _linear_fit(reference.raw, reduced.raw)
+    if image is None:
+        return norm, {"applied": False, "why": f"no increasing linear fit over {len(reference.raw)} images"}
+    slope, intercept = image
+    update = {"threshold": slope * norm.threshold + intercept, "min": slope * norm.min + intercept,
+              "max": slope * norm.max + intercept, "method": f"{norm.method}, transferred to int8"}
+    record: dict = {"applied": True, "n_images": int(len(reference.raw)), "slope": round(slope, 6),
+                    "intercept": round(intercept, 6)}
+    pixel = None
+    if norm.pixel_threshold is not None and reference.map_pixels is not None and reduced.map_pixels is not None \
+            and len(reference.map_pixels) == len(reduced.map_pixels):
+        pixel = _linear_fit(reference.map_pixels, reduced.map_pixels)
+    ps, pi = pixel or image  # no pixel fit: the image line (what anomaly_map falls back to anyway)
+    for key in ("pixel_threshold", "pixel_min", "pixel_max"):
+        value = getattr(norm, key)
+        if value is not None:
+            update[key] = ps * value + pi
+    if pixel is not None:
+        record.update(pixel_slope=round(ps, 6), pixel_intercept=round(pi, 6),
+                      n_map_pixels=int(len(reference.map_pixels)))
+    return norm.model_copy(update=update), record
 
 
 def check_precision(reference: LoadedModel, reduced: LoadedModel, samples: Sequence[Sample], *, split: str,
                     dataset: str = "", tolerance: float = DEFAULT_AUROC_TOLERANCE, device: str = "CPU",
-                    calibration_images: int | None = None) -> PrecisionCheck:
-    """Score the same images with both models; AUROC on raw scores (ranking), differences on normalised."""
+                    calibration_images: int | None = None, scores: tuple[Scores, Scores] | None = None,
+                    ) -> PrecisionCheck:
+    """Score the same images with both models; AUROC on raw scores (ranking), differences and verdict
+    flips on normalised scores, each model through its own card's normalisation. ``scores``: the
+    (reference, reduced) scores of ``samples`` when already computed."""
     labels = np.array([s.label for s in samples], dtype=int)
-    ref_raw, ref_norm = _score(reference, samples)
-    red_raw, red_norm = _score(reduced, samples)
+    ref, red = scores or (_score(reference, samples), _score(reduced, samples))
+    ref_raw, red_raw = ref.raw, red.raw
+    ref_norm, red_norm = ref.normalised(reference.card.normalization), red.normalised(reduced.card.normalization)
     a_ref, a_red = _auroc(labels, ref_raw), _auroc(labels, red_raw)
     drop = None if a_ref is None or a_red is None else a_ref - a_red
-    flips = int(np.sum((ref_norm >= 0.5) != (red_norm >= 0.5)))
+    flips = int(np.sum((ref_norm >= NORMALISED_THRESHOLD) != (red_norm >= NORMALISED_THRESHOLD)))
     precision = getattr(reduced.backend, "precision", "int8")
     return PrecisionCheck(
         backend=reduced.backend.name, precision=precision, device=device,
@@ -285,8 +357,17 @@ def quantize_int8(card_path: Path | str, data: Path | str, *, tolerance: float =
     q_card.extra.pop("precision_checks", None)
     q_card.save(dst_card)
     reference = LoadedModel.load(card_path, threads=threads)
-    checks = [check_precision(reference, LoadedModel.load(dst_card, threads=threads), val, split=split_name,
-                              dataset=str(data), tolerance=tolerance, calibration_images=len(calibration))]
+    ref_scores = _score(reference, val)
+    red_scores = _score(LoadedModel.load(dst_card, threads=threads), val)
+    before = int(np.sum((ref_scores.normalised(card.normalization) >= NORMALISED_THRESHOLD)
+                        != (red_scores.normalised(card.normalization) >= NORMALISED_THRESHOLD)))
+    q_card.normalization, transfer = transfer_normalization(card.normalization, ref_scores, red_scores)
+    transfer["verdict_flips_with_fp32_normalization"] = before
+    q_card.extra["quantization"]["recalibration"] = transfer
+    q_card.save(dst_card)
+    quantized = LoadedModel.load(dst_card, threads=threads)
+    checks = [check_precision(reference, quantized, val, split=split_name, dataset=str(data), tolerance=tolerance,
+                              calibration_images=len(calibration), scores=(ref_scores, red_scores))]
     if also_openvino:
         try:
             ov = LoadedModel.load(dst_card, backend="openvino", threads=threads, precision="int8",
@@ -294,8 +375,8 @@ def quantize_int8(card_path: Path | str, data: Path | str, *, tolerance: float =
         except BackendError as exc:  # not installed, or no int8 on this CPU: the ORT check still stands
             log.info("no OpenVINO int8 check: %s", exc)
         else:
-            checks.append(check_precision(reference, ov, val, split=split_name, dataset=str(data),
-                                          tolerance=tolerance, calibration_images=len(calibration)))
+            checks.append(check_precision(reference, ov, val, split=split_name, dataset=str(data), tolerance=tolerance,
+                                          calibration_images=len(calibration), scores=(ref_scores, _score(ov, val))))
     for check in checks:
         record_check(q_card, check)
     main = checks[0]

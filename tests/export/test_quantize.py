@@ -13,13 +13,21 @@ import pytest
 
 from edge_inspector.backends import BackendError
 from edge_inspector.backends.precision import read_checks
-from edge_inspector.card import load_card
+from edge_inspector.card import ScoreNormalization, load_card
 from edge_inspector.data.readers import load_dataset
-from edge_inspector.export.quantize import QuantizeError, check_reduced_precision, quantize_int8
+from edge_inspector.export.quantize import (
+    QuantizeError,
+    Scores,
+    _score,
+    check_reduced_precision,
+    quantize_int8,
+    transfer_normalization,
+    validation_samples,
+)
 from edge_inspector.inference import LoadedModel
 from tests.fixtures.conv_models import make_conv_model
 from tests.fixtures.models import make_frame, write_frames
-from tests.test_daemon import ROOT, DaemonProc, read_jsonl
+from tests.runtime.test_daemon import ROOT, DaemonProc, read_jsonl
 
 
 def _frame(defect: bool, seed: int) -> np.ndarray:
@@ -154,3 +162,38 @@ def test_training_subset_is_reproduced_before_the_digest_check(trained, tmp_path
     card = make_conv_model(tmp_path / "m", training=training)
     result = quantize_int8(card, root, max_calibration=12, threads=1, also_openvino=False)
     assert load_card(result.card_path).extra["quantization"]["calibration_images"] == 12
+
+
+def test_transfer_moves_the_threshold_onto_the_shifted_scale_and_refuses_a_falling_fit():
+    """int8 that scales and shifts raw scores: the threshold follows, so good parts near it keep their verdict."""
+    rng = np.random.default_rng(0)
+    fp32 = np.r_[rng.normal(10, 1, 200), rng.normal(16, 1, 40)]
+    int8 = 1.2 * fp32 + 3 + rng.normal(0, 0.05, fp32.size)
+    norm = ScoreNormalization(threshold=13, min=10, max=16, pixel_threshold=14, pixel_min=9, pixel_max=20,
+                              method="fpr=0.01")
+    new, record = transfer_normalization(norm, Scores(fp32), Scores(int8))
+    assert record["applied"] and record["slope"] == pytest.approx(1.2, abs=0.01)
+    assert new.threshold == pytest.approx(1.2 * 13 + 3, abs=0.05) and new.max == pytest.approx(1.2 * 16 + 3, abs=0.1)
+    assert new.pixel_threshold == pytest.approx(1.2 * 14 + 3, abs=0.1)  # no maps: the image line
+    assert new.method == "fpr=0.01, transferred to int8"
+    before = np.sum((norm.score(fp32) >= 0.5) != (norm.score(int8) >= 0.5))
+    after = np.sum((norm.score(fp32) >= 0.5) != (new.score(int8) >= 0.5))
+    assert before > 100 and after <= 2
+    kept, why = transfer_normalization(norm, Scores(fp32), Scores(-fp32))
+    assert kept == norm and not why["applied"] and "increasing" in why["why"]
+
+
+def test_int8_card_carries_the_fp32_threshold_over_to_its_own_scores(trained):
+    root, card = trained
+    result = quantize_int8(card, root, max_calibration=16, threads=1, force=True, also_openvino=False)
+    q_card = load_card(result.card_path)
+    info = q_card.extra["quantization"]["recalibration"]
+    assert info["applied"] and info["n_images"] == result.check.n_images
+    assert result.check.verdict_flips <= info["verdict_flips_with_fp32_normalization"]
+    fp32, int8 = LoadedModel.load(card), LoadedModel.load(result.card_path)
+    assert q_card.normalization.threshold != fp32.card.normalization.threshold
+    _, val = validation_samples(load_dataset(root))
+    ref, red = _score(fp32, val), _score(int8, val)
+    shift_fp32_norm = np.mean(red.normalised(fp32.card.normalization) - ref.normalised(fp32.card.normalization))
+    shift_transferred = np.mean(red.normalised(q_card.normalization) - ref.normalised(fp32.card.normalization))
+    assert abs(shift_transferred) <= abs(shift_fp32_norm) + 1e-6
