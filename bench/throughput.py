@@ -207,7 +207,7 @@ def centred_roi(hw: tuple[int, int]) -> list[int] | None:
 
 
 def run_daemon(v: dict, frames_dir: Path, pattern: str, workdir: Path, args, roi: list[int] | None) -> dict:
-    from edge_inspector.daemon import Daemon
+    from edge_inspector.runtime.daemon import Daemon
 
     tag = f"{v['backend']}-{v['precision']}"
     jsonl = workdir / f"verdicts-{tag}.jsonl"

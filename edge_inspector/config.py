@@ -20,11 +20,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .drift import DriftConfig
+from .lineops.drift import DriftConfig
+from .lineops.review import ReviewConfig
+from .lineops.shadow import ShadowConfig
 from .parts import PartTriggerConfig, compile_part_pattern
 from .publishers import PublisherConfig
-from .review import ReviewConfig
-from .shadow import ShadowConfig
 from .sources.genicam import GenicamSourceConfig  # defined beside its source: imports without Aravis
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

@@ -193,7 +193,7 @@ def test_backend_options_reach_the_backend(tmp_path):
 
 
 def test_missing_tensorrt_engine_is_a_clear_problem(tmp_path, detector_card):
-    from edge_inspector.daemon import load_models
+    from edge_inspector.runtime.daemon import load_models
 
     cfg = parse_config(f"line: l\ncameras: [{{id: a, source: {{type: camera, device: 0}}}}]\n"
                        f"models: [{{path: {detector_card}, backend: tensorrt}}]\n", base=tmp_path)

@@ -240,7 +240,7 @@ def config_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.mark.parametrize("block", _params("config"))
 def test_config_examples_validate(block: Block, config_env: None, tmp_path: Path) -> None:
     from edge_inspector.config import parse_config
-    from edge_inspector.daemon import publisher_warning
+    from edge_inspector.runtime.daemon import publisher_warning
 
     cfg = parse_config(block.body, source=block.id, base=tmp_path)
     # a reader copies these: one without publishers would run and send every verdict nowhere

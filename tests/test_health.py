@@ -11,7 +11,7 @@ from pathlib import Path
 from edge_inspector.commands.health import StallState, assess, metrics_url
 from tests.fixtures.broker import free_port
 from tests.fixtures.models import write_frames
-from tests.test_daemon import DaemonProc, read_jsonl, wait_until, write_config
+from tests.runtime.test_daemon import DaemonProc, read_jsonl, wait_until, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from edge_inspector.config import ConfigError, load_config
 from edge_inspector.messages import SCHEMA_VERSION, Verdict
 from edge_inspector.parts import PartQueue, PartTrigger, compile_part_pattern, part_from_name
 from tests.fixtures.models import write_frames
-from tests.test_daemon import DaemonProc, read_jsonl, wait_until, write_config
+from tests.runtime.test_daemon import DaemonProc, read_jsonl, wait_until, write_config
 
 #: the keys of a schema-1 message: a consumer written for schema 1 must see nothing else
 SCHEMA1_KEYS = {"schema", "line", "camera", "frame", "captured_at", "decided_at", "verdict", "score", "threshold",

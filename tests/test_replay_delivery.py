@@ -17,7 +17,7 @@ import pytest
 from edge_inspector.publishers.spool import Spool
 from tests.fixtures.broker import MOSQUITTO, Mosquitto
 from tests.fixtures.models import write_frames
-from tests.operations.util import write_config
+from tests.lineops.util import write_config
 
 N = 5
 

@@ -52,8 +52,8 @@ def _yaml_lines(path: Path) -> dict[tuple, int]:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
-    from ..daemon import load_models, publisher_warning, source_problems
     from ..publishers import publisher_problems
+    from ..runtime.daemon import load_models, publisher_warning, source_problems
 
     try:
         cfg = load_config(args.file)

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from ..daemon import replay_override, run_daemon
+    from ..runtime.daemon import replay_override, run_daemon
 
     if not args.folder.is_dir():
         logging.getLogger("edge_inspector").error("replay: %s is not a folder", args.folder)

@@ -25,6 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..daemon import run_daemon
+    from ..runtime.daemon import run_daemon
 
     return run_daemon(args.config, pid_file=args.pid_file)

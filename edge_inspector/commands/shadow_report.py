@@ -39,8 +39,8 @@ def replay_verdicts(config_path: Path, folder: Path, out: Path) -> int:
     Saving, review capture and drift tracking are off: an offline replay must not add frames to the
     review folder, nor need the drift reference it may be about to create.
     """
-    from ..daemon import replay_override, run_daemon
     from ..publishers import JsonlConfig
+    from ..runtime.daemon import replay_override, run_daemon
 
     base = replay_override(folder)
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..card import CardError
     from ..config import ConfigError
-    from ..shadow import summarise
+    from ..lineops.shadow import summarise
 
     try:
         names = shadow_names(args.config)

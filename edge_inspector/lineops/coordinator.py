@@ -18,9 +18,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ..messages import Verdict
+from ..metrics import OpsMetrics
 from .drift import DriftMonitor, load_reference
-from .messages import Verdict
-from .metrics import OpsMetrics
 from .review import ReviewCapture
 from .shadow import ShadowGate, compare, shadow_verdict
 
@@ -64,7 +64,7 @@ class Operations:
         mqtt_cfg = next((p for p in cfg.publishers if p.type == "mqtt"), None)
         if mqtt_cfg is None:
             return None
-        from .operator_flags import FlagListener
+        from .flags import FlagListener
 
         return FlagListener(self.review, mqtt_cfg, cfg.line)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .messages import utc_now_iso
+from ..messages import utc_now_iso
 
 
 class DriftConfig(BaseModel):

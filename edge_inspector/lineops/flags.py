@@ -22,7 +22,7 @@ class FlagListener:
     """
 
     def __init__(self, capture: ReviewCapture, mqtt_cfg, line: str):
-        from .publishers.mqtt_client import make_client, start
+        from ..publishers.mqtt_client import make_client, start
 
         self.capture = capture
         self.topic = f"{mqtt_cfg.topic_prefix}/{line}/+/flag"

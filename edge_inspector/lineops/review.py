@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .card import NORMALISED_THRESHOLD
-from .messages import Verdict
+from ..card import NORMALISED_THRESHOLD
+from ..messages import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def merge_review(dataset, review_dir: Path, classifier: bool = False):
     """
     from dataclasses import replace
 
-    from .data.readers import load_dataset
+    from ..data.readers import load_dataset
 
     reviewed = load_dataset(review_dir, scheme="stratified")
     extra = [replace(s, split="train" if s.label == 0 or classifier else "test") for s in reviewed.samples]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .messages import ModelVote, Verdict
+from ..messages import ModelVote, Verdict
 
 #: Comparison outcomes: both agree, or which side called the defect.
 AGREE, SHADOW_ONLY, PRIMARY_ONLY = "agree", "shadow_only_defect", "primary_only_defect"

@@ -30,16 +30,16 @@ from typing import Any
 
 import numpy as np
 
+from ..card import CardError
+from ..config import ConfigError, DaemonConfig, ReplaySourceConfig, load_config
+from ..inference import LoadedModel
+from ..metrics import Metrics
+from ..publishers import create_publisher
+from ..publishers.deferred import DeferredPublisher, is_transient
+from ..sources.base import list_images
 from . import sdnotify
-from .card import CardError
-from .config import ConfigError, DaemonConfig, ReplaySourceConfig, load_config
 from .framesaver import FrameSaver
-from .inference import LoadedModel
-from .metrics import Metrics
 from .pipeline import Generation, Pipeline
-from .publishers import create_publisher
-from .publishers.deferred import DeferredPublisher, is_transient
-from .sources.base import list_images
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def build_generation(cfg: DaemonConfig, number: int, metrics: Metrics,
         for pub in created:
             pub.close(timeout=1.0)
         raise
-    from .operations import Operations
+    from ..lineops.coordinator import Operations
 
     try:  # drift reference file, review folder, operator-flag listener
         ops = Operations(cfg, metrics, previous.ops if previous else None)
@@ -492,7 +492,7 @@ def start_trigger_listener(cfg: DaemonConfig, pipeline: Pipeline) -> Any:
     if mqtt_cfg is None:
         raise StartupError("part_triggers.mqtt is set but no MQTT publisher is configured (its broker carries "
                            "the trigger topic <prefix>/<line>/<camera>/trigger)")
-    from .parts import TriggerListener
+    from ..parts import TriggerListener
 
     listener = TriggerListener(mqtt_cfg, cfg.line, pipeline.announce_part)
     log.info("part triggers on %s", listener.topic)

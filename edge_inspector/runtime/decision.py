@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .card import NORMALISED_THRESHOLD
-from .inference import ModelResult
-from .messages import ModelVote, Region, Verdict
+from ..card import NORMALISED_THRESHOLD
+from ..inference import ModelResult
+from ..messages import ModelVote, Region, Verdict
 
 MAX_REGIONS = 16
 DETECTOR_KINDS = ("autoencoder", "feature_memory", "anomalib", "classical")

@@ -14,7 +14,7 @@ domain, 2-8x less work) replaces pyramid levels the preprocessing would compute 
 a frame that would be halved ``n`` times can instead be decoded at 1/2^n (``fast``) or 1/2^(n-1)
 (``safe``, one pyramid level still done by ``pyrDown``). What the model then sees differs from the
 full decode by (1280x1024 JPEG q90, 256x256 input, tensors in [0, 1]; demo parts / noisy textured
-parts of tests/test_decodepool.py): ``safe`` mean |diff| 0.0018 / 0.0038, max 0.06 / 0.08; ``fast``
+parts of tests/runtime/test_decodepool.py): ``safe`` mean |diff| 0.0018 / 0.0038, max 0.06 / 0.08; ``fast``
 mean 0.0066 / 0.012, max 0.22 / 0.29 (tests hold them to 0.005 / 0.1 and 0.015 / 0.35). The factor is
 computed from the ROI, not the frame, and the ROI is cropped at the reduced scale before resizing,
 so a small ROI on a large frame is never decoded smaller than the model needs. Only when nothing
@@ -37,7 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .preprocess import ImageDecodeError, crop_roi, decode_image, to_bgr8, to_tensor
+from ..preprocess import ImageDecodeError, crop_roi, decode_image, to_bgr8, to_tensor
 
 #: IGNORE_ORIENTATION: decode_image (IMREAD_UNCHANGED) ignores EXIF rotation, so the reduced path must too
 REDUCED_FLAGS = {k: flag | cv2.IMREAD_IGNORE_ORIENTATION for k, flag in

@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .messages import Verdict
+from ..messages import Verdict
 
 log = logging.getLogger(__name__)
 

@@ -30,15 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from .config import CameraConfig, DaemonConfig
+from ..config import CameraConfig, DaemonConfig
+from ..inference import LoadedModel
+from ..metrics import Metrics
+from ..parts import PartQueue, PartTrigger, tag_frame
+from ..preprocess import to_tensor
+from ..sources import Backoff, Frame, SeqStore, Source, SourceError, create_source
 from .decision import FrameContext, ModelOutcome, decide
 from .decodepool import DecodePool, OrderedWork, Prepared, prepare
 from .framesaver import FrameSaver
-from .inference import LoadedModel
-from .metrics import Metrics
-from .parts import PartQueue, PartTrigger, tag_frame
-from .preprocess import to_tensor
-from .sources import Backoff, Frame, SeqStore, Source, SourceError, create_source
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ class Preprocessor(Stage):
 
     def loop(self) -> None:
         """Frames go to the decode pool in arrival order and on to inference in that order
-        (edge_inspector/decodepool.py); the pool decodes and preprocesses several at once."""
+        (edge_inspector/runtime/decodepool.py); the pool decodes and preprocesses several at once."""
         work = OrderedWork(self.pipeline.decode_pool)
         while True:
             for frame, prepared in work.ready(wait=POLL if work.full else 0.0):

@@ -14,11 +14,11 @@ import pytest
 
 from edge_inspector.backends import BackendError
 from edge_inspector.config import parse_config
-from edge_inspector.daemon import Daemon, StartupError, load_models
 from edge_inspector.inference import LoadedModel
+from edge_inspector.runtime.daemon import Daemon, StartupError, load_models
 from tests.fixtures.conv_models import make_conv_model
 from tests.fixtures.models import make_frame, write_frames
-from tests.test_daemon import DaemonProc, read_jsonl, wait_until
+from tests.runtime.test_daemon import DaemonProc, read_jsonl, wait_until
 
 pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
 

@@ -72,7 +72,7 @@ def test_a_healthy_daemon_exports_the_alerted_counters_at_zero(tmp_path, detecto
     """Before any error, drop or failure, the series the alerts and the Grafana panels use exist (0),
     so rate()/increase() have something to evaluate instead of "No data"; plus process and build info."""
     from tests.fixtures.models import write_frames
-    from tests.operations.util import run_daemon, write_config
+    from tests.lineops.util import run_daemon, write_config
 
     replay = write_frames(tmp_path / "replay", n=3, defect_every=0)
     cfg = write_config(tmp_path / "config.yaml", replay=replay, models=f"- path: {detector_card}",

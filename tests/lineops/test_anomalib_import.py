@@ -16,7 +16,7 @@ from edge_inspector.card import load_card
 from edge_inspector.cli import main
 from edge_inspector.inference import LoadedModel
 from tests.fixtures.models import make_frame, write_frames
-from tests.operations.util import run_daemon, write_config
+from tests.lineops.util import run_daemon, write_config
 
 
 def build_anomalib_onnx(path: Path, size: int = 32, expects_imagenet: bool = False, input_name: str = "input",
@@ -134,7 +134,7 @@ ANOMALIB_LIKE = Path(__file__).with_name("data") / "anomalib_like_b2_dynamic_hw.
 def test_fixed_batch_dynamic_size_export_imports_and_matches_the_original(tmp_path, capsys):
     """What anomalib 2.7's exporter gave the integrators: input [2, 3, 'height', 'width'], the
     pre-processor's Resize to 224x224 inside, the batch of 2 baked into Reshape/Resize constants
-    (tests/operations/data/make_anomalib_like.py). The import finds 224x224 itself, runs any
+    (tests/lineops/data/make_anomalib_like.py). The import finds 224x224 itself, runs any
     number of frames in padded chunks of 2 inside the graph, and scores exactly like the original."""
     import onnxruntime as ort
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from edge_inspector.drift import DriftConfig, DriftMonitor, load_reference, psi
-from tests.operations.util import metric, run_daemon, write_config, write_levels
+from edge_inspector.lineops.drift import DriftConfig, DriftMonitor, load_reference, psi
+from tests.lineops.util import metric, run_daemon, write_config, write_levels
 
 
 def test_psi_is_zero_for_the_same_sample_and_large_for_a_shift():
@@ -79,7 +79,7 @@ def test_daemon_raises_the_drift_alarm_once_on_a_brightness_shift(tmp_path, dete
 
 
 def test_a_bad_reference_file_is_a_startup_error_naming_it(tmp_path, detector_card):
-    from edge_inspector.daemon import Daemon, StartupError
+    from edge_inspector.runtime.daemon import Daemon, StartupError
 
     replay = write_levels(tmp_path / "replay", [26])
     (tmp_path / "ref.json").write_text("[0.3]")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edge_inspector.data.readers import load_dataset
+from edge_inspector.lineops.review import ReviewCapture, ReviewConfig, merge_review
 from edge_inspector.messages import Verdict
-from edge_inspector.review import ReviewCapture, ReviewConfig, merge_review
-from tests.operations.util import metric, run_daemon, score_of, write_config, write_levels
+from tests.lineops.util import metric, run_daemon, score_of, write_config, write_levels
 
 # scores (brightness + 0.2): 26 -> 0.30, 70 -> 0.47 (ok, in band), 80 -> 0.51 (defect, in band), 140 -> 0.75
 LEVELS = [26] * 3 + [70] * 2 + [80] * 2 + [140] * 2 + [70] * 2
@@ -97,7 +97,7 @@ def test_operator_flag_over_mqtt_in_the_daemon(tmp_path, detector_card, mosquitt
 
     import paho.mqtt.publish as mqtt_publish
 
-    from edge_inspector.daemon import Daemon
+    from edge_inspector.runtime.daemon import Daemon
 
     replay = write_levels(tmp_path / "replay", [26] * 6)  # all far from the threshold: nothing in the band
     review = tmp_path / "review"

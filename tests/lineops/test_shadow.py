@@ -9,7 +9,7 @@ import pytest
 
 from edge_inspector.cli import main
 from tests.fixtures.models import make_model
-from tests.operations.util import metric, run_daemon, write_config, write_levels
+from tests.lineops.util import metric, run_daemon, write_config, write_levels
 
 # Primary: score = brightness + 0.2. Shadow 'lo' (threshold 0.2): brightness + 0.3, more sensitive.
 # Shadow 'hi' (threshold 0.4): brightness + 0.1, less sensitive.
@@ -99,7 +99,7 @@ def test_shadow_report_without_shadow_models_says_so(tmp_path, shadow_models, ca
 
 
 def test_gate_skips_while_inference_is_backlogged():
-    from edge_inspector.shadow import ShadowConfig, ShadowGate, compare
+    from edge_inspector.lineops.shadow import ShadowConfig, ShadowGate, compare
 
     gate = ShadowGate(ShadowConfig(max_backlog=2))
     assert [gate.admit(b) for b in (0, 2, 3, 9, 1)] == [True, True, False, False, True]

@@ -15,7 +15,7 @@ from edge_inspector.metrics import Metrics
 from edge_inspector.publishers import SparkplugConfig, create_publisher
 from edge_inspector.publishers.sparkplug_pb import BOOLEAN, Payload, add_metric, metric_value
 from tests.fixtures.models import write_frames
-from tests.operations.util import run_daemon, write_config
+from tests.lineops.util import run_daemon, write_config
 
 
 class Decoded:

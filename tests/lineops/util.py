@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_inspector.daemon import Daemon
+from edge_inspector.runtime.daemon import Daemon
 
 
 def grey_frame(level: int, seed: int, size: int = 64) -> np.ndarray:

@@ -151,7 +151,7 @@ def test_defects_without_masks_are_refused_with_advice(masked: Dataset) -> None:
 def test_daemon_fuses_segmenter_with_feature_memory(masked: Dataset, trained: Path, tmp_path: Path) -> None:
     """The pairing docs/training.md recommends: segmenter + feature_memory under fusion rule 'any'.
     The config loads both models and every frame's verdict is the OR of the two calibrated votes."""
-    from tests.operations.util import run_daemon, write_config
+    from tests.lineops.util import run_daemon, write_config
 
     fm_card = train_model("feature_memory", masked, tmp_path / "models", name="fm", seed=0,
                           options={"input_size": SIZE, "threads": 1}, progress=False)

@@ -106,7 +106,7 @@ def test_config_refuses_a_host_the_resolver_cannot_take(host):
 
 
 def test_check_config_names_the_bad_host(tmp_path, detector_card):
-    from tests.operations.util import write_config
+    from tests.lineops.util import write_config
 
     cfg = write_config(tmp_path / "config.yaml", replay=tmp_path, models=f"- path: {detector_card}",
                        publishers=f"- {{type: mqtt, host: broker..plant.local, spool_dir: {tmp_path}/spool}}")
@@ -167,7 +167,7 @@ def test_documented_consumer_reaches_a_tls_password_broker(secure_mosquitto, tmp
 
 
 def test_check_config_names_missing_tls_and_password_files(tmp_path, detector_card):
-    from tests.operations.util import write_config
+    from tests.lineops.util import write_config
 
     junk = tmp_path / "ca.crt"
     junk.write_text("not a certificate\n")

@@ -2,7 +2,7 @@
 
 Why a subprocess and not the in-process ``Daemon``: signals, exit codes, a SIGKILL that leaves the
 spool behind, the listening socket and the captured stderr are properties of the *process*; an
-in-process test cannot show them. The generic process helpers come from ``tests/test_daemon.py``
+in-process test cannot show them. The generic process helpers come from ``tests/runtime/test_daemon.py``
 (one definition of how we start and watch the daemon).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.test_daemon import DaemonProc, read_jsonl, scrape, wait_until
+from tests.runtime.test_daemon import DaemonProc, read_jsonl, scrape, wait_until
 
 __all__ = ["DaemonProc", "read_jsonl", "scrape", "wait_until", "write_cfg", "spool_count", "MjpegServer",
            "NotifySocket", "metric"]

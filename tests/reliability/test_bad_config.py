@@ -2,8 +2,8 @@
 problem) and on SIGHUP (refused, the running set keeps inspecting with the old model).
 
 Already covered elsewhere, not repeated: an invalid enum value and a missing card on SIGHUP
-(tests/test_daemon.py::test_sighup_bad_config_keeps_running_good_config_switches_without_loss),
-a missing replay folder at start (tests/test_daemon.py::test_start_failure_is_a_clear_error_and_exit_1).
+(tests/runtime/test_daemon.py::test_sighup_bad_config_keeps_running_good_config_switches_without_loss),
+a missing replay folder at start (tests/runtime/test_daemon.py::test_start_failure_is_a_clear_error_and_exit_1).
 An unreachable broker at start is in test_security.py (it must NOT stop the daemon).
 """
 

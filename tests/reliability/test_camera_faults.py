@@ -5,7 +5,7 @@ healthy replay camera that must keep producing verdicts through all of it.
 Why: a line PC loses cameras (PoE switch reboot, cable, NAS share gone); the promise is that the
 lost camera reconnects on its own with exponential backoff plus jitter (in-process unit tests:
 tests/sources/test_sources.py::test_backoff_grows_is_capped_and_jittered,
-tests/test_pipeline.py::test_camera_reconnects_with_backoff_when_it_comes_back), that the other
+tests/runtime/test_pipeline.py::test_camera_reconnects_with_backoff_when_it_comes_back), that the other
 cameras never notice, and that an operator can see it in ``edge_inspector_source_up{camera}``.
 """
 

@@ -451,7 +451,7 @@ def test_f12_every_broken_config_is_a_clear_message_and_exit_1_in_a_second(tmp_p
     import sys
 
     from edge_inspector.config import ConfigError, load_config
-    from tests.test_daemon import ROOT
+    from tests.runtime.test_daemon import ROOT
 
     base = _base_config(tmp_path, detector_card)
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
@@ -481,7 +481,7 @@ def test_f12_a_fifo_or_a_device_as_the_config_is_refused_at_once(tmp_path: Path)
     import subprocess
     import sys
 
-    from tests.test_daemon import ROOT
+    from tests.runtime.test_daemon import ROOT
 
     os.mkfifo(tmp_path / "config.yaml")  # nobody writes to it: reading would block forever
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
@@ -538,7 +538,7 @@ def test_f13_a_squatted_zmq_port_no_longer_stops_the_line(tmp_path: Path, detect
     verdict, the refused ones are counted and the exit says so (code 3)."""
     import zmq
 
-    from edge_inspector.daemon import EXIT_NOT_HANDED_OVER
+    from edge_inspector.runtime.daemon import EXIT_NOT_HANDED_OVER
 
     frames = write_frames(tmp_path / "rec", n=10)
     ctx = zmq.Context()
@@ -576,7 +576,7 @@ def test_f7_a_full_spool_disk_at_start_no_longer_stops_the_line(tmp_path: Path, 
 
     import pytest
 
-    from edge_inspector.daemon import EXIT_NOT_HANDED_OVER
+    from edge_inspector.runtime.daemon import EXIT_NOT_HANDED_OVER
     from tests.fixtures.broker import free_port
 
     disk = tmp_path / "full"

@@ -1,7 +1,7 @@
 """Shutdown and reload under load on the REAL daemon, with MQTT (spool) and JSONL both attached.
 
 Covered elsewhere, not repeated: SIGTERM mid-replay drains every grabbed frame to JSONL
-(tests/test_daemon.py::test_sigterm_mid_replay_publishes_everything_grabbed); SIGKILL then restart
+(tests/runtime/test_daemon.py::test_sigterm_mid_replay_publishes_everything_grabbed); SIGKILL then restart
 delivers the spool with duplicates only of the same frame (test_broker_outage.py).
 """
 

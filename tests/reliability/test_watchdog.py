@@ -3,7 +3,7 @@ inference stage hangs inside ONNX Runtime, so systemd (WatchdogSec=) would resta
 
 The hang is real, not mocked: ``build_hanging_detector`` (tests/reliability/helpers.py) is an ONNX
 model whose ``Loop`` runs ~1e9 iterations on any real frame. The in-process health logic itself is
-unit-tested in tests/test_pipeline.py::test_watchdog_health_idle_is_healthy_stuck_is_not; this test
+unit-tested in tests/runtime/test_pipeline.py::test_watchdog_health_idle_is_healthy_stuck_is_not; this test
 proves the whole chain: stuck ORT call -> stale heartbeat -> no datagram on a real NOTIFY_SOCKET.
 """
 

@@ -22,7 +22,7 @@ from edge_inspector.messages import Verdict
 from tests.fixtures.broker import free_port
 from tests.fixtures.models import write_frames
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class DaemonProc:
@@ -298,7 +298,7 @@ def test_in_process_reload_restarts_only_changed_cameras(tmp_path, detector_card
     """Reload with camera b changed and c added: a keeps its grabber thread, b and c start anew."""
     import threading
 
-    from edge_inspector.daemon import Daemon
+    from edge_inspector.runtime.daemon import Daemon
 
     rec = write_frames(tmp_path / "rec", n=4)
     cams = {
@@ -354,7 +354,7 @@ def keep_log_level():
 
 def test_replay_override_takes_the_named_camera_settings(tmp_path, detector_card):
     from edge_inspector.config import load_config
-    from edge_inspector.daemon import replay_override
+    from edge_inspector.runtime.daemon import replay_override
 
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(f"line: l\ncameras:\n  - {{id: top, source: {{type: camera, device: 0}}}}\n"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_inspector.decision import FrameContext, ModelOutcome, decide, fuse, regions_from_map
 from edge_inspector.inference import ModelResult
 from edge_inspector.messages import Verdict
+from edge_inspector.runtime.decision import FrameContext, ModelOutcome, decide, fuse, regions_from_map
 
 
 def det(score: float, amap: np.ndarray | None = None, name: str = "det", role: str = "primary",

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_inspector.decodepool import (
+from edge_inspector.preprocess import decode_image, to_tensor
+from edge_inspector.runtime.decodepool import (
     DecodePool,
     OrderedWork,
     jpeg_size,
@@ -19,9 +20,8 @@ from edge_inspector.decodepool import (
     pyramid_levels,
     reduction_factor,
 )
-from edge_inspector.preprocess import decode_image, to_tensor
 from tests.fixtures.models import make_frame
-from tests.test_daemon import DaemonProc, read_jsonl
+from tests.runtime.test_daemon import DaemonProc, read_jsonl
 
 
 def _part(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from edge_inspector.config import FusionConfig
-from edge_inspector.decision import FrameContext, ModelOutcome, decide, fuse, member_confidence
 from edge_inspector.inference import ModelResult
 from edge_inspector.messages import Verdict
+from edge_inspector.runtime.decision import FrameContext, ModelOutcome, decide, fuse, member_confidence
 from tests.fixtures.models import make_model, write_frames
-from tests.test_daemon import DaemonProc, read_jsonl, write_config
+from tests.runtime.test_daemon import DaemonProc, read_jsonl, write_config
 
 
 def member(score: float, name: str = "m", weight: float = 1.0, role: str = "primary") -> ModelOutcome:

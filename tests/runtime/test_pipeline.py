@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from edge_inspector.config import parse_config
-from edge_inspector.daemon import build_generation
-from edge_inspector.framesaver import FrameSaver
 from edge_inspector.messages import Verdict
 from edge_inspector.metrics import Metrics
-from edge_inspector.pipeline import END, Item, Pipeline
+from edge_inspector.runtime.daemon import build_generation
+from edge_inspector.runtime.framesaver import FrameSaver
+from edge_inspector.runtime.pipeline import END, Item, Pipeline
 from edge_inspector.sources import Frame
 from tests.fixtures.models import make_frame, write_frames
 
@@ -186,7 +186,7 @@ def test_framesaver_modes_overlay_and_quota(tmp_path):
 
     assert saver.save(verdict(0, "ok"), image, amap, None) is None
     rel = saver.save(verdict(1), image, amap, (0, 0, 64, 64))
-    from edge_inspector.framesaver import RUN_ID
+    from edge_inspector.runtime.framesaver import RUN_ID
 
     assert rel.startswith("frames/") and rel.endswith(f"/cam-0/1-{RUN_ID}.jpg")
     raw = cv2.imread(str(tmp_path / rel))
@@ -345,7 +345,7 @@ def keep_log_level():
 def test_throughput_bench_runs_on_a_small_input(tiny_models, capsys, keep_log_level):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_throughput", Path(__file__).parents[1] / "bench/throughput.py")
+    spec = importlib.util.spec_from_file_location("bench_throughput", Path(__file__).parents[2] / "bench/throughput.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--model", str(tiny_models / "tiny-classifier.card.json"), "--frames", "12",

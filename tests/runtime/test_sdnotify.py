@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from edge_inspector import sdnotify
+from edge_inspector.runtime import sdnotify
 
 
 @pytest.fixture

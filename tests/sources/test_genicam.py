@@ -24,7 +24,7 @@ from edge_inspector.preprocess import ImageDecodeError
 from edge_inspector.sources import SourceError, create_source
 from edge_inspector.sources.genicam import GenicamSourceConfig, aravis_available, frame_to_bgr
 from tests.fixtures.broker import free_port
-from tests.test_daemon import DaemonProc, read_jsonl, scrape, wait_until, write_config
+from tests.runtime.test_daemon import DaemonProc, read_jsonl, scrape, wait_until, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_GV = shutil.which("arv-fake-gv-camera-0.8")
@@ -42,7 +42,7 @@ def test_imports_and_fails_clearly_without_aravis(tmp_path):
     configured GenICam camera fails to open with what to install (the grab loop keeps retrying)."""
     (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['gi'] = None  # no PyGObject here\n")
     code = ("from edge_inspector.sources import create_source, SourceError\n"
-            "import edge_inspector.daemon\n"
+            "import edge_inspector.runtime.daemon\n"
             "from edge_inspector.sources.genicam import GenicamSourceConfig\n"
             "src = create_source('cam-0', GenicamSourceConfig(type='genicam'))\n"
             "try:\n    src.open()\nexcept SourceError as e:\n    print('ERR', e)\n")

@@ -7,7 +7,7 @@ pretrained-weight downloads); the graph structure that broke the import is the e
 
 Run once, the output is committed (44 KB):
     pip install --target /tmp/onnxscript onnxscript onnx-ir   # the dynamo exporter needs them
-    PYTHONPATH=/tmp/onnxscript python tests/operations/data/make_anomalib_like.py
+    PYTHONPATH=/tmp/onnxscript python tests/lineops/data/make_anomalib_like.py
 """
 
 from pathlib import Path
