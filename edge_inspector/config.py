@@ -195,10 +195,11 @@ class ModelConfig(_Model):
     providers: list[str] | None = Field(
         None, description="onnxruntime only: execution providers in order of preference, e.g. "
         "[CUDAExecutionProvider, CPUExecutionProvider]. Default: CPU.")
-    precision: Literal["fp32", "bf16", "fp16", "int8"] | None = Field(
+    precision: Literal["fp32", "bf16", "fp16", "int8", "auto"] | None = Field(
         None, description="tensorrt: which engine to load (as built by `edge-inspector build-engine`; default "
-        "fp16). openvino: inference precision (default fp32); bf16/fp16 need device support, int8 needs a "
-        "model quantized by `edge-inspector export --precision int8`.")
+        "fp16). openvino: inference precision (default auto: the fastest one the model's card holds a passing "
+        "accuracy check for and the device runs, i.e. int8 for an int8 model, else bf16, else fp32); "
+        "bf16/fp16 need device support, int8 needs a model made by `edge-inspector quantize`.")
     engine: Path | None = Field(
         None, description="tensorrt only: engine file; default <model>.<precision>.engine beside the model.")
     device: int | str | None = Field(
@@ -215,6 +216,8 @@ class ModelConfig(_Model):
             raise ValueError(f"device: tensorrt expects a GPU index (0, 1, ...), got {self.device!r}")
         if self.backend == "openvino" and self.device is not None and not isinstance(self.device, str):
             raise ValueError(f"device: openvino expects a device name (CPU, GPU, NPU, AUTO), got {self.device!r}")
+        if self.precision == "auto" and self.backend != "openvino":
+            raise ValueError(f"precision: auto is for backend openvino; {self.backend} expects fp32, fp16 or int8")
         return self
 
     def backend_options(self) -> dict:
@@ -222,7 +225,7 @@ class ModelConfig(_Model):
         if self.backend == "tensorrt":
             return {"precision": self.precision or "fp16", "engine": self.engine, "device": self.device or 0}
         if self.backend == "openvino":
-            return {"precision": self.precision or "fp32", "device": self.device or "CPU",
+            return {"precision": self.precision or "auto", "device": self.device or "CPU",
                     "cache_dir": self.cache_dir}
         if self.backend == "onnxruntime" and self.providers:
             return {"providers": self.providers}

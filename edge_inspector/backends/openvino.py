@@ -7,9 +7,9 @@ for the iGPU/NPU of an industrial PC.
 Choices:
 * ``precision`` is explicit and checked against the device's ``OPTIMIZATION_CAPABILITIES``; the CPU
   plugin would otherwise silently pick bf16 on AMX machines, and a reduced precision must be an
-  accuracy-checked decision (``edge-inspector export --precision bf16`` records it in the card),
-  never a side effect of the hardware. ``int8`` runs a QDQ-quantized model (``export --precision
-  int8``); asking for it with a float model is an error, not a silent fp32 run.
+  accuracy-checked decision (``edge-inspector quantize --precision bf16`` records it in the card),
+  never a side effect of the hardware. ``int8`` runs a QDQ-quantized model (``edge-inspector
+  quantize``); asking for it with a float model is an error, not a silent fp32 run.
 * A compiled-model cache (``CACHE_DIR``) makes a restart or a SIGHUP reload cost a file read
   instead of a graph compilation. A cache folder that cannot be written is a warning, not a failure.
 * One synchronous infer request with the LATENCY hint: the daemon already batches frames that are
@@ -78,10 +78,9 @@ def is_quantized(model) -> bool:
     return any(op.get_type_name() in QUANTIZED_OPS for op in model.get_ops())
 
 
-def require_precision_check(model_path: Path, precision: str) -> None:
-    """Refuse a reduced precision the model's card has no passing accuracy check for (see precision.py)."""
-    from ..card import CardError, card_path_for, load_card, sha256_file
-    from .precision import check_key, passing_check, read_checks
+def _find_card(model_path: Path) -> Path:
+    """The card of ``model_path``: ``<stem>.card.json``, else any card in the folder naming this file."""
+    from ..card import CardError, card_path_for, load_card
 
     card_path = card_path_for(model_path)
     if not card_path.is_file():  # a card named differently from its model file
@@ -92,6 +91,47 @@ def require_precision_check(model_path: Path, precision: str) -> None:
                     break
             except CardError:
                 continue
+    return card_path
+
+
+#: what ``precision: auto`` tries, fastest first (int8 only applies to a quantized file)
+AUTO_ORDER = ("int8", "bf16")
+
+
+def auto_precision(model_path: Path, quantized: bool, capabilities: list[str]) -> tuple[str, str]:
+    """(precision, why) for ``precision: auto``: the fastest precision this device runs that the card
+    holds a passing accuracy check for on exactly this file; fp32 otherwise.
+
+    Why a default that may be reduced: a reduced precision is safe exactly when it was measured on
+    this model (precision.py), and the card says so; making the operator repeat that in the config
+    left bf16's 1.5-2x on the table for every model that passed its check. fp16 is never picked
+    automatically (on CPUs it emulates; on GPUs it is a deliberate choice).
+    """
+    from ..card import CardError, load_card, sha256_file
+    from .precision import passing_check
+
+    try:
+        card = load_card(_find_card(model_path), verify=False)
+    except CardError as exc:
+        return "fp32", f"no readable card ({exc})"
+    digest = sha256_file(model_path)
+    for precision in AUTO_ORDER:
+        if (precision == "int8") != quantized or PRECISIONS[precision][1] not in capabilities:
+            continue
+        check = passing_check(card, "openvino", precision, digest)
+        if check is not None:
+            return precision, f"passing {precision} check in the card ({check.summary()})"
+    if quantized:  # an int8 file without a passing OpenVINO check: refuse it, as an explicit int8 would be
+        return "int8", "quantized model"
+    return "fp32", "no passing bf16 check in the card for this file"
+
+
+def require_precision_check(model_path: Path, precision: str) -> None:
+    """Refuse a reduced precision the model's card has no passing accuracy check for (see precision.py)."""
+    from ..card import CardError, load_card, sha256_file
+    from .precision import check_key, passing_check, read_checks
+
+    card_path = _find_card(model_path)
     try:
         card = load_card(card_path, verify=False)
     except CardError as exc:
@@ -118,30 +158,35 @@ class OpenVinoBackend:
         model_path = Path(model_path)
         if not model_path.is_file():
             raise BackendError(f"{model_path}: ONNX model not found")
-        if precision not in PRECISIONS:
-            raise BackendError(f"{model_path}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if precision not in PRECISIONS and precision != "auto":
+            raise BackendError(f"{model_path}: precision {precision!r} is not one of "
+                               f"{', '.join(PRECISIONS)} or auto")
         core = ov.Core()
         available = core.available_devices  # e.g. ['CPU', 'GPU.0', 'GPU.1', 'NPU']
         family = device.split(".")[0]
         if device not in available and not (device == family and any(d.split(".")[0] == family for d in available)):
             raise BackendError(f"{model_path}: OpenVINO device {device!r} is not available here "
                                f"(available: {', '.join(available) or 'none'})")
-        hint, capability = PRECISIONS[precision]
         caps = core.get_property(device, "OPTIMIZATION_CAPABILITIES")
+        try:
+            model = core.read_model(str(model_path))
+        except Exception as exc:  # openvino raises RuntimeError subclasses with long messages
+            raise BackendError(f"{model_path}: OpenVINO cannot read the model ({exc})") from exc
+        quantized = is_quantized(model)
+        self.requested_precision = precision
+        if precision == "auto":
+            precision, why = auto_precision(model_path, quantized, list(caps))
+            log.info("%s: OpenVINO precision auto -> %s (%s)", model_path, precision, why)
+        hint, capability = PRECISIONS[precision]
         if capability not in caps:
             raise BackendError(
                 f"{model_path}: precision {precision} is not supported by OpenVINO device {device} "
                 f"({core.get_property(device, 'FULL_DEVICE_NAME')}: {', '.join(caps)})")
         if precision != "fp32" and require_check:
             require_precision_check(model_path, precision)
-        try:
-            model = core.read_model(str(model_path))
-        except Exception as exc:  # openvino raises RuntimeError subclasses with long messages
-            raise BackendError(f"{model_path}: OpenVINO cannot read the model ({exc})") from exc
-        quantized = is_quantized(model)
         if precision == "int8" and not quantized:
             raise BackendError(f"{model_path}: precision int8 needs a quantized model; make one with "
-                               f"`edge-inspector export {model_path} --precision int8 --data DATASET`")
+                               f"`edge-inspector quantize {model_path} --data DATASET`")
         if len(model.inputs) != 1:
             raise BackendError(f"{model_path}: expected exactly one input, found {len(model.inputs)}")
         config: dict[str, str] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
@@ -181,4 +226,5 @@ class OpenVinoBackend:
                 for name, out in zip(self.output_names, self.compiled.outputs, strict=True)}
 
     def describe(self) -> str:
-        return f"openvino {self.version} ({self.device} {self.precision})"
+        auto = " (auto)" if self.requested_precision == "auto" else ""
+        return f"openvino {self.version} ({self.device} {self.precision}{auto})"

@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Models are exported to ONNX by `train` (with a PyTorch parity check). This command "
         "verifies a model file against its card (sha256), runs it through ONNX Runtime on real images "
         "(--images) or a fixed random batch, checks the output contract and that batched and single-image "
-        "scores agree, then copies the model, its card and its calibration record to --out.",
+        "scores agree, then copies the model, its card and its calibration record to --out. Reduced precision "
+        "(int8, bf16, fp16) is `edge-inspector quantize`: it needs the model's training dataset (calibration "
+        "ranges from the train split, accuracy measured on the held-out images), which export never reads.",
     )
     p.add_argument("model", type=Path, help="model .onnx or its .card.json")
     p.add_argument("--out", type=Path, help="deploy folder to copy model + card (+ calibration) into")
@@ -25,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-dir", type=Path, default=Path("calibration"),
                    help="where the model's calibration record is looked up")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
+    p.add_argument("--precision", choices=["fp32", "int8", "bf16", "fp16"], default="fp32",
+                   help="fp32 only; int8/bf16/fp16 are made and checked by `edge-inspector quantize` (this "
+                   "flag then says how)")
     p.set_defaults(func=run)
 
 
@@ -56,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     from ..export.onnx import check_model
     from ..preprocess import ImageDecodeError
 
+    if args.precision != "fp32":  # one way to a reduced precision: the one that measures its accuracy
+        print(f"export: --precision {args.precision} is made by `edge-inspector quantize {args.model} --precision "
+              f"{args.precision} --data TRAINING_DATASET` (it calibrates on the model's training split and records "
+              "the accuracy change in the card); then export the result")
+        return 2
     try:
         card_path = card_path_for(args.model)
         card = load_card(card_path)

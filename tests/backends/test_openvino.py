@@ -180,3 +180,18 @@ def test_precision_check_is_read_from_a_card_named_unlike_its_model(tmp_path):
     with pytest.raises(BackendError, match="never checked for accuracy") as err:
         LoadedModel.load(renamed, backend="openvino", precision="bf16", cache_dir=tmp_path / "c")
     assert str(renamed) in str(err.value)
+
+
+def test_precision_auto_stays_fp32_without_a_passing_check_and_rejects_other_backends(tmp_path):
+    """``precision: auto`` (the openvino default) never reduces precision on a model nobody measured."""
+    from edge_inspector.config import ConfigError
+
+    card = make_conv_model(tmp_path, name="conv-auto")
+    model = LoadedModel.load(card, backend="openvino", precision="auto", cache_dir=tmp_path / "c")
+    assert model.backend.precision == "fp32" and model.backend.describe().endswith("CPU fp32 (auto))")
+    frames = write_frames(tmp_path / "rec", n=2)
+    cfg = _config(tmp_path, card, frames)  # no precision given
+    assert parse_config(cfg.read_text(), str(cfg), base=tmp_path).models[0].backend_options()["precision"] == "auto"
+    bad = _config(tmp_path, card, frames, backend="onnxruntime", extra_model=", precision: auto", name="bad.yaml")
+    with pytest.raises(ConfigError, match="precision: auto is for backend openvino"):
+        parse_config(bad.read_text(), str(bad), base=tmp_path)

@@ -197,3 +197,27 @@ def test_int8_card_carries_the_fp32_threshold_over_to_its_own_scores(trained):
     shift_fp32_norm = np.mean(red.normalised(fp32.card.normalization) - ref.normalised(fp32.card.normalization))
     shift_transferred = np.mean(red.normalised(q_card.normalization) - ref.normalised(fp32.card.normalization))
     assert abs(shift_transferred) <= abs(shift_fp32_norm) + 1e-6
+
+
+def test_precision_auto_picks_bf16_once_its_check_passed_and_fp32_when_it_failed(trained):
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bf16")
+    root, card = trained
+    check_reduced_precision(card, root, "bf16", threads=1)
+    assert LoadedModel.load(card, backend="openvino", precision="auto").backend.precision == "bf16"
+    check_reduced_precision(card, root, "bf16", threads=1, tolerance=-1.0)  # recorded as failed
+    assert LoadedModel.load(card, backend="openvino", precision="auto").backend.precision == "fp32"
+    check_reduced_precision(card, root, "bf16", threads=1)  # leave the module's card as the other tests expect
+
+
+def test_export_precision_int8_names_the_quantize_command(trained, capsys):
+    from edge_inspector.cli import main
+
+    _, card = trained
+    assert main(["export", str(card), "--precision", "int8"]) == 2
+    out = capsys.readouterr().out
+    assert f"edge-inspector quantize {card} --precision int8 --data TRAINING_DATASET" in out
+    assert main(["export", str(card), "--precision", "fp32"]) == 0  # fp32 is what export checks
