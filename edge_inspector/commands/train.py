@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         dataset = limit_train(dataset, args.max_train, seed=args.seed)
         if getattr(args, "include_review", None) is not None:
-            from ..lineops.review import merge_review
+            from ..data.review import merge_review
 
             dataset = merge_review(dataset, args.include_review, classifier=not normal_only)
         counts = {s: len(dataset.split(s)) for s in ("train", "val", "test")}

@@ -10,7 +10,8 @@ readers understand::
     <dir>/review.csv                           file, camera, frame, score, verdict, reason, captured_at
 
 The folder holds *provisional* labels: the reviewer moves a file between ``normal/`` and
-``anomaly/<type>/`` to correct it, then ``edge-inspector train --include-review <dir>`` uses it.
+``anomaly/<type>/`` to correct it, then ``edge-inspector train --include-review <dir>`` uses it
+(``data/review.py`` merges it into the dataset: a toolchain step, kept out of this runtime room).
 A quota on the number of frames stops capture (it never deletes: reviewed frames are work done by
 people) and the skipped frames are counted.
 """
@@ -130,21 +131,3 @@ class ReviewCapture:
                                  verdict.score, verdict.verdict, reason, verdict.captured_at])
         return True
 
-
-def merge_review(dataset, review_dir: Path, classifier: bool = False):
-    """``dataset`` plus the reviewed frames of ``review_dir``.
-
-    Read with the ordinary dataset reader (so a broken review folder fails with the reader's clear
-    DatasetError). Reviewed good frames go to the training split: a reviewer labelled them on
-    purpose. Reviewed defects go to training only for a classifier (it learns from defects); an
-    anomaly detector must never memorise a defect as normal, so for it they join the test split.
-    The existing splits of ``dataset`` are left untouched.
-    """
-    from dataclasses import replace
-
-    from ..data.readers import load_dataset
-
-    reviewed = load_dataset(review_dir, scheme="stratified")
-    extra = [replace(s, split="train" if s.label == 0 or classifier else "test") for s in reviewed.samples]
-    info = dict(dataset.split_info, review_dir=str(review_dir), review_frames=len(extra))
-    return replace(dataset, samples=list(dataset.samples) + extra, split_info=info)

@@ -13,6 +13,7 @@ from pydantic import Field
 from edge_inspector.publishers.base import Publisher, PublisherError
 from edge_inspector.publishers.config import JsonlConfig, MqttConfig, MqttTlsConfig, SparkplugConfig, ZmqConfig
 from edge_inspector.publishers.opcua import OpcuaConfig  # asyncua is imported only when the server starts
+from edge_inspector.publishers.topics import status_topic, verdict_topic
 
 if TYPE_CHECKING:
     from edge_inspector.metrics import Metrics
@@ -35,16 +36,6 @@ __all__ = [
     "status_topic",
     "verdict_topic",
 ]
-
-
-def verdict_topic(prefix: str, line: str, camera: str) -> str:
-    """``<prefix>/<line>/<camera>/verdict`` (QoS 1; also the ZeroMQ topic frame)."""
-    return f"{prefix}/{line}/{camera}/verdict"
-
-
-def status_topic(prefix: str, line: str) -> str:
-    """``<prefix>/<line>/status``: retained ``online``; ``offline`` on clean close and as last will."""
-    return f"{prefix}/{line}/status"
 
 
 def publisher_problems(publishers: list) -> list[str]:

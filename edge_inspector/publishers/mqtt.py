@@ -54,6 +54,7 @@ from edge_inspector.publishers.config import MqttConfig
 from edge_inspector.publishers.mqtt_client import Will, make_client
 from edge_inspector.publishers.mqtt_client import start as start_client
 from edge_inspector.publishers.spool import Spool
+from edge_inspector.publishers.topics import camera_topic, status_topic, verdict_topic
 
 if TYPE_CHECKING:
     from edge_inspector.metrics import Metrics
@@ -74,12 +75,9 @@ class MqttPublisher:
     name = "mqtt"
 
     def __init__(self, cfg: MqttConfig, *, line: str, metrics: Metrics) -> None:
-        from edge_inspector.publishers import status_topic, verdict_topic
-
         self.cfg = cfg
         self.line = line
         self.metrics = metrics
-        self._verdict_topic = verdict_topic
         self.status_topic = status_topic(cfg.topic_prefix, line)
         self.client_id = cfg.client_id or f"edge-inspector-{line}-{socket.gethostname()}"
 
@@ -155,7 +153,7 @@ class MqttPublisher:
             self.metrics.publish_failures_total.labels(sink=self.name).inc()
             log.error("mqtt publisher is closed; verdict %s/%s not spooled", verdict.camera, verdict.frame)
             return
-        topic = self._verdict_topic(self.cfg.topic_prefix, verdict.line or self.line, verdict.camera)
+        topic = verdict_topic(self.cfg.topic_prefix, verdict.line or self.line, verdict.camera)
         try:
             result = self.spool.append(topic, verdict.to_json().encode())
         except (sqlite3.Error, OSError, PublisherError) as exc:
@@ -183,7 +181,7 @@ class MqttPublisher:
             self.metrics.publish_failures_total.labels(sink=self.name).inc()
             return
         try:
-            result = self.spool.append(f"{self.cfg.topic_prefix}/{line}/{camera}/{kind}", payload.encode())
+            result = self.spool.append(camera_topic(self.cfg.topic_prefix, line, camera, kind), payload.encode())
         except (sqlite3.Error, OSError, PublisherError) as exc:
             self.metrics.publish_failures_total.labels(sink=self.name).inc()
             log.error("mqtt spool %s: cannot append %s message for %s: %s", self.cfg.spool_dir, kind, camera, exc)

@@ -34,6 +34,7 @@ import zmq
 from edge_inspector.messages import Verdict
 from edge_inspector.publishers.base import PublisherError
 from edge_inspector.publishers.config import ZmqConfig
+from edge_inspector.publishers.topics import camera_topic, verdict_topic
 
 if TYPE_CHECKING:
     from edge_inspector.metrics import Metrics
@@ -47,9 +48,6 @@ class ZmqPublisher:
     name = "zmq"
 
     def __init__(self, cfg: ZmqConfig, *, line: str, metrics: Metrics) -> None:
-        from edge_inspector.publishers import verdict_topic
-
-        self._topic = verdict_topic
         self.cfg = cfg
         self.line = line
         self.metrics = metrics
@@ -145,7 +143,7 @@ class ZmqPublisher:
     def publish(self, verdict: Verdict) -> None:
         """Send [topic, json] without blocking; a full HWM or socket error counts a failure."""
         frames = [
-            self._topic(self.cfg.topic_prefix, verdict.line or self.line, verdict.camera).encode(),
+            verdict_topic(self.cfg.topic_prefix, verdict.line or self.line, verdict.camera).encode(),
             verdict.to_json().encode(),
         ]
         start = time.perf_counter()
@@ -158,7 +156,7 @@ class ZmqPublisher:
 
     def publish_event(self, kind: str, line: str, camera: str, payload: str) -> None:
         """Operations messages (drift ``alarm``, ``shadow`` verdicts) as [<prefix>/<line>/<camera>/<kind>, json]."""
-        frames = [f"{self.cfg.topic_prefix}/{line}/{camera}/{kind}".encode(), payload.encode()]
+        frames = [camera_topic(self.cfg.topic_prefix, line, camera, kind).encode(), payload.encode()]
         with self._lock:
             if self._held is not None and len(self._held) < 10_000:
                 self._held.append(frames)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edge_inspector.data.readers import load_dataset
-from edge_inspector.lineops.review import ReviewCapture, ReviewConfig, merge_review
+from edge_inspector.data.review import merge_review
+from edge_inspector.lineops.review import ReviewCapture, ReviewConfig
 from edge_inspector.messages import Verdict
 from tests.lineops.util import metric, run_daemon, score_of, write_config, write_levels
 
