@@ -232,8 +232,12 @@ class ModelConfig(_Model):
         return {}
 
 
+# The fusion rules; each value has its function in runtime/decision.py FUSION_RULES (a test checks both agree).
+FusionRule = Literal["any", "all", "weighted", "classifier_then_detector", "vote", "soft_vote"]
+
+
 class FusionConfig(_Model):
-    rule: Literal["any", "all", "weighted", "classifier_then_detector", "vote", "soft_vote"] = Field(
+    rule: FusionRule = Field(
         "any", description="How model scores combine: any model defective, all models, the weighted mean of "
         "normalised scores vs `threshold`, or the classifier decides and the detector localises/confirms. "
         "Ensembles: 'vote' (majority of the members' verdicts, weight = votes, a tie is a defect) or "

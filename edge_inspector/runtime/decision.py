@@ -7,17 +7,18 @@ I/O, no threads): the pipeline calls ``decide`` once per frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..card import NORMALISED_THRESHOLD
+from ..config import FusionConfig
 from ..inference import ModelResult
 from ..messages import ModelVote, Region, Verdict
 
 MAX_REGIONS = 16
-DETECTOR_KINDS = ("autoencoder", "feature_memory", "anomalib", "classical")
 
 
 @dataclass
@@ -51,7 +52,6 @@ class FrameContext:
     error: str | None = None
     part_id: str | None = None  # from the trigger (edge_inspector/parts.py)
     triggered_at: str | None = None
-    latency_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,68 +62,104 @@ class Fused:
     confidence: float | None = None  # set by the ensemble rules (vote, soft_vote)
 
 
-VOTE_RULES = ("vote", "soft_vote")
-
-
 def member_confidence(score: float) -> float:
     """How sure one member is of its own vote: 0 at its threshold (0.5), 1 at a score of 0 or 1."""
     return float(min(1.0, abs(float(score) - NORMALISED_THRESHOLD) * 2.0))
 
 
-def fuse(outcomes: list[ModelOutcome], rule: str, threshold: float = NORMALISED_THRESHOLD,
-         require_confirmation: bool = False) -> Fused:
-    """Combine primary models' normalised scores with one of the rules.
+# -- fusion rules ---------------------------------------------------------------------------------
+# One function per value of ``config.FusionRule``, each given the primary models that have a result
+# (at least one), their normalised scores and the fusion settings. Adding a rule = one function here,
+# one entry in FUSION_RULES and one value in the Literal (tests/runtime/test_decision.py checks the
+# table and the Literal agree).
 
-    any: defect if any model >= 0.5, score = max. all: defect if every model >= 0.5, score = min.
-    weighted: weighted mean vs ``threshold``. classifier_then_detector: the classifier decides
-    (the detector, if present, must also agree when ``require_confirmation``); without a
-    classifier the detectors decide as in 'any'.
+FuseFn = Callable[[list[ModelOutcome], np.ndarray, FusionConfig], Fused]
 
-    Ensemble rules (every primary model is a voter, its weight counts as its number of votes):
-    vote: each member votes defect when its score >= 0.5; score = the weighted share of defect
-    votes; defect when that share >= 0.5, so a tie (as many defect as ok votes) is a defect: an
-    inspection system that cannot decide rejects the part. confidence = the share of votes that
-    agree with the verdict (0.5 on a tie, 1 when unanimous).
-    soft_vote: score = the weighted mean of the normalised scores, defect when >= ``threshold``
-    (0.5 by default; a mean exactly at the threshold is a defect); confidence = the distance of
-    the mean from the threshold, scaled so 0 = on it and 1 = at 0 or 1.
+
+def _any(used: list[ModelOutcome], scores: np.ndarray, fusion: FusionConfig) -> Fused:
+    """Defect if any model >= 0.5; score = the highest."""
+    return Fused(bool((scores >= NORMALISED_THRESHOLD).any()), float(scores.max()), NORMALISED_THRESHOLD)
+
+
+def _all(used: list[ModelOutcome], scores: np.ndarray, fusion: FusionConfig) -> Fused:
+    """Defect if every model >= 0.5; score = the lowest."""
+    return Fused(bool((scores >= NORMALISED_THRESHOLD).all()), float(scores.min()), NORMALISED_THRESHOLD)
+
+
+def _weighted(used: list[ModelOutcome], scores: np.ndarray, fusion: FusionConfig) -> Fused:
+    """The weighted mean of the normalised scores against ``fusion.threshold``."""
+    weights = np.array([o.weight for o in used], dtype=np.float64)
+    total = weights.sum()
+    score = float((weights * scores).sum() / total) if total > 0 else float(scores.mean())
+    return Fused(score >= fusion.threshold, score, fusion.threshold)
+
+
+def _classifier_then_detector(used: list[ModelOutcome], scores: np.ndarray, fusion: FusionConfig) -> Fused:
+    """The classifier decides; with ``require_confirmation`` a detector (if present) must agree.
+    Without a classifier the detectors decide as in 'any'."""
+    classifiers = [o for o in used if o.is_classifier]
+    detectors = [o for o in used if not o.is_classifier]
+    if not classifiers:
+        return _any(used, scores, fusion)
+    score = max(o.result.score for o in classifiers)
+    defect = score >= NORMALISED_THRESHOLD
+    if defect and fusion.require_confirmation and detectors:
+        defect = max(o.result.score for o in detectors) >= NORMALISED_THRESHOLD
+    return Fused(defect, score, NORMALISED_THRESHOLD)
+
+
+def _voter_weights(used: list[ModelOutcome]) -> np.ndarray:
+    weights = np.array([o.weight for o in used], dtype=np.float64)
+    return weights if weights.sum() > 0 else np.ones_like(weights)
+
+
+def _vote(used: list[ModelOutcome], scores: np.ndarray, fusion: FusionConfig) -> Fused:
+    """Each member votes defect when its score >= 0.5 (its weight = its number of votes); score = the
+    weighted share of defect votes; defect when that share >= 0.5, so a tie is a defect: an
+    inspection system that cannot decide rejects the part. confidence = the share of votes that agree
+    with the verdict (0.5 on a tie, 1 when unanimous)."""
+    weights = _voter_weights(used)
+    share = float((weights * (scores >= NORMALISED_THRESHOLD)).sum() / weights.sum())
+    defect = share >= 0.5
+    return Fused(defect, share, 0.5, share if defect else 1.0 - share)
+
+
+def _soft_vote(used: list[ModelOutcome], scores: np.ndarray, fusion: FusionConfig) -> Fused:
+    """score = the weighted mean of the normalised scores, defect when >= ``fusion.threshold`` (a mean
+    exactly at it is a defect); confidence = the distance of the mean from the threshold, scaled so
+    0 = on it and 1 = at 0 or 1."""
+    weights = _voter_weights(used)
+    threshold = fusion.threshold
+    mean = float((weights * scores).sum() / weights.sum())
+    defect = mean >= threshold
+    span = (1.0 - threshold) if defect else threshold
+    return Fused(defect, mean, threshold, float(min(1.0, abs(mean - threshold) / span)) if span > 0 else 1.0)
+
+
+FUSION_RULES: dict[str, FuseFn] = {
+    "any": _any,
+    "all": _all,
+    "weighted": _weighted,
+    "classifier_then_detector": _classifier_then_detector,
+    "vote": _vote,
+    "soft_vote": _soft_vote,
+}
+# Ensemble rules: every primary model is a voter, and the verdict carries each member's confidence.
+VOTE_RULES = frozenset({"vote", "soft_vote"})
+
+
+def fuse(outcomes: list[ModelOutcome], fusion: FusionConfig | str = "any") -> Fused:
+    """Combine the primary models' normalised scores by ``fusion.rule`` (see FUSION_RULES).
+
+    A bare rule name stands for that rule with the default settings (offline evaluation uses it).
     """
+    if isinstance(fusion, str):
+        fusion = FusionConfig(rule=fusion)
     used = [o for o in outcomes if o.role == "primary" and o.result is not None]
     if not used:
         raise ValueError("no primary model result to fuse")
     scores = np.array([o.result.score for o in used], dtype=np.float64)
-    if rule == "any":
-        return Fused(bool((scores >= NORMALISED_THRESHOLD).any()), float(scores.max()), NORMALISED_THRESHOLD)
-    if rule == "all":
-        return Fused(bool((scores >= NORMALISED_THRESHOLD).all()), float(scores.min()), NORMALISED_THRESHOLD)
-    if rule == "weighted":
-        weights = np.array([o.weight for o in used], dtype=np.float64)
-        total = weights.sum()
-        score = float((weights * scores).sum() / total) if total > 0 else float(scores.mean())
-        return Fused(score >= threshold, score, threshold)
-    if rule == "classifier_then_detector":
-        classifiers = [o for o in used if o.is_classifier]
-        detectors = [o for o in used if not o.is_classifier]
-        if not classifiers:
-            return fuse(outcomes, "any")
-        score = max(o.result.score for o in classifiers)
-        defect = score >= NORMALISED_THRESHOLD
-        if defect and require_confirmation and detectors:
-            defect = max(o.result.score for o in detectors) >= NORMALISED_THRESHOLD
-        return Fused(defect, score, NORMALISED_THRESHOLD)
-    if rule in VOTE_RULES:
-        weights = np.array([o.weight for o in used], dtype=np.float64)
-        if weights.sum() <= 0:
-            weights = np.ones_like(weights)
-        if rule == "vote":
-            share = float((weights * (scores >= NORMALISED_THRESHOLD)).sum() / weights.sum())
-            defect = share >= 0.5
-            return Fused(defect, share, 0.5, share if defect else 1.0 - share)
-        mean = float((weights * scores).sum() / weights.sum())
-        defect = mean >= threshold
-        span = (1.0 - threshold) if defect else threshold
-        return Fused(defect, mean, threshold, float(min(1.0, abs(mean - threshold) / span)) if span > 0 else 1.0)
-    raise ValueError(f"unknown fusion rule {rule!r}")
+    return FUSION_RULES[fusion.rule](used, scores, fusion)
 
 
 def regions_from_map(anomaly_map: np.ndarray, crop_size: tuple[int, int], offset: tuple[int, int] = (0, 0),
@@ -164,7 +200,7 @@ def best_map(outcomes: list[ModelOutcome]) -> np.ndarray | None:
     return max(with_maps, key=lambda o: o.result.score).result.anomaly_map
 
 
-def _vote(o: ModelOutcome) -> ModelVote:
+def _model_vote(o: ModelOutcome) -> ModelVote:
     if o.result is None:
         return ModelVote(name=o.name, version=o.version, score=0.0, verdict="error")
     return ModelVote(name=o.name, version=o.version, score=round(o.result.score, 6),
@@ -172,23 +208,25 @@ def _vote(o: ModelOutcome) -> ModelVote:
                      defect_type=o.result.defect_type)
 
 
-def decide(ctx: FrameContext, outcomes: list[ModelOutcome], rule: str = "any", threshold: float = NORMALISED_THRESHOLD,
-           require_confirmation: bool = False) -> tuple[Verdict, np.ndarray | None]:
-    """The verdict for one frame and the anomaly map used (for the saved overlay).
+def decide(ctx: FrameContext, outcomes: list[ModelOutcome],
+           fusion: FusionConfig | None = None) -> tuple[Verdict, np.ndarray | None]:
+    """The verdict for one frame and the anomaly map used (for the saved overlay), fused by
+    ``fusion`` (the config's section; default: rule 'any').
 
     ``error`` when the frame could not be read or any primary model failed: an inspection system
     must never turn "could not look" into "ok".
     """
     base = dict(line=ctx.line, camera=ctx.camera, frame=ctx.seq, captured_at=ctx.captured_at,
-                source=ctx.source, part_id=ctx.part_id, triggered_at=ctx.triggered_at, latency_ms=ctx.latency_ms,
-                models=[_vote(o) for o in outcomes])
+                source=ctx.source, part_id=ctx.part_id, triggered_at=ctx.triggered_at,
+                models=[_model_vote(o) for o in outcomes])
     if ctx.error:
         return Verdict(verdict="error", error=ctx.error, **base), None
     failed = [o for o in outcomes if o.role == "primary" and o.result is None]
     if failed or not outcomes:
         why = "; ".join(f"{o.name}: {o.error}" for o in failed) or "no model configured"
         return Verdict(verdict="error", error=why, **base), None
-    fused = fuse(outcomes, rule, threshold, require_confirmation)
+    fusion = fusion or FusionConfig()
+    fused = fuse(outcomes, fusion)
     amap = best_map(outcomes)
     defect_type = confidence = None
     regions: list[Region] = []
@@ -200,7 +238,7 @@ def decide(ctx: FrameContext, outcomes: list[ModelOutcome], rule: str = "any", t
             confidence = round(float(best.result.defect_confidence), 6)
         if amap is not None and ctx.crop_size is not None:
             regions = regions_from_map(amap, ctx.crop_size, ctx.roi_offset)
-    if rule in VOTE_RULES:  # each member's vote with its own confidence
+    if fusion.rule in VOTE_RULES:  # each member's vote with its own confidence
         base["models"] = [v.model_copy(update={"confidence": round(member_confidence(v.score), 6)})
                           if v.verdict in ("ok", "defect") else v for v in base["models"]]
     verdict = Verdict(verdict="defect" if fused.defect else "ok", score=round(fused.score, 6),

@@ -434,11 +434,10 @@ class Decider(Stage):
             offset = (item.roi[0], item.roi[1]) if item.roi else (0, 0)
             ctx = FrameContext(line=gen.config.line, camera=frame.camera, seq=frame.seq,
                                captured_at=frame.captured_at, crop_size=crop_size, roi_offset=offset,
-                               source=frame.source, error=item.error, latency_ms={},
+                               source=frame.source, error=item.error,
                                part_id=frame.part_id, triggered_at=frame.triggered_at)
-            fusion = gen.config.fusion
             try:
-                verdict, amap = decide(ctx, item.outcomes, fusion.rule, fusion.threshold, fusion.require_confirmation)
+                verdict, amap = decide(ctx, item.outcomes, gen.config.fusion)
             except Exception as exc:  # noqa: BLE001 - never lose a frame to a decision bug
                 log.exception("decision failed for %s/%s", frame.camera, frame.seq)
                 ctx.error = f"decision failed: {exc}"

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pytest
 
+from edge_inspector.config import FusionConfig, FusionRule
 from edge_inspector.inference import ModelResult
 from edge_inspector.messages import Verdict
-from edge_inspector.runtime.decision import FrameContext, ModelOutcome, decide, fuse, regions_from_map
+from edge_inspector.runtime.decision import (
+    FUSION_RULES,
+    VOTE_RULES,
+    FrameContext,
+    ModelOutcome,
+    decide,
+    fuse,
+    regions_from_map,
+)
 
 
 def det(score: float, amap: np.ndarray | None = None, name: str = "det", role: str = "primary",
@@ -44,12 +55,12 @@ def test_basic_rules(rule, scores, defect, score):
 def test_weighted_uses_weights_and_threshold():
     outcomes = [det(0.9, name="a", weight=3.0), det(0.1, name="b", weight=1.0)]
     assert fuse(outcomes, "weighted").score == pytest.approx(0.7)
-    assert fuse(outcomes, "weighted", threshold=0.75).defect is False
+    assert fuse(outcomes, FusionConfig(rule="weighted", threshold=0.75)).defect is False
 
 
 def test_shadow_models_do_not_vote():
     outcomes = [det(0.2, name="live"), det(0.99, name="shadow", role="shadow")]
-    verdict, _ = decide(ctx(), outcomes, "any")
+    verdict, _ = decide(ctx(), outcomes, FusionConfig(rule="any"))
     assert verdict.verdict == "ok"
     assert [v.name for v in verdict.models] == ["live", "shadow"]
     assert verdict.models[1].verdict == "defect"
@@ -59,16 +70,19 @@ def test_classifier_then_detector():
     amap = np.zeros((16, 16), np.float32)
     amap[4:8, 4:8] = 0.9
     # classifier says defect: defect, typed by the classifier, localised by the detector
-    verdict, used = decide(ctx(), [clf(0.8), det(0.3, amap)], "classifier_then_detector")
+    rule = FusionConfig(rule="classifier_then_detector")
+    verdict, used = decide(ctx(), [clf(0.8), det(0.3, amap)], rule)
     assert verdict.verdict == "defect" and verdict.score == pytest.approx(0.8)
     assert verdict.defect_type == "scratch" and verdict.defect_confidence == pytest.approx(0.8)
     assert verdict.regions == [verdict.regions[0]] and verdict.regions[0].x == 16 and verdict.regions[0].w == 16
     assert used is amap
     # classifier says ok: ok even though the detector is anomalous
-    assert decide(ctx(), [clf(0.3), det(0.9, amap)], "classifier_then_detector")[0].verdict == "ok"
+    assert decide(ctx(), [clf(0.3), det(0.9, amap)], rule)[0].verdict == "ok"
     # confirmation required: the detector must agree
-    assert fuse([clf(0.8), det(0.3)], "classifier_then_detector", require_confirmation=True).defect is False
-    assert fuse([clf(0.8), det(0.6)], "classifier_then_detector", require_confirmation=True).defect is True
+    confirmed = FusionConfig(rule="classifier_then_detector", require_confirmation=True)
+    assert fuse([clf(0.8), det(0.3)], confirmed).defect is False
+    assert fuse([clf(0.8), det(0.6)], confirmed).defect is True
+    assert decide(ctx(), [clf(0.8), det(0.3, amap)], confirmed)[0].verdict == "ok"  # decide passes the settings on
 
 
 def test_regions_scaled_to_crop_and_shifted_by_roi():
@@ -104,3 +118,12 @@ def test_error_verdicts_for_bad_frames_and_failed_models():
     # a failed *shadow* model does not make the frame an error
     failed.role = "shadow"
     assert decide(ctx(), [clf(0.1), failed])[0].verdict == "ok"
+
+
+def test_fusion_table_and_config_literal_agree():
+    """Every rule the config accepts has its function, and no function is unreachable from the config."""
+    assert set(FUSION_RULES) == set(typing.get_args(FusionRule))
+    assert VOTE_RULES <= set(FUSION_RULES)
+    for rule in FUSION_RULES:  # each one runs through decide with the config's own section
+        verdict, _ = decide(ctx(), [det(0.9, name="a"), clf(0.8)], FusionConfig(rule=rule))
+        assert verdict.verdict == "defect", rule

@@ -60,7 +60,7 @@ def test_vote_weights_count_as_votes_and_shadows_do_not_vote():
     ((0.9, 0.2, 0.1), 0.5, False, 0.4, 0.2),  # a confident member cannot outvote two sure ones
 ])
 def test_soft_vote_mean_threshold_and_confidence(scores, threshold, defect, mean, confidence):
-    fused = fuse(members(*scores), "soft_vote", threshold)
+    fused = fuse(members(*scores), FusionConfig(rule="soft_vote", threshold=threshold))
     assert fused.defect is defect
     assert fused.score == pytest.approx(mean)
     assert fused.confidence == pytest.approx(confidence)
@@ -73,12 +73,12 @@ def test_vote_and_soft_vote_can_disagree():
 
 
 def test_verdict_carries_global_and_member_confidence():
-    verdict, _ = decide(ctx(), members(0.9, 0.75, 0.2), rule="vote")
+    verdict, _ = decide(ctx(), members(0.9, 0.75, 0.2), FusionConfig(rule="vote"))
     assert verdict.verdict == "defect" and verdict.confidence == pytest.approx(2 / 3, abs=1e-6)
     assert [m.verdict for m in verdict.models] == ["defect", "defect", "ok"]
     assert [m.confidence for m in verdict.models] == pytest.approx([0.8, 0.5, 0.6])
     # other rules leave both fields empty (the message stays as it was)
-    plain, _ = decide(ctx(), members(0.9, 0.2), rule="any")
+    plain, _ = decide(ctx(), members(0.9, 0.2), FusionConfig(rule="any"))
     assert plain.confidence is None and all(m.confidence is None for m in plain.models)
     roundtrip = Verdict.model_validate_json(verdict.to_json())
     assert roundtrip.confidence == verdict.confidence and roundtrip.models[2].confidence == pytest.approx(0.6)
