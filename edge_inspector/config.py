@@ -208,6 +208,10 @@ class ModelConfig(_Model):
     cache_dir: Path | None = Field(
         None, description="openvino only: compiled-model cache (fast restarts and reloads); default "
         "$XDG_CACHE_HOME/edge-inspector/openvino.")
+    streams: int | None = Field(
+        None, ge=1, le=64, description="openvino only: parallel inference streams a batch is spread over, one "
+        "frame per request (default: one single-threaded stream per thread, at most 4; a lone frame still "
+        "gets every thread); 1 = one stream using all threads.")
 
     @model_validator(mode="after")
     def _device_matches_backend(self) -> ModelConfig:
@@ -226,7 +230,7 @@ class ModelConfig(_Model):
             return {"precision": self.precision or "fp16", "engine": self.engine, "device": self.device or 0}
         if self.backend == "openvino":
             return {"precision": self.precision or "auto", "device": self.device or "CPU",
-                    "cache_dir": self.cache_dir}
+                    "cache_dir": self.cache_dir, "streams": self.streams}
         if self.backend == "onnxruntime" and self.providers:
             return {"providers": self.providers}
         return {}

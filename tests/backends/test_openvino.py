@@ -195,3 +195,21 @@ def test_precision_auto_stays_fp32_without_a_passing_check_and_rejects_other_bac
     bad = _config(tmp_path, card, frames, backend="onnxruntime", extra_model=", precision: auto", name="bad.yaml")
     with pytest.raises(ConfigError, match="precision: auto is for backend openvino"):
         parse_config(bad.read_text(), str(bad), base=tmp_path)
+
+
+def test_streams_spread_a_batch_and_keep_frame_order(detector_card, tmp_path):
+    """Two single-threaded streams, one frame per request: the same outputs, in the frame order."""
+    one = LoadedModel.load(detector_card, backend="openvino", threads=2, streams=1, cache_dir=tmp_path / "c")
+    two = LoadedModel.load(detector_card, backend="openvino", threads=2, cache_dir=tmp_path / "c")
+    assert one.backend.streams == 1 and two.backend.streams == 2  # the default: one stream per thread
+    assert two.backend.compiled.get_property("NUM_STREAMS") == 2
+    images = [make_frame(i % 3 == 0, 64, seed=i) for i in range(7)]
+    a, b = one.predict(images), two.predict(images)
+    assert [r.is_defect for r in a] == [r.is_defect for r in b] and any(r.is_defect for r in a)
+    for x, y in zip(a, b, strict=True):
+        assert abs(x.raw_score - y.raw_score) <= 1e-5 * max(1.0, abs(x.raw_score))
+        assert np.max(np.abs(x.raw_map - y.raw_map)) <= 1e-4
+    single = two.predict(images[:1])[0]  # a lone frame: the LATENCY compilation
+    assert abs(single.raw_score - a[0].raw_score) <= 1e-5 * max(1.0, abs(a[0].raw_score))
+    cfg = _config(tmp_path, detector_card, tmp_path, extra_model=", streams: 1")
+    assert parse_config(cfg.read_text(), str(cfg), base=tmp_path).models[0].backend_options()["streams"] == 1
