@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"checked: {check.summary()}")
             print(f"int8 model: {result.card_path} (backend: onnxruntime"
                   + (", or openvino with precision: int8" if any(c.passed for c in result.extra_checks) else "")
-                  + "; its normalisation is the fp32 model's)")
+                  + ")")
             print(recalibration_line(result))
             if result.check.verdict_flips:
                 print(f"note: {result.check.verdict_flips} verdict(s) still differ from fp32 at the transferred "
