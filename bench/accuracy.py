@@ -71,23 +71,77 @@ def evaluate_one(kind: str, dataset, work: Path, args: argparse.Namespace) -> di
         test = [test[i] for i in sorted(rng.choice(len(test), args.max_test, replace=False))]
     report, pred = evaluate_model(card_path, test, dataset=dataset_info(dataset.name, dataset.root, "test"),
                                   threads=args.threads, batch_size=args.batch_size, backend=args.backend)
-    at = report["image"].get("at_threshold") or {}
+    at = report.image.at
     op = card.operating_point
     row = {
         "category": dataset.name, "model": kind, "scheme": args.scheme, "n_train": card.training.n_images,
         "n_test": len(test), "n_defect": int(pred.labels.sum()),
-        "image_auroc": report["image"]["auroc"], "pixel_auroc": report["pixel"]["pixel_auroc"],
-        "pro": report["pixel"].get("pro"),
-        "false_reject_rate": at.get("false_reject_rate"), "escape_rate": at.get("escape_rate"),
+        "image_auroc": report.image.auroc, "pixel_auroc": report.pixel.pixel_auroc,
+        "pro": report.pixel.pro,
+        "false_reject_rate": at.false_reject_rate, "escape_rate": at.escape_rate,
         "fit_s": card.training.fit_seconds, "train_total_s": round(train_total, 2),
-        "ms_per_img_with_decode": report["timing"]["ms_per_image"],
+        "ms_per_img_with_decode": report.timing.ms_per_image,
         "threshold": card.normalization.threshold, "calibration": card.normalization.method,
         "calibration_source": op.source if op else None, "calibration_n_normal": op.n_normal if op else None,
         "calibration_false_reject_ci": list(op.false_reject_ci) if op else None,
         "parameters": card.parameters, "input_size": [card.input.height, card.input.width],
         "extra": {k: v for k, v in card.extra.items() if isinstance(v, (int, float, str, bool, list))},
     }
+    reduced = [p for p in args.precision.split(",") if p and p != "fp32"]
+    row["reduced_precision"] = [score_reduced(card_path, dataset, test, p, args, report) for p in reduced]
     return row
+
+
+REDUCED_AUROC_TOLERANCE = 0.005  # TARGETS.md: INT8 / bf16 within 0.005 image AUROC of FP32
+
+
+def score_reduced(card_path: Path, dataset, test, precision: str, args: argparse.Namespace, fp32: dict) -> dict:
+    """Make (int8: ``quantize``) or check (bf16/fp16: OpenVINO) the reduced precision with the toolchain, then
+    score the same test images through ``evaluate_model``, as fp32 was: the AUROCs compare like for like."""
+    from edge_inspector.backends.base import BackendError
+    from edge_inspector.evaluate.runner import dataset_info, evaluate_model
+    from edge_inspector.export.quantize import QuantizeError, check_reduced_precision, quantize_int8
+    from edge_inspector.inference import LoadedModel
+
+    backend = args.backend if precision == "int8" else "openvino"  # bf16/fp16 exist only under OpenVINO
+    out = {"precision": precision, "backend": backend, "image_auroc_fp32": fp32["image"]["auroc"]}
+    try:
+        if precision == "int8":
+            result = quantize_int8(card_path, dataset.root, threads=args.threads, force=True,
+                                   also_openvino=backend == "openvino")
+            checks = [result.check, *result.extra_checks]
+            target, options = result.card_path, {"precision": "int8"} if backend == "openvino" else {}
+        else:
+            checks = [check_reduced_precision(card_path, dataset.root, precision, threads=args.threads)]
+            target, options = card_path, {"precision": precision}
+        out["checks"] = [c.summary() for c in checks]
+        model = LoadedModel.load(target, backend=backend, threads=args.threads, **options)
+    except (QuantizeError, BackendError) as exc:  # refused by its own accuracy check: say so, with the numbers
+        return {**out, "refused": str(exc)}
+    report, _ = evaluate_model(model, test, dataset=dataset_info(dataset.name, dataset.root, "test"),
+                               threads=args.threads, batch_size=args.batch_size)
+    at = report["image"].get("at_threshold") or {}
+    a32, ared = fp32["image"]["auroc"], report["image"]["auroc"]
+    return {**out, "describe": model.backend.describe(), "image_auroc": ared,
+            "auroc_drop": None if a32 is None or ared is None else a32 - ared,
+            "pixel_auroc": report["pixel"]["pixel_auroc"], "false_reject_rate": at.get("false_reject_rate"),
+            "escape_rate": at.get("escape_rate")}
+
+
+def precision_lines(row: dict) -> list[str]:
+    """One line per reduced precision: test-split image AUROC beside fp32's, ok/MISS against 0.005."""
+    out = []
+    for r in row.get("reduced_precision") or []:
+        head = f"{row['category']} {row['model']} {r['backend']} {r['precision']}"
+        if "refused" in r:
+            out.append(f"{head}: refused by its accuracy check: {r['refused']}")
+            continue
+        drop = r["auroc_drop"]
+        ok = drop is not None and drop <= REDUCED_AUROC_TOLERANCE + 1e-12
+        out.append(f"{head}: image AUROC fp32 {_fmt(r['image_auroc_fp32'], '.4f')} -> {_fmt(r['image_auroc'], '.4f')} "
+                   f"(drop {_fmt(drop, '.4f')}, target <= {REDUCED_AUROC_TOLERANCE}): {'ok' if ok else 'MISS'}; "
+                   f"false-reject {_fmt(r['false_reject_rate'])}, escape {_fmt(r['escape_rate'])}")
+    return out
 
 
 def _fmt(value, spec: str = ".3f") -> str:
@@ -203,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", type=float, default=CALIBRATION_TARGET,
                    help=f"calibration target (default false-reject {CALIBRATION_TARGET})")
     p.add_argument("--backend", default="onnxruntime", help="inference backend for scoring")
+    p.add_argument("--precision", default="fp32",
+                   help="comma-separated precisions scored besides fp32, e.g. int8,bf16: int8 made by "
+                   "`edge-inspector quantize` (run by --backend), bf16/fp16 checked and run by OpenVINO; each "
+                   "through the same evaluate path, its image AUROC printed beside fp32's (target: within 0.005)")
     p.add_argument("--work", type=Path, help="keep trained models here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -243,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         if "error" not in r:
             for line in target_checks(r):
                 print("target: " + line)
+            for line in precision_lines(r):
+                print("precision: " + line)
     root = Path(__file__).resolve().parents[1]  # paths relative to the checkout: no machine's absolute path
     result = {"rows": rows, "mean": means,
               "args": {k: (os.path.relpath(v.resolve(), root) if isinstance(v, Path) else v)

@@ -29,6 +29,7 @@ from .evaluate.energy import EnergyMeter
 from .evaluate.metrics import DEFAULT_WEIGHTS, composite_inputs
 from .evaluate.report import fmt, page, table, terminal_summary, write_evaluation_report, write_json
 from .evaluate.runner import evaluate_model
+from .evaluate.types import EvaluationReport
 
 log = logging.getLogger(__name__)
 
@@ -172,12 +173,12 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
             log.debug("auto: candidate %s traceback", kind, exc_info=True)
             cand["error"] = f"{type(exc).__name__}: {exc}"
             continue
-        cand["model"] = report["model"]["name"]
+        cand["model"] = report.model.name
         cand["val"] = composite_inputs(report)
-        cand["val_composite"] = report["composite"]
-        cand["val_ms_per_image"] = report["timing"]["ms_per_image"]
-        cand["val_false_reject_rate"] = (report["image"].get("at_threshold") or {}).get("false_reject_rate")
-        cand["val_escape_rate"] = (report["image"].get("at_threshold") or {}).get("escape_rate")
+        cand["val_composite"] = report.composite.model_dump(exclude_unset=True)
+        cand["val_ms_per_image"] = report.timing.ms_per_image
+        cand["val_false_reject_rate"] = report.image.at.false_reject_rate
+        cand["val_escape_rate"] = report.image.at.escape_rate
     viable = [c for c in candidates if "error" not in c and c["val_composite"]["score"] is not None]
     if not viable:
         errors = "; ".join(f"{c['kind']}: {c.get('error', 'no composite score')}" for c in candidates)
@@ -197,11 +198,11 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
         "dataset": info, "weights": weights, "selection_split": "val", "candidates": candidates,
         "chosen": {"kind": best["kind"], "card": str(chosen_card), "val_composite": best["val_composite"]["score"],
                    "files": [str(p) for p in kept]},
-        "test": {**composite_inputs(report), "composite": report["composite"]["score"],
-                 "false_reject_rate": (report["image"].get("at_threshold") or {}).get("false_reject_rate"),
-                 "escape_rate": (report["image"].get("at_threshold") or {}).get("escape_rate"),
-                 "pixel_auroc": report["pixel"]["pixel_auroc"],
-                 "inference_energy_per_1000_parts": report["energy"]["inference_per_1000_parts"]},
+        "test": {**composite_inputs(report), "composite": report.composite.score,
+                 "false_reject_rate": report.image.at.false_reject_rate,
+                 "escape_rate": report.image.at.escape_rate,
+                 "pixel_auroc": report.pixel.pixel_auroc,
+                 "inference_energy_per_1000_parts": report.energy.inference_per_1000_parts},
         "test_summary": terminal_summary(report),
     }
     write_json(summary, out / "auto_report" / "auto.json")
@@ -209,15 +210,16 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
     return summary
 
 
-def _store_test_metrics(card_path: Path, report: Mapping[str, Any], training_energy: Mapping[str, Any] | None) -> None:
+def _store_test_metrics(card_path: Path, report: EvaluationReport,
+                        training_energy: Mapping[str, Any] | None) -> None:
     """Record the chosen model's test figures and training energy in its card (the model file, hence
     its sha256, is untouched)."""
     card = load_card(card_path)
-    at = report["image"].get("at_threshold") or {}
+    at = report.image.at
     figures = {**{f"test_{k}": v for k, v in composite_inputs(report).items()},
-               "test_pixel_auroc": report["pixel"]["pixel_auroc"],
-               "test_false_reject_rate": at.get("false_reject_rate"), "test_escape_rate": at.get("escape_rate"),
-               "test_composite": report["composite"]["score"]}
+               "test_pixel_auroc": report.pixel.pixel_auroc,
+               "test_false_reject_rate": at.false_reject_rate, "test_escape_rate": at.escape_rate,
+               "test_composite": report.composite.score}
     if training_energy and training_energy.get("energy_wh") is not None:
         figures["training_energy_wh"] = training_energy["energy_wh"]
         figures["training_cpu_seconds"] = training_energy.get("cpu_seconds")

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"evaluate: backend {args.backend!r} is not available "
               f"here ({exc}); try --backend onnxruntime", file=sys.stderr)
         return 1
-    out = args.out or Path("reports") / f"{report['model']['name']}-{spec.name}-{spec.split}"
+    out = args.out or Path("reports") / f"{report.model.name}-{spec.name}-{spec.split}"
     json_path, html_path = write_evaluation_report(report, pred, out)
     print(terminal_summary(report))
     print(f"report: {html_path}\n        {json_path}")

@@ -28,6 +28,7 @@ from . import plots
 from .metrics import DEFAULT_WEIGHTS, composite_inputs, composite_score
 from .report import fmt, img, page, table, write_json
 from .runner import evaluate_model
+from .types import EvaluationReport
 
 log = logging.getLogger(__name__)
 
@@ -61,38 +62,38 @@ def measure_latency(model: LoadedModel, images: Sequence[np.ndarray], *, warmup:
             "includes": "preprocess + inference (decode excluded)"}
 
 
-def _row(model_path: str, spec: DataSpec, report: Mapping[str, Any], latency: Mapping[str, Any],
+def _row(model_path: str, spec: DataSpec, report: EvaluationReport, latency: Mapping[str, Any],
          weights: Mapping[str, float]) -> dict[str, Any]:
-    image, at = report["image"], report["image"].get("at_threshold") or {}
+    image, at = report.image, report.image.at
     comp = composite_score(composite_inputs(report), weights)
-    energy = report["energy"].get("inference_per_1000_parts") or {}
+    energy = report.energy.inference_per_1000_parts or {}
     return {
-        "model": report["model"]["name"],
+        "model": report.model.name,
         "model_path": model_path,
-        "kind": report["model"]["kind"],
+        "kind": report.model.kind,
         "dataset": spec.name,
         "split": spec.split,
-        "n": report["dataset"]["n"],
-        "image_auroc": image["auroc"],
-        "average_precision": image["average_precision"],
-        "f1": at.get("f1"),
-        "precision": at.get("precision"),
-        "recall": at.get("recall"),
-        "false_reject_rate": at.get("false_reject_rate"),
-        "escape_rate": at.get("escape_rate"),
-        "best_f1": (image.get("best_f1") or {}).get("f1"),
-        "pixel_auroc": report["pixel"]["pixel_auroc"],
-        "pro": report["pixel"]["pro"],
-        "defect_type_macro_f1": report["defect_type"]["macro_f1"],
-        "defect_type_auroc": report["defect_type"]["defect_type_auroc"],
+        "n": report.dataset.n,
+        "image_auroc": image.auroc,
+        "average_precision": image.average_precision,
+        "f1": at.f1,
+        "precision": at.precision,
+        "recall": at.recall,
+        "false_reject_rate": at.false_reject_rate,
+        "escape_rate": at.escape_rate,
+        "best_f1": image.best_f1.f1 if image.best_f1 else None,
+        "pixel_auroc": report.pixel.pixel_auroc,
+        "pro": report.pixel.pro,
+        "defect_type_macro_f1": report.defect_type.macro_f1,
+        "defect_type_auroc": report.defect_type.defect_type_auroc,
         "latency_ms": {b: lat.get("ms_median") for b, lat in latency.items()},
         "latency": dict(latency),
-        "eval_ms_per_image": report["timing"]["ms_per_image"],  # batched, decode included
-        "parameters": report["model"]["parameters"],
-        "size_bytes": report["model"]["size_bytes"],
+        "eval_ms_per_image": report.timing.ms_per_image,  # batched, decode included
+        "parameters": report.model.parameters,
+        "size_bytes": report.model.size_bytes,
         "energy_wh_per_1000": energy.get("energy_wh"),
         "energy_method": energy.get("method"),
-        "training_energy_wh": (report["energy"].get("training") or {}).get("energy_wh"),
+        "training_energy_wh": (report.energy.training or {}).get("energy_wh"),
         "composite": comp["score"],
         "composite_missing": comp["missing"],
     }
@@ -129,7 +130,7 @@ def compare_models(models: Sequence[Path | str], datasets: Sequence[DataSpec], *
                 except (BackendError, CardError, ImportError, OSError) as exc:
                     latency[backend] = {"ms_median": None, "reason": str(exc)}
             rows.append(_row(str(model_path), spec, report, latency, weights))
-            curves.setdefault(spec.name, []).append((report["model"]["name"], pred.labels.tolist(),
+            curves.setdefault(spec.name, []).append((report.model.name, pred.labels.tolist(),
                                                      pred.raw_scores.tolist()))
     for spec in datasets:
         ranked = sorted((r for r in rows if r["dataset"] == spec.name),

@@ -30,6 +30,7 @@ from sklearn.metrics import (
 from ..card import NORMALISED_THRESHOLD
 from ..data.types import GOOD
 from .pro import ProCurve, label_regions, normalised_aupro, pro_curve
+from .types import EvaluationReport
 
 CALIBRATED_THRESHOLD = NORMALISED_THRESHOLD  # the card's normalised threshold, under its toolchain name
 DEFAULT_FPR_LIMIT = 0.3
@@ -308,16 +309,15 @@ def composite_score(figures: Mapping[str, float | None],
     return {"score": float(score), "weights_used": used, "missing": missing}
 
 
-def composite_inputs(report: Mapping[str, Any]) -> dict[str, float | None]:
+def composite_inputs(report: EvaluationReport) -> dict[str, float | None]:
     """Pull the composite's components out of an evaluation report (see ``runner.evaluate_model``)."""
-    image = report.get("image", {})
-    at = image.get("at_threshold") or {}
+    at = report.image.at
     return {
-        "image_auroc": image.get("auroc"),
-        "f1": at.get("f1"),
-        "recall": at.get("recall"),
-        "pro": (report.get("pixel") or {}).get("pro"),
-        "defect_type_auroc": (report.get("defect_type") or {}).get("defect_type_auroc"),
+        "image_auroc": report.image.auroc,
+        "f1": at.f1,
+        "recall": at.recall,
+        "pro": report.pixel.pro,
+        "defect_type_auroc": report.defect_type.defect_type_auroc,
     }
 
 

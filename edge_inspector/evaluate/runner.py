@@ -1,7 +1,7 @@
-"""Evaluate one model on one list of samples: score, compute every metric, assemble the JSON report.
+"""Evaluate one model on one list of samples: score, compute every metric, assemble the report.
 
-The report dict is the single source for report.json, report.html, ``compare`` and ``auto``: they
-never recompute a figure differently.
+The report (``types.EvaluationReport``) is the single source for report.json, report.html,
+``compare`` and ``auto``: they read its attributes and never recompute a figure differently.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .metrics import (
 )
 from .pro import normalised_aupro, pro_curve
 from .scoring import DEFAULT_PIXEL_SIZE, Predictions, score_samples
+from .types import Composite, EvaluationReport
 
 REPORT_SCHEMA = 1
 
@@ -95,8 +96,8 @@ def _gallery(pred: Predictions, n: int) -> dict[str, list[dict[str, Any]]]:
 
 def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str, Any],
                  fpr_limit: float = DEFAULT_FPR_LIMIT, weights: Mapping[str, float] | None = None,
-                 gallery_size: int = 6) -> dict[str, Any]:
-    """All figures for ``pred`` as one JSON-ready dict (see module docstring)."""
+                 gallery_size: int = 6) -> EvaluationReport:
+    """All figures for ``pred`` as one typed report (see module docstring)."""
     labels, scores = pred.labels, pred.scores
     has_types = bool(model.card.classes) and any(t is not None for t in pred.type_names)
     pixel_in, raw_maps = (None, None), None
@@ -148,13 +149,14 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
             report["pixel"]["excluded_images"] = missing
             report["pixel"]["excluded_reason"] = "defective images without a ground-truth mask"
     _add_per_type_pixel(report["per_type"], pred, fpr_limit)
-    report["composite"] = composite_score(composite_inputs(report), weights)
-    report["metrics"] = headline_metrics(report)
-    report["warnings"] = sanity_warnings(report, model.card)
-    return report
+    result = EvaluationReport.model_validate(report)
+    result.composite = Composite.model_validate(composite_score(composite_inputs(result), weights))
+    result.metrics = headline_metrics(result)
+    result.warnings = sanity_warnings(result, model.card)
+    return result
 
 
-def sanity_warnings(report: Mapping[str, Any], card: ModelCard) -> list[str]:
+def sanity_warnings(report: EvaluationReport, card: ModelCard) -> list[str]:
     """Plain-language flags for figures that look good but are not (shown first in every report).
 
     The composite and F1 reward a model that rejects everything when most test parts are defective;
@@ -162,17 +164,17 @@ def sanity_warnings(report: Mapping[str, Any], card: ModelCard) -> list[str]:
     high number pass unread.
     """
     out = []
-    at = report["image"].get("at_threshold") or {}
+    at = report.image.at
     if card.normalization.method == "uncalibrated":
         out.append("the model is uncalibrated (card normalization.method): figures at the threshold are "
                    "meaningless until it is calibrated; AUROC, AP and PRO are still valid")
-    frr, esc = at.get("false_reject_rate"), at.get("escape_rate")
+    frr, esc = at.false_reject_rate, at.escape_rate
     if frr is not None and frr >= 0.5:
         out.append(f"{frr:.0%} of good parts are rejected at the calibrated threshold: F1, recall and the composite "
                    "are inflated by rejecting nearly everything; recalibrate")
     if esc is not None and esc >= 0.5:
         out.append(f"{esc:.0%} of defective parts pass at the calibrated threshold")
-    auroc = report["image"].get("auroc")
+    auroc = report.image.auroc
     if auroc is not None and auroc < 0.6:
         out.append(f"image AUROC {auroc:.3f}: the scores barely separate good from defective parts")
     return out
@@ -201,18 +203,17 @@ def _add_per_type_pixel(rows: list[dict[str, Any]], pred: Predictions, fpr_limit
         row["pro"] = normalised_aupro(curve, fpr_limit)
 
 
-def headline_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
+def headline_metrics(report: EvaluationReport) -> dict[str, Any]:
     """The figures a model registry shows, nested shallowly (the console flattens this to ``image.auroc``...)."""
-    image, at = report["image"], report["image"].get("at_threshold") or {}
-    px, dt = report["pixel"], report["defect_type"]
+    image, at, px, dt = report.image, report.image.at, report.pixel, report.defect_type
     return {
-        "image": {"auroc": image["auroc"], "average_precision": image["average_precision"], "f1": at.get("f1"),
-                  "precision": at.get("precision"), "recall": at.get("recall"), "accuracy": at.get("accuracy"),
-                  "false_reject_rate": at.get("false_reject_rate"), "escape_rate": at.get("escape_rate"),
-                  "best_f1": (image.get("best_f1") or {}).get("f1")},
-        "pixel": {"auroc": px["pixel_auroc"], "pro": px["pro"], "iou": px["iou"], "dice": px["dice"]},
-        "defect_type": {"macro_f1": dt["macro_f1"], "weighted_f1": dt["weighted_f1"], "auroc": dt["defect_type_auroc"]},
-        "composite": report["composite"]["score"],
+        "image": {"auroc": image.auroc, "average_precision": image.average_precision, "f1": at.f1,
+                  "precision": at.precision, "recall": at.recall, "accuracy": at.accuracy,
+                  "false_reject_rate": at.false_reject_rate, "escape_rate": at.escape_rate,
+                  "best_f1": image.best_f1.f1 if image.best_f1 else None},
+        "pixel": {"auroc": px.pixel_auroc, "pro": px.pro, "iou": px.iou, "dice": px.dice},
+        "defect_type": {"macro_f1": dt.macro_f1, "weighted_f1": dt.weighted_f1, "auroc": dt.defect_type_auroc},
+        "composite": report.composite.score,
     }
 
 
@@ -220,8 +221,8 @@ def evaluate_model(model: LoadedModel | Path | str, samples: Sequence[Sample], *
                    backend: str = "onnxruntime", threads: int = 2, batch_size: int = 16,
                    pixel_size: int = DEFAULT_PIXEL_SIZE, fpr_limit: float = DEFAULT_FPR_LIMIT,
                    weights: Mapping[str, float] | None = None, progress: bool = False,
-                   ) -> tuple[dict[str, Any], Predictions]:
-    """Load (if needed) and score ``model`` on ``samples``; return (report dict, predictions)."""
+                   ) -> tuple[EvaluationReport, Predictions]:
+    """Load (if needed) and score ``model`` on ``samples``; return (report, predictions)."""
     if not isinstance(model, LoadedModel):
         model = LoadedModel.load(model, backend=backend, threads=threads)
     pred = score_samples(model, samples, batch_size=batch_size, pixel_size=pixel_size, progress=progress)
