@@ -1,7 +1,7 @@
 """``edge-inspector console``: the web console (Django + waitress), its own process beside the daemon.
 
-``edge-inspector console [--host H] [--port P] [--data-dir D] [--zmq URL] [--models-dir M]
-[--daemon-pid-file F]`` serves; ``edge-inspector console createadmin --username U`` creates the
+``edge-inspector console [--host H] [--port P] [--data-dir D] [--zmq URL] [--mqtt-host BROKER]
+[--models-dir M] [--daemon-pid-file F]`` serves; ``edge-inspector console createadmin --username U`` creates the
 login (password from stdin or EDGE_INSPECTOR_ADMIN_PASSWORD); ``edge-inspector console manage
 ARGS`` runs any Django management command against the same settings.
 """
@@ -31,6 +31,18 @@ def register(subparsers) -> None:
     p.add_argument("--frames-root", help="folder the verdicts' image paths are relative to: the parent of the "
                    "daemon's frames dir (default: current dir)")
     p.add_argument("--keep-verdicts", type=int, help="verdicts kept in the database, oldest pruned (default 200000)")
+    p.add_argument("--keep-days", type=int, help="also prune verdicts received more than N days ago (default 0: "
+                   "no age limit; rows marked for review are kept)")
+    plant = p.add_argument_group("plant: follow every line's daemon through an MQTT broker (docs/plant.md)")
+    plant.add_argument("--mqtt-host", help="broker host; the console subscribes to <prefix>/+/+/verdict and "
+                       "<prefix>/+/status with a persistent session (default: off)")
+    plant.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
+    plant.add_argument("--mqtt-prefix", help="the daemons' topic_prefix (default edge-inspector)")
+    plant.add_argument("--mqtt-client-id", help="persistent session id, one per console "
+                       "(default edge-inspector-console)")
+    plant.add_argument("--mqtt-username", help="broker user name")
+    plant.add_argument("--mqtt-password-file", help="file holding the broker password")
+    plant.add_argument("--mqtt-ca-file", help="CA certificate of the broker: connect with TLS")
     p.add_argument("--threads", type=int, default=8, help="web server threads (default 8)")
     sub = p.add_subparsers(dest="console_command", metavar="ACTION")
     admin = sub.add_parser("createadmin", help="create or reset an administrator login")
@@ -65,7 +77,9 @@ def _run(args: argparse.Namespace, server) -> int:
         data_dir=args.data_dir, zmq=args.zmq, models_dir=args.models_dir,
         daemon_pid_file=args.daemon_pid_file, daemon_config=getattr(args, "daemon_config", None),
         daemon_metrics=getattr(args, "daemon_metrics", None), frames_root=args.frames_root, host=args.host,
-        keep_verdicts=args.keep_verdicts,
+        keep_verdicts=args.keep_verdicts, keep_days=getattr(args, "keep_days", None),
+        **{name: getattr(args, name, None) for name in ("mqtt_host", "mqtt_port", "mqtt_prefix", "mqtt_client_id",
+                                                        "mqtt_username", "mqtt_password_file", "mqtt_ca_file")},
     )
     action = getattr(args, "console_command", None)
     if action == "createadmin":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 ENV_PREFIX = "EDGE_INSPECTOR_"
 DEFAULT_DATA_DIR = "~/.local/share/edge-inspector"
@@ -85,7 +85,11 @@ def secret_key(directory: Path) -> str:
 
 
 def parse_database_url(url: str, base_dir: Path) -> dict:
-    """``sqlite:///rel.db``, ``sqlite:////abs.db`` or ``postgres://user:pw@host:5432/name`` -> DATABASES entry."""
+    """``sqlite:///rel.db``, ``sqlite:////abs.db`` or ``postgres://user:pw@host:5432/name`` -> DATABASES entry.
+
+    A PostgreSQL server on a Unix socket is named as libpq does: ``postgres://user@/name?host=/run/postgresql``
+    (or the socket folder percent-encoded as the host, ``postgres://user@%2Frun%2Fpostgresql/name``).
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
@@ -98,13 +102,23 @@ def parse_database_url(url: str, base_dir: Path) -> dict:
         name = unquote(parts.path.lstrip("/"))
         if not name:
             raise ConsoleConfigError(f"DATABASE_URL {url!r}: PostgreSQL URL needs a database name after the host")
+        query = parse_qs(parts.query)
+        netloc_host = parts.netloc.rsplit("@", 1)[-1]
+        host = unquote(netloc_host) if netloc_host.lower().startswith("%2f") else (parts.hostname or "")
+        host = query.get("host", [host])[0]
+        try:
+            port = str(parts.port or "")
+        except ValueError:
+            raise ConsoleConfigError(f"DATABASE_URL {url!r}: the port must be a number") from None
+        if host.startswith("/"):
+            port = ""
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": name,
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
+            "HOST": host,
+            "PORT": query.get("port", [port])[0],
         }
     raise ConsoleConfigError(f"DATABASE_URL {url!r}: unsupported scheme {scheme!r} (expected sqlite or postgres)")
 

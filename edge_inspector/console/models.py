@@ -97,7 +97,7 @@ class TrainedModel(models.Model):
 
 
 class Verdict(models.Model):
-    """One verdict received from the daemon over ZeroMQ (the message in edge_inspector/messages.py)."""
+    """One verdict received from a daemon over ZeroMQ or MQTT (the message in edge_inspector/messages.py)."""
 
     line = models.CharField(max_length=100)
     camera = models.CharField(max_length=100, db_index=True)
@@ -122,7 +122,11 @@ class Verdict(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["verdict", "id"], name="verdict_kind_id")]  # gallery: newest defects
+        indexes = [
+            models.Index(fields=["verdict", "id"], name="verdict_kind_id"),  # gallery: newest defects
+            models.Index(fields=["line", "camera", "id"], name="verdict_line_camera_id"),  # line/camera pages
+            models.Index(fields=["received_at"], name="verdict_received"),  # retention by age
+        ]
         constraints = [
             # Delivery is at-least-once; (camera, frame) repeats only across daemon restarts,
             # which captured_at tells apart.
@@ -131,6 +135,26 @@ class Verdict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.camera}#{self.frame} {self.verdict}"
+
+
+class LineStatus(models.Model):
+    """What a line's daemon last said on ``<prefix>/<line>/status`` (MQTT, retained).
+
+    The daemon publishes a retained ``online`` after each connect and the broker publishes its
+    last will ``offline`` when the daemon vanishes, so this row is the line's health as the plant
+    broker sees it, also for a line that has published no verdict yet.
+    """
+
+    line = models.CharField(max_length=100, unique=True)
+    state = models.CharField(max_length=40, help_text="online, offline, or what the daemon published.")
+    changed_at = models.DateTimeField(help_text="When the console received this state.")
+    broker = models.CharField(max_length=300, blank=True, help_text="Broker it came through (host:port).")
+
+    class Meta:
+        ordering = ["line"]
+
+    def __str__(self) -> str:
+        return f"{self.line}: {self.state}"
 
 
 class AuditLog(models.Model):

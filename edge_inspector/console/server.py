@@ -23,8 +23,17 @@ FLAG_ENV = {
     "daemon_metrics": "EDGE_INSPECTOR_DAEMON_METRICS",
     "frames_root": "EDGE_INSPECTOR_FRAMES_ROOT",
     "keep_verdicts": "EDGE_INSPECTOR_KEEP_VERDICTS",
+    "keep_days": "EDGE_INSPECTOR_KEEP_DAYS",
+    "mqtt_host": "EDGE_INSPECTOR_MQTT_HOST",
+    "mqtt_port": "EDGE_INSPECTOR_MQTT_PORT",
+    "mqtt_prefix": "EDGE_INSPECTOR_MQTT_TOPIC_PREFIX",
+    "mqtt_client_id": "EDGE_INSPECTOR_MQTT_CLIENT_ID",
+    "mqtt_username": "EDGE_INSPECTOR_MQTT_USERNAME",
+    "mqtt_password_file": "EDGE_INSPECTOR_MQTT_PASSWORD_FILE",
+    "mqtt_ca_file": "EDGE_INSPECTOR_MQTT_CA_FILE",
 }
-PATH_FLAGS = {"data_dir", "models_dir", "daemon_pid_file", "daemon_config", "frames_root"}
+PATH_FLAGS = {"data_dir", "models_dir", "daemon_pid_file", "daemon_config", "frames_root", "mqtt_password_file",
+              "mqtt_ca_file"}
 
 
 def configure(**flags) -> None:
@@ -61,14 +70,17 @@ def serve(host: str, port: int, threads: int = 8) -> int:
     jobs.recover()
     from . import subscriber as subscriber_module
 
-    subscriber = VerdictSubscriber(settings.CONSOLE["ZMQ_ENDPOINT"], keep=settings.CONSOLE["KEEP_VERDICTS"])
+    retention = subscriber_module.Retention.from_settings()
+    feeds = start_mqtt_feed(retention)  # first: a bad MQTT setting stops the start before anything runs
+    subscriber = VerdictSubscriber(settings.CONSOLE["ZMQ_ENDPOINT"], retention=retention)
     subscriber.start()
     subscriber_module.ACTIVE = subscriber
     monitor = jobs.JobMonitor()
     monitor.start()
     log.info(
         "starting console on http://%s:%d/ (data %s, verdicts from %s, models dir %s)",
-        host, port, settings.DATA_DIR, settings.CONSOLE["ZMQ_ENDPOINT"], settings.CONSOLE["MODELS_DIR"],
+        host, port, settings.DATA_DIR, ", ".join([settings.CONSOLE["ZMQ_ENDPOINT"], *(f.cfg.endpoint for f in feeds)]),
+        settings.CONSOLE["MODELS_DIR"],
     )
     def on_term(signum, frame):  # noqa: ARG001 - systemd stop: leave waitress, flush pending verdicts
         raise SystemExit(0)
@@ -81,5 +93,32 @@ def serve(host: str, port: int, threads: int = 8) -> int:
                        max_request_body_size=body_limit)
     finally:
         subscriber.stop()
+        for feed in feeds:
+            feed.stop()
         monitor.stop()
     return 0
+
+
+def start_mqtt_feed(retention) -> list:
+    """The plant follower (mqtt_feed.py) when a broker is configured; registered for the dashboard."""
+    from django.conf import settings
+
+    from . import subscriber as subscriber_module
+    from .conf import ConsoleConfigError
+    from .mqtt_feed import MqttFeedConfig, MqttFeedError, MqttVerdictSubscriber
+
+    try:
+        cfg = MqttFeedConfig.from_settings(settings.CONSOLE)
+    except MqttFeedError as exc:
+        raise ConsoleConfigError(str(exc)) from None
+    if cfg is None:
+        return []
+    from edge_inspector.publishers.base import PublisherError
+
+    feed = MqttVerdictSubscriber(cfg, retention=retention)
+    try:
+        feed.start()
+    except PublisherError as exc:  # unreadable password file, bad CA file
+        raise ConsoleConfigError(str(exc)) from None
+    subscriber_module.FEEDS.append(feed)
+    return [feed]

@@ -65,6 +65,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The verdict subscriber writes while pages read: wait for the lock instead of failing at once.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     conf.private_sqlite(Path(DATABASES["default"]["NAME"]))
+else:
+    # PostgreSQL (plant use): a restarted server must not leave the follower threads on a dead
+    # connection, and a server that is away must fail a page in seconds rather than hang it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["OPTIONS"] = {"connect_timeout": 10}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
@@ -124,6 +129,18 @@ CONSOLE = {
     "FRAMES_ROOT": Path(conf.env("FRAMES_ROOT", ".")).expanduser().resolve(),
     "BACKGROUND_VALIDATION": conf.flag("BACKGROUND_VALIDATION", True),
     "KEEP_VERDICTS": conf.integer("KEEP_VERDICTS", 200_000, minimum=100),
+    # Verdicts received more than this many days ago are pruned too (0: no age limit).
+    "KEEP_DAYS": conf.integer("KEEP_DAYS", 0, minimum=0),
+    # The plant broker the console follows every line's daemon through (mqtt_feed.py); no host: off.
+    "MQTT": {
+        "host": conf.env("MQTT_HOST"),
+        "port": conf.integer("MQTT_PORT", 1883, minimum=1),
+        "topic_prefix": conf.env("MQTT_TOPIC_PREFIX", "edge-inspector"),
+        "client_id": conf.env("MQTT_CLIENT_ID", "edge-inspector-console"),
+        "username": conf.env("MQTT_USERNAME"),
+        "password_file": conf.env("MQTT_PASSWORD_FILE"),
+        "ca_file": conf.env("MQTT_CA_FILE"),
+    },
     # The training/evaluation commands, as argv prefixes; overridable so a site can wrap them.
     "TRAIN_COMMAND": conf.env("TRAIN_COMMAND", ""),
     "EVALUATE_COMMAND": conf.env("EVALUATE_COMMAND", ""),

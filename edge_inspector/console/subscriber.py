@@ -2,7 +2,10 @@
 
 Messages are multipart ``[topic, json]`` with topic ``<prefix>/<line>/<camera>/verdict``. Rows are
 written in small batches (bulk insert, duplicates ignored) so a daemon at hundreds of frames per
-second costs one INSERT per batch, and old rows are pruned so the table stays bounded.
+second costs one INSERT per batch, and old rows are pruned (:class:`Retention`: the newest N rows,
+and rows older than N days) so the table stays bounded. The plant-wide follower of many daemons
+through an MQTT broker is :mod:`edge_inspector.console.mqtt_feed`; it shares ``to_row``, ``store``
+and the retention here. Every running follower registers in :data:`FEEDS` for the dashboard.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import zmq
 from django.db import close_old_connections
@@ -22,7 +26,17 @@ from edge_inspector.messages import Verdict as VerdictMessage
 from .models import Verdict
 
 log = logging.getLogger(__name__)
-ACTIVE: VerdictSubscriber | None = None  # the running subscriber, for the dashboard's feed status
+ACTIVE: VerdictSubscriber | None = None  # the running ZeroMQ subscriber, for the dashboard's feed status
+#: Every running follower (ZeroMQ, MQTT) of this process; each has ``status() -> dict``.
+FEEDS: list = []
+
+
+def feed_statuses() -> list[dict]:
+    """The dashboard's view of every verdict feed this process runs (empty in a test client)."""
+    feeds = list(FEEDS)
+    if ACTIVE is not None and ACTIVE not in feeds:
+        feeds.insert(0, ACTIVE)
+    return [f.status() for f in feeds]
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -63,23 +77,53 @@ def store(rows: list[Verdict]) -> int:
     return len(rows)
 
 
-def prune(keep: int) -> int:
-    """Delete all but the newest ``keep`` verdicts; rows marked for review are kept."""
-    cutoff = Verdict.objects.order_by("-id").values_list("id", flat=True)[keep : keep + 1]
-    ids = list(cutoff)
-    if not ids:
-        return 0
-    deleted, _ = Verdict.objects.filter(id__lte=ids[0], review=False).delete()
+def prune(keep: int | None, keep_days: float | None = None, now: datetime | None = None) -> int:
+    """Delete all but the newest ``keep`` verdicts, and those received more than ``keep_days`` ago.
+
+    Rows marked for review are kept whatever their age: they are the false alarms an engineer
+    still has to look at. Age counts from ``received_at`` (the console's clock), not the daemon's
+    ``captured_at``: a line PC with a wrong clock must not have its fresh verdicts pruned at once.
+    ``None`` (or 0 days) switches that rule off.
+    """
+    deleted = 0
+    if keep is not None:
+        ids = list(Verdict.objects.order_by("-id").values_list("id", flat=True)[keep : keep + 1])
+        if ids:
+            deleted += Verdict.objects.filter(id__lte=ids[0], review=False).delete()[0]
+    if keep_days:
+        from django.utils import timezone
+
+        cutoff = (now or timezone.now()) - timedelta(days=keep_days)
+        deleted += Verdict.objects.filter(received_at__lt=cutoff, review=False).delete()[0]
     return deleted
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much verdict history the console keeps (``KEEP_VERDICTS`` rows, ``KEEP_DAYS`` days)."""
+
+    keep_rows: int | None = 200_000
+    keep_days: float | None = None
+
+    @classmethod
+    def from_settings(cls) -> Retention:
+        from django.conf import settings
+
+        c = settings.CONSOLE
+        return cls(c.get("KEEP_VERDICTS", 200_000), c.get("KEEP_DAYS") or None)
+
+    def apply(self, now: datetime | None = None) -> int:
+        return prune(self.keep_rows, self.keep_days, now)
 
 
 class VerdictSubscriber(threading.Thread):
     """Connects a SUB socket to the daemon's endpoint and stores every verdict message it receives."""
 
-    def __init__(self, endpoint: str, *, keep: int = 200_000, flush_s: float = 0.25, prune_every_s: float = 60.0):
+    def __init__(self, endpoint: str, *, keep: int = 200_000, flush_s: float = 0.25, prune_every_s: float = 60.0,
+                 retention: Retention | None = None):
         super().__init__(name="verdict-subscriber", daemon=True)
         self.endpoint = endpoint
-        self.keep = keep
+        self.retention = retention or Retention(keep_rows=keep)
         self.flush_s = flush_s
         self.prune_every_s = prune_every_s
         self.received = 0
@@ -89,7 +133,7 @@ class VerdictSubscriber(threading.Thread):
         self._stopping = threading.Event()
 
     def status(self) -> dict:
-        return {"endpoint": self.endpoint, "running": self.is_alive(), "received": self.received,
+        return {"kind": "zmq", "endpoint": self.endpoint, "running": self.is_alive(), "received": self.received,
                 "rejected": self.rejected, "last_received": self.last_received}
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -127,7 +171,7 @@ class VerdictSubscriber(threading.Thread):
                     last_flush = now
                 if now - last_prune >= self.prune_every_s:
                     last_prune = now
-                    self._safe(prune, self.keep)
+                    self._safe(self.retention.apply)
             self._flush(pending)
         finally:
             sock.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import Avg, Count, Q
+from django.db.models import Avg, Count, Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -22,7 +22,7 @@ from edge_inspector.card import CardError
 
 from . import datasets, files, jobs
 from .forms import DatasetFolderForm, DatasetUploadForm, ImportModelForm, ReviewForm, TrainingForm
-from .models import AuditLog, Dataset, TrainedModel, TrainingJob, Verdict, audit
+from .models import AuditLog, Dataset, LineStatus, TrainedModel, TrainingJob, Verdict, audit
 from .promote import PromoteError, promote
 from .registry import metric_columns, register_card
 from .roles import Role, requires
@@ -62,9 +62,10 @@ def verdict_json(v: Verdict) -> dict:
     }
 
 
-def camera_stats() -> list[dict]:
-    """Per camera over the last hour (at most the newest STATS_MAX_ROWS verdicts): counts, OK/defect
-    rate, mean latency. Cached for a couple of seconds so several open dashboards cost one query."""
+def _all_camera_stats() -> list[dict]:
+    """Per (line, camera) over the last hour (at most the newest STATS_MAX_ROWS verdicts): counts,
+    OK/defect rate, mean latency, last verdict. Cached for a couple of seconds so several open
+    dashboards and line pages cost one query."""
     global _stats_cache
     now = time.monotonic()
     if now - _stats_cache[0] < STATS_CACHE_S:
@@ -73,28 +74,68 @@ def camera_stats() -> list[dict]:
     newest = Verdict.objects.order_by("-id").values_list("id", flat=True).first() or 0
     rows = (
         Verdict.objects.filter(id__gt=newest - STATS_MAX_ROWS, received_at__gte=since)
-        .values("camera")
+        .values("line", "camera")
         .annotate(
             total=Count("id"),
             ok=Count("id", filter=Q(verdict="ok")),
             defect=Count("id", filter=Q(verdict="defect")),
             error=Count("id", filter=Q(verdict="error")),
             latency=Avg("latency_ms"),
+            last=Max("received_at"),
         )
-        .order_by("camera")
+        .order_by("line", "camera")
     )
     out = []
     for r in rows:
         total = r["total"] or 1
         out.append({
+            "line": r["line"],
             "camera": r["camera"],
             "total": r["total"],
+            "ok": r["ok"], "defect": r["defect"], "error": r["error"],
             "ok_rate": r["ok"] / total,
             "defect_rate": r["defect"] / total,
             "error_rate": r["error"] / total,
             "latency_ms": r["latency"],
+            "last_received": r["last"].timestamp() if r["last"] else None,
         })
     _stats_cache = (now, out)
+    return out
+
+
+def camera_stats(line: str | None = None, camera: str | None = None) -> list[dict]:
+    """The cached per-camera figures, for every line or only ``line`` (and only ``camera``)."""
+    return [s for s in _all_camera_stats()
+            if (line is None or s["line"] == line) and (camera is None or s["camera"] == camera)]
+
+
+def line_summaries() -> list[dict]:
+    """One row per line: its daemon's MQTT status and its cameras' figures over the last hour.
+
+    A line appears once it has published a status or a verdict in the window; ``state`` is what its
+    daemon last said (``online``; ``offline`` is also its last will), or ``unknown`` when the line is
+    followed over ZeroMQ, which has no status topic.
+    """
+    lines: dict[str, dict] = {}
+    for status in LineStatus.objects.all():
+        lines[status.line] = {"line": status.line, "state": status.state,
+                              "state_changed": status.changed_at.timestamp(), "broker": status.broker}
+    for s in _all_camera_stats():
+        row = lines.setdefault(s["line"], {"line": s["line"], "state": "unknown", "state_changed": None,
+                                           "broker": ""})
+        row.setdefault("cameras", []).append(s["camera"])
+        for key in ("total", "ok", "defect", "error"):
+            row[key] = row.get(key, 0) + s[key]
+        if s["last_received"] and s["last_received"] > (row.get("last_received") or 0):
+            row["last_received"] = s["last_received"]
+    out = []
+    for row in sorted(lines.values(), key=lambda r: r["line"]):
+        row.setdefault("cameras", [])
+        total = row.setdefault("total", 0)
+        for key in ("ok", "defect", "error"):
+            row[f"{key}_rate"] = row.get(key, 0) / total if total else None
+        row.setdefault("last_received", None)
+        out.append(row)
     return out
 
 
@@ -104,15 +145,60 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+def lines(request: HttpRequest) -> HttpResponse:
+    """The plant: every line the console follows, its daemon's status and the last hour per line."""
+    now = time.time()
+    rows = [{**row, "last_ago": f"{max(0.0, now - row['last_received']):.0f} s ago" if row["last_received"] else "—"}
+            for row in line_summaries()]
+    return render(request, "console/lines.html", {"lines": rows, "poll_ms": 2000})
+
+
+def _known_line(line: str) -> bool:
+    return LineStatus.objects.filter(line=line).exists() or Verdict.objects.filter(line=line).exists()
+
+
+@require_GET
+def line_detail(request: HttpRequest, line: str) -> HttpResponse:
+    """One line: its cameras and latest verdicts, live (the dashboard filtered to the line)."""
+    if not _known_line(line):
+        raise Http404(f"no line {line!r}: no status and no verdict from it yet")
+    status = LineStatus.objects.filter(line=line).first()
+    return render(request, "console/dashboard.html", {"poll_ms": 1000, "line": line, "line_status": status})
+
+
+@require_GET
+def camera_detail(request: HttpRequest, line: str, camera: str) -> HttpResponse:
+    """One camera of one line, live, with its newest defects."""
+    if not Verdict.objects.filter(line=line, camera=camera).exists():
+        raise Http404(f"no verdict from camera {camera!r} of line {line!r} yet")
+    status = LineStatus.objects.filter(line=line).first()
+    defects = Verdict.objects.filter(line=line, camera=camera, verdict="defect").order_by("-id")[:24]
+    return render(request, "console/dashboard.html", {"poll_ms": 1000, "line": line, "camera": camera,
+                                                      "line_status": status, "defects": defects})
+
+
+@require_GET
+def api_lines(request: HttpRequest) -> JsonResponse:
+    """Every line's status and figures (the lines page polls it)."""
+    from . import subscriber
+
+    return JsonResponse({"lines": line_summaries(), "feeds": subscriber.feed_statuses(), "server_time": time.time()})
+
+
+@require_GET
 def api_verdicts(request: HttpRequest) -> JsonResponse:
-    """Verdicts with id > since (oldest first, at most ``limit``), plus per-camera stats."""
+    """Verdicts with id > since (oldest first, at most ``limit``), plus per-camera stats; ``line`` and
+    ``camera`` narrow both to one line / one camera."""
     try:
         since = int(request.GET.get("since", "0"))
         limit = min(max(int(request.GET.get("limit", "100")), 1), 500)
     except ValueError:
         return JsonResponse({"error": "since and limit must be integers"}, status=400)
     qs = Verdict.objects.filter(id__gt=since)
-    if camera := request.GET.get("camera"):
+    line, camera = request.GET.get("line") or None, request.GET.get("camera") or None
+    if line:
+        qs = qs.filter(line=line)
+    if camera:
         qs = qs.filter(camera=camera)
     if since == 0:  # first call: the newest ones, not the oldest in history
         rows = list(qs.order_by("-id")[:limit])[::-1]
@@ -121,10 +207,16 @@ def api_verdicts(request: HttpRequest) -> JsonResponse:
     last_id = rows[-1].id if rows else since
     from . import subscriber
 
-    feed = subscriber.ACTIVE.status() if subscriber.ACTIVE is not None else None
-    daemon = subscriber.daemon_status(feed["last_received"] if feed else None)
-    return JsonResponse({"verdicts": [verdict_json(v) for v in rows], "last_id": last_id, "cameras": camera_stats(),
-                         "feed": feed, "daemon": daemon, "server_time": time.time()})
+    feeds = subscriber.feed_statuses()
+    feed = feeds[0] if feeds else None
+    last = max((f["last_received"] for f in feeds if f["last_received"]), default=None)
+    daemon = subscriber.daemon_status(last)
+    line_state = None
+    if line and (status := LineStatus.objects.filter(line=line).first()) is not None:
+        line_state = {"state": status.state, "changed": status.changed_at.timestamp()}
+    return JsonResponse({"verdicts": [verdict_json(v) for v in rows], "last_id": last_id,
+                         "cameras": camera_stats(line, camera), "feed": feed, "feeds": feeds, "daemon": daemon,
+                         "line": line_state, "server_time": time.time()})
 
 
 @require_GET
@@ -155,6 +247,8 @@ def gallery(request: HttpRequest) -> HttpResponse:
     q = request.GET
     qs = Verdict.objects.filter(verdict="defect")
     errors = []
+    if q.get("line"):
+        qs = qs.filter(line=q["line"])
     if q.get("camera"):
         qs = qs.filter(camera=q["camera"])
     if q.get("defect_type"):
@@ -174,6 +268,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
             errors.append(f"min_score: expected a number, got {q['min_score']!r}")
     context = {
         "verdicts": qs.order_by("-id")[:120],
+        "lines": Verdict.objects.values_list("line", flat=True).distinct().order_by("line"),
         "cameras": Verdict.objects.values_list("camera", flat=True).distinct().order_by("camera"),
         "defect_types": Verdict.objects.exclude(defect_type="").values_list("defect_type", flat=True)
         .distinct().order_by("defect_type"),

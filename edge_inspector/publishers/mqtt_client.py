@@ -157,15 +157,18 @@ def make_client(
     will: Will | None = None,
     metrics: Metrics | None = None,
     on_connect_fail: Callable[[ConnectFailure], None] | None = None,
+    clean_session: bool = True,
 ) -> BrokerClient:
     """A configured, not yet connected client; call :func:`start` once callbacks are set.
 
     ``who`` names the client in errors, logs and the ``client`` metric label ("mqtt", "sparkplug",
-    "flags"). Raises :class:`PublisherError` for an unreadable password file or a bad TLS file.
+    "flags", "console"). Raises :class:`PublisherError` for an unreadable password file or a bad TLS file.
+    ``clean_session=False`` (with a fixed ``client_id``) is for subscribers that must not miss
+    messages while they are away: the broker keeps their subscriptions and queues QoS 1 messages.
     """
     password = read_password(conn, who)
     check_tls_files(conn, who)
-    client = BrokerClient(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
+    client = BrokerClient(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
                           protocol=mqtt.MQTTv311)
     if will is not None:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)

@@ -110,13 +110,13 @@ def test_dashboard_shows_zmq_verdict_live(console, browser, tmp_path):
             time.sleep(0.5)
             found = any("cam-browser" in r.text and "4242" in r.text for r in browser.find_elements(*row))
         assert found, "verdict published over ZeroMQ never appeared on the dashboard"
-        wait.until(ec.text_to_be_present_in_element((By.ID, "camera-cam-browser"), "defect 100.0 %"))
+        wait.until(ec.text_to_be_present_in_element((By.ID, "camera-line-7__cam-browser"), "defect 100.0 %"))
         assert browser.execute_script("return window.__notReloaded === true;"), "the page was reloaded"
         wait.until(ec.text_to_be_present_in_element((By.ID, "feed-status"), "s ago"))
         assert console["zmq"] in browser.find_element(By.ID, "feed-status").text
         rows = [r.text for r in browser.find_elements(*row) if "4242" in r.text]
         assert len(rows) == 1 and "defect" in rows[0] and "scratch" in rows[0]
-        thumb = browser.find_element(By.CSS_SELECTOR, "#camera-cam-browser img.thumb")
+        thumb = browser.find_element(By.CSS_SELECTOR, "#camera-line-7__cam-browser img.thumb")
         wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", thumb))
         assert browser.execute_script("return arguments[0].naturalWidth", thumb) == 128  # overlay served
         shot = tmp_path / "dashboard.png"

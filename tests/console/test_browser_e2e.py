@@ -259,7 +259,7 @@ def test_console_daemon_end_to_end_in_browser(stack, browser, tmp_path):
         shutil.copy(frame, stack["inbox"] / f"{frame.parent.name}_{frame.name}")
     _wait(lambda: sum("cam-e2e" in r.text for r in browser.find_elements(By.CSS_SELECTOR, "#verdicts tr"))
           >= len(frames), 40, f"{len(frames)} verdicts on the dashboard", logs)
-    wait.until(ec.text_to_be_present_in_element((By.ID, "camera-cam-e2e"), "%"))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "camera-line-e2e__cam-e2e"), "%"))
     wait.until(lambda d: d.find_element(By.ID, "live-status").get_attribute("data-state") == "live")
     published = _wait(lambda: len(lines := _jsonl(stack["jsonl"])) == len(frames) and lines, 10,
                       "the JSONL publisher", logs)
