@@ -95,7 +95,7 @@ def evaluate_one(kind: str, dataset, work: Path, args: argparse.Namespace) -> di
 REDUCED_AUROC_TOLERANCE = 0.005  # TARGETS.md: INT8 / bf16 within 0.005 image AUROC of FP32
 
 
-def score_reduced(card_path: Path, dataset, test, precision: str, args: argparse.Namespace, fp32: dict) -> dict:
+def score_reduced(card_path: Path, dataset, test, precision: str, args: argparse.Namespace, fp32) -> dict:
     """Make (int8: ``quantize``) or check (bf16/fp16: OpenVINO) the reduced precision with the toolchain, then
     score the same test images through ``evaluate_model``, as fp32 was: the AUROCs compare like for like."""
     from edge_inspector.backends.base import BackendError
@@ -104,7 +104,7 @@ def score_reduced(card_path: Path, dataset, test, precision: str, args: argparse
     from edge_inspector.inference import LoadedModel
 
     backend = args.backend if precision == "int8" else "openvino"  # bf16/fp16 exist only under OpenVINO
-    out = {"precision": precision, "backend": backend, "image_auroc_fp32": fp32["image"]["auroc"]}
+    out = {"precision": precision, "backend": backend, "image_auroc_fp32": fp32.image.auroc}
     try:
         if precision == "int8":
             result = quantize_int8(card_path, dataset.root, threads=args.threads, force=True,
@@ -120,12 +120,12 @@ def score_reduced(card_path: Path, dataset, test, precision: str, args: argparse
         return {**out, "refused": str(exc)}
     report, _ = evaluate_model(model, test, dataset=dataset_info(dataset.name, dataset.root, "test"),
                                threads=args.threads, batch_size=args.batch_size)
-    at = report["image"].get("at_threshold") or {}
-    a32, ared = fp32["image"]["auroc"], report["image"]["auroc"]
+    at = report.image.at
+    a32, ared = fp32.image.auroc, report.image.auroc
     return {**out, "describe": model.backend.describe(), "image_auroc": ared,
             "auroc_drop": None if a32 is None or ared is None else a32 - ared,
-            "pixel_auroc": report["pixel"]["pixel_auroc"], "false_reject_rate": at.get("false_reject_rate"),
-            "escape_rate": at.get("escape_rate")}
+            "pixel_auroc": report.pixel.pixel_auroc, "false_reject_rate": at.false_reject_rate,
+            "escape_rate": at.escape_rate}
 
 
 def precision_lines(row: dict) -> list[str]:

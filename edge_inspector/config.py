@@ -209,9 +209,9 @@ class ModelConfig(_Model):
         None, description="openvino only: compiled-model cache (fast restarts and reloads); default "
         "$XDG_CACHE_HOME/edge-inspector/openvino.")
     streams: int | None = Field(
-        None, ge=1, le=64, description="openvino only: parallel inference streams a batch is spread over, one "
-        "frame per request (default: one single-threaded stream per thread, at most 4; a lone frame still "
-        "gets every thread); 1 = one stream using all threads.")
+        None, ge=1, le=64, description="CPU backends (onnxruntime, openvino): parallel inference streams a batch "
+        "is spread over, one frame per request (default: one single-threaded stream per thread, at most 4; "
+        "a lone frame still gets every thread); 1 = one stream using all threads.")
 
     @model_validator(mode="after")
     def _device_matches_backend(self) -> ModelConfig:
@@ -231,8 +231,9 @@ class ModelConfig(_Model):
         if self.backend == "openvino":
             return {"precision": self.precision or "auto", "device": self.device or "CPU",
                     "cache_dir": self.cache_dir, "streams": self.streams}
-        if self.backend == "onnxruntime" and self.providers:
-            return {"providers": self.providers}
+        if self.backend == "onnxruntime":
+            out: dict = {"providers": self.providers} if self.providers else {}
+            return out if self.streams is None else {**out, "streams": self.streams}
         return {}
 
 

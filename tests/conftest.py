@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.broker",  # real Mosquitto on a free port
     "tests.fixtures.models",  # tiny real ONNX models + cards, built without torch
     "tests.fixtures.data",  # tiny generated datasets on disk
+    "tests.fixtures.postgres",  # a throwaway PostgreSQL cluster on a Unix socket
 ]

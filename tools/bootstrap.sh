@@ -13,6 +13,8 @@ APT_PACKAGES="mosquitto mosquitto-clients chromium chromium-driver prometheus po
 # GenICam cameras (source type genicam): Aravis, its GObject typelib, arv-fake-gv-camera-0.8 for the tests,
 # and what PyGObject (the [genicam] extra, built from source: ~80 s) compiles against
 APT_PACKAGES="$APT_PACKAGES libaravis-0.8-0 gir1.2-aravis-0.8 aravis-tools libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev"
+# postgresql: the console's plant database; tests/fixtures/postgres.py runs a throwaway cluster from its binaries
+APT_PACKAGES="$APT_PACKAGES postgresql"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

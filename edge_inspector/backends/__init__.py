@@ -19,7 +19,7 @@ def create_backend(kind: str, model_path: Path, *, threads: int = 0, providers: 
     if kind == "onnxruntime":
         from .onnx import OnnxBackend
 
-        return OnnxBackend(model_path, providers=providers, threads=threads)
+        return OnnxBackend(model_path, providers=providers, threads=threads, streams=options.get("streams"))
     if kind == "openvino":
         from .openvino import OpenVinoBackend  # noqa: PLC0415 - optional dependency
 

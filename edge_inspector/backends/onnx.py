@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from .base import BackendError
+from .base import BackendError, default_streams
+
+
+def _options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    # No busy-waiting between runs: the daemon's decode threads need those cores, and on a
+    # shared CPU a spinning pool burns half its time. Measured on 2 shared cores, Lite0 at 256 px,
+    # batch 1: spinning 6.4-7.0 img/s at 33 CPU-ms per image, without 12.6-14.2 at 18 CPU-ms.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
 
 
 class OnnxBackend:
+    """One session for lone frames (``threads`` intra-op threads) and, on the CPU with ``streams`` > 1,
+    a single-threaded session that ``streams`` threads run frame by frame (base.default_streams)."""
+
     name = "onnxruntime"
 
-    def __init__(self, model_path: Path, providers: list[str] | None = None, threads: int = 0):
+    def __init__(self, model_path: Path, providers: list[str] | None = None, threads: int = 0,
+                 streams: int | None = None):
         model_path = Path(model_path)
         if not model_path.is_file():
             raise BackendError(f"{model_path}: ONNX model not found")
@@ -22,20 +41,15 @@ class OnnxBackend:
         missing = [p for p in wanted if p not in available]
         if missing:
             raise BackendError(f"{model_path}: execution provider(s) {missing} not available here ({available})")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        # No busy-waiting between runs: the daemon's decode threads need those cores, and on a
-        # shared CPU a spinning pool burns half its time. Measured on 2 shared cores, Lite0 at 256 px,
-        # batch 1: spinning 6.4-7.0 img/s at 33 CPU-ms per image, without 12.6-14.2 at 18 CPU-ms.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        cpu_only = wanted == ["CPUExecutionProvider"]
+        self.streams = (default_streams(threads) if streams is None else max(1, int(streams))) if cpu_only else 1
         try:
-            self.session = ort.InferenceSession(str(model_path), options, providers=wanted)
+            self.session = ort.InferenceSession(str(model_path), _options(threads), providers=wanted)
+            self._parallel = None if self.streams == 1 else ort.InferenceSession(
+                str(model_path), _options(1), providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"{model_path}: ONNX Runtime cannot load the model ({exc})") from exc
+        self._pool = None if self._parallel is None else ThreadPoolExecutor(self.streams, "ort-stream")
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise BackendError(f"{model_path}: expected exactly one input, found {[i.name for i in inputs]}")
@@ -45,8 +59,19 @@ class OnnxBackend:
         self.providers = self.session.get_providers()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
-        return dict(zip(self.output_names, outputs, strict=True))
+        data = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._pool is None or len(data) == 1:
+            outputs = self.session.run(None, {self.input_name: data})
+            return dict(zip(self.output_names, outputs, strict=True))
+        # sessions are thread-safe for run(); ONNX Runtime releases the GIL while it computes
+        parts = list(self._pool.map(lambda i: self._parallel.run(None, {self.input_name: data[i:i + 1]}),
+                                    range(len(data))))
+        return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(self.output_names)}
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def describe(self) -> str:
         return f"onnxruntime {ort.__version__} ({self.providers[0]})"

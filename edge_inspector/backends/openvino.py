@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BackendError
+from .base import BackendError, default_streams
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +62,6 @@ def default_cache_dir(model_path: Path) -> Path:
     key includes the model's content and the compile options, so models never collide."""
     base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
     return Path(base) / "edge-inspector" / "openvino"
-
-
-def default_streams(threads: int) -> int:
-    """Parallel inference streams for ``threads`` CPU threads: one single-threaded stream per thread.
-
-    Why: a batch of frames spread over single-threaded streams (one frame per request) costs less CPU
-    than the same batch on one stream whose threads meet at every layer. Measured on 2 shared cores,
-    256 px EfficientNet-Lite0 at bf16: feature memory 9.4 CPU ms per frame on 2 streams against 12.8
-    on one 2-thread stream (batch 8), the classifier 10.4 against 12.4. A lone frame on one thread
-    would take about twice as long, so a lone frame (a live camera between parts) runs on a second
-    compilation with the LATENCY hint, all threads on that frame: spreading batches costs no
-    single-frame latency, at the price of a second compiled copy in memory and in the cache.
-    ``streams: 1`` compiles once (LATENCY only); threads 0 (library default) keeps one stream.
-    """
-    return max(1, min(threads, 4))
 
 
 def output_name(output) -> str:

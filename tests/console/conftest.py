@@ -1,5 +1,10 @@
 """Console test setup: Django configured against a throwaway data dir and a migrated SQLite file.
 
+The same suite runs against PostgreSQL: ``EDGE_INSPECTOR_TEST_DATABASE_URL=postgres://...`` names an
+empty database (tests/console/test_postgres.py starts a cluster and does that for a part of the
+suite), and ``EDGE_INSPECTOR_TEST_POSTGRES=1`` starts a throwaway cluster for this run (the whole
+suite: ``EDGE_INSPECTOR_TEST_POSTGRES=1 pytest tests/console``).
+
 Tests are plain pytest functions. ``db`` wraps a test in a transaction that is rolled back (the
 test client runs in the same thread and connection); ``committed_db`` is for tests where another
 thread (the ZeroMQ subscriber) must see and write rows, and clears the tables afterwards.
@@ -25,6 +30,15 @@ atexit.register(shutil.rmtree, _DATA, True)
 os.environ["EDGE_INSPECTOR_DATA_DIR"] = str(_DATA)
 os.environ["EDGE_INSPECTOR_CACHE"] = str(_DATA / "archive-cache")  # ZIP extraction stays in the tmp dir
 os.environ.pop("DATABASE_URL", None)
+if os.environ.get("EDGE_INSPECTOR_TEST_POSTGRES") == "1" and not os.environ.get("EDGE_INSPECTOR_TEST_DATABASE_URL"):
+    from tests.fixtures.postgres import start_cluster
+
+    _CLUSTER = start_cluster()
+    atexit.register(_CLUSTER.stop)
+    os.environ["EDGE_INSPECTOR_TEST_DATABASE_URL"] = _CLUSTER.create_database("console_tests")
+if os.environ.get("EDGE_INSPECTOR_TEST_DATABASE_URL"):
+    # Also for the processes the tests start (job workers, console servers): one database.
+    os.environ["DATABASE_URL"] = os.environ["EDGE_INSPECTOR_TEST_DATABASE_URL"]
 os.environ["DJANGO_SETTINGS_MODULE"] = "edge_inspector.console.settings"
 
 import django  # noqa: E402
