@@ -308,11 +308,14 @@ def run_configuration(card: Path, hw: tuple[int, int], fmt: str, args, work: Pat
             except Exception as exc:  # noqa: BLE001 - e.g. a device without bf16: report, carry on
                 runs.append({**entry, "available": False, "why": str(exc)})
                 continue
+            load_before = round(os.getloadavg()[0], 2)
             raw = raw_runtime(model, decoded, args.batch_max)
+            streams = getattr(model.backend, "streams", 1)
             del model
             daemon = run_daemon(v, frames_dir if frames_dir else folder, pattern, folder, args, centred_roi(hw))
             ratio = float(f"{daemon['fps'] / raw['fps_best']:.3g}") if daemon["fps"] and raw["fps_best"] else None
-            runs.append({**entry, "available": True, "daemon": daemon, "raw": raw, "ratio_to_raw": ratio})
+            runs.append({**entry, "available": True, "daemon": daemon, "raw": raw, "ratio_to_raw": ratio,
+                         "streams": streams, "load_avg_1m": [load_before, round(os.getloadavg()[0], 2)]})
     finally:
         SOURCES["replay"] = original
     reference = next((r for r in runs if r.get("available") and r["precision"] == "fp32"
@@ -342,6 +345,8 @@ def human_lines(conf: dict, rate: float) -> list[str]:
     for r in conf["runs"]:
         head = (f"{conf['model']} ({conf['kind']}) {conf['frame_size']} {conf['format']} "
                 f"{r['backend']} {r['precision']}")
+        if r.get("load_avg_1m"):
+            head += f" [load {r['load_avg_1m'][0]:g}-{r['load_avg_1m'][1]:g}, {r.get('streams', 1)} stream(s)]"
         if not r.get("available"):
             lines.append(f"{head}: not run ({r['why']})")
             continue
