@@ -41,6 +41,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .card import InputSpec, ModelCard, ScoreNormalization, card_path_for, sha256_file
+from .errors import EdgeInspectorError
 
 InputNormalization = Literal["inside", "imagenet", "none"]
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -48,7 +49,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 ANOMALIB_OUTPUTS = ("pred_score", "pred_label", "anomaly_map", "pred_mask")
 
 
-class AnomalibImportError(ValueError):
+class AnomalibImportError(EdgeInspectorError, ValueError):
     """The file is not an anomalib export we can run, or it failed the sample check."""
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from .card import OperatingPoint, ScoreNormalization, card_path_for, load_card
 from .data.types import Sample
+from .errors import EdgeInspectorError
 from .operating_point import rate_interval, tail_rate, tail_threshold, threshold_for_cost, tradeoff_curve
 
 METHODS = ("fpr", "f1", "recall", "cost")
@@ -43,7 +44,7 @@ ESCAPE_WARNING = 0.10  # escape rates above this get a warning wherever a figure
 MAX_PIXELS = 2_000_000  # pixels used for the pixel threshold (random subsample beyond that)
 
 
-class CalibrationError(ValueError):
+class CalibrationError(EdgeInspectorError, ValueError):
     """Calibration is impossible with the given images (none, or no defects for f1/recall)."""
 
 

@@ -24,12 +24,14 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import EdgeInspectorError
+
 CARD_SUFFIX = ".card.json"
 ModelKind = Literal["classifier", "autoencoder", "feature_memory", "anomalib", "classical", "ensemble",
                     "segmenter"]
 
 
-class CardError(ValueError):
+class CardError(EdgeInspectorError, ValueError):
     """A model card is missing, malformed, or does not match its model file."""
 
 

@@ -10,6 +10,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
+from .errors import EdgeInspectorError
 
 # OpenCV's own logger writes "[ WARN:0@..] ... PNG input buffer is incomplete" / "can't open camera by
 # index" to stderr on every bad frame and every reconnect attempt, beside the daemon's own (documented,
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except EdgeInspectorError as exc:  # a known failure: its message names the file or field; no traceback
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

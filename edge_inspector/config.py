@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import EdgeInspectorError
 from .lineops.drift import DriftConfig
 from .lineops.review import ReviewConfig
 from .lineops.shadow import ShadowConfig
@@ -31,7 +32,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 IMAGE_PATTERN = "*.png,*.jpg,*.jpeg,*.bmp,*.tif,*.tiff"
 
 
-class ConfigError(ValueError):
+class ConfigError(EdgeInspectorError, ValueError):
     """The configuration is invalid; ``problems`` lists every problem found, each with its path."""
 
     def __init__(self, path: Path | str, problems: list[str]):

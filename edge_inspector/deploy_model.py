@@ -20,8 +20,10 @@ from pathlib import Path
 
 from edge_inspector.card import load_card
 
+from .errors import EdgeInspectorError
 
-class DeployError(RuntimeError):
+
+class DeployError(EdgeInspectorError, RuntimeError):
     """The daemon's config cannot be pointed at the model (unreadable, invalid after the change)."""
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import EdgeInspectorError
+
 MAX_PIXELS = 50_000_000  # refuse decompression bombs before they eat the heap
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(EdgeInspectorError, ValueError):
     """An input could not be turned into a 3-channel 8-bit image; the message says why."""
 
 

@@ -47,3 +47,29 @@ def test_daemon_log_has_no_opencv_warnings_for_bad_frames_or_missing_cameras(tmp
     assert '"error"' in verdicts.read_text()  # the truncated frame got its error verdict
     assert "camera cam-1" in out and "attempt 2" in out, out  # the daemon's own retry lines are there
     assert "[ WARN" not in out and "[ERROR" not in out, out
+
+
+def test_known_errors_are_one_line_on_stderr_exit_1_without_traceback(tmp_path: Path) -> None:
+    """Every package error is an EdgeInspectorError; cli.main prints it as ``<command>: <message>`` on
+    stderr with exit 1 (here a broken card given to deploy and to shadow-report's config)."""
+    from edge_inspector.card import CardError
+    from edge_inspector.config import ConfigError
+    from edge_inspector.data.types import DatasetError
+    from edge_inspector.errors import EdgeInspectorError
+    from edge_inspector.publishers import PublisherError
+
+    for error in (CardError, ConfigError, DatasetError, PublisherError):
+        assert issubclass(error, EdgeInspectorError), error
+    assert issubclass(CardError, ValueError) and issubclass(PublisherError, RuntimeError)  # old parents kept
+    card = tmp_path / "bad.card.json"
+    card.write_text('{"name": "x"')
+    config = tmp_path / "config.yaml"
+    config.write_text("line: l\ncameras: []\n")
+    for args, expected in ((["deploy", str(card), "--config", str(config)], f"deploy: {card}: not valid JSON"),
+                           (["shadow-report", "--config", str(tmp_path / "nope.yaml"), "--verdicts", str(card)],
+                            "shadow-report: ")):
+        proc = subprocess.run([sys.executable, "-m", "edge_inspector", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 1, proc
+        assert proc.stderr.startswith(expected), proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stdout == "", proc

@@ -6,8 +6,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import EdgeInspectorError
 
-class BackendError(RuntimeError):
+
+class BackendError(EdgeInspectorError, RuntimeError):
     """A backend could not load or run a model; the message names the file and the cause."""
 
 

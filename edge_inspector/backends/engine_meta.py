@@ -14,11 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..errors import EdgeInspectorError
+
 Precision = Literal["fp32", "fp16", "int8"]
 META_SUFFIX = ".engine.json"
 
 
-class EngineMismatchError(RuntimeError):
+class EngineMismatchError(EdgeInspectorError, RuntimeError):
     """The engine was built for another GPU, TensorRT version or ONNX model."""
 
 

@@ -26,17 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends.base import BackendError
-    from ..card import CardError
     from ..export.tensorrt import build_engine
 
-    try:
-        result = build_engine(args.model, precision=args.precision, max_batch=args.max_batch,
-                              workspace_mb=args.workspace_mb, calibration_images=args.calibration_images,
-                              calibration_dir=args.calibration_dir, out=args.out)
-    except (BackendError, CardError) as exc:
-        print(f"build-engine: {exc}")
-        return 1
+    # a BackendError or CardError goes to cli.main: "build-engine: <message>" on stderr, exit 1
+    result = build_engine(args.model, precision=args.precision, max_batch=args.max_batch,
+                          workspace_mb=args.workspace_mb, calibration_images=args.calibration_images,
+                          calibration_dir=args.calibration_dir, out=args.out)
     print(f"engine: {result.engine_path} ({result.meta.precision}, TensorRT {result.meta.tensorrt_version}, "
           f"{result.meta.gpu_name}) built in {result.seconds:.1f} s")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 #: Exit code when the daemon did not confirm the model (the config change is put back).
@@ -36,13 +37,13 @@ def run(args: argparse.Namespace) -> int:
     import signal
 
     from ..card import load_card
-    from ..deploy_model import DeployError, confirm_live, replace_model_slot
+    from ..deploy_model import confirm_live, replace_model_slot
 
     try:
         card = load_card(args.card)
         change = replace_model_slot(args.config, args.card)
-    except (DeployError, ValueError, OSError) as exc:
-        print(f"deploy: {exc}")
+    except OSError as exc:  # CardError, DeployError, ConfigError: cli.main prints them (stderr, exit 1)
+        print(f"deploy: {exc}", file=sys.stderr)
         return 1
     print(f"deploy: {args.config}: {change}" if change else f"deploy: {args.config} already names {args.card}")
     if args.pid_file is not None:

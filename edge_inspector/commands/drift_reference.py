@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -25,28 +26,23 @@ def run(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
-    from ..config import ConfigError
     from .shadow_report import replay_verdicts
 
     if not args.folder.is_dir():
-        print(f"drift-reference: {args.folder}: not a folder")
+        print(f"drift-reference: {args.folder}: not a folder", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="drift-reference-") as tmp:
         path = Path(tmp) / "verdicts.jsonl"
-        try:
-            code = replay_verdicts(args.config, args.folder, path)
-        except ConfigError as exc:
-            print(f"drift-reference: {exc}")
-            return 1
+        code = replay_verdicts(args.config, args.folder, path)  # a ConfigError: cli.main prints it
         if code != 0:
-            print("drift-reference: the replay failed (see the log above)")
+            print("drift-reference: the replay failed (see the log above)", file=sys.stderr)
             return 1
         verdicts = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     scores = [v["score"] for v in verdicts if v["verdict"] == "ok" and v["score"] is not None]
     rejected = sum(v["verdict"] != "ok" for v in verdicts)
     if len(scores) < 10:
         print(f"drift-reference: only {len(scores)} of {len(verdicts)} images were judged OK; the reference "
-              "needs at least 10 good images")
+              "needs at least 10 good images", file=sys.stderr)
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"scores": scores, "source": str(args.folder.resolve()),

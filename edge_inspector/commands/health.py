@@ -31,10 +31,12 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import EdgeInspectorError
+
 DEFAULT_URL = "http://127.0.0.1:9108/metrics"
 
 
-class HealthError(RuntimeError):
+class HealthError(EdgeInspectorError, RuntimeError):
     """The metrics endpoint cannot be read or parsed; the message names the URL and why."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .train import parse_size
@@ -36,30 +37,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..anomalib_import import AnomalibImportError, import_anomalib
-    from ..card import CardError
-    from ..preprocess import ImageDecodeError, decode_image
+    from ..anomalib_import import import_anomalib
+    from ..preprocess import decode_image
     from ..sources.base import list_images
 
     if (args.score_min is not None or args.score_max is not None) and args.threshold is None:
-        print("import-anomalib: --score-min/--score-max need --threshold (raw scores)")
+        print("import-anomalib: --score-min/--score-max need --threshold (raw scores)", file=sys.stderr)
         return 1
     if not args.samples.is_dir():
-        print(f"import-anomalib: --samples {args.samples}: not a folder")
+        print(f"import-anomalib: --samples {args.samples}: not a folder", file=sys.stderr)
         return 1
     files = list_images(args.samples, "*.png,*.jpg,*.jpeg,*.bmp,*.tif,*.tiff")[: args.max_samples]
-    try:
-        images = [decode_image(f) for f in files]
-    except ImageDecodeError as exc:
-        print(f"import-anomalib: {exc}")
-        return 1
-    try:
-        result = import_anomalib(args.model, args.out, name=args.name, samples=images,
-                                 input_normalization=args.input_normalization, threshold=args.threshold,
-                                 score_min=args.score_min, score_max=args.score_max, input_size=args.input_size)
-    except (AnomalibImportError, CardError) as exc:
-        print(f"import-anomalib: {exc}")
-        return 1
+    # ImageDecodeError, AnomalibImportError, CardError: cli.main prints "import-anomalib: <message>" (stderr, exit 1)
+    images = [decode_image(f) for f in files]
+    result = import_anomalib(args.model, args.out, name=args.name, samples=images,
+                             input_normalization=args.input_normalization, threshold=args.threshold,
+                             score_min=args.score_min, score_max=args.score_max, input_size=args.input_size)
     scores = result.sample_scores
     print(f"imported {args.model} -> {result.card_path}")
     for note in result.notes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -71,32 +72,26 @@ def run(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
-    from ..card import CardError
-    from ..config import ConfigError
     from ..lineops.shadow import summarise
 
-    try:
-        names = shadow_names(args.config)
-    except (ConfigError, CardError) as exc:
-        print(f"shadow-report: {exc}")
-        return 1
+    names = shadow_names(args.config)  # ConfigError, CardError: cli.main prints them (stderr, exit 1)
     if not names:
-        print(f"shadow-report: {args.config}: no model has role 'shadow'; nothing to compare")
+        print(f"shadow-report: {args.config}: no model has role 'shadow'; nothing to compare", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="shadow-report-") as tmp:
         path = args.verdicts
         if args.replay is not None:
             if not args.replay.is_dir():
-                print(f"shadow-report: --replay {args.replay}: not a folder")
+                print(f"shadow-report: --replay {args.replay}: not a folder", file=sys.stderr)
                 return 1
             path = Path(tmp) / "verdicts.jsonl"
             if replay_verdicts(args.config, args.replay, path) != 0:
-                print("shadow-report: the replay failed (see the log above)")
+                print("shadow-report: the replay failed (see the log above)", file=sys.stderr)
                 return 1
         try:
             verdicts = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         except (OSError, json.JSONDecodeError) as exc:
-            print(f"shadow-report: {path}: cannot read verdict JSON lines ({exc})")
+            print(f"shadow-report: {path}: cannot read verdict JSON lines ({exc})", file=sys.stderr)
             return 1
     rows = [s.as_dict() for s in summarise(verdicts, names).values()]
     print(f"{len(verdicts)} verdicts")

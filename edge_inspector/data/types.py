@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..errors import EdgeInspectorError
+
 GOOD = "good"
 Split = Literal["train", "val", "test"]
 
 
-class DatasetError(ValueError):
+class DatasetError(EdgeInspectorError, ValueError):
     """A dataset is empty, corrupt or mislabelled; the message names the file or folder."""
 
 

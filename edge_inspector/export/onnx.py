@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..card import sha256_file
+from ..errors import EdgeInspectorError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 ABS_FLOOR = 1e-6
 
 
-class ExportParityError(RuntimeError):
+class ExportParityError(EdgeInspectorError, RuntimeError):
     """The ONNX file's outputs differ from the torch model's beyond tolerance."""
 
 

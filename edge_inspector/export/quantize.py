@@ -37,6 +37,7 @@ from ..backends.base import BackendError
 from ..backends.precision import DEFAULT_AUROC_TOLERANCE, PrecisionCheck, record_check
 from ..card import NORMALISED_THRESHOLD, ModelCard, ScoreNormalization, card_path_for, load_card, sha256_file
 from ..data.types import Dataset, DatasetError, Sample
+from ..errors import EdgeInspectorError
 from ..inference import LoadedModel
 from ..preprocess import decode_image, to_batch
 
@@ -49,7 +50,7 @@ HEAD_OPS = {"MatMul", "Gemm", "ReduceMin", "ReduceSum", "ReduceMean", "ReduceMax
             "TopK", "GlobalAveragePool"}
 
 
-class QuantizeError(RuntimeError):
+class QuantizeError(EdgeInspectorError, RuntimeError):
     """Quantization or a precision check could not be done, or the model lost too much accuracy."""
 
 

@@ -22,13 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import EdgeInspectorError
+
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
 
-class BackboneError(RuntimeError):
+class BackboneError(EdgeInspectorError, RuntimeError):
     """The requested backbone or its pretrained weights are not available."""
 
 

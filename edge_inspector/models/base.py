@@ -15,11 +15,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..data.types import Sample
+from ..errors import EdgeInspectorError
 
 OUTPUT_NAMES = ("pred_score", "anomaly_map", "type_probs")
 
 
-class DetectorError(ValueError):
+class DetectorError(EdgeInspectorError, ValueError):
     """A detector was configured or used wrongly (unknown option, predict before fit, ...)."""
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.messages import Verdict
 
 
-class PublisherError(RuntimeError):
+class PublisherError(EdgeInspectorError, RuntimeError):
     """A publisher cannot be created or used (bad credentials file, spool locked, bind failed...)."""
 
 

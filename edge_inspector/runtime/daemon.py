@@ -32,6 +32,7 @@ import numpy as np
 
 from ..card import CardError
 from ..config import ConfigError, DaemonConfig, ReplaySourceConfig, load_config
+from ..errors import EdgeInspectorError
 from ..inference import LoadedModel
 from ..metrics import Metrics
 from ..publishers import create_publisher
@@ -57,7 +58,7 @@ EXIT_NOT_HANDED_OVER = 3
 EXIT_UNDELIVERED = 4
 
 
-class StartupError(RuntimeError):
+class StartupError(EdgeInspectorError, RuntimeError):
     """The daemon cannot start; the message lists what is wrong."""
 
 

@@ -20,10 +20,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import EdgeInspectorError
+
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 
 
-class SourceError(RuntimeError):
+class SourceError(EdgeInspectorError, RuntimeError):
     """A source cannot be opened or lost its connection; the grab loop reconnects with backoff."""
 
 

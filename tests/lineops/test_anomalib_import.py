@@ -119,13 +119,13 @@ def test_not_an_anomalib_export_is_refused_with_the_file_named(tmp_path, samples
     bad.write_bytes(b"not onnx")
     assert main(["import-anomalib", str(bad), "--samples", str(samples), "--input-normalization", "none",
                  "--out", str(tmp_path / "o")]) == 1
-    assert "bad.onnx: not an ONNX model" in capsys.readouterr().out
+    assert "bad.onnx: not an ONNX model" in capsys.readouterr().err
     g = onnx.load(str(onnx_path))
     g.graph.output.pop(0)  # drop pred_score
     onnx.save(g, str(tmp_path / "nopred.onnx"))
     assert main(["import-anomalib", str(tmp_path / "nopred.onnx"), "--samples", str(samples),
                  "--input-normalization", "none", "--out", str(tmp_path / "o")]) == 1
-    assert "nopred.onnx: no output 'pred_score'" in capsys.readouterr().out
+    assert "nopred.onnx: no output 'pred_score'" in capsys.readouterr().err
 
 
 ANOMALIB_LIKE = Path(__file__).with_name("data") / "anomalib_like_b2_dynamic_hw.onnx"

@@ -120,7 +120,7 @@ def test_drift_reference_command_feeds_the_daemon(tmp_path, detector_card, capsy
     assert metric(daemon, "edge_inspector_drift_alarm", camera="cam1") == 1.0
     assert main(["drift-reference", str(write_levels(tmp_path / "few", [26] * 3)), "-c", str(cfg),
                  "-o", str(tmp_path / "r2.json")]) == 1
-    assert "only 3 of 3 images were judged OK" in capsys.readouterr().out
+    assert "only 3 of 3 images were judged OK" in capsys.readouterr().err
 
 
 def test_a_borderline_line_does_not_flap_within_the_hold():

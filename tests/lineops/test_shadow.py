@@ -95,7 +95,7 @@ def test_shadow_report_without_shadow_models_says_so(tmp_path, shadow_models, ca
     replay = write_levels(tmp_path / "replay", [26] * 2)
     cfg = write_config(tmp_path / "config.yaml", replay=replay, models=f"- path: {shadow_models['primary']}")
     assert main(["shadow-report", "-c", str(cfg), "--replay", str(replay)]) == 1
-    assert "no model has role 'shadow'" in capsys.readouterr().out
+    assert "no model has role 'shadow'" in capsys.readouterr().err
 
 
 def test_gate_skips_while_inference_is_backlogged():
