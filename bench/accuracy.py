@@ -13,6 +13,9 @@ alone, batch 1); then one line per target of ../shared/TARGETS.md with ok/MISS.
 
     .venv/bin/python bench/accuracy.py --models feature_memory --categories mpdd_metal_plate
     .venv/bin/python bench/accuracy.py --json bench/results/accuracy.json
+    .venv/bin/python bench/accuracy.py --models feature_memory --hires      # + the high-resolution twin, ms/frame
+    .venv/bin/python bench/accuracy.py --scheme stratified --models segmenter feature_memory \
+        --fuse segmenter+feature_memory                                      # + the pair fused by rule 'any'
 
 A detector that fails on a category is reported with its error; the others still run.
 """
@@ -42,39 +45,54 @@ TARGETS = {
 }
 # anomalib 2.7 PatchCore, same EfficientNet-Lite0 weights, 1 % coreset (TARGETS.md): the peer to beat
 PEER = {"magnetic_tile": (0.849, 0.782), "kolektorsdd": (0.841, 0.870)}
-FIT_TARGET_S = {"default": 60.0, "segmenter": 600.0}  # fit on 200 images
+FIT_TARGET_S = {"default": 60.0, "segmenter": 600.0,  # fit on 200 images
+                "segmenter+feature_memory": 660.0}  # a fused pair: both members' fits
 FRR_TARGET = 0.02  # measured false-reject rate on the test split's good parts, target 1 % calibrated
 ESCAPE_TARGET = 0.10  # where image AUROC >= 0.95
 CALIBRATION_TARGET = 0.01
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
-def evaluate_one(kind: str, dataset, work: Path, args: argparse.Namespace) -> dict:
-    """Train ``kind`` and score the test split through ``evaluate_model``: the same code, pixel
-    resolution and metrics as ``edge-inspector evaluate``, so bench and report agree."""
-    from edge_inspector.card import load_card
-    from edge_inspector.evaluate.runner import dataset_info, evaluate_model
-    from edge_inspector.train import train_model
-
-    options = dict(args.option.get(kind, {}))
-    if args.input_size:
-        options.setdefault("input_size", args.input_size)
-    options.setdefault("threads", args.threads)
-    t0 = time.perf_counter()
-    card_path = train_model(kind, dataset, work, name=f"{dataset.name}-{kind}", seed=args.seed, options=options,
-                            progress=False, calibration_method=args.method, calibration_target=args.target)
-    train_total = time.perf_counter() - t0
-    card = load_card(card_path)
+def test_samples(dataset, args: argparse.Namespace) -> list:
+    """The test images every model of a category is scored on (a seeded subset with --max-test)."""
     test = dataset.split("test")
     if args.max_test and len(test) > args.max_test:
         rng = np.random.default_rng(args.seed)
         test = [test[i] for i in sorted(rng.choice(len(test), args.max_test, replace=False))]
+    return test
+
+
+def model_name(dataset, label: str) -> str:
+    """``<category>-<kind>``; a high-resolution twin ``feature_memory@448x448`` -> ``...-feature_memory-448x448``."""
+    return f"{dataset.name}-{label.replace('@', '-')}"
+
+
+def evaluate_one(kind: str, dataset, work: Path, args: argparse.Namespace, label: str | None = None,
+                 variant: dict | None = None) -> dict:
+    """Train ``kind`` (with the ``variant`` options, e.g. a twin's input size, reported as ``label``) and score
+    the test split through ``evaluate_model``: the same code, pixel resolution and metrics as
+    ``edge-inspector evaluate``, so bench and report agree."""
+    from edge_inspector.card import load_card
+    from edge_inspector.evaluate.runner import dataset_info, evaluate_model
+    from edge_inspector.train import train_model
+
+    label = label or kind
+    options = {**dict(args.option.get(kind, {})), **dict(variant or {})}
+    if args.input_size:
+        options.setdefault("input_size", args.input_size)
+    options.setdefault("threads", args.threads)
+    t0 = time.perf_counter()
+    card_path = train_model(kind, dataset, work, name=model_name(dataset, label), seed=args.seed, options=options,
+                            progress=False, calibration_method=args.method, calibration_target=args.target)
+    train_total = time.perf_counter() - t0
+    card = load_card(card_path)
+    test = test_samples(dataset, args)
     report, pred = evaluate_model(card_path, test, dataset=dataset_info(dataset.name, dataset.root, "test"),
                                   threads=args.threads, batch_size=args.batch_size, backend=args.backend)
     at = report.image.at
     op = card.operating_point
     row = {
-        "category": dataset.name, "model": kind, "scheme": args.scheme, "n_train": card.training.n_images,
+        "category": dataset.name, "model": label, "scheme": args.scheme, "n_train": card.training.n_images,
         "n_test": len(test), "n_defect": int(pred.labels.sum()),
         "image_auroc": report.image.auroc, "pixel_auroc": report.pixel.pixel_auroc,
         "pro": report.pixel.pro,
@@ -144,6 +162,34 @@ def precision_lines(row: dict) -> list[str]:
     return out
 
 
+def fused_row(pair: str, dataset, work: Path, args: argparse.Namespace, rows: list[dict]) -> dict:
+    """The pair fused as the daemon fuses it (rule 'any', evaluate/fusion.py), on its members' test images:
+    what a line running both models would see, e.g. segmenter + feature_memory (unseen defect types)."""
+    from edge_inspector.evaluate.fusion import Member, fused_figures
+    from edge_inspector.evaluate.scoring import score_samples
+    from edge_inspector.inference import LoadedModel
+
+    kinds = pair.split("+")
+    done = {r["model"]: r for r in rows if r["category"] == dataset.name and "error" not in r}
+    if any(k not in done for k in kinds):
+        return {"category": dataset.name, "model": pair, "error": f"a member of {kinds} failed; nothing to fuse"}
+    test = test_samples(dataset, args)
+    members = []
+    for kind in kinds:
+        model = LoadedModel.load(work / f"{model_name(dataset, kind)}.card.json", threads=args.threads,
+                                 backend=args.backend)
+        members.append(Member(kind, model.card.kind, score_samples(model, test, batch_size=args.batch_size),
+                              model.card.normalization))
+    fig = fused_figures(members, "any")
+    parts = [done[k] for k in kinds]
+    return {"category": dataset.name, "model": pair, "scheme": args.scheme, "rule": fig.rule,
+            "n_train": min(r["n_train"] for r in parts), "n_test": len(test),
+            "n_defect": int(sum(s.label for s in test)), "image_auroc": fig.image_auroc,
+            "pixel_auroc": fig.pixel_auroc, "false_reject_rate": fig.false_reject_rate,
+            "escape_rate": fig.escape_rate, "caught_only_by": fig.caught_only_by,
+            "fit_s": sum(r["fit_s"] for r in parts), "infer_ms": sum(r.get("infer_ms") or 0.0 for r in parts)}
+
+
 def _fmt(value, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -188,16 +234,16 @@ def target_checks(row: dict) -> list[str]:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'category':<18} {'model':<15} {'img AUROC':>9} {'target':>6} {'pix AUROC':>9} {'target':>6} "
+    head = (f"{'category':<18} {'model':<24} {'img AUROC':>9} {'target':>6} {'pix AUROC':>9} {'target':>6} "
             f"{'FRR':>6} {'escape':>6} {'fit s':>7} {'ms/img':>7}")
     print(head)
     print("-" * len(head))
     for r in rows:
         if "error" in r:
-            print(f"{r['category']:<18} {r['model']:<15} ERROR: {r['error']}")
+            print(f"{r['category']:<18} {r['model']:<24} ERROR: {r['error']}")
             continue
         t_img, t_pix = TARGETS.get(r.get("scheme", ""), {}).get(r["category"], (None, None))
-        print(f"{r['category']:<18} {r['model']:<15} {_fmt(r['image_auroc']):>9} {_fmt(t_img, '.2f'):>6} "
+        print(f"{r['category']:<18} {r['model']:<24} {_fmt(r['image_auroc']):>9} {_fmt(t_img, '.2f'):>6} "
               f"{_fmt(r['pixel_auroc']):>9} {_fmt(t_pix, '.2f'):>6} {_fmt(r.get('false_reject_rate'), '.3f'):>6} "
               f"{_fmt(r.get('escape_rate'), '.3f'):>6} {_fmt(r['fit_s'], '.1f'):>7} "
               f"{_fmt(r.get('infer_ms'), '.1f'):>7}")
@@ -261,18 +307,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated precisions scored besides fp32, e.g. int8,bf16: int8 made by "
                    "`edge-inspector quantize` (run by --backend), bf16/fp16 checked and run by OpenVINO; each "
                    "through the same evaluate path, its image AUROC printed beside fp32's (target: within 0.005)")
+    p.add_argument("--hires", action="store_true",
+                   help="also train the high-resolution twin `auto` tries on large frames (unsupervised kinds, "
+                   "auto.resolution_variants) and print its figures and ms/frame beside the default input's")
+    p.add_argument("--fuse", metavar="KIND+KIND",
+                   help="also score two of --models fused by the daemon's rule 'any', e.g. segmenter+feature_memory")
     p.add_argument("--work", type=Path, help="keep trained models here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     args.option = parse_options(args.option)
     logging.basicConfig(level=logging.WARNING)
 
+    from dataclasses import replace
+
+    from edge_inspector.auto import resolution_variants
     from edge_inspector.data.readers import load_dataset
+    from edge_inspector.models import NORMAL_ONLY_KINDS
     from edge_inspector.train import limit_train
 
     unknown = [m for m in args.models if m not in DETECTORS]
     if unknown:
         p.error(f"unknown model kind(s) {unknown}; expected {list(DETECTORS)}")
+    if args.fuse and (len(args.fuse.split("+")) != 2 or not set(args.fuse.split("+")) <= set(args.models)):
+        p.error(f"--fuse {args.fuse}: expected two kinds of --models joined by '+', e.g. segmenter+feature_memory")
     categories = args.categories or sorted(d.name for d in args.data.iterdir() if d.is_dir())
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="ei-bench-") as tmp:
@@ -284,17 +341,30 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # a broken dataset must not stop the others
                 rows.append({"category": category, "model": "*", "error": str(exc)})
                 continue
-            dataset = limit_train(dataset, args.max_train, seed=args.seed)
-            for kind in args.models:
-                print(f"[{category}] {kind}: training on {len(dataset.split('train'))} images ...", file=sys.stderr)
+            full = dataset
+            # kinds that learn from good parts only get --max-train good parts (as `train` gives them), others
+            # the capped mix, defects first (train.limit_train)
+            good_only = replace(full, samples=[s for s in full.samples if s.split != "train" or s.label == 0])
+            plan = [(kind, kind, {}) for kind in args.models]
+            if args.hires:
+                plan += resolution_variants(full, args.models)
+            for label, kind, variant in plan:
+                dataset = limit_train(good_only if kind in NORMAL_ONLY_KINDS else full, args.max_train, seed=args.seed)
+                print(f"[{category}] {label}: training on {len(dataset.split('train'))} images ...", file=sys.stderr)
                 try:
-                    row = evaluate_one(kind, dataset, work / category, args)
-                    row["infer_ms"] = infer_ms(work / category / f"{dataset.name}-{kind}.card.json",
+                    row = evaluate_one(kind, dataset, work / category, args, label=label, variant=variant)
+                    row["infer_ms"] = infer_ms(work / category / f"{model_name(dataset, label)}.card.json",
                                                dataset.split("test"), args.threads, args.backend)
                     rows.append(row)
                 except Exception as exc:
                     logging.debug(traceback.format_exc())
-                    rows.append({"category": category, "model": kind, "error": f"{type(exc).__name__}: {exc}"})
+                    rows.append({"category": category, "model": label, "error": f"{type(exc).__name__}: {exc}"})
+            if args.fuse:
+                try:
+                    rows.append(fused_row(args.fuse, full, work / category, args, rows))
+                except Exception as exc:
+                    logging.debug(traceback.format_exc())
+                    rows.append({"category": category, "model": args.fuse, "error": f"{type(exc).__name__}: {exc}"})
     means = mean_rows(rows)
     print_table(rows + means)
     for r in rows:
