@@ -241,7 +241,8 @@ def run_daemon(v: dict, frames_dir: Path, pattern: str, workdir: Path, args, roi
             "verdicts": kinds, "scores": [v_.get("score") for v_ in verdicts]}
 
 
-def eager_loop(frames_dir: Path | None, frames: list[np.ndarray], size: int, threads: int) -> dict | None:
+def eager_loop(frames_dir: Path | None, frames: list[np.ndarray], size: int, threads: int,
+               max_frames: int = 0) -> dict | None:
     """The reference of TARGETS.md: a per-image PyTorch eager loop as in a typical Streamlit demo
     (PIL open, resize, to tensor, forward, sigmoid) with an EfficientNet-Lite0 at ``size``, on the
     same frames (files, or arrays for ``raw``). None when torch (the [train] extra) is not installed."""
@@ -255,6 +256,7 @@ def eager_loop(frames_dir: Path | None, frames: list[np.ndarray], size: int, thr
     torch.set_num_threads(threads)
     net = EfficientNetLite("lite0", num_classes=1).eval()
     items = sorted(p for p in frames_dir.iterdir() if p.is_file()) if frames_dir else frames
+    items = items[:max_frames] if max_frames else items
     with torch.inference_mode():
         net(torch.rand(1, 3, size, size))  # warm-up
         t0 = time.perf_counter()
@@ -264,7 +266,7 @@ def eager_loop(frames_dir: Path | None, frames: list[np.ndarray], size: int, thr
             x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
             torch.sigmoid(net(x))
         elapsed = time.perf_counter() - t0
-    return {"model": "efficientnet-lite0 (torch eager, batch 1)", "input": size,
+    return {"model": "efficientnet-lite0 (torch eager, batch 1)", "input": size, "frames": len(items),
             "fps": round(len(items) / elapsed, 1)}
 
 
@@ -329,7 +331,7 @@ def run_configuration(card: Path, hw: tuple[int, int], fmt: str, args, work: Pat
     for r in runs:
         if r.get("available"):
             r["daemon"].pop("scores", None)
-    eager = eager_loop(frames_dir, frames, c.input.height, args.threads) if args.eager else None
+    eager = eager_loop(frames_dir, frames, c.input.height, args.threads, args.eager_frames) if args.eager else None
     target, target_label = target_for(c.kind, hw, fmt)
     if args.rate:
         target, target_label = None, f"live source at {args.rate:g} frames/s"
@@ -391,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reduced-decode", default="safe", choices=["off", "safe", "fast"])
     ap.add_argument("--rate", type=float, default=0.0, help="replay rate in frames/s (0: as fast as possible)")
     ap.add_argument("--eager", action="store_true", help="also time the per-image PyTorch eager Lite0 loop")
+    ap.add_argument("--eager-frames", type=int, default=60,
+                    help="frames the eager loop runs (0: all); it is the slow reference, a sample is enough")
     ap.add_argument("--json-only", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
