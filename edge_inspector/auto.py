@@ -219,7 +219,10 @@ def _store_test_metrics(card_path: Path, report: EvaluationReport,
     figures = {**{f"test_{k}": v for k, v in composite_inputs(report).items()},
                "test_pixel_auroc": report.pixel.pixel_auroc,
                "test_false_reject_rate": at.false_reject_rate, "test_escape_rate": at.escape_rate,
-               "test_composite": report.composite.score}
+               "test_composite": report.composite.score,
+               # what the line pays per frame (decode + preprocess + inference, batched): the price of a
+               # high-resolution twin (4x the pixels) is read off the card it was chosen with
+               "test_ms_per_image": report.timing.ms_per_image}
     if training_energy and training_energy.get("energy_wh") is not None:
         figures["training_energy_wh"] = training_energy["energy_wh"]
         figures["training_cpu_seconds"] = training_energy.get("cpu_seconds")

@@ -68,6 +68,7 @@ def test_chooses_on_validation_and_reports_test_once(tiny_dataset, tmp_path, mon
     card = load_card(out / "tiny-feature_memory.card.json")  # sha256 still matches the copied model
     assert card.metrics["test_image_auroc"] == summary["test"]["image_auroc"]
     assert card.metrics["training_energy_wh"] == by["feature_memory"]["training_energy"]["energy_wh"]
+    assert card.metrics["test_ms_per_image"] > 0  # the chosen model's cost per frame (a twin's is 4x)
     assert (out / "tiny-feature_memory.onnx").is_file()
     assert json.loads((tmp_path / "calibration" / "tiny-feature_memory.json").read_text())["kind"] == "feature_memory"
     assert (out / "candidates" / "autoencoder" / "tiny-autoencoder.onnx").is_file()
