@@ -29,6 +29,11 @@ from .publishers import PublisherConfig
 from .sources.genicam import GenicamSourceConfig  # defined beside its source: imports without Aravis
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+# A field whose value is read once, when the daemon starts (the metrics server, the pipeline's queues,
+# decode pool and frame counters): a SIGHUP reload cannot apply a change, ``restart_only_changes``
+# finds it so the reload warns, and the configuration reference marks the field.
+RESTART_ONLY = {"reload": "restart"}
 IMAGE_PATTERN = "*.png,*.jpg,*.jpeg,*.bmp,*.tif,*.tiff"
 
 
@@ -310,9 +315,10 @@ class InferenceConfig(_Model):
         0.0, ge=0, le=1000, description="Extra wait for a fuller batch once a frame is in hand; 0 = never wait "
         "(a lone frame is inferred at once: single-frame latency).")
     queue_size: int = Field(32, ge=1, le=100_000, description="Frames buffered between preprocessing and "
-                            "inference.")
+                            "inference.", json_schema_extra=RESTART_ONLY)
     decode_workers: int = Field(
-        0, ge=0, le=32, description="Threads that decode and preprocess frames (in frame order per camera); "
+        0, ge=0, le=32, json_schema_extra=RESTART_ONLY,
+        description="Threads that decode and preprocess frames (in frame order per camera); "
         "0 = one per core, at most 4.")
     reduced_decode: Literal["off", "safe", "fast"] = Field(
         "safe", description="Decode JPEG frames at 1/2, 1/4 or 1/8 size when the model input (after the ROI) "
@@ -334,7 +340,8 @@ class DaemonConfig(_Model):
     fusion: FusionConfig = Field(default_factory=FusionConfig, description="How model scores become one verdict.")
     publishers: list[PublisherConfig] = Field(default_factory=list, description="Where verdicts are sent.")
     saving: SavingConfig = Field(default_factory=SavingConfig, description="Saving of frames and heatmaps.")
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus exporter.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus exporter.",
+                                   json_schema_extra=RESTART_ONLY)
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Batching of inference.")
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift alarm on the OK-score distribution.")
@@ -343,7 +350,8 @@ class DaemonConfig(_Model):
     part_triggers: PartTriggerConfig = Field(default_factory=PartTriggerConfig,
                                              description="Part ids announced over MQTT (edge_inspector/parts.py).")
     state_dir: Path | None = Field(
-        None, description="Folder where per-camera frame counters (and watched folders' progress) persist, so "
+        None, json_schema_extra=RESTART_ONLY,
+        description="Folder where per-camera frame counters (and watched folders' progress) persist, so "
         "(camera, frame) stays unique across restarts (consumers dedupe on it) and a watched folder neither "
         "re-inspects nor misses files. None: $STATE_DIRECTORY/state when systemd sets STATE_DIRECTORY (the "
         "shipped unit does), otherwise nothing persists: counters restart at 0 and watched folders are inspected "
@@ -628,6 +636,29 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
     if problems:
         raise ConfigError(source, problems)
     return resolve_paths(cfg, base if base is not None else Path.cwd())
+
+
+def restart_only(field: Any) -> bool:
+    """Whether a pydantic ``FieldInfo`` is marked RESTART_ONLY (a reload cannot apply it)."""
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and extra.get("reload") == "restart"
+
+
+def restart_only_changes(old: BaseModel, new: BaseModel, prefix: str = "") -> list[str]:
+    """Dotted paths of the RESTART_ONLY fields whose value differs between two configs.
+
+    Generic over the model tree (nested sections are walked; lists such as cameras are applied by a
+    reload and compared as a whole by it), so marking a field is all a new restart-only setting needs.
+    """
+    changed = []
+    for name, field in type(new).model_fields.items():
+        before, after = getattr(old, name), getattr(new, name)
+        if restart_only(field):
+            if before != after:
+                changed.append(prefix + name)
+        elif isinstance(after, BaseModel) and type(before) is type(after):
+            changed += restart_only_changes(before, after, f"{prefix}{name}.")
+    return changed
 
 
 def load_config(path: Path | str) -> DaemonConfig:

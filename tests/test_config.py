@@ -199,3 +199,16 @@ def test_missing_tensorrt_engine_is_a_clear_problem(tmp_path, detector_card):
                        f"models: [{{path: {detector_card}, backend: tensorrt}}]\n", base=tmp_path)
     models, problems = load_models(cfg)
     assert not models and len(problems) == 1 and problems[0].startswith("models[0]")
+
+
+def test_restart_only_fields_are_found_wherever_they_sit_in_the_tree():
+    """A reload compares the fields marked RESTART_ONLY generically (nested sections too)."""
+    from edge_inspector.config import DaemonConfig, restart_only_changes
+
+    base = {"line": "l", "cameras": [{"id": "c", "source": {"type": "replay", "path": "/x"}}],
+            "models": [{"path": "m.card.json"}]}
+    old = DaemonConfig.model_validate(base)
+    new = DaemonConfig.model_validate({**base, "inference": {"queue_size": 7, "batch_max": 2},
+                                       "metrics": {"port": 9999}, "state_dir": "/s", "fusion": {"rule": "all"}})
+    assert sorted(restart_only_changes(old, new)) == ["inference.queue_size", "metrics", "state_dir"]
+    assert restart_only_changes(old, old) == []

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..card import CardError
-from ..config import ConfigError, DaemonConfig, ReplaySourceConfig, load_config
+from ..config import ConfigError, DaemonConfig, ReplaySourceConfig, load_config, restart_only_changes
 from ..errors import EdgeInspectorError
 from ..inference import LoadedModel
 from ..metrics import Metrics
@@ -436,8 +436,9 @@ class Daemon:
             sdnotify.ready("reload refused; previous configuration active")
             return False
         self.generation_number += 1
-        if cfg.metrics != old.config.metrics:
-            log.warning("metrics settings changed: they take effect at the next restart")
+        waiting = restart_only_changes(old.config, cfg)
+        for path in waiting:  # read once at start: the running daemon keeps the old value
+            log.warning("%s changed: a reload does not apply it; it takes effect at the next restart", path)
         logging.getLogger("edge_inspector").setLevel(cfg.logging.level)
         old_cams = {c.id: c for c in old.config.cameras}
         new_cams = {c.id: c for c in cfg.cameras}
@@ -452,7 +453,8 @@ class Daemon:
                 self.pipeline.add_camera(cam)
         attach_part_triggers(gen, self.pipeline)
         self._record_models(gen)
-        log.info("reloaded %s: generation %d, models %s", self.config_path, gen.number, [m.name for _, m in gen.models])
+        log.info("reloaded %s: generation %d, models %s%s", self.config_path, gen.number,
+                 [m.name for _, m in gen.models], f"; waiting for a restart: {', '.join(waiting)}" if waiting else "")
         sdnotify.ready(f"reloaded (generation {gen.number})")
         return True
 

@@ -273,6 +273,38 @@ def test_sighup_bad_config_keeps_running_good_config_switches_without_loss(tmp_p
     assert "fusion.rule" in log and "gone.card.json" in log  # each refusal says why
 
 
+def test_sighup_changing_restart_only_settings_warns_and_says_so(tmp_path, detector_card):
+    """inference.queue_size and state_dir are read once, when the pipeline is built: a SIGHUP that changes
+    them must say that they wait for a restart (it used to log "reloaded" and change nothing), while the
+    settings a reload does apply (here saving.mode) take effect."""
+    frames = write_frames(tmp_path / "rec", n=6)
+    camera = f"{{type: replay, path: {frames}, rate_fps: 40, loop: true}}"
+    publishers = f"- {{type: jsonl, path: {tmp_path}/verdicts.jsonl}}\n"
+    cfg = write_config(tmp_path / "config.yaml", camera=camera, models=[detector_card], publishers=publishers,
+                       extra=f"state_dir: {tmp_path / 'state-a'}\n")
+    daemon = DaemonProc(["run", "--config", str(cfg)], tmp_path)
+    jsonl = tmp_path / "verdicts.jsonl"
+    try:
+        wait_until(lambda: len(read_jsonl(jsonl)) >= 5, what="5 verdicts", proc=daemon)
+        cfg.write_text(cfg.read_text().replace("state-a", "state-b")
+                       + "inference: {queue_size: 7}\nsaving: {mode: all, dir: " + str(tmp_path / "frames") + "}\n")
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded" in daemon.output(), what="reloaded", proc=daemon)
+        wait_until(lambda: any((tmp_path / "frames").rglob("*.jpg")), what="saving applied by the reload",
+                   proc=daemon)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0, daemon.output()[-3000:]
+    finally:
+        daemon.kill()
+    log = daemon.output()
+    warned = [line for line in log.splitlines() if "WARNING" in line and "restart" in line]
+    assert any("inference.queue_size" in line for line in warned), log[-3000:]
+    assert any("state_dir" in line for line in warned), log[-3000:]
+    assert not any("saving" in line for line in warned), warned  # a reload applies it: no warning
+    reloaded = next(line for line in log.splitlines() if "reloaded" in line)
+    assert "restart" in reloaded and "inference.queue_size" in reloaded, reloaded
+
+
 def test_start_failure_is_a_clear_error_and_exit_1(tmp_path, detector_card):
     cfg = write_config(tmp_path / "config.yaml", camera="{type: replay, path: missing-folder}",
                        models=[detector_card], publishers="[]\n")
