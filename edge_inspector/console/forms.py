@@ -86,7 +86,7 @@ class TrainingForm(BootstrapForm):
     input_size = forms.IntegerField(required=False, min_value=16, max_value=1024,
                                     help_text="Square input size in pixels (default: the trainer's, 224).")
     epochs = forms.IntegerField(required=False, min_value=1, max_value=1000,
-                                help_text="Epochs (autoencoder, classifier).")
+                                help_text="Epochs (autoencoder, classifier, segmenter).")
     evaluate = forms.BooleanField(required=False, initial=True, help_text="Evaluate on the test split afterwards.")
     extra_args = forms.CharField(
         max_length=500, required=False, label="Extra arguments",
