@@ -25,7 +25,8 @@ from .lineops.drift import DriftConfig
 from .lineops.review import ReviewConfig
 from .lineops.shadow import ShadowConfig
 from .parts import PartTriggerConfig, compile_part_pattern
-from .publishers import PublisherConfig
+from .publishers import PUBLISHERS, PublisherConfig
+from .sources import SOURCES
 from .sources.genicam import GenicamSourceConfig  # defined beside its source: imports without Aravis
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -560,8 +561,9 @@ def _format_loc(loc: tuple, data: Any) -> tuple[str, tuple]:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and (part in DEFAULT_QUEUE_POLICY or part.startswith("function-")
-                                      or part in ("mqtt", "zmq", "jsonl", "sparkplug"))
+    """A location part pydantic inserts for a discriminated union (a source or publisher type, from their
+    registries) or a function validator: not a YAML key."""
+    return isinstance(part, str) and (part in SOURCES or part in PUBLISHERS or part.startswith("function-"))
 
 
 def _problems_from(exc: ValidationError, data: Any, lines: dict[tuple, int]) -> list[str]:

@@ -6,15 +6,16 @@ imports torch, and each detector module is loaded only when it is used.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from ..registry import Registry
 from .base import Detector, DetectorError
 
 __all__ = ["DETECTORS", "KIND_LABELS", "NORMAL_ONLY_KINDS", "Detector", "DetectorError", "create_detector",
            "detector_class"]
 
-DETECTORS: dict[str, str] = {
+# ``--model`` / the console's kind -> implementation (see registry.py)
+DETECTORS = Registry("model kind", {
     "feature_memory": "edge_inspector.models.feature_memory:FeatureMemoryDetector",
     "autoencoder": "edge_inspector.models.autoencoder:AutoencoderDetector",
     "classifier": "edge_inspector.models.classifier:ClassifierDetector",
@@ -23,7 +24,7 @@ DETECTORS: dict[str, str] = {
     "features_rf": "edge_inspector.models.deep_features:FeaturesRFDetector",
     "features_xgb": "edge_inspector.models.deep_features:FeaturesXGBDetector",
     "segmenter": "edge_inspector.models.segmenter:SegmenterDetector",
-}
+}, DetectorError)
 
 # What each kind is and what it needs, in a user's words: the console's training form lists the registry
 # with these labels, so a new kind shows up there without a second list (tests check every kind has one).
@@ -46,14 +47,7 @@ NORMAL_ONLY_KINDS = frozenset({"feature_memory", "autoencoder"})
 
 def detector_class(kind: str) -> type:
     """Import and return the detector class registered under ``kind``."""
-    if kind not in DETECTORS:
-        raise DetectorError(f"unknown model kind {kind!r}; expected one of {sorted(DETECTORS)}")
-    module_name, _, class_name = DETECTORS[kind].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise DetectorError(f"model kind {kind!r}: cannot import {module_name} ({exc})") from exc
-    return getattr(module, class_name)
+    return DETECTORS.load(kind)
 
 
 def create_detector(kind: str, **options: Any) -> Detector:

@@ -1,6 +1,6 @@
 """Publishers: where verdicts go (MQTT with a disk spool, ZeroMQ PUB, a JSONL file).
 
-``create_publisher`` is the explicit registry: the config's ``type`` picks the class, and the
+``PUBLISHERS`` is the registry (registry.py): the config's ``type`` picks the class, and the
 implementation module is imported only then (pyzmq/paho are not needed to validate a config).
 """
 
@@ -14,6 +14,7 @@ from edge_inspector.publishers.base import Publisher, PublisherError
 from edge_inspector.publishers.config import JsonlConfig, MqttConfig, MqttTlsConfig, SparkplugConfig, ZmqConfig
 from edge_inspector.publishers.opcua import OpcuaConfig  # asyncua is imported only when the server starts
 from edge_inspector.publishers.topics import status_topic, verdict_topic
+from edge_inspector.registry import Registry
 
 if TYPE_CHECKING:
     from edge_inspector.metrics import Metrics
@@ -26,6 +27,7 @@ __all__ = [
     "MqttConfig",
     "MqttTlsConfig",
     "OpcuaConfig",
+    "PUBLISHERS",
     "Publisher",
     "PublisherConfig",
     "PublisherError",
@@ -55,28 +57,17 @@ def publisher_problems(publishers: list) -> list[str]:
     return problems
 
 
+# The config's ``type`` -> implementation (see registry.py); each config class sits in PublisherConfig above.
+PUBLISHERS = Registry("publisher type", {
+    "mqtt": "edge_inspector.publishers.mqtt:MqttPublisher",
+    "zmq": "edge_inspector.publishers.zmq:ZmqPublisher",
+    "jsonl": "edge_inspector.publishers.jsonl:JsonlPublisher",
+    "sparkplug": "edge_inspector.publishers.sparkplug:SparkplugPublisher",
+    "opcua": "edge_inspector.publishers.opcua:OpcuaPublisher",
+}, PublisherError)
+
+
 def create_publisher(cfg: MqttConfig | ZmqConfig | JsonlConfig | SparkplugConfig | OpcuaConfig, *, line: str,
                      metrics: Metrics) -> Publisher:
     """Build the publisher for one config item. Raises PublisherError when it cannot start."""
-    if isinstance(cfg, MqttConfig):
-        from edge_inspector.publishers.mqtt import MqttPublisher
-
-        return MqttPublisher(cfg, line=line, metrics=metrics)
-    if isinstance(cfg, ZmqConfig):
-        from edge_inspector.publishers.zmq import ZmqPublisher
-
-        return ZmqPublisher(cfg, line=line, metrics=metrics)
-    if isinstance(cfg, JsonlConfig):
-        from edge_inspector.publishers.jsonl import JsonlPublisher
-
-        return JsonlPublisher(cfg, line=line, metrics=metrics)
-    if isinstance(cfg, SparkplugConfig):
-        from edge_inspector.publishers.sparkplug import SparkplugPublisher
-
-        return SparkplugPublisher(cfg, line=line, metrics=metrics)
-    if isinstance(cfg, OpcuaConfig):
-        from edge_inspector.publishers.opcua import OpcuaPublisher
-
-        return OpcuaPublisher(cfg, line=line, metrics=metrics)
-    raise PublisherError(
-        f"unknown publisher config {type(cfg).__name__}; expected type mqtt, zmq, jsonl, sparkplug or opcua")
+    return PUBLISHERS.load(cfg.type)(cfg, line=line, metrics=metrics)

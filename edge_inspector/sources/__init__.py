@@ -1,32 +1,30 @@
-"""Frame sources behind one interface (``base.Source``); ``SOURCES`` is the explicit registry."""
+"""Frame sources behind one interface (``base.Source``); ``SOURCES`` is the registry (registry.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..registry import Registry
 from .base import Backoff, Frame, Source, SourceError
-from .camera import CameraSource
-from .folder import FolderSource
-from .genicam import GenicamSource
-from .replay import ReplaySource
 from .seqstore import SeqStore
-from .video import VideoSource
 
-SOURCES: dict[str, type[Source]] = {
-    "camera": CameraSource,
-    "video": VideoSource,
-    "folder": FolderSource,
-    "replay": ReplaySource,
-    "genicam": GenicamSource,  # GigE Vision / USB3 Vision through Aravis (optional [genicam] extra)
-}
+# The config's ``source.type`` -> implementation (see registry.py); each config class sits in config.py's
+# SourceConfig union (GenicamSourceConfig beside its source: it imports without Aravis).
+SOURCES = Registry("source type", {
+    "camera": "edge_inspector.sources.camera:CameraSource",
+    "video": "edge_inspector.sources.video:VideoSource",
+    "folder": "edge_inspector.sources.folder:FolderSource",
+    "replay": "edge_inspector.sources.replay:ReplaySource",
+    "genicam": "edge_inspector.sources.genicam:GenicamSource",  # GigE / USB3 Vision through Aravis ([genicam] extra)
+}, SourceError)
 
 
 def create_source(camera: str, config: Any) -> Source:
     """Build the source for a camera from its ``source`` config (selected by ``type``)."""
     try:
-        cls = SOURCES[config.type]
-    except KeyError:
-        raise SourceError(f"camera {camera}: unknown source type {config.type!r}; expected {sorted(SOURCES)}") from None
+        cls = SOURCES.load(config.type)
+    except SourceError as exc:
+        raise SourceError(f"camera {camera}: {exc}") from None
     return cls(camera, config)
 
 
