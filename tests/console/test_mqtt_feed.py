@@ -171,3 +171,34 @@ def test_feed_settings_errors_name_the_variable():
     cfg = MqttFeedConfig.from_settings({"MQTT": {"host": "broker", "port": 8883, "ca_file": "/ca.crt"}})
     assert cfg.tls is not None and cfg.endpoint == "mqtts://broker:8883/edge-inspector"
     assert (cfg.verdict_filter, cfg.status_filter) == ("edge-inspector/+/+/verdict", "edge-inspector/+/status")
+
+
+def test_refused_write_holds_the_acknowledgement_until_stored(follower, mosquitto, tmp_path):
+    """The database refuses the insert (its table is away): nothing is acknowledged, so a console
+    stopped meanwhile gets the messages again from its session, and stores them once the table is back."""
+    from django.db import connection
+
+    prefix = unique_prefix()
+    client_id = f"console-{uuid.uuid4().hex[:8]}"
+    first = follower(prefix, client_id)
+    first.retry_s = 0.2
+    pub = daemon_publisher(mosquitto, tmp_path, prefix, "line-a")
+    table = Verdict._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+    try:
+        for i in range(8):
+            pub.publish(make_verdict(i, line="line-a"))
+        wait_for(lambda: first.db_errors >= 2, what="the follower to retry the refused write")
+        assert first.received == 0
+        first.stop()  # killed before anything was stored: nothing was acknowledged
+    finally:
+        with connection.cursor() as cur:
+            cur.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+    second = follower(prefix, client_id)
+    try:
+        wait_for(lambda: Verdict.objects.count() == 8, what="the 8 unacknowledged verdicts, redelivered")
+    finally:
+        pub.close()
+    assert sorted(Verdict.objects.values_list("frame", flat=True)) == list(range(8))
+    assert second.received >= 8
