@@ -317,9 +317,11 @@ def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: st
                     target: float | None = None, calibration_dir: Path | str = Path("calibration"),
                     source: str = "", progress: bool = False, write_card: bool = True,
                     threads: int = 2, extra_normal_scores: np.ndarray | None = None,
-                    extra_source: str = "") -> Calibration:
+                    extra_source: str = "", on_training_images: bool = False) -> Calibration:
     """Score ``samples`` with the ONNX model, choose thresholds, update the card, record the decision.
 
+    ``on_training_images``: the normal ``samples`` are images the model was fitted on (recorded in the
+    card's operating point so every report warns that its false-reject rate is optimistic).
     ``extra_normal_scores`` are raw scores of further normal images that the model did not see
     (``train_model`` passes the training images scored out-of-fold), pooled with ``samples``'
     normal scores for the image threshold. Writes the new ``card.normalization`` (threshold at
@@ -355,7 +357,8 @@ def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: st
     if write_card:
         card = load_card(card_path)
         card.normalization = cal.normalization()
-        card.operating_point = cal.operating_point(source)
+        card.operating_point = cal.operating_point(source).model_copy(
+            update={"on_training_images": on_training_images})
         card.metrics.update({"calibration_false_reject_rate": cal.false_reject_rate,
                              "calibration_recall": cal.recall})
         card.save(card_path)
@@ -364,7 +367,7 @@ def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: st
     record = {
         "model": model.name, "card": str(card_path), "model_sha256": model.card.model_sha256,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "source": source,
-        "n_images": int(scores.size), **asdict(cal),
+        "on_training_images": on_training_images, "n_images": int(scores.size), **asdict(cal),
         "scores": {"normal": _summary(scores[labels == 0]), "defect": _summary(scores[labels == 1])},
     }
     (out_dir / f"{model.name}.json").write_text(json.dumps(record, indent=2) + "\n")

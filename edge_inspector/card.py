@@ -151,6 +151,10 @@ class OperatingPoint(BaseModel):
     escape_ci: tuple[float, float] | None = None
     tail: dict = Field(default_factory=dict)
     curve: list[dict] = Field(default_factory=list)
+    on_training_images: bool = Field(
+        False, description="The normal images that set the threshold include images the model was fitted on "
+        "(the train split, not scored out-of-fold): their scores are biased low, so the false-reject rate above "
+        "is optimistic. Evaluation reports warn about it.")
 
 
 class ModelCard(BaseModel):

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from .data.types import Dataset, DatasetError, Sample
+from .data.types import Dataset, DatasetError, Sample, samples_digest
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
     from .calibrate import calibrate_model
     from .card import InputSpec, ModelCard, ScoreNormalization, TrainingInfo
     from .export.onnx import export_onnx
-    from .models import create_detector
+    from .models import NORMAL_ONLY_KINDS, create_detector
 
     train = dataset.split("train")
     if not train:
@@ -143,13 +143,15 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
 
     info = detector.card_info()
     h, w = detector.input_size
+    # what the model really learned from: a normal-only kind skips the defects a stratified split puts in train
+    learned = [s for s in train if s.label == 0] if kind in NORMAL_ONLY_KINDS else train
     card = ModelCard(
         name=name, kind=detector.kind, model_file=onnx_path.name, model_sha256=export.sha256,
         input=InputSpec(height=h, width=w, mean=list(detector.mean), std=list(detector.std)),
         outputs=detector.output_meanings(), classes=info.get("classes", []),
         normalization=ScoreNormalization(threshold=0.0, min=0.0, max=1.0, method="uncalibrated"),
         training=TrainingInfo(
-            data_digest=dataset.digest("train"), dataset=dataset.name, n_images=len(train), seed=seed,
+            data_digest=samples_digest(learned), dataset=dataset.name, n_images=len(learned), seed=seed,
             backbone=info.get("backbone"), fit_seconds=round(fit_seconds, 3),
             options={k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()},
             fit_report={k: v for k, v in fit_report.items() if isinstance(v, (int, float, str, bool))},
@@ -168,5 +170,6 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
         calibrate_model(card_path, samples, method=calibration_method, target=calibration_target,
                         calibration_dir=calibration_dir or default_calibration_dir(out_dir),
                         source=f"{dataset.name}:{source}", progress=progress,
-                        extra_normal_scores=oof, extra_source="training images scored out-of-fold")
+                        extra_normal_scores=oof, extra_source="training images scored out-of-fold",
+                        on_training_images=source == "train" and oof is None)
     return card_path

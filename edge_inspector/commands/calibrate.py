@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             raise CalibrationError(f"{args.dataset}: split '{split}' has no images")
         cal = calibrate_model(args.model, samples, method=args.method, target=args.target,
                               calibration_dir=args.calibration_dir, source=f"{dataset.name}:{split}",
-                              progress=not args.quiet, write_card=not args.dry_run, threads=args.threads)
+                              progress=not args.quiet, write_card=not args.dry_run, threads=args.threads,
+                              on_training_images=split in ("train", "all"))
     except (CalibrationError, DatasetError, CardError, BackendError) as exc:
         print(f"calibrate: {exc}")
         return 1

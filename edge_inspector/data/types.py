@@ -43,8 +43,13 @@ class Dataset:
 
     def digest(self, split: Split | None = None) -> str:
         """sha256 over relative names, labels and file bytes: identifies the data a model saw."""
-        h = hashlib.sha256()
-        for s in sorted(self.samples if split is None else self.split(split), key=lambda s: str(s.path)):
-            h.update(f"{s.path.name}|{s.label}|{s.defect_type}|".encode())
-            h.update(hashlib.sha256(Path(s.path).read_bytes()).digest())
-        return h.hexdigest()
+        return samples_digest(self.samples if split is None else self.split(split))
+
+
+def samples_digest(samples: list[Sample]) -> str:
+    """``Dataset.digest`` of any list of samples (e.g. the part of a split a detector really learned from)."""
+    h = hashlib.sha256()
+    for s in sorted(samples, key=lambda s: str(s.path)):
+        h.update(f"{s.path.name}|{s.label}|{s.defect_type}|".encode())
+        h.update(hashlib.sha256(Path(s.path).read_bytes()).digest())
+    return h.hexdigest()

@@ -168,6 +168,10 @@ def sanity_warnings(report: EvaluationReport, card: ModelCard) -> list[str]:
     if card.normalization.method == "uncalibrated":
         out.append("the model is uncalibrated (card normalization.method): figures at the threshold are "
                    "meaningless until it is calibrated; AUROC, AP and PRO are still valid")
+    if card.operating_point is not None and card.operating_point.on_training_images:
+        out.append("the threshold was calibrated on images the model was trained on "
+                   f"({card.operating_point.source}): the false-reject rate it promises is optimistic; "
+                   "recalibrate on held-out good parts (edge-inspector calibrate --split val)")
     frr, esc = at.false_reject_rate, at.escape_rate
     if frr is not None and frr >= 0.5:
         out.append(f"{frr:.0%} of good parts are rejected at the calibrated threshold: F1, recall and the composite "
