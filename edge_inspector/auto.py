@@ -97,27 +97,20 @@ def _check_val(dataset: Dataset) -> None:
         raise DatasetError(f"{dataset.root}: dataset has no test split to report the chosen model on")
 
 
-def _calibration_dir(out_dir: Path) -> Path:
-    """Where ``train_model`` keeps calibration records for models written to ``out_dir``."""
-    try:
-        from .train import default_calibration_dir  # noqa: PLC0415 - the trainer owns this layout
-    except ImportError:  # pragma: no cover - train module absent in a runtime-only install
-        return out_dir / "calibration"
-    return default_calibration_dir(out_dir)
-
-
 def _copy_model(card_path: Path, out: Path) -> list[Path]:
     """Copy the chosen model, its card, sibling files named after it and its calibration record into
     ``out`` (calibration into the layout ``train_model`` uses for ``out``); return the copied paths,
     the card first."""
+    from .train import default_calibration_dir  # noqa: PLC0415 - the trainer owns this layout
+
     card = load_card(card_path)
     src_dir = card_path.parent
     names = {card.model_file} | {p.name for p in src_dir.iterdir() if p.is_file() and p.name.startswith(card.name)}
     copied = [Path(shutil.copy2(card_path, out / card_path.name))]
     copied += [Path(shutil.copy2(src_dir / n, out / n)) for n in sorted(names - {card_path.name})]
-    record = _calibration_dir(src_dir) / f"{card.name}.json"
+    record = default_calibration_dir(src_dir) / f"{card.name}.json"
     if record.is_file():
-        target = _calibration_dir(out)
+        target = default_calibration_dir(out)
         target.mkdir(parents=True, exist_ok=True)
         copied.append(Path(shutil.copy2(record, target / record.name)))
     return copied

@@ -105,14 +105,6 @@ class OpsMetrics:
                                       "Frames not captured for review because the quota was reached.",
                                       registry=registry)
 
-    @classmethod
-    def of(cls, metrics: Any) -> OpsMetrics:
-        """The instance ``Metrics`` registered at construction (so a fresh exporter lists them)."""
-        ops = getattr(metrics, "ops", None)
-        if ops is None:
-            ops = metrics.ops = cls(metrics.registry)
-        return ops
-
 
 class Metrics:
     """All metrics of one daemon instance, registered in a private registry.

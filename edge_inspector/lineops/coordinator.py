@@ -39,7 +39,7 @@ class Event:
 class Operations:
     def __init__(self, cfg: Any, metrics: Any, previous: Operations | None = None):
         self.cfg = cfg
-        self.m = OpsMetrics.of(metrics)
+        self.m: OpsMetrics = metrics.ops  # registered by Metrics() itself, so a fresh exporter lists them
         keep = previous is not None
         self.drift_cfg = cfg.drift
         self.reference = load_reference(cfg.drift.reference_file) if cfg.drift.reference_file else None

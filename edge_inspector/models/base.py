@@ -35,13 +35,9 @@ def seed_everything(seed: int) -> None:
 
 def load_samples(samples: Sequence[Sample], input_size: tuple[int, int]) -> np.ndarray:
     """Decode samples into a float32 (N, 3, H, W) RGB [0, 1] batch through the one preprocessing path."""
-    h, w = input_size
-    try:  # the data engineer's loader (parallel decode, clear errors) when present
-        from ..data.loading import load_images
-    except ImportError:
-        from ..preprocess import decode_image, to_batch
+    from ..data.loading import load_images
 
-        return to_batch([decode_image(s.path) for s in samples], h, w)
+    h, w = input_size
     return load_images(list(samples), h, w)
 
 

@@ -75,8 +75,6 @@ class Source(ABC):
     """
 
     type: ClassVar[str]
-    #: True for sources that cannot wait (cameras): their default queue policy drops the oldest.
-    live: ClassVar[bool] = False
     #: Set by the pipeline when its decode pool decodes (edge_inspector/runtime/decodepool.py): a source that
     #: supports it returns ``Frame(image=None, encoded=...)`` and leaves decoding to the pool.
     defer_decode: bool = False

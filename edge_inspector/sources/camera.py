@@ -39,7 +39,6 @@ def open_capture(device: int | str) -> cv2.VideoCapture:
 
 class CameraSource(Source):
     type = "camera"
-    live = True
 
     def open(self) -> None:
         cfg = self.config

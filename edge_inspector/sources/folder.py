@@ -340,8 +340,5 @@ class FolderSource(Source):
             self._sleep(self.config.poll_ms / 1000.0)
         return None
 
-    def idle(self) -> bool:
-        return not self.ready and not self.pending and not self.failed
-
     def describe(self) -> str:
         return f"folder {self.config.path} (settle {self.config.settle_ms} ms)"
