@@ -1,3 +1,5 @@
+"""``python -m edge_inspector``: the same command line as the ``edge-inspector`` script."""
+
 import sys
 
 from .cli import main
