@@ -8,8 +8,7 @@ not change.
 
 Extra messages (drift alarms, shadow verdicts) travel as :class:`Event` with the frame through the
 publish stage, so they are ordered after the frame's verdict. A publisher receives them when it
-has a ``publish_event(kind, line, camera, payload)`` method (MQTT and Sparkplug do); others ignore
-them.
+is an ``publishers.base.EventSink`` (MQTT, ZeroMQ and Sparkplug are); others (JSONL) ignore them.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from typing import Any
 
 from ..messages import Verdict
 from ..metrics import OpsMetrics
+from ..publishers.base import EventSink
 from .drift import DriftMonitor, load_reference
 from .review import ReviewCapture
 from .shadow import ShadowGate, compare, shadow_verdict
@@ -142,15 +142,12 @@ class Operations:
 
     # -- publish stage --------------------------------------------------------------------------
     @staticmethod
-    def dispatch(events: list[Event], publishers: list[Any], line: str) -> None:
-        """Hand each event to every publisher that takes events; a failing sink is logged, not fatal."""
+    def dispatch(events: list[Event], sinks: list[EventSink], line: str) -> None:
+        """Hand each event to every publisher that takes events (``Generation.event_sinks``); a failing
+        sink is logged, not fatal."""
         for ev in events:
-            for pub in publishers:
-                send = getattr(pub, "publish_event", None)
-                if send is None:
-                    continue
+            for sink in sinks:
                 try:
-                    send(ev.kind, line, ev.camera, ev.payload)
+                    sink.publish_event(ev.kind, line, ev.camera, ev.payload)
                 except Exception as exc:  # noqa: BLE001 - one broken sink must not stop the others
-                    log.error("publisher %s failed on %s event for %s: %s", getattr(pub, "name", pub), ev.kind,
-                              ev.camera, exc)
+                    log.error("publisher %s failed on %s event for %s: %s", sink.name, ev.kind, ev.camera, exc)

@@ -40,3 +40,18 @@ class Publisher(Protocol):
         spool and is delivered first at the next start. Idempotent.
         """
         ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """A publisher that also carries line-operations messages (drift ``alarm``, ``shadow`` verdicts).
+
+    Optional: MQTT, ZeroMQ, Sparkplug (and a deferred sink standing in for one) take events; the
+    JSONL file does not. The pipeline picks the event sinks once per generation (``Generation``).
+    """
+
+    name: str
+
+    def publish_event(self, kind: str, line: str, camera: str, payload: str) -> None:
+        """Send one event as ``<prefix>/<line>/<camera>/<kind>``; failures are counted, not raised."""
+        ...

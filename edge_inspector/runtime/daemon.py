@@ -40,7 +40,7 @@ from ..publishers.deferred import DeferredPublisher, is_transient
 from ..sources.base import list_images
 from . import sdnotify
 from .framesaver import FrameSaver
-from .pipeline import Generation, Pipeline
+from .pipeline import Generation, ModelSlot, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class StartupError(EdgeInspectorError, RuntimeError):
     """The daemon cannot start; the message lists what is wrong."""
 
 
-def load_models(cfg: DaemonConfig) -> tuple[list[tuple[Any, LoadedModel]], list[str]]:
+def load_models(cfg: DaemonConfig) -> tuple[list[ModelSlot], list[str]]:
     """Load every configured model (sha256 verified); collect problems instead of stopping at one."""
     models, problems = [], []
     for i, mcfg in enumerate(cfg.models):
@@ -79,7 +79,7 @@ def load_models(cfg: DaemonConfig) -> tuple[list[tuple[Any, LoadedModel]], list[
         except Exception as exc:  # noqa: BLE001 - a model that cannot run is a configuration problem
             problems.append(f"models[{i}] ({mcfg.path}): test inference failed: {exc}")
             continue
-        models.append((mcfg, model))
+        models.append(ModelSlot(mcfg, model))
     names = [m.name for _, m in models]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -26,19 +26,24 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from ..config import CameraConfig, DaemonConfig
+from ..config import CameraConfig, DaemonConfig, ModelConfig
 from ..inference import LoadedModel
+from ..messages import Verdict
 from ..metrics import Metrics
 from ..parts import PartQueue, PartTrigger, tag_frame
 from ..preprocess import to_tensor
+from ..publishers.base import EventSink, Publisher
 from ..sources import Backoff, Frame, SeqStore, Source, SourceError, create_source
 from .decision import FrameContext, ModelOutcome, decide
 from .decodepool import DecodePool, OrderedWork, Prepared, prepare
 from .framesaver import FrameSaver
+
+if TYPE_CHECKING:  # the coordinator is built by the daemon; the pipeline only calls its hooks
+    from ..lineops.coordinator import Event, Operations
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +57,28 @@ class _End:
 END = _End()
 
 
+class ModelSlot(NamedTuple):
+    """One configured model and its loaded session (unpacks as ``mcfg, model``)."""
+
+    config: ModelConfig
+    model: LoadedModel
+
+
 @dataclass(eq=False)
 class Generation:
     """Everything a SIGHUP reload swaps at once."""
 
     number: int
     config: DaemonConfig
-    models: list[tuple[Any, LoadedModel]]  # (ModelConfig, LoadedModel)
+    models: list[ModelSlot]
     saver: FrameSaver
-    publishers: list[Any]
-    ops: Any = None  # operations.Operations: drift alarm, shadow comparison, review capture
+    publishers: list[Publisher]
+    ops: Operations | None = None  # drift alarm, shadow comparison, review capture
+    #: the publishers that take line-operations events, picked once here instead of per event
+    event_sinks: list[EventSink] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.event_sinks = [p for p in self.publishers if isinstance(p, EventSink)]
 
     @property
     def sizes(self) -> set[tuple[int, int]]:
@@ -88,8 +105,8 @@ class Item:
     latency: dict[str, float] = field(default_factory=dict)
     gen: Generation | None = None
     outcomes: list[ModelOutcome] = field(default_factory=list)
-    verdict: Any = None
-    events: list = field(default_factory=list)  # operations.Event: alarms, shadow verdicts
+    verdict: Verdict | None = None
+    events: list[Event] = field(default_factory=list)  # alarms, shadow verdicts
 
 
 class StageQueue(queue.Queue):
@@ -495,7 +512,7 @@ class PublisherStage(Stage):
                 except Exception as exc:  # noqa: BLE001 - one broken sink must not stop the others
                     p.not_handed_over(pub, verdict, f"{type(exc).__name__}: {exc}")
             if item.events:
-                item.gen.ops.dispatch(item.events, item.gen.publishers, verdict.line)
+                item.gen.ops.dispatch(item.events, item.gen.event_sinks, verdict.line)
             _done(item.frame)  # handed to every publisher: a watched folder may record its progress now
             now = time.perf_counter()
             self.timer.observe(now - t0)
