@@ -27,8 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import EdgeInspectorError
 
 CARD_SUFFIX = ".card.json"
-ModelKind = Literal["classifier", "autoencoder", "feature_memory", "anomalib", "classical", "ensemble",
-                    "segmenter"]
+ModelKind = Literal["classifier", "autoencoder", "feature_memory", "anomalib", "segmenter"]
 
 
 class CardError(EdgeInspectorError, ValueError):
@@ -109,8 +108,12 @@ class ScoreNormalization(BaseModel):
         return max(hi - lo, 1e-12)
 
     def score(self, raw: np.ndarray | float) -> np.ndarray:
-        raw = np.asarray(raw, dtype=np.float32)
-        return np.clip((raw - self.threshold) / self._span(self.min, self.max) + 0.5, 0.0, 1.0)
+        return np.clip(self.unclipped(np.asarray(raw, dtype=np.float32)), 0.0, 1.0)
+
+    def unclipped(self, raw: np.ndarray | float) -> np.ndarray | float:
+        """The same mapping without the clip: where a threshold other than the calibrated one lands on
+        the normalised scale (it may fall outside [0, 1]); reports use it for the best-F1 threshold."""
+        return (raw - self.threshold) / self._span(self.min, self.max) + NORMALISED_THRESHOLD
 
     def anomaly_map(self, raw: np.ndarray) -> np.ndarray:
         thr = self.pixel_threshold if self.pixel_threshold is not None else self.threshold

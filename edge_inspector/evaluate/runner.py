@@ -105,8 +105,6 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
         known = pred.has_mask
         pixel_in = (pred.maps[known], pred.masks[known]) if known.any() else (pred.maps, None)
         raw_maps = pred.raw_maps[known] if known.any() and pred.raw_maps is not None else None
-    norm = model.card.normalization
-    span = max(norm.max - norm.min, 1e-12)
     report: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
         "kind": "evaluation",
@@ -121,7 +119,7 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
             "defect_types": sorted({s.defect_type for s in pred.samples if s.label == 1}),
         },
         "image": image_metrics(labels, scores, raw_scores=pred.raw_scores,
-                               to_normalised=lambda raw: (raw - norm.threshold) / span + 0.5),
+                               to_normalised=model.card.normalization.unclipped),
         "per_type": per_type_table(labels, pred.true_types, scores, raw_scores=pred.raw_scores),
         "defect_type": defect_type_metrics(
             pred.true_types,

@@ -204,7 +204,7 @@ def _model_vote(o: ModelOutcome) -> ModelVote:
     if o.result is None:
         return ModelVote(name=o.name, version=o.version, score=0.0, verdict="error")
     return ModelVote(name=o.name, version=o.version, score=round(o.result.score, 6),
-                     verdict="defect" if o.result.score >= NORMALISED_THRESHOLD else "ok",
+                     verdict="defect" if o.result.is_defect else "ok",
                      defect_type=o.result.defect_type)
 
 
