@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
-    from .shadow_report import replay_verdicts
+    from ..runtime.daemon import replay_verdicts
 
     if not args.folder.is_dir():
         print(f"drift-reference: {args.folder}: not a folder", file=sys.stderr)

@@ -34,30 +34,6 @@ def shadow_names(config_path: Path) -> list[str]:
     return [m.name or load_card(m.path, verify=False).name for m in cfg.models if m.role == "shadow"]
 
 
-def replay_verdicts(config_path: Path, folder: Path, out: Path) -> int:
-    """Run the daemon over ``folder`` with CONFIG's models; verdicts go only to ``out`` (JSONL).
-
-    Saving, review capture and drift tracking are off: an offline replay must not add frames to the
-    review folder, nor need the drift reference it may be about to create.
-    """
-    from ..publishers import JsonlConfig
-    from ..runtime.daemon import replay_override, run_daemon
-
-    base = replay_override(folder)
-
-    def apply(cfg):
-        cfg = base(cfg)
-        jsonl = JsonlConfig(type="jsonl", path=out, rotate_size_mb=None)
-        return cfg.model_copy(update={
-            "publishers": [jsonl], "metrics": cfg.metrics.model_copy(update={"enabled": False}),
-            "saving": cfg.saving.model_copy(update={"mode": "none"}),
-            "review": cfg.review.model_copy(update={"enabled": False}),
-            "drift": cfg.drift.model_copy(update={"enabled": False, "reference_file": None}),
-        })
-
-    return run_daemon(config_path, apply)
-
-
 def format_summary(rows: list[dict]) -> str:
     lines = [f"{'shadow model':24} {'compared':>8} {'agree':>7} {'shadow-only':>11} {'primary-only':>12} "
              f"{'skipped':>7} {'agreement':>9}"]
@@ -73,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from ..lineops.shadow import summarise
+    from ..runtime.daemon import replay_verdicts
 
     names = shadow_names(args.config)  # ConfigError, CardError: cli.main prints them (stderr, exit 1)
     if not names:

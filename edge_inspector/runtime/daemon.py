@@ -35,7 +35,7 @@ from ..config import ConfigError, DaemonConfig, ReplaySourceConfig, load_config,
 from ..errors import EdgeInspectorError
 from ..inference import LoadedModel
 from ..metrics import Metrics
-from ..publishers import create_publisher
+from ..publishers import JsonlConfig, create_publisher
 from ..publishers.deferred import DeferredPublisher, is_transient
 from ..sources.base import list_images
 from . import sdnotify
@@ -482,6 +482,28 @@ def replay_override(folder: Path, rate_fps: float = 0.0, camera: str | None = No
         return cfg.model_copy(update={"cameras": [cam]})
 
     return apply
+
+
+def replay_verdicts(config_path: Path | str, folder: Path, out: Path) -> int:
+    """Run the daemon over ``folder`` with CONFIG's models; verdicts go only to ``out`` (JSONL).
+
+    For the offline tools (``shadow-report --replay``, ``drift-reference``). Saving, review capture and
+    drift tracking are off: an offline replay must not add frames to the
+    review folder, nor need the drift reference it may be about to create.
+    """
+    base = replay_override(folder)
+
+    def apply(cfg: DaemonConfig) -> DaemonConfig:
+        cfg = base(cfg)
+        jsonl = JsonlConfig(type="jsonl", path=out, rotate_size_mb=None)
+        return cfg.model_copy(update={
+            "publishers": [jsonl], "metrics": cfg.metrics.model_copy(update={"enabled": False}),
+            "saving": cfg.saving.model_copy(update={"mode": "none"}),
+            "review": cfg.review.model_copy(update={"enabled": False}),
+            "drift": cfg.drift.model_copy(update={"enabled": False, "reference_file": None}),
+        })
+
+    return run_daemon(config_path, apply)
 
 
 def start_trigger_listener(cfg: DaemonConfig, pipeline: Pipeline) -> Any:
