@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from edge_inspector.commands.train import parse_size  # noqa: E402
+from edge_inspector.commands._options import parse_size  # noqa: E402
 
 # ../shared/TARGETS.md, "Detection": best model per set (image AUROC, pixel AUROC)
 TARGETS = {

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .evaluate import add_dataset_options
+from ._options import add_dataset_options, add_scoring_options, parse_size
 
 
 def _json_options(text: str) -> dict[str, dict]:
@@ -49,14 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "segmenter when the training defects have masks; also custom_cnn, features_svm, features_rf, "
                    "features_xgb)")
     p.add_argument("--out", type=Path, default=Path("models"), help="where the chosen model goes (default: models/)")
-    p.add_argument("--input-size", type=int, help="square input size for every candidate (default: the trainer's)")
+    p.add_argument("--input-size", type=parse_size,
+                   help="input size for every candidate, N or HxW (default: the trainer's)")
     p.add_argument("--epochs", type=int, help="training epochs for the autoencoder, classifier and segmenter")
     p.add_argument("--options", type=_json_options, default={},
                    help='per-kind trainer options as JSON, e.g. \'{"feature_memory": {"coreset_ratio": 0.02}}\'')
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     p.add_argument("--force", action="store_true",
                    help="let the chosen model replace a model of the same name (<dataset>-<kind>) in --out")
-    add_dataset_options(p, default_scheme="stratified", seed_alias=False)
+    add_dataset_options(p, default_scheme="stratified")
+    add_scoring_options(p)
     p.set_defaults(func=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .train import add_dataset_arguments
+from ._options import add_dataset_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
     p.add_argument("--dry-run", action="store_true", help="print the result, leave the card unchanged")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    add_dataset_arguments(p)
+    add_dataset_options(p)
     p.set_defaults(func=run)
 
 

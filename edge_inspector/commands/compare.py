@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .evaluate import add_dataset_options
+from ._options import add_dataset_options, add_scoring_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,10 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated backends to time (default: onnxruntime; e.g. onnxruntime,tensorrt)")
     p.add_argument("--latency-images", type=int, default=20, help="images timed per model and backend")
     p.add_argument("--out", type=Path, default=Path("reports/compare"), help="report folder")
-    add_dataset_options(p)
-    for action in p._actions:
-        if action.dest == "category":
-            action.help = "categories of a multi-category root: 'a,b' or 'all' (one table row per model and category)"
+    add_dataset_options(p, seed_alias=True, category_help="categories of a multi-category root: 'a,b' or 'all' "
+                        "(one table row per model and category)")
+    add_scoring_options(p)
     p.set_defaults(func=run)
 
 

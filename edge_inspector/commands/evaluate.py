@@ -6,24 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def add_dataset_options(p: argparse.ArgumentParser, default_scheme: str = "native", seed_alias: bool = True) -> None:
-    """Options shared by evaluate, compare and auto for reading and splitting a dataset.
-
-    The split seed is ``--split-seed`` as in ``train``; evaluate and compare also accept ``--seed``
-    for it (they have no other seed), auto keeps ``--seed`` for the training seed, as ``train`` does.
-    """
-    p.add_argument("--scheme", choices=["native", "stratified"], default=default_scheme,
-                   help=f"how the dataset is split (default: {default_scheme}); use the same as for training")
-    names = ["--split-seed", "--seed"] if seed_alias else ["--split-seed"]
-    p.add_argument(*names, dest="split_seed", type=int, default=0,
-                   help="seed of the train/val/test split, the same as for training (default: 0)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="validation share (default: 0.2)")
-    p.add_argument("--category", help="category of a multi-category root (MVTec/VisA)")
-    p.add_argument("--threads", type=int, default=2, help="inference threads (default: 2)")
-    p.add_argument("--weights", help="composite weights, e.g. 'image_auroc=0.3,f1=0.2,recall=0.15,pro=0.25,"
-                   "defect_type_auroc=0.1' (the default; unnamed components get 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+from ._options import add_dataset_options, add_scoring_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--pixel-size", type=int, default=128,
                    help="longest side of the resolution for pixel metrics (default: 128)")
-    add_dataset_options(p)
+    add_dataset_options(p, seed_alias=True)
+    add_scoring_options(p)
     p.set_defaults(func=run)
 
 

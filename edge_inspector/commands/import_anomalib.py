@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .train import parse_size
+from ._options import parse_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:

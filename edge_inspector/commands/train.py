@@ -3,45 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..models import DETECTORS, NORMAL_ONLY_KINDS  # lazy registry: importing it does not import torch
+from ._options import add_dataset_options, parse_option, parse_size
 
 KINDS = tuple(DETECTORS)
-
-
-def parse_option(text: str) -> tuple[str, object]:
-    """``key=value`` with value parsed as JSON when it can be (numbers, lists, true/false)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--option {text!r}: expected KEY=VALUE, e.g. coreset_ratio=0.05")
-    try:
-        return key.replace("-", "_"), json.loads(value)
-    except json.JSONDecodeError:
-        return key.replace("-", "_"), value
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``224`` or ``256x192`` (height x width)."""
-    try:
-        parts = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 32:
-        raise argparse.ArgumentTypeError(f"--input-size {text!r}: expected N or HxW with sides >= 32, e.g. 224")
-    return parts[0], parts[1]
-
-
-def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scheme", choices=["native", "stratified"], default="native",
-                   help="native: the dataset's own train/test, val_fraction of normal train images held out; "
-                   "stratified: pool everything and split by defect type (labelled defects in val)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of images held out for validation")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
-    p.add_argument("--category", help="category inside a multi-category dataset root")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replace an existing model of the same name (its ONNX file, card and calibration record)")
     p.add_argument("--include-review", type=Path, metavar="DIR",
                    help="also train on the reviewed frames of this review folder (normal/, anomaly/<type>/)")
-    add_dataset_arguments(p)
+    add_dataset_options(p)
     p.set_defaults(func=run)
 
 
