@@ -206,6 +206,67 @@ def centred_roi(hw: tuple[int, int]) -> list[int] | None:
     return [(w - side) // 2, (h - side) // 2, side, side]
 
 
+class ThreadCpu:
+    """CPU seconds per thread of this process while the daemon runs, grouped by the daemon's thread names
+    (``decode``, ``infer``, ``decide``, ``ort-stream``...; threads the runtimes start are ``runtime``).
+
+    Why: on a shared machine frames/s move with the load, CPU time per stage does not; it says where a
+    frame's time goes (what to optimise) in every run. Sampled every 50 ms from /proc (the stage threads
+    are gone by the time the run returns); Linux only, empty elsewhere.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._threading = threading
+        self._start: dict[str, float] = self._read()
+        self._last: dict[str, float] = dict(self._start)
+        self._names: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _read() -> dict[str, float]:
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        try:
+            tids = os.listdir(f"/proc/{os.getpid()}/task")
+        except OSError:
+            return out
+        for tid in tids:
+            try:
+                stat = Path(f"/proc/{os.getpid()}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[tid] = (int(fields[11]) + int(fields[12])) / tick
+        return out
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def _sample(self) -> None:
+        self._last.update(self._read())
+        self._names.update({str(t.native_id): t.name for t in self._threading.enumerate()})
+
+    def stop(self, frames: int) -> dict[str, float]:
+        """CPU ms per frame by thread group (bench and main thread left out)."""
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        groups: dict[str, float] = {}
+        for tid, seconds in self._last.items():
+            name = self._names.get(tid, "runtime")
+            if name in ("bench-sampler", "MainThread"):
+                continue
+            group = name.rstrip("0123456789_-").removesuffix("-cam")
+            groups[group] = groups.get(group, 0.0) + seconds - self._start.get(tid, 0.0)
+        return {k: round(1000 * v / max(1, frames), 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])
+                if v > 0}
+
+
 def run_daemon(v: dict, frames_dir: Path, pattern: str, workdir: Path, args, roi: list[int] | None) -> dict:
     from edge_inspector.runtime.daemon import Daemon
 
@@ -226,10 +287,12 @@ def run_daemon(v: dict, frames_dir: Path, pattern: str, workdir: Path, args, roi
     )
     daemon = Daemon(cfg)
     daemon.start()
+    threads = ThreadCpu()  # after start: model loading is not a frame's cost
     t0, c0 = time.perf_counter(), time.process_time()
     code = daemon.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     verdicts = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    by_thread = threads.stop(len(verdicts))
     total = np.array([v_["latency_ms"]["total"] for v_ in verdicts], dtype=np.float64)
     kinds = {k: sum(v_["verdict"] == k for v_ in verdicts) for k in ("ok", "defect", "error")}
     return {"exit_code": code, "frames": len(verdicts), "wall_s": round(wall, 3),
@@ -238,6 +301,7 @@ def run_daemon(v: dict, frames_dir: Path, pattern: str, workdir: Path, args, roi
             "latency_ms_p99": round(float(np.percentile(total, 99)), 2) if len(total) else None,
             "cpu_ms_per_frame": round(cpu / max(1, len(verdicts)) * 1000, 2),
             "idle_fps_estimate": round(CORES * len(verdicts) / cpu, 1) if cpu > 0 else None,
+            "cpu_ms_per_frame_by_thread": by_thread,
             "verdicts": kinds, "scores": [v_.get("score") for v_ in verdicts]}
 
 
@@ -347,8 +411,6 @@ def human_lines(conf: dict, rate: float) -> list[str]:
     for r in conf["runs"]:
         head = (f"{conf['model']} ({conf['kind']}) {conf['frame_size']} {conf['format']} "
                 f"{r['backend']} {r['precision']}")
-        if r.get("load_avg_1m"):
-            head += f" [load {r['load_avg_1m'][0]:g}-{r['load_avg_1m'][1]:g}, {r.get('streams', 1)} stream(s)]"
         if not r.get("available"):
             lines.append(f"{head}: not run ({r['why']})")
             continue
@@ -360,7 +422,9 @@ def human_lines(conf: dict, rate: float) -> list[str]:
             ok = d["latency_ms_p99"] is not None and d["latency_ms_p99"] <= TARGETS["live_p99_ms"]
             goal.append(f"p99 target <= {TARGETS['live_p99_ms']:g} ms: {'MET' if ok else 'NOT MET'}")
         ratio_ok = r["ratio_to_raw"] is not None and r["ratio_to_raw"] >= TARGETS["ratio_to_raw"]
-        text = (f"{head}: daemon {d['fps']} frames/s ({'; '.join(goal) or conf['target']}; "
+        load = (f" [load {r['load_avg_1m'][0]:g}-{r['load_avg_1m'][1]:g}, {r.get('streams', 1)} stream(s)]"
+                if r.get("load_avg_1m") else "")
+        text = (f"{head}: daemon {d['fps']} frames/s{load} ({'; '.join(goal) or conf['target']}; "
                 f"{d['cpu_ms_per_frame']} CPU ms/frame, idle {CORES}-core estimate {d['idle_fps_estimate']}), "
                 f"p50 {d['latency_ms_p50']} ms p99 {d['latency_ms_p99']} ms | raw {raw['fps_best']} frames/s "
                 f"(idle estimate {raw['idle_fps_estimate']}), "
@@ -369,6 +433,9 @@ def human_lines(conf: dict, rate: float) -> list[str]:
                 f"({', '.join(f'{k} {n}' for k, n in d['verdicts'].items())}), "
                 f"max |score - ort fp32| {r.get('max_score_diff_vs_ort_fp32')}, "
                 f"{r.get('verdict_flips_vs_ort_fp32')} verdict flips")
+        if d.get("cpu_ms_per_frame_by_thread"):
+            text += " | CPU ms/frame by thread: " + ", ".join(
+                f"{k} {v}" for k, v in d["cpu_ms_per_frame_by_thread"].items())
         if eager:
             speedup = d["fps"] / eager["fps"]
             text += f" | eager torch loop {eager['fps']} frames/s: x{speedup:.1f}"
