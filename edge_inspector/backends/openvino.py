@@ -190,7 +190,9 @@ class OpenVinoBackend:
                                f"`edge-inspector quantize {model_path} --data DATASET`")
         if len(model.inputs) != 1:
             raise BackendError(f"{model_path}: expected exactly one input, found {len(model.inputs)}")
-        self.streams = default_streams(threads) if streams is None else max(1, int(streams))
+        # CPU only by default: on a GPU/NPU a second (latency) compilation costs seconds and device memory
+        default = default_streams(threads) if family == "CPU" else 1
+        self.streams = default if streams is None else max(1, int(streams))
         config: dict[str, str] = {"INFERENCE_PRECISION_HINT": hint}
         if self.streams > 1:
             config.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(self.streams))
