@@ -62,8 +62,8 @@ class LoadedModel:
                 f"{frame_bytes / 2**20:.1f} MiB input tensor, over the batch memory limit of "
                 f"{max_batch_bytes() / 2**20:.1f} MiB (EDGE_INSPECTOR_MAX_BATCH_MB)"
             )
-        shape = getattr(backend, "input_shape", None)
-        if shape and len(shape) == 4:
+        shape = backend.input_shape
+        if len(shape) == 4:
             h, w = shape[2], shape[3]
             if isinstance(h, int) and isinstance(w, int) and (h, w) != (card.input.height, card.input.width):
                 raise BackendError(

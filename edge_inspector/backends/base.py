@@ -34,6 +34,8 @@ def default_streams(threads: int) -> int:
 class Backend(Protocol):
     name: str
     output_names: list[str]
+    #: the model's declared input (N, C, H, W); a dynamic axis is -1 or a name ("batch")
+    input_shape: list[int | str]
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run float32 (N, 3, H, W) through the model; return outputs by name, batch-first."""

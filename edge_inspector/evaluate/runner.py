@@ -110,7 +110,7 @@ def build_report(pred: Predictions, model: LoadedModel, *, dataset: Mapping[str,
         "kind": "evaluation",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": card_summary(model.card, model.card_path),
-        "backend": model.backend.describe() if hasattr(model.backend, "describe") else model.backend.name,
+        "backend": model.backend.describe(),
         "dataset": {
             **dict(dataset),
             "n": len(pred.samples),
