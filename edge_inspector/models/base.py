@@ -58,7 +58,11 @@ class Detector(ABC):
     std: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
     output_names: list[str]
 
-    def __init__(self, *, input_size: tuple[int, int] | int = (224, 224), backbone: str = "lite0",
+    # the pretrained EfficientNet-Lite variant used when the caller names none; a kind may pick
+    # another where measurement says so (feature_memory: lite1)
+    default_backbone: ClassVar[str] = "lite0"
+
+    def __init__(self, *, input_size: tuple[int, int] | int = (224, 224), backbone: str | None = None,
                  seed: int = 0, threads: int = 2, **options: Any):
         if isinstance(input_size, int):
             input_size = (input_size, input_size)
@@ -66,7 +70,7 @@ class Detector(ABC):
         if h < 32 or w < 32:
             raise DetectorError(f"input_size must be at least 32x32 pixels, got {h}x{w}")
         self.input_size: tuple[int, int] = (h, w)
-        self.backbone_name = backbone
+        self.backbone_name = backbone or self.default_backbone
         self.seed = int(seed)
         self.threads = int(threads)
         self.options: dict[str, Any] = dict(options)

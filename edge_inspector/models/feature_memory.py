@@ -138,6 +138,11 @@ class FeatureMemoryDetector(Detector):
     """PatchCore-style detector: unsupervised, fits on normal images only, in seconds."""
 
     kind: ClassVar[str] = "feature_memory"
+    # EfficientNet-Lite1 (one more block per stage than Lite0, same widths): measured on the three
+    # shared sets, native split, <= 200 training images, image AUROC Lite0 -> Lite1 -> Lite2:
+    # kolektorsdd 0.941 -> 0.959 -> 0.952, magnetic_tile 0.834 -> 0.848 -> 0.842, mpdd 1.000 -> 1.000;
+    # Lite2 adds cost without gain. About 1.3x Lite0's inference time.
+    default_backbone: ClassVar[str] = "lite1"
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

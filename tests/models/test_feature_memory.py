@@ -76,7 +76,7 @@ def test_fit_report_and_card_info(parts: Dataset, fitted) -> None:
     assert report["memory_size"] == min(report["n_features"], 1024)
     assert report["seconds"] > 0
     info = det.card_info()
-    assert info["backbone"] == "lite0" and info["classes"] == []
+    assert info["backbone"] == "lite1" and info["classes"] == []  # the kind's measured default
     assert info["extra"]["memory_size"] == report["memory_size"] and info["extra"]["taps"] == [8, 16, 32]
     assert info["parameters"] > report["memory_size"] * report["feature_dim"]
 
