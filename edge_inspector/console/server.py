@@ -119,6 +119,7 @@ def start_mqtt_feed(retention) -> list:
     try:
         feed.start()
     except PublisherError as exc:  # unreadable password file, bad CA file
-        raise ConsoleConfigError(str(exc)) from None
+        raise ConsoleConfigError(f"console MQTT settings (--mqtt-password-file, --mqtt-ca-file or "
+                                 f"EDGE_INSPECTOR_MQTT_*): {exc}") from None
     subscriber_module.FEEDS.append(feed)
     return [feed]

@@ -202,3 +202,24 @@ def test_refused_write_holds_the_acknowledgement_until_stored(follower, mosquitt
         pub.close()
     assert sorted(Verdict.objects.values_list("frame", flat=True)) == list(range(8))
     assert second.received >= 8
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--mqtt-host", "broker..plant"], "EDGE_INSPECTOR_MQTT_HOST"),
+    (["--mqtt-host", "127.0.0.1", "--mqtt-password-file", "missing.pw", "--mqtt-username", "console"],
+     "missing.pw"),
+])
+def test_console_refuses_to_start_with_bad_mqtt_settings(tmp_path, flags, expected):
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for var in ("DJANGO_SETTINGS_MODULE", "EDGE_INSPECTOR_DATA_DIR", "DATABASE_URL"):
+        env.pop(var, None)
+    proc = subprocess.run([sys.executable, "-m", "edge_inspector", "console", "--data-dir", str(tmp_path / "d"),
+                           "--port", "0", *flags], capture_output=True, text=True, env=env, timeout=90, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
