@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_inspector.config import SourceConfig
+from edge_inspector.backends import BACKENDS, BackendError
+from edge_inspector.config import ModelConfig, SourceConfig
 from edge_inspector.models import DETECTORS, DetectorError
 from edge_inspector.publishers import PUBLISHERS, PublisherConfig, PublisherError
 from edge_inspector.registry import Registry
@@ -41,8 +42,15 @@ def test_every_detector_entry_points_at_a_class() -> None:
         assert DETECTORS.load(name).__name__.endswith("Detector"), name
 
 
+def test_backend_registry_and_config_literal_agree_and_entries_import() -> None:
+    """The backend modules import without OpenVINO or TensorRT (each imports its library when built)."""
+    assert BACKENDS.names() == list(typing.get_args(ModelConfig.model_fields["backend"].annotation))
+    for name in BACKENDS.names():
+        assert BACKENDS.load(name).name == name
+
+
 @pytest.mark.parametrize("registry,error", [(SOURCES, SourceError), (PUBLISHERS, PublisherError),
-                                            (DETECTORS, DetectorError)])
+                                            (DETECTORS, DetectorError), (BACKENDS, BackendError)])
 def test_unknown_name_is_the_packages_error_listing_the_known_ones(registry: Registry, error: type) -> None:
     with pytest.raises(error, match=f"unknown {registry.what} 'nope'; expected one of {registry.names()[0]}"):
         registry.load("nope")

@@ -1,4 +1,4 @@
-"""Inference backends behind one protocol; ``create_backend`` is the explicit registry.
+"""Inference backends behind one protocol; ``BACKENDS`` is the registry (registry.py).
 
 PyTorch is not a runtime backend: the toolchain's in-memory detector is the PyTorch reference,
 and every export is checked against it (export/onnx.py), so the daemon never needs torch.
@@ -8,27 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..registry import Registry
 from .base import Backend, BackendError
 
-BACKENDS = ("onnxruntime", "openvino", "tensorrt")
+# ``models[].backend`` -> implementation (see registry.py); each module imports its library only when a
+# backend is built, so the daemon never needs torch, OpenVINO or TensorRT installed to start.
+BACKENDS = Registry("backend", {
+    "onnxruntime": "edge_inspector.backends.onnx:OnnxBackend",
+    "openvino": "edge_inspector.backends.openvino:OpenVinoBackend",  # the [openvino] extra
+    "tensorrt": "edge_inspector.backends.tensorrt:TensorRTBackend",  # the [tensorrt] extra, an NVIDIA GPU
+}, BackendError)
 
 
 def create_backend(kind: str, model_path: Path, *, threads: int = 0, providers: list[str] | None = None,
                    **options) -> Backend:
-    """Build a backend by name. Imports lazily so the daemon never needs torch or TensorRT installed."""
-    if kind == "onnxruntime":
-        from .onnx import OnnxBackend
-
-        return OnnxBackend(model_path, providers=providers, threads=threads, streams=options.get("streams"))
-    if kind == "openvino":
-        from .openvino import OpenVinoBackend  # noqa: PLC0415 - optional dependency
-
-        return OpenVinoBackend(model_path, threads=threads, **options)
-    if kind == "tensorrt":
-        from .tensorrt import TensorRTBackend  # noqa: PLC0415 - optional dependency
-
-        return TensorRTBackend(model_path, **options)
-    raise BackendError(f"unknown backend {kind!r}; expected one of {', '.join(BACKENDS)}")
+    """Build a backend by name; ``options`` are the backend's own (``ModelConfig.backend_options``)."""
+    if providers is not None:  # ONNX Runtime execution providers
+        options["providers"] = providers
+    return BACKENDS.load(kind)(model_path, threads=threads, **options)
 
 
 __all__ = ["Backend", "BackendError", "BACKENDS", "create_backend"]

@@ -45,7 +45,8 @@ def engine_path_for(onnx_path: Path, precision: str) -> Path:
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, model_path: Path, precision: str = "fp16", engine: Path | None = None, device: int = 0):
+    def __init__(self, model_path: Path, precision: str = "fp16", engine: Path | None = None, device: int = 0,
+                 threads: int = 0):  # threads: CPU threads, which a GPU engine does not use
         trt, cuda = import_tensorrt()
         model_path = Path(model_path)
         engine_path = Path(engine) if engine else (
