@@ -97,6 +97,7 @@ def plant_and_line(tmp_path):
 
 def test_no_verdict_lost_across_a_plant_broker_outage(plant_and_line, committed_db, tmp_path):
     plant, line = plant_and_line
+    ours = Verdict.objects.filter(line=LINE)  # (on a shared PostgreSQL, other tests' consoles write too)
     bridge_state = MqttCollector(plant.host, plant.port, f"$SYS/broker/connection/edge-inspector-bridge-{LINE}/state")
     feed = MqttFeedConfig(host=plant.host, port=plant.port, client_id=f"console-{uuid.uuid4().hex[:8]}",
                           reconnect_min_delay=0.1, reconnect_max_delay=0.5, keepalive=5)
@@ -125,7 +126,7 @@ def test_no_verdict_lost_across_a_plant_broker_outage(plant_and_line, committed_
                  "the daemon's retained 'online' through the bridge", logs)
 
         drop_frames(inbox, 0, 10)
-        wait_for(lambda: Verdict.objects.count() >= 10, 60, "10 verdicts through the bridge", logs)
+        wait_for(lambda: ours.count() >= 10, 60, "10 verdicts through the bridge", logs)
 
         # Plant maintenance, the worst order: the plant broker and the console go away while the line keeps
         # inspecting; the broker comes back and the bridge delivers the backlog before the console returns.
@@ -134,7 +135,7 @@ def test_no_verdict_lost_across_a_plant_broker_outage(plant_and_line, committed_
         drop_frames(inbox, 10, 15)
         wait_for(lambda: len(jsonl_frames(jsonl)) >= 25, 60, "the daemon to inspect 15 frames more", logs)
         time.sleep(1.0)  # the line broker has acknowledged them to the daemon and queued them for the bridge
-        assert Verdict.objects.count() == 10
+        assert ours.count() == 10
         ups = sum(m.payload == b"1" for m in bridge_state.messages)
         plant.start()
         wait_for(lambda: sum(m.payload == b"1" for m in bridge_state.messages) > ups, 30, "the bridge to reconnect",
@@ -142,9 +143,9 @@ def test_no_verdict_lost_across_a_plant_broker_outage(plant_and_line, committed_
         time.sleep(1.5)  # the bridge forwards its backlog into the console's stored session
         follower = MqttVerdictSubscriber(feed, prune_every_s=3600)  # the console restarts: same session id
         follower.start()
-        wait_for(lambda: Verdict.objects.count() >= 25, 60, "the 15 verdicts queued across the outage", logs)
+        wait_for(lambda: ours.count() >= 25, 60, "the 15 verdicts queued across the outage", logs)
         drop_frames(inbox, 25, 5)
-        wait_for(lambda: Verdict.objects.count() >= 30, 60, "5 more verdicts", logs)
+        wait_for(lambda: ours.count() >= 30, 60, "5 more verdicts", logs)
         assert bridge_state.messages[-1].payload == b"1"  # the plant sees the bridge up, not a stale "0"
     finally:
         if daemon.poll() is None:

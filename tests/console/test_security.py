@@ -44,8 +44,9 @@ def test_false_alarm_next_cannot_redirect_off_site(client):
 
 # --- item 4: file modes ----------------------------------------------------------------------------
 def _console_cli(data_dir: Path, *args: str, umask: int = 0o022, **env) -> subprocess.CompletedProcess:
+    # The console's own SQLite file in ``data_dir`` (also when the suite runs on PostgreSQL): its modes are tested.
     environment = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_INSPECTOR_")
-                   and k != "DJANGO_SETTINGS_MODULE"}
+                   and k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
     environment.update(env)
     return subprocess.run([sys.executable, "-m", "edge_inspector", "console", "--data-dir", str(data_dir), *args],
                           input=PASSWORD + "\n", text=True, capture_output=True, cwd=REPO, env=environment,
@@ -276,7 +277,9 @@ def test_secure_cookies_and_hsts_behind_a_tls_proxy(tmp_path):
     settings module in a fresh process, with the variables a TLS deployment sets."""
     import json
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_INSPECTOR_") and k != "DJANGO_SETTINGS_MODULE"}
+    # A fresh console per data dir, on its own SQLite file (also when the suite runs on PostgreSQL).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("EDGE_INSPECTOR_") and k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
 
     def probe(**extra):
         done = subprocess.run([sys.executable, "-c", _TLS_PROBE], capture_output=True, text=True, cwd=REPO,
