@@ -193,14 +193,18 @@ class MqttVerdictSubscriber(threading.Thread):
         """Write the batch, retrying while the database refuses; acknowledge only after it is stored."""
         from django.db import close_old_connections
 
+        rows, states = self._parse(batch)
+        failures = 0
         while True:
             try:
                 close_old_connections()
-                self._write(batch)
-            except Exception:  # noqa: BLE001 - the database's error types differ per backend
+                self._write(rows, states)
+            except Exception as exc:  # noqa: BLE001 - the database's error types differ per backend
                 self.db_errors += 1
-                log.exception("console MQTT: cannot store %d messages; holding their acknowledgements, retrying",
-                              len(batch))
+                failures += 1
+                if failures <= 3 or failures % 60 == 0:  # a long database outage must not flood the log
+                    log.error("console MQTT: cannot store %d messages (attempt %d): %s; holding their "
+                              "acknowledgements, retrying every %g s", len(batch), failures, exc, self.retry_s)
                 if self._stopping.wait(self.retry_s):
                     return  # not acknowledged: the broker sends them again to the next session
                 continue
@@ -208,9 +212,8 @@ class MqttVerdictSubscriber(threading.Thread):
                 self._ack(msg)
             return
 
-    def _write(self, batch: list) -> None:
-        from django.db import transaction
-
+    def _parse(self, batch: list) -> tuple[list, dict[str, str]]:
+        """Verdict rows (malformed ones counted, logged and dropped) and the newest status per line."""
         rows, states = [], {}
         for msg in batch:
             if msg.topic.endswith("/status"):
@@ -223,6 +226,11 @@ class MqttVerdictSubscriber(threading.Thread):
                 self.rejected += 1
                 log.warning("console MQTT: ignoring malformed verdict on %r: %s", msg.topic,
                             str(exc).splitlines()[0])
+        return rows, states
+
+    def _write(self, rows: list, states: dict[str, str]) -> None:
+        from django.db import transaction
+
         with transaction.atomic():
             store(rows)
             self._store_states(states)
