@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from edge_inspector.card import CARD_SUFFIX, load_card
 from edge_inspector.deploy_model import DeployError, SlotChange, confirm_live, replace_model_slot
+from edge_inspector.train import default_calibration_dir  # the one calibration-folder rule (no torch)
 
 from .models import TrainedModel, audit
 
@@ -50,13 +51,6 @@ class PromoteResult:
     confirm_error: str = ""
 
 
-def calibration_dir_for(models_dir: Path) -> Path:
-    """Where calibration records live for a models folder: the layout train.py documents
-    (``<repo>/models`` -> ``<repo>/calibration``, any other folder -> ``<folder>/calibration``)."""
-    models_dir = Path(models_dir)
-    return models_dir.parent / "calibration" if models_dir.name == "models" else models_dir / "calibration"
-
-
 def calibration_files(card_path: Path, model_file: str) -> list[tuple[Path, str]]:
     """(file, kind) pairs that belong to the model besides the ONNX file and card.
 
@@ -70,7 +64,7 @@ def calibration_files(card_path: Path, model_file: str) -> list[tuple[Path, str]
             continue
         if "calib" in path.name.lower() or "threshold" in path.name.lower():
             found.append((path, "sibling"))
-    calib_dir = calibration_dir_for(card_path.parent)
+    calib_dir = default_calibration_dir(card_path.parent)
     if calib_dir.is_dir():
         found += [(p, "calibration") for p in sorted(calib_dir.glob(f"{stem}*")) if p.is_file()]
     return found
@@ -110,7 +104,7 @@ def promote(model: TrainedModel, models_dir: Path, pid_file: Path | None, user, 
     model_file = card.model_path(card_path)
     plan = [(model_file, models_dir / model_file.name)]
     for path, kind in calibration_files(card_path, card.model_file):
-        plan.append((path, (models_dir if kind == "sibling" else calibration_dir_for(models_dir)) / path.name))
+        plan.append((path, (models_dir if kind == "sibling" else default_calibration_dir(models_dir)) / path.name))
     plan.append((card_path, models_dir / card_path.name))  # last: the card makes the model visible
     src = card_path
     try:
