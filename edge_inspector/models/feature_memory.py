@@ -176,9 +176,18 @@ class FeatureMemoryDetector(Detector):
             from tqdm import tqdm
 
             starts = tqdm(starts, desc="features", unit="batch", disable=None)
-        with torch.no_grad():
-            for start in starts:
-                chunks.append(embedder(torch.from_numpy(self.load(samples[start:start + bs]))).clone())
+        # channels-last layout for the fit-time pass: PyTorch's CPU convolutions (the depthwise
+        # ones above all) run ~1.6x faster in it (measured: 8 Lite1 images at 448x176, 2 threads,
+        # 1.9 s vs 3.0-3.5 s; features equal to 2e-5 of a 22 range); the module is put back in the
+        # default layout afterwards, so what is exported is unchanged.
+        embedder.to(memory_format=torch.channels_last)
+        try:
+            with torch.no_grad():
+                for start in starts:
+                    batch = torch.from_numpy(self.load(samples[start:start + bs]))
+                    chunks.append(embedder(batch.contiguous(memory_format=torch.channels_last)).contiguous())
+        finally:
+            embedder.to(memory_format=torch.contiguous_format)
         return torch.cat(chunks)
 
     def _memory(self, feats: torch.Tensor) -> torch.Tensor:
