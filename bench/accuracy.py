@@ -75,7 +75,7 @@ def evaluate_one(kind: str, dataset, work: Path, args: argparse.Namespace, label
     ``edge-inspector evaluate``, so bench and report agree."""
     from edge_inspector.card import load_card
     from edge_inspector.evaluate.runner import dataset_info, evaluate_model
-    from edge_inspector.train import train_model
+    from edge_inspector.toolchain.train import train_model
 
     label = label or kind
     options = {**dict(args.option.get(kind, {})), **dict(variant or {})}
@@ -323,10 +323,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import replace
 
-    from edge_inspector.auto import resolution_variants
     from edge_inspector.data.readers import load_dataset
     from edge_inspector.models import NORMAL_ONLY_KINDS
-    from edge_inspector.train import limit_train
+    from edge_inspector.toolchain.auto import resolution_variants
+    from edge_inspector.toolchain.train import limit_train
 
     unknown = [m for m in args.models if m not in DETECTORS]
     if unknown:

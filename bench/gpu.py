@@ -72,7 +72,7 @@ def main() -> int:
     from edge_inspector.data.readers import load_dataset
     from edge_inspector.export.tensorrt import build_engine
     from edge_inspector.inference import LoadedModel
-    from edge_inspector.train import limit_train, train_model
+    from edge_inspector.toolchain.train import limit_train, train_model
 
     dataset = limit_train(load_dataset(args.data), args.max_train)
     test = dataset.split("test")

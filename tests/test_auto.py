@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import edge_inspector.auto as auto
+import edge_inspector.toolchain.auto as auto
 from edge_inspector.card import load_card
 from edge_inspector.data.types import Dataset, DatasetError
 from tests.evaluate.tiny import build_detector, make_samples

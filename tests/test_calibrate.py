@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_inspector.calibrate import (
+from edge_inspector.toolchain.calibrate import (
     CalibrationError,
     calibrate_scores,
     span_around,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_inspector.calibrate import CalibrationError, calibrate_scores, fpr_threshold
 from edge_inspector.operating_point import (
     rate_interval,
     tail_rate,
@@ -13,6 +12,7 @@ from edge_inspector.operating_point import (
     threshold_for_cost,
     tradeoff_curve,
 )
+from edge_inspector.toolchain.calibrate import CalibrationError, calibrate_scores, fpr_threshold
 
 
 def test_rate_interval_brackets_the_rate_and_narrows_with_n() -> None:

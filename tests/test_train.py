@@ -17,7 +17,7 @@ from edge_inspector.data.readers import load_dataset  # noqa: E402
 from edge_inspector.inference import LoadedModel  # noqa: E402
 from edge_inspector.models import DetectorError  # noqa: E402
 from edge_inspector.preprocess import decode_image  # noqa: E402
-from edge_inspector.train import default_calibration_dir, limit_train, train_model  # noqa: E402
+from edge_inspector.toolchain.train import default_calibration_dir, limit_train, train_model  # noqa: E402
 
 
 def test_train_model_writes_a_calibrated_deployable_model(demo_dataset: Path, tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_auto_input_size_keeps_the_parts_shape(tmp_path):
     import numpy as np
 
     from edge_inspector.data.types import Sample
-    from edge_inspector.train import auto_input_size
+    from edge_inspector.toolchain.train import auto_input_size
 
     def samples(h, w, n=3):
         out = []

@@ -38,7 +38,7 @@ def test_calibrating_on_the_train_split_is_recorded_and_every_report_warns(tmp_p
 def test_card_counts_only_the_images_a_normal_only_detector_learned_from(tmp_path: Path,
                                                                         demo_dataset: Path) -> None:
     pytest.importorskip("torch")
-    from edge_inspector.train import train_model
+    from edge_inspector.toolchain.train import train_model
 
     dataset = load_dataset(demo_dataset, scheme="stratified", seed=0)  # puts defects in train
     train = dataset.split("train")

@@ -63,11 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..auto import default_candidates, run_auto
     from ..card import CardError
     from ..data.types import DatasetError
     from ..evaluate.datasets import open_dataset
     from ..evaluate.metrics import parse_weights
+    from ..toolchain.auto import default_candidates, run_auto
 
     try:
         weights = parse_weights(args.weights)

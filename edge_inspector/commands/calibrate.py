@@ -37,10 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..backends.base import BackendError
-    from ..calibrate import CalibrationError, calibrate_model
     from ..card import CardError, card_path_for, load_card
     from ..data.readers import load_dataset, split_like_training
     from ..data.types import DatasetError
+    from ..toolchain.calibrate import CalibrationError, calibrate_model
 
     try:
         dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,

@@ -37,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..anomalib_import import import_anomalib
     from ..preprocess import decode_image
     from ..sources.base import list_images
+    from ..toolchain.anomalib_import import import_anomalib
 
     if (args.score_min is not None or args.score_max is not None) and args.threshold is None:
         print("import-anomalib: --score-min/--score-max need --threshold (raw scores)", file=sys.stderr)

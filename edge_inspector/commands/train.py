@@ -68,14 +68,14 @@ def build_options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..calibrate import CalibrationError
     from ..card import load_card
     from ..data.readers import hold_out_defects, load_dataset
     from ..data.types import DatasetError
     from ..export.onnx import ExportParityError
     from ..models.backbone import BackboneError
     from ..models.base import DetectorError
-    from ..train import limit_train, train_model
+    from ..toolchain.calibrate import CalibrationError
+    from ..toolchain.train import limit_train, train_model
 
     started = time.perf_counter()
     normal_only = args.model in NORMAL_ONLY_KINDS
@@ -122,7 +122,7 @@ def existing_model_files(name: str, out_dir: Path, calibration_dir: Path | None)
     A retrain under the default name (``<dataset>-<model>``) would silently replace a deployed model
     and a threshold set by hand, so ``train`` refuses unless ``--force`` says so.
     """
-    from ..train import default_calibration_dir
+    from ..toolchain.train import default_calibration_dir
 
     record_dir = calibration_dir or default_calibration_dir(out_dir)
     candidates = [out_dir / f"{name}.onnx", out_dir / f"{name}.card.json", record_dir / f"{name}.json"]
@@ -130,7 +130,7 @@ def existing_model_files(name: str, out_dir: Path, calibration_dir: Path | None)
 
 
 def print_summary(card, card_path: Path, total_seconds: float) -> None:
-    from ..calibrate import describe_operating_point
+    from ..toolchain.calibrate import describe_operating_point
 
     t = card.training
     norm = card.normalization

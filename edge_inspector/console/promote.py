@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from edge_inspector.card import CARD_SUFFIX, load_card
 from edge_inspector.deploy_model import DeployError, SlotChange, confirm_live, replace_model_slot
-from edge_inspector.train import default_calibration_dir  # the one calibration-folder rule (no torch)
+from edge_inspector.toolchain.train import default_calibration_dir  # the one calibration-folder rule (no torch)
 
 from .models import TrainedModel, audit
 

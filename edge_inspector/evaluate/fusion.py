@@ -45,10 +45,10 @@ class Member:
     weight: float = 1.0
 
     def unclipped_scores(self) -> np.ndarray:
-        n = self.normalization
-        return (self.predictions.raw_scores - n.threshold) / max(n.max - n.min, 1e-12) + NORMALISED_THRESHOLD
+        return np.asarray(self.normalization.unclipped(self.predictions.raw_scores), np.float64)
 
     def unclipped_maps(self) -> np.ndarray | None:
+        """The card's map normalisation (``ScoreNormalization.anomaly_map``) without its clip."""
         raw = self.predictions.raw_maps
         if raw is None:
             return None

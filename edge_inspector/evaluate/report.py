@@ -275,8 +275,8 @@ def write_evaluation_report(report: EvaluationReport, pred: Predictions, out_dir
 
 def operating_point_words(at: ThresholdCounts) -> str:
     """What the calibrated threshold did on these parts, in plain words, with 95 % intervals."""
-    from ..calibrate import describe_rates  # noqa: PLC0415 - calibration owns the wording
     from ..operating_point import rate_interval  # noqa: PLC0415
+    from ..toolchain.calibrate import describe_rates  # noqa: PLC0415 - calibration owns the wording
 
     n_good, n_def = at.tn + at.fp, at.tp + at.fn
     fr = at.fp / n_good if n_good else 0.0

@@ -71,7 +71,7 @@ def load_training_dataset(card: ModelCard, data: Path, card_path: Path, **overri
     """Load ``data`` with the card's split (scheme, seed, fractions, defects held out of train, the
     ``--max-train`` subset) and check its train split is the model's training data."""
     from ..data.readers import load_dataset, split_like_training
-    from ..train import limit_train
+    from ..toolchain.train import limit_train
 
     options = {**training_split(card), **{k: v for k, v in overrides.items() if v is not None}}
     dataset = load_dataset(data, **options)

@@ -22,7 +22,7 @@ FP32_TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def exported(demo_dataset, tmp_path_factory):
-    from edge_inspector.train import train_model
+    from edge_inspector.toolchain.train import train_model
 
     dataset = load_dataset(demo_dataset, val_fraction=0.2, seed=0)
     card = train_model("feature_memory", dataset, tmp_path_factory.mktemp("exported"), name="fm-real", seed=0,

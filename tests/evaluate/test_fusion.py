@@ -21,7 +21,7 @@ from edge_inspector.evaluate.fusion import Member, fuse_predictions, fused_figur
 from edge_inspector.evaluate.metrics import image_metrics  # noqa: E402
 from edge_inspector.evaluate.scoring import score_samples  # noqa: E402
 from edge_inspector.inference import LoadedModel  # noqa: E402
-from edge_inspector.train import train_model  # noqa: E402
+from edge_inspector.toolchain.train import train_model  # noqa: E402
 
 SIZE = 64
 SEEN, NOVEL = "missing", "glare"

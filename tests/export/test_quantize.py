@@ -153,7 +153,7 @@ def test_quantize_command_exit_codes(trained):
 
 def test_training_subset_is_reproduced_before_the_digest_check(trained, tmp_path):
     """A model trained with --max-train saw a seeded subset: quantize must rebuild that subset."""
-    from edge_inspector.train import limit_train
+    from edge_inspector.toolchain.train import limit_train
 
     root, _ = trained
     dataset = limit_train(load_dataset(root), 12, seed=3)

@@ -11,10 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_inspector.anomalib_import import IMAGENET_MEAN, IMAGENET_STD
 from edge_inspector.card import load_card
 from edge_inspector.cli import main
 from edge_inspector.inference import LoadedModel
+from edge_inspector.toolchain.anomalib_import import IMAGENET_MEAN, IMAGENET_STD
 from tests.fixtures.models import make_frame, write_frames
 from tests.lineops.util import run_daemon, write_config
 

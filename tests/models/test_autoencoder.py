@@ -19,7 +19,7 @@ from edge_inspector.inference import LoadedModel  # noqa: E402
 from edge_inspector.models import DetectorError, create_detector  # noqa: E402
 from edge_inspector.models.autoencoder import AutoencoderDetector  # noqa: E402
 from edge_inspector.models.training import binary_auroc  # noqa: E402
-from edge_inspector.train import train_model  # noqa: E402
+from edge_inspector.toolchain.train import train_model  # noqa: E402
 
 SIZE = 64
 PIXEL_OPTS = dict(target="pixels", base_channels=16, epochs=4)

@@ -176,7 +176,7 @@ def test_train_model_writes_a_card_with_classes(labelled: Dataset, tmp_path: Pat
 
 
 def train_model_quick(dataset: Dataset, out: Path) -> Path:
-    from edge_inspector.train import train_model
+    from edge_inspector.toolchain.train import train_model
 
     return train_model("classifier", dataset, out / "models", name="cls", progress=False,
                        options={**FAST, "epochs": 2})

@@ -16,7 +16,7 @@ from edge_inspector.inference import LoadedModel  # noqa: E402
 from edge_inspector.models import DETECTORS, DetectorError, create_detector  # noqa: E402
 from edge_inspector.models.training import binary_auroc  # noqa: E402
 from edge_inspector.preprocess import decode_image  # noqa: E402
-from edge_inspector.train import train_model  # noqa: E402
+from edge_inspector.toolchain.train import train_model  # noqa: E402
 
 from .helpers import SIZE, TYPES, labelled_dataset  # noqa: E402
 

@@ -11,7 +11,6 @@ torch = pytest.importorskip("torch")
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from edge_inspector.calibrate import calibrate_model  # noqa: E402
 from edge_inspector.card import InputSpec, ModelCard, ScoreNormalization, load_card, sha256_file  # noqa: E402
 from edge_inspector.data.loading import load_masks  # noqa: E402
 from edge_inspector.data.readers import load_dataset  # noqa: E402
@@ -23,6 +22,7 @@ from edge_inspector.models import DetectorError, create_detector  # noqa: E402
 from edge_inspector.models.coreset import greedy_coreset  # noqa: E402
 from edge_inspector.models.feature_memory import FeatureMemoryDetector, gaussian_kernel  # noqa: E402
 from edge_inspector.preprocess import decode_image  # noqa: E402
+from edge_inspector.toolchain.calibrate import calibrate_model  # noqa: E402
 
 SIZE = 96
 

@@ -21,7 +21,7 @@ from edge_inspector import auto  # noqa: E402
 from edge_inspector.card import load_card  # noqa: E402
 from edge_inspector.data.types import Dataset, Sample  # noqa: E402
 from edge_inspector.inference import LoadedModel  # noqa: E402
-from edge_inspector.train import train_model  # noqa: E402
+from edge_inspector.toolchain.train import train_model  # noqa: E402
 
 FRAME = 256  # the camera frame; the base input is 64 px (the test's --input-size), so the twin is 128 px
 BASE = 64
@@ -73,7 +73,7 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 @pytest.fixture(scope="module")
 def twin(frames: Dataset, tmp_path_factory: pytest.TempPathFactory, monkeypatch_module) -> Path:
-    monkeypatch_module.setattr("edge_inspector.train.auto_input_size", lambda samples, **_: (BASE, BASE))
+    monkeypatch_module.setattr("edge_inspector.toolchain.train.auto_input_size", lambda samples, **_: (BASE, BASE))
     variants = auto.resolution_variants(frames, ["feature_memory"])
     assert [(label, kind) for label, kind, _ in variants] == [("feature_memory@128x128", "feature_memory")]
     _, kind, options = variants[0]

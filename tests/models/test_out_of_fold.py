@@ -14,7 +14,7 @@ from edge_inspector.data.readers import load_dataset  # noqa: E402
 from edge_inspector.data.synthetic import generate_demo_dataset  # noqa: E402
 from edge_inspector.evaluate.scoring import score_samples  # noqa: E402
 from edge_inspector.inference import LoadedModel  # noqa: E402
-from edge_inspector.train import train_model  # noqa: E402
+from edge_inspector.toolchain.train import train_model  # noqa: E402
 
 SIZE = 64
 TARGET = 0.1  # large enough that 80 fresh good parts can show whether it holds

@@ -23,7 +23,7 @@ from edge_inspector.inference import LoadedModel  # noqa: E402
 from edge_inspector.models import DetectorError, create_detector  # noqa: E402
 from edge_inspector.models.training import binary_auroc  # noqa: E402
 from edge_inspector.preprocess import decode_image  # noqa: E402
-from edge_inspector.train import train_model  # noqa: E402
+from edge_inspector.toolchain.train import train_model  # noqa: E402
 
 SIZE = 64
 FAST = dict(input_size=SIZE, threads=1, epochs=12)
@@ -117,7 +117,7 @@ def test_onnx_matches_pytorch_and_frozen_blocks_stay_frozen(masked: Dataset, tmp
 def test_auto_adds_the_segmenter_when_training_defects_have_masks(masked: Dataset) -> None:
     from dataclasses import replace
 
-    from edge_inspector.auto import DEFAULT_CANDIDATES, default_candidates
+    from edge_inspector.toolchain.auto import DEFAULT_CANDIDATES, default_candidates
 
     assert default_candidates(masked) == (*DEFAULT_CANDIDATES, "segmenter")
     unmasked = replace(masked, samples=[replace(s, mask_path=None) for s in masked.samples])

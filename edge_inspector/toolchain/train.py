@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from .data.types import Dataset, DatasetError, Sample, samples_digest
+from ..data.types import Dataset, DatasetError, Sample, samples_digest
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def auto_input_size(samples: list[Sample], base: int = 224, short_side: int = 17
     """
     import numpy as np
 
-    from .data.readers import image_size
+    from ..data.readers import image_size
 
     sizes = np.array([image_size(Path(s.path)) for s in samples[:64]], dtype=float)
     aspect = float(np.median(sizes[:, 0] / sizes[:, 1]))  # height / width
@@ -116,10 +116,10 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
     scale). Writes ``out_dir/<name>.onnx``, ``out_dir/<name>.card.json`` and
     ``<calibration_dir>/<name>.json``; returns the card path.
     """
+    from ..card import InputSpec, ModelCard, ScoreNormalization, TrainingInfo
+    from ..export.onnx import export_onnx
+    from ..models import NORMAL_ONLY_KINDS, create_detector
     from .calibrate import calibrate_model
-    from .card import InputSpec, ModelCard, ScoreNormalization, TrainingInfo
-    from .export.onnx import export_onnx
-    from .models import NORMAL_ONLY_KINDS, create_detector
 
     train = dataset.split("train")
     if not train:

@@ -23,19 +23,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .card import load_card
-from .data.types import Dataset, DatasetError
-from .evaluate.energy import EnergyMeter
-from .evaluate.metrics import DEFAULT_WEIGHTS, composite_inputs
-from .evaluate.report import fmt, page, table, terminal_summary, write_evaluation_report, write_json
-from .evaluate.runner import evaluate_model
-from .evaluate.types import EvaluationReport
+from ..card import load_card
+from ..data.types import Dataset, DatasetError
+from ..evaluate.energy import EnergyMeter
+from ..evaluate.metrics import DEFAULT_WEIGHTS, composite_inputs
+from ..evaluate.report import fmt, page, table, terminal_summary, write_evaluation_report, write_json
+from ..evaluate.runner import evaluate_model
+from ..evaluate.types import EvaluationReport
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CANDIDATES = ("feature_memory", "autoencoder", "classifier")
 MASK_CANDIDATES = ("segmenter",)  # added to the defaults when the training split has defect masks
-Trainer = Callable[..., Path]  # same signature as edge_inspector.train.train_model
+Trainer = Callable[..., Path]  # same signature as edge_inspector.toolchain.train.train_model
 
 
 def default_candidates(dataset: Dataset) -> tuple[str, ...]:
@@ -60,7 +60,7 @@ def resolution_variants(dataset: Dataset, kinds: Sequence[str]) -> list[tuple[st
     side is at least ``HIRES_FACTOR`` times the default input's, and it is kept only when the
     validation split ranks it above the default (the usual choice on validation).
     """
-    from .data.readers import image_size  # noqa: PLC0415
+    from ..data.readers import image_size  # noqa: PLC0415
     from .train import auto_input_size  # noqa: PLC0415 - the trainer owns the input-size rule
 
     train = dataset.split("train")
@@ -130,7 +130,7 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
 
     ``models`` defaults to :func:`default_candidates` (the segmenter joins when training defects have masks).
 
-    ``trainer`` defaults to ``edge_inspector.train.train_model``; it must accept
+    ``trainer`` defaults to ``edge_inspector.toolchain.train.train_model``; it must accept
     ``(kind, dataset, out_dir, *, name, seed, options, progress)`` and return a card path.
     A candidate whose training or evaluation fails is recorded with its error; auto fails only
     when no candidate survives.

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .card import OperatingPoint, ScoreNormalization, card_path_for, load_card
-from .data.types import Sample
-from .errors import EdgeInspectorError
-from .operating_point import rate_interval, tail_rate, tail_threshold, threshold_for_cost, tradeoff_curve
+from ..card import OperatingPoint, ScoreNormalization, card_path_for, load_card
+from ..data.types import Sample
+from ..errors import EdgeInspectorError
+from ..operating_point import rate_interval, tail_rate, tail_threshold, threshold_for_cost, tradeoff_curve
 
 METHODS = ("fpr", "f1", "recall", "cost")
 DEFAULT_TARGETS = {"fpr": 0.01, "recall": 0.95, "f1": None, "cost": 10.0}
@@ -328,8 +328,8 @@ def calibrate_model(model_path: Path | str, samples: list[Sample], *, method: st
     0.5), ``card.operating_point`` and ``<calibration_dir>/<name>.json`` with the method, target,
     figures achieved and the scores' summary.
     """
-    from .evaluate.scoring import score_samples
-    from .inference import LoadedModel
+    from ..evaluate.scoring import score_samples
+    from ..inference import LoadedModel
 
     if not samples and extra_normal_scores is None:
         raise CalibrationError(f"{model_path}: no calibration images given")

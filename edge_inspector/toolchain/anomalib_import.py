@@ -40,8 +40,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .card import InputSpec, ModelCard, ScoreNormalization, card_path_for, sha256_file
-from .errors import EdgeInspectorError
+from ..card import InputSpec, ModelCard, ScoreNormalization, card_path_for, sha256_file
+from ..errors import EdgeInspectorError
 
 InputNormalization = Literal["inside", "imagenet", "none"]
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -269,7 +269,7 @@ def import_anomalib(source: Path, out_dir: Path, *, name: str | None, samples: l
     ``threshold``/``score_min``/``score_max``: raw score threshold and range when the export's
     scores are not normalised (None: anomalib's normalised scores, threshold 0.5 in [0, 1]).
     """
-    from .inference import LoadedModel  # the daemon's own path checks the import
+    from ..inference import LoadedModel  # the daemon's own path checks the import
 
     source = Path(source)
     if not source.is_file():
@@ -335,7 +335,7 @@ def import_anomalib(source: Path, out_dir: Path, *, name: str | None, samples: l
 
 def check_samples(model, samples: list[np.ndarray], source: Path) -> dict:
     """Run the imported model on the samples; AnomalibImportError when its outputs are unusable."""
-    from .backends import BackendError
+    from ..backends import BackendError
 
     batch = model.preprocess(samples)
     try:
