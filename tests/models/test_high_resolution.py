@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge_inspector import auto  # noqa: E402
+from edge_inspector.toolchain import auto  # noqa: E402
 from edge_inspector.card import load_card  # noqa: E402
 from edge_inspector.data.types import Dataset, Sample  # noqa: E402
 from edge_inspector.inference import LoadedModel  # noqa: E402
