@@ -17,10 +17,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edge_inspector.toolchain import auto  # noqa: E402
 from edge_inspector.card import load_card  # noqa: E402
 from edge_inspector.data.types import Dataset, Sample  # noqa: E402
 from edge_inspector.inference import LoadedModel  # noqa: E402
+from edge_inspector.toolchain import auto  # noqa: E402
 from edge_inspector.toolchain.train import train_model  # noqa: E402
 
 FRAME = 256  # the camera frame; the base input is 64 px (the test's --input-size), so the twin is 128 px
