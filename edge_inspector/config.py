@@ -25,6 +25,7 @@ from .lineops.drift import DriftConfig
 from .lineops.review import ReviewConfig
 from .lineops.shadow import ShadowConfig
 from .parts import PartTriggerConfig, compile_part_pattern
+from .preprocess import check_roi
 from .publishers import PUBLISHERS, PublisherConfig
 from .sources import SOURCES
 from .sources.genicam import GenicamSourceConfig  # defined beside its source: imports without Aravis
@@ -176,9 +177,7 @@ class CameraConfig(_Model):
     @field_validator("roi")
     @classmethod
     def _roi_positive(cls, roi: list[int] | None) -> list[int] | None:
-        if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] <= 0 or roi[3] <= 0):
-            raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
-        return roi
+        return check_roi(roi)
 
     @property
     def policy(self) -> str:

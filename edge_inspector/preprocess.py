@@ -70,6 +70,14 @@ def to_bgr8(image: np.ndarray, label: str = "<image>") -> np.ndarray:
     raise ImageDecodeError(f"{label}: expected 1, 3 or 4 channels, got {channels}")
 
 
+def check_roi(roi: list[int] | None) -> list[int] | None:
+    """Validate a region of interest [x, y, w, h] (the config's and the GenICam sensor's): pydantic
+    validators call it, so the message lands under the field's name."""
+    if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] <= 0 or roi[3] <= 0):
+        raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
+    return roi
+
+
 def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
     """Crop (x, y, w, h), clipped to the image; an ROI outside the image is an error."""
     if roi is None:

@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..preprocess import ImageDecodeError, to_bgr8
+from ..preprocess import ImageDecodeError, check_roi, to_bgr8
 from .base import Frame, Source, SourceError
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,7 @@ class GenicamSourceConfig(BaseModel):
     @field_validator("roi")
     @classmethod
     def _roi_positive(cls, roi: list[int] | None) -> list[int] | None:
-        if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] <= 0 or roi[3] <= 0):
-            raise ValueError("expected [x, y, w, h] with x, y >= 0 and w, h > 0")
-        return roi
+        return check_roi(roi)
 
 
 def load_aravis() -> Any:

@@ -20,12 +20,14 @@ import subprocess
 import sys
 import time
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from edge_inspector.card import load_card
 from tests.fixtures.models import make_model
+from tests.fixtures.waiting import wait_for
 
 from .conftest import CHROMEDRIVER, CHROMIUM, PASSWORD, REPO, free_port
 
@@ -48,16 +50,7 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def _wait(cond, timeout: float, what: str, logs=()):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p}:\n{Path(p).read_text()[-3000:]}" for p in logs if Path(p).exists())
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
-        time.sleep(0.2)
+_wait = partial(wait_for, poll=0.2)  # page/broker polls need not spin faster
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures.models import make_model
+from tests.fixtures.waiting import wait_for
 from tests.publishers.util import unique_prefix
 
 from .conftest import CHROMEDRIVER, CHROMIUM, NO_BROWSER, PASSWORD, REPO, free_port
@@ -32,17 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVE
 LINES = ("line-a", "line-b")
 
 
-def _wait(cond, timeout: float, what: str, logs=()):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p}:\n{Path(p).read_text(errors='replace')[-2500:]}" for p in logs
-                              if Path(p).exists())
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
-        time.sleep(0.2)
+_wait = partial(wait_for, poll=0.2)  # page/broker polls need not spin faster
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -7,7 +7,6 @@ was published meanwhile from its persistent session; the line, camera and lines 
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 
@@ -20,20 +19,10 @@ from edge_inspector.console.mqtt_feed import MqttFeedConfig, MqttFeedError, Mqtt
 from edge_inspector.console.subscriber import Retention, prune
 from edge_inspector.metrics import Metrics
 from edge_inspector.publishers import MqttConfig, create_publisher
+from tests.fixtures.waiting import wait_for
 from tests.publishers.util import make_verdict, unique_prefix
 
 from .conftest import make_client
-
-
-def wait_for(cond, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def feed_config(broker, prefix: str, client_id: str | None = None) -> MqttFeedConfig:

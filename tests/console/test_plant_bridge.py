@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -28,6 +29,7 @@ from edge_inspector.console.models import LineStatus, Verdict
 from edge_inspector.console.mqtt_feed import MqttFeedConfig, MqttVerdictSubscriber
 from tests.fixtures.broker import MOSQUITTO, Mosquitto, MqttCollector
 from tests.fixtures.models import make_model
+from tests.fixtures.waiting import wait_for
 
 from .conftest import REPO
 
@@ -53,16 +55,7 @@ def bridge_lines(plant: Mosquitto) -> list[str]:
     return lines
 
 
-def wait_for(cond, timeout: float, what: str, logs: tuple[Path, ...] = ()):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p}:\n{p.read_text(errors='replace')[-2500:]}" for p in logs if p.exists())
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
-        time.sleep(0.1)
+wait_for = partial(wait_for, poll=0.1)  # page/broker polls need not spin faster
 
 
 def drop_frames(inbox: Path, start: int, n: int) -> None:

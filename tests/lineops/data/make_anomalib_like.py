@@ -6,8 +6,8 @@ bank, upsampled map, max score). Not anomalib itself (it cannot be installed her
 pretrained-weight downloads); the graph structure that broke the import is the exporter's.
 
 Run once, the output is committed (44 KB):
-    pip install --target /tmp/onnxscript onnxscript onnx-ir   # the dynamo exporter needs them
-    PYTHONPATH=/tmp/onnxscript python tests/lineops/data/make_anomalib_like.py
+    pip install --target .onnxscript onnxscript onnx-ir   # the dynamo exporter needs them (a folder git ignores)
+    PYTHONPATH=.onnxscript python tests/lineops/data/make_anomalib_like.py
 """
 
 from pathlib import Path
