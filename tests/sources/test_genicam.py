@@ -190,6 +190,7 @@ def test_gige_camera_through_the_daemon_software_trigger_part_ids_loss_and_retur
         assert "GenICam camera 127.0.0.1 lost" in daemon.output()
         fake_gv_camera.start()
         wait_until(lambda: scrape(mport).get(up) == 1, timeout=60, what="camera reopened", proc=daemon)
+        time.sleep(0.5)  # as after the first open: the restarted fake camera's stream settles (see the note)
         trigger("P-4", 4)
         out = read_jsonl(verdicts)
         assert [v["part_id"] for v in out] == ["P-1", "P-2", "P-3", "P-4"]
