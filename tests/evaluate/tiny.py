@@ -1,6 +1,6 @@
 """Tiny real ONNX models (built with onnx.helper, no torch) and a tiny generated dataset on disk.
 
-Helpers, importable by other test folders (tests/test_auto.py). The "detector" outputs the
+Helpers, importable by other test folders (tests/toolchain/test_auto.py). The "detector" outputs the
 per-pixel channel mean as its anomaly map and the map's maximum as its score, so bright squares
 (the generated defects) are found and the figures are predictable. The "classifier" adds a type
 head: softmax over the image's mean R, G, B, so red and blue defects are told apart by colour.
