@@ -13,6 +13,7 @@ The weights come from TensorFlow: inputs are normalised with mean = std = 0.5 (s
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 from dataclasses import dataclass
@@ -287,3 +288,29 @@ def load_backbone(variant: str = "lite0", pretrained: bool = True) -> EfficientN
         except RuntimeError as exc:
             raise BackboneError(f"{path}: weights do not match the {variant} architecture ({exc})") from exc
     return model.eval()
+
+
+# (conv, batch-norm) attribute pairs that follow each other in the modules above
+_CONV_BN_PAIRS = (("_conv_stem", "_bn0"), ("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"),
+                  ("_project_conv", "_bn2"), ("_conv_head", "_bn1"))
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` (eval mode) with every batch norm folded into the convolution before it.
+
+    Why: on a CPU, PyTorch runs each batch norm as its own pass over the activations; in the
+    fit-time feature pass they cost about as much as the convolutions (profiled: 9.4 s of 38 s for
+    196 Lite1 images). Folding is exact up to float rounding (ONNX Runtime and OpenVINO do the same
+    when they load the exported graph), so features match the unfolded model within ~1e-5. The
+    original module is untouched: what is exported keeps its batch norms.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(module).eval()
+    for sub in folded.modules():
+        for conv_name, bn_name in _CONV_BN_PAIRS:
+            conv, bn = getattr(sub, conv_name, None), getattr(sub, bn_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(sub, conv_name, fuse_conv_bn_eval(conv, bn))
+                setattr(sub, bn_name, nn.Identity())
+    return folded

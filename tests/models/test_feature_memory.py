@@ -113,6 +113,65 @@ def test_coreset_covers_every_cluster_and_beats_random() -> None:
     assert torch.equal(greedy_coreset(x[:5], 10), torch.arange(5))
 
 
+def _clustered(n_clusters: int, n_images: int = 20, per_image: int = 200, seed: int = 0):
+    """Patches of ``n_images`` normal images drawn from ``n_clusters`` looks, plus unit noise."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_clusters, 64, generator=gen) * 30
+    pick = torch.randint(n_clusters, (n_images * per_image,), generator=gen)
+    x = centres[pick] + torch.randn(n_images * per_image, 64, generator=gen)
+    return x, torch.arange(n_images).repeat_interleave(per_image)
+
+
+def test_coverage_sizes_the_bank_by_the_variety_of_normal_images() -> None:
+    """By coverage the bank grows with the number of distinct looks, not with the patch count."""
+    sizes = {}
+    for k in (5, 40):
+        x, owners = _clustered(k)
+        idx = greedy_coreset(x, 4000, projection_dim=0, owners=owners, coverage_quantile=0.99, seed=0)
+        sizes[k] = len(idx)
+        assert len(set(idx.tolist())) == len(idx)
+        # every patch is covered to within normal variation: no patch far from the bank
+        assert torch.cdist(x, x[idx]).min(1).values.max() < 15  # looks lie ~340 apart, noise ~11
+    assert sizes[5] < sizes[40] < 4000, sizes
+    # the floor still applies, and without owners the fixed size is kept
+    x, owners = _clustered(5)
+    assert len(greedy_coreset(x, 4000, owners=owners, coverage_quantile=0.99, min_select=3000)) == 3000
+    assert len(greedy_coreset(x, 50, seed=0)) == 50
+
+
+def test_training_images_are_scored_leave_one_out(parts: Dataset, fitted) -> None:
+    """Each training image is scored against the bank minus the entries taken from it: the same
+    score as a bank built from the other images' entries (what a new part meets), above in-sample."""
+    det, _ = fitted
+    train = parts.split("train")
+    assert det.oof_scores is not None and det.oof_scores.shape == (len(train),)
+    maps = det.embed_maps(train[:2])
+    module = det.export_module()
+    owners = torch.arange(len(train)).repeat_interleave(maps.shape[2] * maps.shape[3])
+    memory = torch.cat([det.embed_maps(train).permute(0, 2, 3, 1).reshape(-1, maps.shape[1])])
+    chosen = det._coreset(memory, owners)
+    assert torch.allclose(module.memory_t.t() + module.centre[0], memory[chosen], atol=1e-4)
+    keep = owners[chosen] != 0  # image 0 left out by hand
+    alone = det._build_module(memory[chosen][keep])
+    with torch.no_grad():
+        expected = float(alone.score_features(maps[:1])[0])
+    assert det.oof_scores[0] == pytest.approx(expected, rel=1e-4)
+    in_sample = det.predict(det.load(train))["pred_score"]
+    assert np.median(det.oof_scores) > np.median(in_sample)
+    with pytest.raises(DetectorError, match="oof must be one of"):
+        create_detector("feature_memory", oof="sometimes")
+
+
+def test_fit_time_features_equal_the_exported_embedder(parts: Dataset, fitted) -> None:
+    """The fit-time pass runs with batch norms folded and channels-last: same features as the module."""
+    det, _ = fitted
+    batch = torch.from_numpy(det.load(parts.split("test")[:4]))
+    with torch.no_grad():
+        expected = det._build_embedder()(batch)
+    torch.testing.assert_close(det.embed_maps(parts.split("test")[:4]), expected, atol=1e-3, rtol=1e-4)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in det.export_module().modules())
+
+
 def test_gaussian_kernel_is_normalised() -> None:
     k = gaussian_kernel(0.5)
     assert k.shape == (1, 1, 5, 5) and abs(k.sum().item() - 1) < 1e-6 and k[0, 0, 2, 2] == k.max()
