@@ -2,8 +2,8 @@
 
 Why: a reference written by hand drifts from the code the day after it is written. Every page in
 ``docs/reference/`` is produced here from the single source of truth (the pydantic schemas of the
-configuration, the verdict message and the model card; the Prometheus registry of ``Metrics``; the
-argparse parser of the CLI), and ``--check`` (run by the tests) fails naming the stale file.
+configuration, the verdict message, the model card and the detector options; the Prometheus registry of
+``Metrics``; the argparse parser of the CLI), and ``--check`` (run by the tests) fails naming the stale file.
 
 Usage::
 
@@ -320,6 +320,35 @@ def config_pages() -> list[Page]:
             Page("configuration.md", "\n".join(lines).rstrip() + "\n")]
 
 
+def detector_options_pages() -> list[Page]:
+    """The training options of every detector kind (``train -o KEY=VALUE``), from models/options.py."""
+    from .models import DETECTORS  # the lazy registry: no torch
+    from .models.options import OPTIONS
+
+    lines = [
+        BANNER.format(source="the option models of `edge_inspector.models.options`"),
+        "# Detector options reference",
+        "",
+        "The options each `--model` kind takes, as `edge-inspector train DATASET --model KIND -o KEY=VALUE`",
+        "(repeatable; values are parsed as JSON where they can be: `-o taps=[4,8]`, `-o augment=false`) or",
+        "as the per-kind objects of `auto --options`. An unknown name is refused with the list of known",
+        "ones, and a value outside its range names the option and the range (for example `epochs=0`).",
+        "`--input-size`, `--backbone`, `--seed` and `--threads` apply to every kind.",
+        "",
+    ]
+    for kind in DETECTORS:
+        lines += [f"## {kind} {{#{kind.replace('_', '-')}}}", ""]
+        model = OPTIONS.get(kind)
+        if model is None:
+            lines += [f"Options not typed yet: see `DEFAULTS` in the module of `{DETECTORS[kind]}`.", ""]
+            continue
+        schema = json_schema(model)
+        if schema.get("description"):
+            lines += [_cell(schema["description"]), ""]
+        lines += model_table(schema, schema.get("$defs", {}))
+    return [Page("detector-options.md", "\n".join(lines).rstrip() + "\n")]
+
+
 def _metric_rows(registry: Any) -> list[tuple[str, str, str, str, str]]:
     """(name, type, labels, help, buckets) for every metric the registry holds, sorted by name.
 
@@ -419,7 +448,7 @@ def cli_pages() -> list[Page]:
 
 
 GENERATORS: tuple[Callable[[], list[Page]], ...] = (config_pages, verdict_pages, card_pages, metrics_pages,
-                                                     cli_pages)
+                                                     cli_pages, detector_options_pages)
 
 
 def generate() -> list[Page]:

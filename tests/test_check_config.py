@@ -51,5 +51,5 @@ def test_model_and_source_problems_carry_their_yaml_line(tmp_path: Path, detecto
                     "publishers: []\n")
     check = _run("check-config", str(path), cwd=tmp_path)
     assert check.returncode == 1, check.stdout
-    assert "models[1] (line 9) (" in check.stdout and "missing.card.json: model card not found" in check.stdout
-    assert "cameras[0].source.path (line 6): replay folder" in check.stdout, check.stdout
+    assert "models[1] (line 9) (" in check.stderr and "missing.card.json: model card not found" in check.stderr
+    assert "cameras[0].source.path (line 6): replay folder" in check.stderr, check.stderr

@@ -73,3 +73,60 @@ def test_known_errors_are_one_line_on_stderr_exit_1_without_traceback(tmp_path: 
         assert proc.returncode == 1, proc
         assert proc.stderr.startswith(expected), proc.stderr
         assert "Traceback" not in proc.stderr and proc.stdout == "", proc
+
+
+# Every command with a bad input, through the real CLI. Each row: the arguments, and what stderr must hold.
+# ``health`` is a probe: its one result line ("unhealthy: ...") goes to stdout, where probes read it.
+BAD_INPUTS = [
+    (["train", "nowhere"], "train: nowhere: missing"),
+    (["train", "empty", "--model", "classifier", "-o", "epochs=0"],
+     "train: classifier: option epochs=0: expected greater than or equal to 1"),
+    (["calibrate", "bad.card.json", "empty"], "calibrate: empty: unknown dataset layout"),
+    (["export", "bad.card.json"], "export: bad.card.json: not valid JSON"),
+    (["quantize", "bad.card.json", "--data", "empty"], "quantize: bad.card.json: not valid JSON"),
+    (["evaluate", "bad.card.json", "empty"], "evaluate: bad.card.json: not valid JSON"),
+    (["compare", "bad.card.json", "--data", "empty"], "compare: empty: unknown dataset layout"),
+    (["auto", "nowhere"], "auto: nowhere: dataset not found"),
+    (["deploy", "bad.card.json", "--config", "bad.yaml"], "deploy: bad.card.json: not valid JSON"),
+    (["import-anomalib", "nowhere.onnx", "--samples", "empty", "--input-normalization", "none"],
+     "import-anomalib: nowhere.onnx: model file not found"),
+    (["shadow-report", "--config", "bad.yaml", "--verdicts", "x.jsonl"], "shadow-report: bad.yaml: 2 problem(s)"),
+    (["check-config", "bad.yaml"], "check-config: bad.yaml: 2 problem(s)"),
+    (["generate-demo", "out", "--size", "3"], "generate-demo: size=3: synthetic parts need at least 32 px"),
+    (["build-engine", "bad.card.json"], "build-engine: "),
+    # the daemon's commands say it in their log line (stderr) before exiting 1
+    (["run", "--config", "bad.yaml"], "cannot start: bad.yaml: 2 problem(s)"),
+    (["replay", "empty", "--config", "bad.yaml"], "cannot start: bad.yaml: 2 problem(s)"),
+    (["drift-reference", "empty", "--config", "bad.yaml", "--out", "o.json"], "cannot start: bad.yaml: 2 problem(s)"),
+]
+
+
+def test_every_command_reports_a_bad_input_on_stderr_with_exit_1_and_no_traceback(tmp_path: Path) -> None:
+    """Review R8: one error shape for every command (message on stderr, exit 1, no traceback)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    (tmp_path / "bad.card.json").write_text('{"name": "x"')
+    (tmp_path / "bad.yaml").write_text("line: l\ncameras: 3\n")
+    (tmp_path / "empty").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edge_inspector", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120, env=env)
+
+    commands = [*BAD_INPUTS, (["health", "--config", "bad.yaml"], None)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(run, [args for args, _ in commands]))
+    for (args, expected), proc in zip(commands, results, strict=True):
+        assert proc.returncode == 1, (args, proc)
+        assert "Traceback" not in proc.stderr + proc.stdout, (args, proc.stderr)
+        if expected is None:  # health: the probe's result line
+            assert proc.stdout.startswith("unhealthy: bad.yaml: 2 problem(s)"), proc
+        else:
+            assert expected in proc.stderr, (args, proc.stderr)
+            assert expected not in proc.stdout, (args, proc.stdout)
+    covered = {args[0] for args, _ in commands}
+    from edge_inspector.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) - covered == {"console"}, "a new command needs a bad-input row here"  # console: Django

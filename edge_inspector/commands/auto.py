@@ -23,12 +23,14 @@ def _json_options(text: str) -> dict[str, dict]:
 
 def build_options(kinds: list[str], args: argparse.Namespace) -> dict[str, dict]:
     """Per-kind trainer options: the shortcuts (--input-size, --epochs, --threads) under --options."""
+    from ..models.options import OPTIONS
+
     options = {}
     for kind in kinds:
         opts: dict = {"threads": args.threads}
         if args.input_size:
             opts["input_size"] = args.input_size
-        if args.epochs is not None and kind in ("autoencoder", "classifier", "custom_cnn", "segmenter"):
+        if args.epochs is not None and kind in OPTIONS and "epochs" in OPTIONS[kind].model_fields:
             opts["epochs"] = args.epochs
         opts.update(args.options.get(kind, {}))
         options[kind] = opts

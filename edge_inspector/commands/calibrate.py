@@ -36,31 +36,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends.base import BackendError
-    from ..card import CardError, card_path_for, load_card
+    """Known failures (CalibrationError, DatasetError, CardError, BackendError) reach ``cli.main``: stderr, exit 1."""
+    import sys
+
+    from ..card import card_path_for, load_card
     from ..data.readers import load_dataset, split_like_training
-    from ..data.types import DatasetError
     from ..toolchain.calibrate import CalibrationError, calibrate_model
 
-    try:
-        dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,
-                               val_fraction=args.val_fraction, category=args.category)
-        card = load_card(card_path_for(args.model), verify=False)  # calibrate_model verifies it
-        dataset = split_like_training(dataset, getattr(card.training, "split", None))
-        split = args.split
-        samples = dataset.samples if split == "all" else dataset.split(split)
-        if not samples and split == "val":
-            print(f"calibrate: {dataset.name} has no val split; using the train split")
-            split, samples = "train", dataset.split("train")
-        if not samples:
-            raise CalibrationError(f"{args.dataset}: split '{split}' has no images")
-        cal = calibrate_model(args.model, samples, method=args.method, target=args.target,
-                              calibration_dir=args.calibration_dir, source=f"{dataset.name}:{split}",
-                              progress=not args.quiet, write_card=not args.dry_run, threads=args.threads,
-                              on_training_images=split in ("train", "all"))
-    except (CalibrationError, DatasetError, CardError, BackendError) as exc:
-        print(f"calibrate: {exc}")
-        return 1
+    dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,
+                           val_fraction=args.val_fraction, category=args.category)
+    card = load_card(card_path_for(args.model), verify=False)  # calibrate_model verifies it
+    dataset = split_like_training(dataset, getattr(card.training, "split", None))
+    split = args.split
+    samples = dataset.samples if split == "all" else dataset.split(split)
+    if not samples and split == "val":
+        print(f"calibrate: {dataset.name} has no val split; using the train split", file=sys.stderr)
+        split, samples = "train", dataset.split("train")
+    if not samples:
+        raise CalibrationError(f"{args.dataset}: split '{split}' has no images")
+    cal = calibrate_model(args.model, samples, method=args.method, target=args.target,
+                          calibration_dir=args.calibration_dir, source=f"{dataset.name}:{split}",
+                          progress=not args.quiet, write_card=not args.dry_run, threads=args.threads,
+                          on_training_images=split in ("train", "all"))
     print(f"At this threshold the model {cal.summary()}")
     print(f"calibrated on {cal.n_normal} normal + {cal.n_defect} defective images ({split}): "
           f"method {cal.method_label()}")

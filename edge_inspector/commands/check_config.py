@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 
@@ -51,15 +52,11 @@ def _yaml_lines(path: Path) -> dict[tuple, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError, load_config
+    from ..config import load_config
     from ..publishers import publisher_problems
     from ..runtime.daemon import load_models, publisher_warning, source_problems
 
-    try:
-        cfg = load_config(args.file)
-    except ConfigError as exc:
-        print(exc)
-        return 1
+    cfg = load_config(args.file)  # a ConfigError: cli.main prints it (stderr, exit 1)
     problems = source_problems(cfg) + publisher_problems(cfg.publishers)
     models = []
     if not args.no_models:
@@ -67,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
         problems += model_problems
     if problems:
         lines = _yaml_lines(args.file)
-        print(f"{args.file}: {len(problems)} problem(s):")
+        print(f"{args.file}: {len(problems)} problem(s):", file=sys.stderr)
         for p in problems:
-            print(f"  - {with_line(p, lines)}")
+            print(f"  - {with_line(p, lines)}", file=sys.stderr)
         return 1
     print(f"{args.file}: valid. line {cfg.line}")
     for cam in cfg.cameras:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 
@@ -40,56 +39,51 @@ MASK_FOLDERS = frozenset({"masks", "ground_truth"})
 def _sample_batch(images: Path | None, count: int, height: int, width: int):
     import numpy as np
 
+    from ..data.types import DatasetError
     from ..preprocess import decode_image, to_batch
 
     if images is None:
         return np.random.default_rng(0).uniform(0, 1, (max(count, 2), 3, height, width)).astype(np.float32)
     exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
     if not images.is_dir():
-        raise FileNotFoundError(f"--images {images}: no such folder (pass a folder of part images, e.g. "
+        raise DatasetError(f"--images {images}: no such folder (pass a folder of part images, e.g. "
                                 "my-part/normal for plain folders or my-part/test for an MVTec layout)")
     files = sorted(f for f in images.rglob("*") if f.suffix.lower() in exts and f.is_file()
                    and not MASK_FOLDERS & set(f.relative_to(images).parts[:-1]))[:max(count, 1)]
     if not files:
-        raise FileNotFoundError(f"{images}: no images found (expected {', '.join(sorted(exts))})")
+        raise DatasetError(f"{images}: no images found (expected {', '.join(sorted(exts))})")
     return to_batch([decode_image(f) for f in files], height, width)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends.base import BackendError
-    from ..card import CardError, card_path_for, load_card
+    """Known failures (CardError, BackendError, ImageDecodeError, DatasetError) reach ``cli.main``: stderr,
+    exit 1; a model that fails a check is reported the same way."""
+    import sys
+
+    from ..card import card_path_for, load_card
     from ..export.onnx import check_model
-    from ..preprocess import ImageDecodeError
 
     if args.precision != "fp32":  # one way to a reduced precision: the one that measures its accuracy
         print(f"export: --precision {args.precision} is made by `edge-inspector quantize {args.model} --precision "
               f"{args.precision} --data TRAINING_DATASET` (it calibrates on the model's training split and records "
-              "the accuracy change in the card); then export the result")
+              "the accuracy change in the card); then export the result", file=sys.stderr)
         return 2
-    try:
-        card_path = card_path_for(args.model)
-        card = load_card(card_path)
-        batch = _sample_batch(args.images, args.count, card.input.height, card.input.width)
-        check = check_model(card_path, batch, threads=args.threads)
-    except (CardError, BackendError, ImageDecodeError, FileNotFoundError) as exc:
-        print(f"export: {exc}")
-        return 1
+    card_path = card_path_for(args.model)
+    card = load_card(card_path)
+    batch = _sample_batch(args.images, args.count, card.input.height, card.input.width)
+    check = check_model(card_path, batch, threads=args.threads)
     outputs = ", ".join(f"{k} {v}" for k, v in check.outputs.items())
     print(f"model:   {card.model_path(card_path)} ({card.kind}, sha256 {card.model_sha256[:12]} verified)")
     print(f"checked: {check.n_images} images -> {outputs}; batched vs single max |diff| {check.batch_max_diff:.2e}")
     if not check.ok:
         for problem in check.problems:
-            print(f"export: {problem}")
+            print(f"export: {problem}", file=sys.stderr)
         return 1
     if card.normalization.method == "uncalibrated":
         print("warning: model is not calibrated (run `edge-inspector calibrate`); scores are not 0.5-centred")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        copied = [shutil.copy2(card.model_path(card_path), args.out / card.model_file),
-                  shutil.copy2(card_path, args.out / card_path.name)]
-        record = args.calibration_dir / f"{card.name}.json"
-        if record.is_file():
-            (args.out / "calibration").mkdir(exist_ok=True)
-            copied.append(shutil.copy2(record, args.out / "calibration" / record.name))
+        from ..toolchain.modelfiles import deploy_copy
+
+        copied = deploy_copy(card_path, args.out, calibration_dir=args.calibration_dir)
         print("copied:  " + ", ".join(str(c) for c in copied))
     return 0

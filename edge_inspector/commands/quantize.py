@@ -52,35 +52,29 @@ def recalibration_line(result) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends.base import BackendError
-    from ..card import CardError
-    from ..data.types import DatasetError
-    from ..export.quantize import QuantizeError, check_reduced_precision, quantize_int8
-    from ..preprocess import ImageDecodeError
+    """Known failures (QuantizeError, CardError, BackendError, DatasetError, ImageDecodeError) reach
+    ``cli.main``: stderr, exit 1."""
+    from ..export.quantize import check_reduced_precision, quantize_int8
 
     split = {"scheme": args.scheme, "seed": args.split_seed, "val_fraction": args.val_fraction}
-    try:
-        if args.precision == "int8":
-            ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
-            result = quantize_int8(args.model, args.data, tolerance=args.tolerance,
-                                   max_calibration=args.calibration_images, op_types=ops,
-                                   threads=args.threads, force=args.force, **split)
-            for check in [result.check, *result.extra_checks]:
-                print(f"checked: {check.summary()}")
-            print(f"int8 model: {result.card_path} (backend: onnxruntime"
-                  + (", or openvino with precision: int8" if any(c.passed for c in result.extra_checks) else "")
-                  + ")")
-            print(recalibration_line(result))
-            if result.check.verdict_flips:
-                print(f"note: {result.check.verdict_flips} verdict(s) still differ from fp32 at the transferred "
-                      f"threshold; to set it from the int8 scores alone: `edge-inspector calibrate "
-                      f"{result.card_path} {args.data}`")
-            return 0
-        check = check_reduced_precision(args.model, args.data, args.precision, device=args.device,
-                                        tolerance=args.tolerance, threads=args.threads, **split)
-    except (QuantizeError, CardError, BackendError, DatasetError, ImageDecodeError) as exc:
-        print(f"quantize: {exc}")
-        return 1
+    if args.precision == "int8":
+        ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
+        result = quantize_int8(args.model, args.data, tolerance=args.tolerance,
+                               max_calibration=args.calibration_images, op_types=ops,
+                               threads=args.threads, force=args.force, **split)
+        for check in [result.check, *result.extra_checks]:
+            print(f"checked: {check.summary()}")
+        print(f"int8 model: {result.card_path} (backend: onnxruntime"
+              + (", or openvino with precision: int8" if any(c.passed for c in result.extra_checks) else "")
+              + ")")
+        print(recalibration_line(result))
+        if result.check.verdict_flips:
+            print(f"note: {result.check.verdict_flips} verdict(s) still differ from fp32 at the transferred "
+                  f"threshold; to set it from the int8 scores alone: `edge-inspector calibrate "
+                  f"{result.card_path} {args.data}`")
+        return 0
+    check = check_reduced_precision(args.model, args.data, args.precision, device=args.device,
+                                    tolerance=args.tolerance, threads=args.threads, **split)
     print(f"checked: {check.summary()}")
     print(f"recorded in the card; backend: openvino with precision: {args.precision} "
           + ("may now run it" if check.passed else "stays refused"))

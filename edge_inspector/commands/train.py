@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fit MODEL on DATASET's train split, export it to ONNX (checked against PyTorch on real "
         "images), calibrate its threshold on the val split, and write OUT/NAME.onnx, OUT/NAME.card.json "
         "and calibration/NAME.json. DATASET is an MVTec/VisA/plain-folders dataset or a ZIP of one.",
+        epilog=options_epilog(),
     )
     p.add_argument("dataset", type=Path, help="dataset folder or .zip")
     p.add_argument("--model", choices=KINDS, default="feature_memory", help="detector kind")
@@ -37,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use at most this many training images (seeded subset of the images the kind learns "
                    "from: normal ones for feature_memory/autoencoder)")
     p.add_argument("--option", "-o", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
-                   help="detector option, repeatable (e.g. -o coreset_ratio=0.05 -o taps=[4,8])")
+                   help="detector option, repeatable (e.g. -o coreset_ratio=0.05 -o taps=[4,8]); each kind's "
+                   "options are listed below, with types, ranges and defaults in docs/reference/detector-options.md")
     p.add_argument("--calibration", choices=["val", "train", "none"], default="val",
                    help="images that set the threshold")
     p.add_argument("--method", choices=["auto", "fpr", "f1", "recall", "cost"], default="auto",
@@ -55,6 +57,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def options_epilog() -> str:
+    """``-o`` names per kind, from the typed option models (models/options.py; no torch)."""
+    from ..models.options import OPTIONS
+
+    kinds = [f"{kind}: {', '.join(OPTIONS[kind].model_fields) if kind in OPTIONS else 'see its module'}"
+             for kind in KINDS]
+    return "options per --model kind: " + "; ".join(kinds) + "."
+
+
 def build_options(args: argparse.Namespace) -> dict:
     options = dict(args.option)
     for key in ("input_size", "backbone", "epochs"):
@@ -66,51 +77,48 @@ def build_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Known failures (DatasetError, DetectorError, BackboneError, ExportParityError, CalibrationError:
+    all EdgeInspectorError) reach ``cli.main``, which prints them on stderr with exit code 1."""
+    import sys
     import time
 
     from ..card import load_card
     from ..data.readers import hold_out_defects, load_dataset
-    from ..data.types import DatasetError
-    from ..export.onnx import ExportParityError
-    from ..models.backbone import BackboneError
-    from ..models.base import DetectorError
-    from ..toolchain.calibrate import CalibrationError
+    from ..models import check_options
     from ..toolchain.train import limit_train, train_model
 
     started = time.perf_counter()
     normal_only = args.model in NORMAL_ONLY_KINDS
-    try:
-        dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,
-                               val_fraction=args.val_fraction, category=args.category)
-        if normal_only:
-            dataset = hold_out_defects(dataset)
-        name = args.name or f"{dataset.name}-{args.model}"  # the default train_model uses
-        existing = existing_model_files(name, args.out, args.calibration_dir)
-        if existing and not args.force:
-            print(f"train: model {name!r} exists ({', '.join(str(p) for p in existing)}); nothing was changed. "
-                  "Give the new model its own name (--name NAME, e.g. with a version) to keep both, or pass "
-                  "--force to replace it")
-            return 1
-        dataset = limit_train(dataset, args.max_train, seed=args.seed)
-        if getattr(args, "include_review", None) is not None:
-            from ..data.review import merge_review
-
-            dataset = merge_review(dataset, args.include_review, classifier=not normal_only)
-        counts = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
-        print(f"dataset {dataset.name}: {counts['train']} train, {counts['val']} val, {counts['test']} test images")
-        if normal_only:
-            print(f"             {args.model} learns from normal images only: every defect is kept for val/test "
-                  f"({len([s for s in dataset.samples if s.label == 1 and s.split == 'val'])} val, "
-                  f"{len([s for s in dataset.samples if s.label == 1 and s.split == 'test'])} test)")
-        if existing:
-            print(f"replacing:   {', '.join(str(p) for p in existing)} (--force)")
-        card_path = train_model(args.model, dataset, args.out, name=name, seed=args.seed,
-                                options=build_options(args), progress=not args.quiet,
-                                calibration=args.calibration, calibration_dir=args.calibration_dir,
-                                calibration_method=args.method, calibration_target=args.target)
-    except (DatasetError, DetectorError, BackboneError, ExportParityError, CalibrationError) as exc:
-        print(f"train: {exc}")
+    options = build_options(args)
+    check_options(args.model, options)  # -o epochs=0 or a typo: refused before the dataset is read
+    dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,
+                           val_fraction=args.val_fraction, category=args.category)
+    if normal_only:
+        dataset = hold_out_defects(dataset)
+    name = args.name or f"{dataset.name}-{args.model}"  # the default train_model uses
+    existing = existing_model_files(name, args.out, args.calibration_dir)
+    if existing and not args.force:
+        print(f"train: model {name!r} exists ({', '.join(str(p) for p in existing)}); nothing was changed. "
+              "Give the new model its own name (--name NAME, e.g. with a version) to keep both, or pass "
+              "--force to replace it", file=sys.stderr)
         return 1
+    dataset = limit_train(dataset, args.max_train, seed=args.seed)
+    if getattr(args, "include_review", None) is not None:
+        from ..data.review import merge_review
+
+        dataset = merge_review(dataset, args.include_review, classifier=not normal_only)
+    counts = {s: len(dataset.split(s)) for s in ("train", "val", "test")}
+    print(f"dataset {dataset.name}: {counts['train']} train, {counts['val']} val, {counts['test']} test images")
+    if normal_only:
+        print(f"             {args.model} learns from normal images only: every defect is kept for val/test "
+              f"({len([s for s in dataset.samples if s.label == 1 and s.split == 'val'])} val, "
+              f"{len([s for s in dataset.samples if s.label == 1 and s.split == 'test'])} test)")
+    if existing:
+        print(f"replacing:   {', '.join(str(p) for p in existing)} (--force)")
+    card_path = train_model(args.model, dataset, args.out, name=name, seed=args.seed,
+                            options=options, progress=not args.quiet,
+                            calibration=args.calibration, calibration_dir=args.calibration_dir,
+                            calibration_method=args.method, calibration_target=args.target)
     card = load_card(card_path)
     print_summary(card, card_path, time.perf_counter() - started)
     return 0

@@ -1,9 +1,10 @@
 """Promote a trained model: copy it into the daemon's models dir, point the daemon's config at it,
 SIGHUP, and confirm from the daemon itself which model is live.
 
-Files are copied to a temporary name and renamed into place so the daemon, reloading at any
-moment, never reads a half-written model; the card is renamed last so a card never points at a
-model file that is not there yet. The daemon re-verifies the sha256 on reload.
+Files are copied by ``toolchain.modelfiles.deploy_copy`` (staged in a temporary folder, renamed into
+place) so the daemon, reloading at any moment, never reads a half-written model; the card is renamed
+last so a card never points at a model file that is not there yet. The daemon re-verifies the sha256
+on reload.
 
 Why the config edit and the confirmation: the daemon only reloads the cards its ``config.yaml``
 names, so copying a model trained under a new name changed nothing while the console showed a
@@ -18,16 +19,15 @@ model marked deployed. A refused reload (the daemon keeps its old models) is rep
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.utils import timezone
 
-from edge_inspector.card import CARD_SUFFIX, load_card
+from edge_inspector.card import load_card
 from edge_inspector.deploy_model import DeployError, SlotChange, confirm_live, replace_model_slot
-from edge_inspector.toolchain.train import default_calibration_dir  # the one calibration-folder rule (no torch)
+from edge_inspector.toolchain.modelfiles import deploy_copy  # the one model-copy helper (no torch)
 
 from .models import TrainedModel, audit
 
@@ -49,31 +49,6 @@ class PromoteResult:
     #: the models the daemon reported last ("name vX (backend)")
     live: list[str] = field(default_factory=list)
     confirm_error: str = ""
-
-
-def calibration_files(card_path: Path, model_file: str) -> list[tuple[Path, str]]:
-    """(file, kind) pairs that belong to the model besides the ONNX file and card.
-
-    kind "sibling": ``<name>.calib*`` / ``<name>.*threshold*`` beside the card;
-    kind "calibration": ``<name>*`` in the calibration folder of the card's folder.
-    """
-    stem = card_path.name[: -len(CARD_SUFFIX)]
-    found: list[tuple[Path, str]] = []
-    for path in sorted(card_path.parent.glob(f"{stem}.*")):
-        if path == card_path or path.name == model_file or not path.is_file():
-            continue
-        if "calib" in path.name.lower() or "threshold" in path.name.lower():
-            found.append((path, "sibling"))
-    calib_dir = default_calibration_dir(card_path.parent)
-    if calib_dir.is_dir():
-        found += [(p, "calibration") for p in sorted(calib_dir.glob(f"{stem}*")) if p.is_file()]
-    return found
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.promote-tmp")
-    shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
 
 
 def read_pid(pid_file: Path) -> int:
@@ -101,19 +76,10 @@ def promote(model: TrainedModel, models_dir: Path, pid_file: Path | None, user, 
     except OSError as exc:
         raise PromoteError(f"models dir {models_dir}: cannot create ({exc.strerror})") from exc
     result = PromoteResult()
-    model_file = card.model_path(card_path)
-    plan = [(model_file, models_dir / model_file.name)]
-    for path, kind in calibration_files(card_path, card.model_file):
-        plan.append((path, (models_dir if kind == "sibling" else default_calibration_dir(models_dir)) / path.name))
-    plan.append((card_path, models_dir / card_path.name))  # last: the card makes the model visible
-    src = card_path
-    try:
-        for src, dst in plan:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            _copy_atomic(src, dst)
-            result.copied.append(str(dst))
+    try:  # model, siblings, calibration record, the card last (toolchain/modelfiles.py: staged, then renamed)
+        result.copied = [str(p) for p in deploy_copy(card_path, models_dir)]
     except OSError as exc:
-        raise PromoteError(f"copying {src} to {models_dir}: {exc}") from exc
+        raise PromoteError(str(exc)) from exc
     change: SlotChange | None = None
     if daemon_config is not None:
         try:

@@ -11,8 +11,8 @@ from typing import Any
 from ..registry import Registry
 from .base import Detector, DetectorError
 
-__all__ = ["DETECTORS", "KIND_LABELS", "NORMAL_ONLY_KINDS", "Detector", "DetectorError", "create_detector",
-           "detector_class"]
+__all__ = ["DETECTORS", "KIND_LABELS", "NORMAL_ONLY_KINDS", "Detector", "DetectorError", "check_options",
+           "create_detector", "detector_class"]
 
 # ``--model`` / the console's kind -> implementation (see registry.py)
 DETECTORS = Registry("model kind", {
@@ -53,3 +53,19 @@ def detector_class(kind: str) -> type:
 def create_detector(kind: str, **options: Any) -> Detector:
     """Instantiate a registered detector: ``create_detector("feature_memory", input_size=(64, 64))``."""
     return detector_class(kind)(**options)
+
+
+# keyword arguments every Detector takes (models/base.py); the rest are the kind's own options
+COMMON_ARGUMENTS = frozenset({"input_size", "backbone", "seed", "threads"})
+
+
+def check_options(kind: str, options: dict[str, Any]) -> None:
+    """Validate ``options`` for ``kind`` without importing torch, so a command refuses ``-o epochs=0`` or a
+    typo before it reads a dataset. DetectorError names the kind and the option (models/options.py)."""
+    from .options import OPTIONS
+
+    if kind not in DETECTORS:
+        raise DetectorError(f"unknown model kind {kind!r}; expected one of {', '.join(DETECTORS)}")
+    model = OPTIONS.get(kind)
+    if model is not None:  # a kind still on a plain DEFAULTS dict is checked when it is created
+        model.parse({k: v for k, v in options.items() if k not in COMMON_ARGUMENTS})

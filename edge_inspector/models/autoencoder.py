@@ -26,29 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.types import Sample
-from .base import Detector, DetectorError
+from .base import Detector, DetectorError, FitReport
 from .losses import GaussianBlur, reconstruction_loss
+from .options import AutoencoderOptions
 from .training import EarlyStopping, binary_auroc, make_generator, minibatches, run_epochs
 
-TARGETS = ("features", "pixels")
-
-DEFAULTS: dict[str, Any] = {
-    "target": "features",
-    "epochs": None,  # None: 40 for features (cheap, cached), 25 for pixels
-    "batch_size": 8,
-    "lr": None,  # None: 3e-3 for features, 1e-3 for pixels
-    "weight_decay": 1e-5,
-    "patience": 5,
-    "ssim_weight": None,  # None: 0.5 for pixels; features mode uses MSE only (see _check)
-    "taps": (8,),
-    "hidden": 64,
-    "bottleneck": None,  # None: 16 channels (features) / 64 channels (pixels)
-    "base_channels": 32,
-    "score": "topk",
-    "topk_ratio": 0.01,
-    "smooth_sigma": None,  # Gaussian sigma in input pixels; None: input_size / 56 (4 px at 224)
-    "pretrained": True,
-}
+# the options (target, epochs, taps, score, ...) are AutoencoderOptions in models/options.py
 
 
 # -- networks -----------------------------------------------------------------------------------------
@@ -194,42 +177,18 @@ class AutoencoderDetector(Detector):
     """Reconstruction-error detector trained on normal images only (defective training images are skipped)."""
 
     kind: ClassVar[str] = "autoencoder"
+    options_model: ClassVar[type[AutoencoderOptions]] = AutoencoderOptions
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.cfg = self._check(self._take_options(DEFAULTS))
+        self.cfg: AutoencoderOptions = self._take_options()
+        if self.cfg.smooth_sigma is None:  # the one default that depends on the input size, not the options
+            self.cfg.smooth_sigma = max(1.0, min(self.input_size) / 56.0)
         self.output_names = ["pred_score", "anomaly_map"]
         self._graph: nn.Module | None = None
 
-    def _check(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        """Validate options and resolve the per-target defaults; DetectorError names the option."""
-        target = cfg["target"]
-        if target not in TARGETS:
-            raise DetectorError(f"autoencoder: option target={target!r}; expected one of {list(TARGETS)}")
-        features = target == "features"
-        if cfg["ssim_weight"] is None:
-            cfg["ssim_weight"] = 0.0 if features else 0.5
-        if features and cfg["ssim_weight"]:
-            raise DetectorError("autoencoder: option ssim_weight applies to target='pixels' only; feature maps "
-                                "are standardised activations, not images, and are too small for an SSIM window")
-        if cfg["score"] not in ("topk", "max"):
-            raise DetectorError(f"autoencoder: option score={cfg['score']!r}; expected 'topk' or 'max'")
-        if not 0.0 < float(cfg["topk_ratio"]) <= 1.0:
-            raise DetectorError(f"autoencoder: option topk_ratio={cfg['topk_ratio']}; expected a fraction in (0, 1]")
-        cfg["epochs"] = int(cfg["epochs"] if cfg["epochs"] is not None else (40 if features else 25))
-        cfg["lr"] = float(cfg["lr"] if cfg["lr"] is not None else (3e-3 if features else 1e-3))
-        cfg["bottleneck"] = int(cfg["bottleneck"] if cfg["bottleneck"] is not None else (16 if features else 64))
-        if cfg["smooth_sigma"] is None:
-            cfg["smooth_sigma"] = max(1.0, min(self.input_size) / 56.0)
-        taps = cfg["taps"]
-        cfg["taps"] = tuple(int(t) for t in ((taps,) if isinstance(taps, (int, str)) else taps))
-        for key in ("epochs", "batch_size", "hidden", "bottleneck", "base_channels"):
-            if int(cfg[key]) < (0 if key == "epochs" else 1):
-                raise DetectorError(f"autoencoder: option {key}={cfg[key]} must be positive")
-        return cfg
-
     # -- training ---------------------------------------------------------------------------------------
-    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
+    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> FitReport:
         started = time.perf_counter()
         self._setup_torch()
         normal = [s for s in train if s.label == 0]
@@ -240,29 +199,28 @@ class AutoencoderDetector(Detector):
         val_normal = [s for s in val if s.label == 0]
         x = torch.from_numpy(self.load(normal))
         xv = torch.from_numpy(self.load(val_normal)) if val_normal else None
-        head = MapHead(self.input_size, self.cfg["smooth_sigma"], self.cfg["score"], self.cfg["topk_ratio"])
-        if self.cfg["target"] == "features":
+        head = MapHead(self.input_size, self.cfg.smooth_sigma, self.cfg.score, self.cfg.topk_ratio)
+        if self.cfg.target == "features":
             report = self._fit_features(x, xv, head, progress)
         else:
             report = self._fit_pixels(x, xv, head, progress)
         if val and any(s.label == 1 for s in val) and val_normal:
             scores = self.predict(self.load(val))["pred_score"]
             report["val_auroc"] = binary_auroc(scores, [s.label for s in val])
-        report.update(seconds=time.perf_counter() - started, n_images=len(normal), target=self.cfg["target"],
-                      skipped_defective=len(train) - len(normal))
-        return report
+        report.update(target=self.cfg.target, skipped_defective=len(train) - len(normal))
+        return FitReport(seconds=time.perf_counter() - started, n_images=len(normal), extra=report)
 
     def _fit_features(self, x: torch.Tensor, xv: torch.Tensor | None, head: MapHead, show: bool) -> dict:
         from .backbone import load_backbone
 
-        backbone = load_backbone(self.backbone_name, pretrained=bool(self.cfg["pretrained"]))
-        extractor = TapExtractor(backbone, self.cfg["taps"]).eval()
+        backbone = load_backbone(self.backbone_name, pretrained=bool(self.cfg.pretrained))
+        extractor = TapExtractor(backbone, self.cfg.taps).eval()
         with torch.no_grad():  # frozen backbone: compute every feature map once
             feats = torch.cat([extractor(x[i:i + 16]) for i in range(0, len(x), 16)])
             feats_v = torch.cat([extractor(xv[i:i + 16]) for i in range(0, len(xv), 16)]) if xv is not None else None
         mean = feats.mean(dim=(0, 2, 3))
         std = feats.std(dim=(0, 2, 3)).clamp_min(1e-4)
-        ae = FeatureMLP(extractor.channels, int(self.cfg["hidden"]), self.cfg["bottleneck"])
+        ae = FeatureMLP(extractor.channels, int(self.cfg.hidden), self.cfg.bottleneck)
         graph = FeatureAEGraph(extractor, ae, mean, std, head)
         positions = feats.shape[-2] * feats.shape[-1]
 
@@ -271,14 +229,14 @@ class AutoencoderDetector(Detector):
 
         zv = vectors(feats_v) if feats_v is not None else None
         report = self._train(ae, vectors(feats), zv, lambda a, b: F.mse_loss(b, a), show,
-                             batch=int(self.cfg["batch_size"]) * positions)
+                             batch=self.cfg.batch_size * positions)
         self._graph = graph.eval()
         report["feature_channels"] = extractor.channels
         return report
 
     def _fit_pixels(self, x: torch.Tensor, xv: torch.Tensor | None, head: MapHead, show: bool) -> dict:
-        ae = PixelAutoencoder(int(self.cfg["base_channels"]), self.cfg["bottleneck"])
-        w = float(self.cfg["ssim_weight"])
+        ae = PixelAutoencoder(int(self.cfg.base_channels), self.cfg.bottleneck)
+        w = float(self.cfg.ssim_weight)
         report = self._train(ae, x, xv, lambda a, b: reconstruction_loss(a, b, ssim_weight=w), show)
         self._graph = PixelAEGraph(ae, head).eval()
         return report
@@ -288,8 +246,8 @@ class AutoencoderDetector(Detector):
         """AdamW on ``loss_fn(input, reconstruction)`` over minibatches of ``data``'s first axis (images, or
         feature vectors); early stopping on the loss of the normal val images."""
         gen = make_generator(self.seed)
-        opt = torch.optim.AdamW(ae.parameters(), lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
-        bs = int(batch or self.cfg["batch_size"])
+        opt = torch.optim.AdamW(ae.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        bs = int(batch or self.cfg.batch_size)
 
         def train_epoch(_epoch: int) -> float:
             ae.train()
@@ -310,9 +268,9 @@ class AutoencoderDetector(Detector):
                           for i in range(0, len(val), bs)]
             return sum(losses) / len(val)
 
-        stopper = EarlyStopping(patience=int(self.cfg["patience"]), mode="min")
-        report = run_epochs(self.cfg["epochs"], train_epoch, validate=validate if val is not None else None,
-                            stopper=stopper, module=ae, show_progress=show, desc=f"autoencoder[{self.cfg['target']}]")
+        stopper = EarlyStopping(patience=int(self.cfg.patience), mode="min")
+        report = run_epochs(self.cfg.epochs, train_epoch, validate=validate if val is not None else None,
+                            stopper=stopper, module=ae, show_progress=show, desc=f"autoencoder[{self.cfg.target}]")
         report["monitor"] = "val_loss" if val is not None else "train_loss"
         if val is not None:
             report["val_loss"] = stopper.best
@@ -329,11 +287,11 @@ class AutoencoderDetector(Detector):
         info = super().card_info()
         cfg = self.cfg
         info["extra"] = {
-            "target": cfg["target"], "score": cfg["score"], "topk_ratio": cfg["topk_ratio"],
-            "smooth_sigma": cfg["smooth_sigma"], "bottleneck": cfg["bottleneck"],
-            **({"taps": list(cfg["taps"])} if cfg["target"] == "features" else {"ssim_weight": cfg["ssim_weight"]}),
+            "target": cfg.target, "score": cfg.score, "topk_ratio": cfg.topk_ratio,
+            "smooth_sigma": cfg.smooth_sigma, "bottleneck": cfg.bottleneck,
+            **({"taps": list(cfg.taps)} if cfg.target == "features" else {"ssim_weight": cfg.ssim_weight}),
         }
-        if cfg["target"] == "pixels":
+        if cfg.target == "pixels":
             info["backbone"] = None
         return info
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,6 +23,39 @@ OUTPUT_NAMES = ("pred_score", "anomaly_map", "type_probs")
 
 class DetectorError(EdgeInspectorError, ValueError):
     """A detector was configured or used wrongly (unknown option, predict before fit, ...)."""
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What ``Detector.fit`` returns: the figures every kind has, and the kind's own in ``extra``.
+
+    Why typed: ``train`` writes ``seconds`` and ``n_images`` into the card and used to find them by
+    string key in whatever dict a kind returned; a kind that forgot one went unnoticed. ``extra``
+    holds the kind-specific figures (``val_loss``, ``history``, ``cv_auroc``, ...).
+    """
+
+    seconds: float
+    n_images: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, report: Mapping[str, Any], kind: str = "detector") -> FitReport:
+        """A flat report dict (``seconds``, ``n_images`` and the rest) as a FitReport."""
+        missing = [key for key in ("seconds", "n_images") if key not in report]
+        if missing:
+            raise DetectorError(f"{kind}: fit() report lacks {missing}; got {sorted(report)}")
+        extra = {k: v for k, v in report.items() if k not in ("seconds", "n_images")}
+        return cls(seconds=float(report["seconds"]), n_images=int(report["n_images"]), extra=extra)
+
+    @classmethod
+    def of(cls, report: FitReport | Mapping[str, Any], kind: str = "detector") -> FitReport:
+        """Accept a FitReport or the plain dict a not-yet-converted detector (feature_memory) returns."""
+        return report if isinstance(report, FitReport) else cls.from_dict(report, kind)
+
+    def card_fields(self) -> dict[str, int | float | str | bool]:
+        """The scalar figures, flat, as the card's ``training.fit_report`` has always held them."""
+        scalars = {k: v for k, v in self.extra.items() if isinstance(v, (int, float, str, bool))}
+        return {"seconds": self.seconds, "n_images": self.n_images, **scalars}
 
 
 def seed_everything(seed: int) -> None:
@@ -44,13 +78,18 @@ def load_samples(samples: Sequence[Sample], input_size: tuple[int, int]) -> np.n
 class Detector(ABC):
     """Base class of every trainable detector.
 
-    Subclasses set ``kind`` (the registry key and card kind) and ``output_names`` (a subset of
-    ``pred_score``/``anomaly_map``/``type_probs``, in the order ``export_module`` returns them),
-    and implement ``fit`` and ``export_module``. Options a subclass does not know must raise
-    DetectorError (use ``_take_options``), so a typo in ``--option`` never passes silently.
+    Subclasses set ``kind`` (the card kind), ``options_model`` (their ``DetectorOptions`` in
+    models/options.py) and ``output_names`` (a subset of ``pred_score``/``anomaly_map``/``type_probs``,
+    in the order ``export_module`` returns them), and implement ``fit`` and ``export_module``.
+    ``_take_options`` validates ``self.options`` through the options model, so a typo or an
+    out-of-range value in ``--option`` is a DetectorError naming the kind and the option.
     """
 
     kind: ClassVar[str]
+    # the kind's typed options (a models/options.DetectorOptions subclass; not imported here, which
+    # would be a cycle: options raise this module's DetectorError); None for a detector still on a
+    # plain DEFAULTS dict (feature_memory)
+    options_model: ClassVar[type[Any] | None] = None
     # Raw scores of the normal training images, each scored by a model that did not see it
     # (out-of-fold), set by ``fit`` where that is cheap; calibration pools them with the val split.
     oof_scores: np.ndarray | None = None
@@ -76,8 +115,14 @@ class Detector(ABC):
         self.options: dict[str, Any] = dict(options)
 
     # -- helpers for subclasses ----------------------------------------------------------------
-    def _take_options(self, defaults: dict[str, Any]) -> dict[str, Any]:
-        """Merge ``self.options`` over ``defaults``; unknown keys raise DetectorError."""
+    def _take_options(self, defaults: dict[str, Any] | None = None) -> Any:
+        """The validated options: an instance of ``options_model`` (attribute access, defaults
+        resolved). Called with a plain ``defaults`` dict (a detector not yet converted), it merges
+        ``self.options`` over it and refuses unknown keys, as before. Errors are DetectorError."""
+        if defaults is None:
+            if self.options_model is None:
+                raise DetectorError(f"{type(self).__name__}: no options_model and no defaults given")
+            return self.options_model.parse(self.options)
         unknown = sorted(set(self.options) - set(defaults))
         if unknown:
             raise DetectorError(
@@ -100,9 +145,9 @@ class Detector(ABC):
 
     # -- the contract ----------------------------------------------------------------------------
     @abstractmethod
-    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
-        """Train on ``train`` (``val`` for early stopping); return a report with at least
-        ``seconds`` and ``n_images``."""
+    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> FitReport:
+        """Train on ``train`` (``val`` for early stopping); return a FitReport (a detector not yet
+        converted may return a dict with ``seconds`` and ``n_images``: read it with ``FitReport.of``)."""
 
     @abstractmethod
     def export_module(self):  # -> torch.nn.Module

@@ -30,28 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.types import Sample
-from .base import Detector, DetectorError
+from .base import Detector, DetectorError, FitReport
+from .options import ClassifierOptions
 from .supervised import SupervisedTraining, TwoHeadGraph, TwoHeadNet, epoch_trainer
 from .training import AugmentConfig, augment_batch, make_generator
 
-DEFAULTS: dict[str, Any] = {
-    "epochs": 8,
-    "batch_size": 16,
-    "lr": 1e-3,  # heads and conv head
-    "backbone_lr_scale": 0.1,  # unfrozen MBConv blocks learn slower than the new heads
-    "weight_decay": 1e-4,
-    "dropout": 0.2,
-    "patience": 3,
-    "monitor": "loss",  # early stopping on val "loss" or val "auroc"
-    "freeze_blocks": None,  # None: freeze every block up to output stride 16
-    "balance": "weights",  # "weights" (class-weighted losses) | "oversample" | "none"
-    "type_loss_weight": 1.0,
-    "augment": True,
-    "augment_views": 2,  # cached augmented copies per image; 0 = fresh augmentation every batch (uncached)
-    "synthetic_defects": "auto",  # "auto": when < min_defects real defects; True: always; False: never
-    "min_defects": 8,
-    "pretrained": True,
-}
+# the options (epochs, lr, freeze_blocks, balance, ...) are ClassifierOptions in models/options.py
 
 
 class ClassifierNet(TwoHeadNet):
@@ -108,35 +92,20 @@ class ClassifierDetector(SupervisedTraining, Detector):
     """Supervised defect/ok classifier with a defect-type head (see module docstring)."""
 
     kind: ClassVar[str] = "classifier"
+    options_model: ClassVar[type[ClassifierOptions]] = ClassifierOptions
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.cfg = self._check(self._take_options(DEFAULTS))
+        self.cfg: ClassifierOptions = self._take_options()
         self.classes: list[str] = []
         self.output_names = ["pred_score", "anomaly_map", "type_probs"]
         self._net: ClassifierNet | None = None
         self._graph: ClassifierGraph | None = None
         self._n_synthetic = 0
 
-    def _check(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        if cfg["balance"] not in ("weights", "oversample", "none"):
-            raise DetectorError(f"classifier: option balance={cfg['balance']!r}; expected 'weights', "
-                                "'oversample' or 'none'")
-        if cfg["monitor"] not in ("loss", "auroc"):
-            raise DetectorError(f"classifier: option monitor={cfg['monitor']!r}; expected 'loss' or 'auroc'")
-        if cfg["synthetic_defects"] not in ("auto", True, False):
-            raise DetectorError(f"classifier: option synthetic_defects={cfg['synthetic_defects']!r}; "
-                                "expected 'auto', true or false")
-        if not 0.0 <= float(cfg["dropout"]) < 1.0:
-            raise DetectorError(f"classifier: option dropout={cfg['dropout']}; expected a value in [0, 1)")
-        for key in ("epochs", "batch_size", "patience", "augment_views"):
-            if int(cfg[key]) < (0 if key in ("epochs", "augment_views") else 1):
-                raise DetectorError(f"classifier: option {key}={cfg[key]} must be positive")
-        return cfg
-
     # -- data ----------------------------------------------------------------------------------------
     def _freeze_count(self, backbone) -> int:
-        n = self.cfg["freeze_blocks"]
+        n = self.cfg.freeze_blocks
         total = len(backbone._blocks)
         if n is None:
             n = sum(1 for s in backbone.block_strides if s <= 16)
@@ -146,7 +115,7 @@ class ClassifierDetector(SupervisedTraining, Detector):
         return n
 
     # -- training --------------------------------------------------------------------------------------
-    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
+    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> FitReport:
         from .backbone import load_backbone
 
         started = time.perf_counter()
@@ -154,8 +123,8 @@ class ClassifierDetector(SupervisedTraining, Detector):
         data = self._fit_data("classifier", train, val)
         x, xv = data.x, data.xv
 
-        backbone = load_backbone(self.backbone_name, pretrained=bool(self.cfg["pretrained"]))
-        net = ClassifierNet(backbone, self._freeze_count(backbone), len(self.classes), float(self.cfg["dropout"]))
+        backbone = load_backbone(self.backbone_name, pretrained=bool(self.cfg.pretrained))
+        net = ClassifierNet(backbone, self._freeze_count(backbone), len(self.classes), float(self.cfg.dropout))
         for m in net.frozen_modules():
             for p in m.parameters():
                 p.requires_grad_(False)
@@ -166,8 +135,8 @@ class ClassifierDetector(SupervisedTraining, Detector):
         gen = make_generator(self.seed)
         aug_cfg = AugmentConfig()
         x_t = torch.from_numpy(x)
-        views = int(self.cfg["augment_views"]) if self.cfg["augment"] else 0
-        online = bool(self.cfg["augment"]) and views == 0
+        views = int(self.cfg.augment_views) if self.cfg.augment else 0
+        online = bool(self.cfg.augment) and views == 0
         with torch.no_grad():  # the frozen front runs once per image (and per cached augmented view)
             cached = None
             if not online:
@@ -181,12 +150,12 @@ class ClassifierDetector(SupervisedTraining, Detector):
         weights_t = torch.tensor(sample_weights).repeat(copies) if sample_weights is not None else None
         trainable = [p for m in net.trainable_backbone() for p in m.parameters()]
         heads = list(net.binary.parameters()) + (list(net.types.parameters()) if net.types is not None else [])
-        lr = float(self.cfg["lr"])
+        lr = float(self.cfg.lr)
         opt = torch.optim.AdamW([
-            {"params": trainable, "lr": lr * float(self.cfg["backbone_lr_scale"])},
+            {"params": trainable, "lr": lr * float(self.cfg.backbone_lr_scale)},
             {"params": heads, "lr": lr},
-        ], weight_decay=float(self.cfg["weight_decay"]))
-        bs = int(self.cfg["batch_size"])
+        ], weight_decay=float(self.cfg.weight_decay))
+        bs = int(self.cfg.batch_size)
 
         def fmap(idx: torch.Tensor) -> torch.Tensor:
             if cached is not None:
@@ -227,6 +196,6 @@ class ClassifierDetector(SupervisedTraining, Detector):
             "freeze_blocks": net.freeze_blocks if net is not None else None,
             "synthetic_defects": self._n_synthetic,
             "anomaly_map": "class activation of the binary head (sigmoid), stride 32 upsampled",
-            "balance": self.cfg["balance"],
+            "balance": self.cfg.balance,
         }
         return info

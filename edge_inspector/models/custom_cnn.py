@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..data.types import Sample
-from .base import Detector, DetectorError
+from .base import Detector, DetectorError, FitReport
+from .options import CustomCNNOptions
 from .supervised import SupervisedTraining, TwoHeadGraph, TwoHeadNet, epoch_trainer
 from .training import AugmentConfig, augment_batch, make_generator
 
@@ -30,23 +31,7 @@ log = logging.getLogger(__name__)
 
 FAMILY = "custom_cnn"
 
-DEFAULTS: dict[str, Any] = {
-    "epochs": 20,
-    "batch_size": 16,
-    "lr": 3e-3,
-    "weight_decay": 1e-4,
-    "dropout": 0.3,  # before the heads
-    "block_dropout": 0.1,  # Dropout2d after each conv block
-    "blocks": 4,  # 3..5 conv blocks, each halving the resolution
-    "width": 16,  # channels of the first block; doubled every block
-    "patience": 5,
-    "monitor": "loss",
-    "balance": "weights",
-    "type_loss_weight": 1.0,
-    "augment": True,
-    "synthetic_defects": "auto",
-    "min_defects": 8,
-}
+# the options (epochs, blocks, width, dropout, ...) are CustomCNNOptions in models/options.py
 
 
 class ConvBlock(nn.Sequential):
@@ -91,15 +76,12 @@ class CustomCNNDetector(SupervisedTraining, Detector):
 
     kind: ClassVar[str] = "classifier"  # card kind: the daemon's classifier rules apply
     family: ClassVar[str] = FAMILY
+    options_model: ClassVar[type[CustomCNNOptions]] = CustomCNNOptions
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.cfg = self._check(self._take_options(DEFAULTS))
-        blocks = int(self.cfg["blocks"])
-        if not 3 <= blocks <= 5:
-            raise DetectorError(f"{FAMILY}: option blocks={blocks}; expected 3, 4 or 5")
-        if int(self.cfg["width"]) < 4:
-            raise DetectorError(f"{FAMILY}: option width={self.cfg['width']}; expected at least 4")
+        self.cfg: CustomCNNOptions = self._take_options()
+        blocks = self.cfg.blocks
         h, w = self.input_size
         if min(h, w) < 2**blocks:
             raise DetectorError(f"{FAMILY}: input_size {h}x{w} is too small for {blocks} blocks")
@@ -110,21 +92,7 @@ class CustomCNNDetector(SupervisedTraining, Detector):
         self._graph: CustomCNNGraph | None = None
         self._n_synthetic = 0
 
-    def _check(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        choices = {"balance": ("weights", "oversample", "none"), "monitor": ("loss", "auroc"),
-                   "synthetic_defects": ("auto", True, False)}
-        for key, allowed in choices.items():
-            if cfg[key] not in allowed:
-                raise DetectorError(f"{FAMILY}: option {key}={cfg[key]!r}; expected one of {list(allowed)}")
-        for key in ("dropout", "block_dropout"):
-            if not 0.0 <= float(cfg[key]) < 1.0:
-                raise DetectorError(f"{FAMILY}: option {key}={cfg[key]}; expected a value in [0, 1)")
-        for key in ("epochs", "batch_size", "patience"):
-            if int(cfg[key]) < (0 if key == "epochs" else 1):
-                raise DetectorError(f"{FAMILY}: option {key}={cfg[key]} must be positive")
-        return cfg
-
-    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
+    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> FitReport:
         started = time.perf_counter()
         self._setup_torch()
 
@@ -137,8 +105,8 @@ class CustomCNNDetector(SupervisedTraining, Detector):
         data = self._fit_data(FAMILY, train, val, on_synthetic=warn_synthetic)
         xv = data.xv
 
-        net = CustomCNN(int(self.cfg["blocks"]), int(self.cfg["width"]), len(self.classes),
-                        float(self.cfg["dropout"]), float(self.cfg["block_dropout"]), self.mean, self.std)
+        net = CustomCNN(int(self.cfg.blocks), int(self.cfg.width), len(self.classes),
+                        float(self.cfg.dropout), float(self.cfg.block_dropout), self.mean, self.std)
         self._net = net
         self._graph = CustomCNNGraph(net, self.input_size)
         y_t, x_t = torch.from_numpy(data.y), torch.from_numpy(data.x)
@@ -147,10 +115,10 @@ class CustomCNNDetector(SupervisedTraining, Detector):
 
         gen = make_generator(self.seed)
         aug_cfg = AugmentConfig()
-        augment = bool(self.cfg["augment"])
-        opt = torch.optim.AdamW(net.parameters(), lr=float(self.cfg["lr"]),
-                                weight_decay=float(self.cfg["weight_decay"]))
-        bs = int(self.cfg["batch_size"])
+        augment = bool(self.cfg.augment)
+        opt = torch.optim.AdamW(net.parameters(), lr=float(self.cfg.lr),
+                                weight_decay=float(self.cfg.weight_decay))
+        bs = int(self.cfg.batch_size)
         weights_t = torch.tensor(sample_weights) if sample_weights is not None else None
 
         def fmap(idx: torch.Tensor) -> torch.Tensor:
@@ -176,8 +144,8 @@ class CustomCNNDetector(SupervisedTraining, Detector):
         info["classes"] = list(self.classes)
         info["backbone"] = None
         info["extra"] = {
-            "family": FAMILY, "blocks": int(self.cfg["blocks"]), "width": int(self.cfg["width"]),
-            "synthetic_defects": self._n_synthetic, "balance": self.cfg["balance"],
+            "family": FAMILY, "blocks": int(self.cfg.blocks), "width": int(self.cfg.width),
+            "synthetic_defects": self._n_synthetic, "balance": self.cfg.balance,
             "anomaly_map": "class activation of the binary head (sigmoid), upsampled",
         }
         return info

@@ -28,24 +28,15 @@ import torch
 from torch import nn
 
 from ..data.types import Sample
-from .base import Detector, DetectorError
+from .base import Detector, DetectorError, FitReport
+from .options import FeaturesRFOptions, FeaturesSVMOptions, FeaturesXGBOptions
 
 log = logging.getLogger(__name__)
 
 FEATURES = "features"
 ML_OPSET = 3
 
-COMMON_DEFAULTS: dict[str, Any] = {
-    "cv_folds": 5,  # stratified folds (fewer when a class has fewer images)
-    "synthetic_defects": "auto",  # "auto": when < min_defects real defects; True; False
-    "min_defects": 8,
-    "pretrained": True,  # False: random backbone, for tests only
-    "weights": None,  # user weights file for a torchvision-layout backbone (models/zoo.py)
-    "weights_sha256": None,
-    "pool": "auto",  # "local": max-pooled stride-16 map (Lite only); "global": mean-pooled embedding;
-    # "auto": local on EfficientNet-Lite, global on torchvision-layout backbones
-    "grid": None,  # override the hyper-parameter grid: {"C": [1, 10]} (names of the estimator)
-}
+# the options (cv_folds, pool, grid, weights, ...) are the Features*Options in models/options.py
 
 
 class FeatureNet(nn.Module):
@@ -119,16 +110,10 @@ class DeepFeaturesDetector(Detector):
 
     kind: ClassVar[str] = "classifier"
     family: ClassVar[str] = ""
-    estimator_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.cfg = self._take_options({**COMMON_DEFAULTS, **self.estimator_defaults})
-        if self.cfg["synthetic_defects"] not in ("auto", True, False):
-            raise DetectorError(f"{self.family}: option synthetic_defects={self.cfg['synthetic_defects']!r}; "
-                                "expected 'auto', true or false")
-        if int(self.cfg["cv_folds"]) < 2:
-            raise DetectorError(f"{self.family}: option cv_folds={self.cfg['cv_folds']}; expected at least 2")
+        self.cfg: Any = self._take_options()  # the family's Features*Options
         self.output_names = ["pred_score"]
         self._features: FeatureNet | None = None
         self._pipeline = None
@@ -156,8 +141,8 @@ class DeepFeaturesDetector(Detector):
 
         x = self.load(train)
         y = np.array([s.label for s in train], np.int64)
-        opt = self.cfg["synthetic_defects"]
-        synth = (int((y == 1).sum()) < int(self.cfg["min_defects"])) if opt == "auto" else bool(opt)
+        opt = self.cfg.synthetic_defects
+        synth = (int((y == 1).sum()) < int(self.cfg.min_defects)) if opt == "auto" else bool(opt)
         n_synth = 0
         if synth and (y == 0).any():
             extra = synthetic_defects(x[y == 0], self.seed, 0)
@@ -170,7 +155,7 @@ class DeepFeaturesDetector(Detector):
         return x, y, n_synth
 
     # -- contract ------------------------------------------------------------------------------------
-    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
+    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> FitReport:
         """Embed the train split, pick hyper-parameters by stratified CV (ROC AUC), refit on all of it.
         ``val`` is not used for fitting: it stays clean for calibration and evaluation."""
         from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -181,8 +166,8 @@ class DeepFeaturesDetector(Detector):
         self._setup_torch()
         if not train:
             raise DetectorError(f"{self.family}: the training split is empty")
-        self._features = feature_net(self.backbone_name, bool(self.cfg["pretrained"]), self.cfg["weights"],
-                                     self.cfg["weights_sha256"], self.cfg["pool"]).eval()
+        self._features = feature_net(self.backbone_name, bool(self.cfg.pretrained), self.cfg.weights,
+                                     self.cfg.weights_sha256, self.cfg.pool).eval()
         x, y, n_synth = self._training_set(train)
         n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
         if n_pos < 2 or n_neg < 2:
@@ -190,8 +175,8 @@ class DeepFeaturesDetector(Detector):
                                 f"{n_neg} good and {n_pos} defective (set synthetic_defects=true)")
         emb = self.embed(x)
         pipe = Pipeline([("scaler", StandardScaler()), ("clf", self.make_estimator())])
-        grid = {f"clf__{k}": list(v) for k, v in (self.cfg["grid"] or self.default_grid()).items()}
-        folds = min(int(self.cfg["cv_folds"]), n_pos, n_neg)
+        grid = {f"clf__{k}": list(v) for k, v in (self.cfg.grid or self.default_grid()).items()}
+        folds = min(int(self.cfg.cv_folds), n_pos, n_neg)
         search = GridSearchCV(pipe, grid, scoring="roc_auc", n_jobs=1, refit=True,
                               cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed))
         search.fit(emb, y)
@@ -199,10 +184,10 @@ class DeepFeaturesDetector(Detector):
         self._scorer = InMemoryScorer(self._features, self._pipeline).eval()
         best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
         self._report = dict(cv_folds=folds, cv_auroc=float(search.best_score_), best_params=best)
-        return dict(seconds=time.perf_counter() - started, n_images=len(train),
+        return FitReport(seconds=time.perf_counter() - started, n_images=len(train), extra=dict(
                     n_defects=int(sum(s.label for s in train)),
                     n_synthetic=n_synth, feature_dim=int(emb.shape[1]), cv_folds=folds,
-                    cv_auroc=float(search.best_score_), best_params=str(best))
+                    cv_auroc=float(search.best_score_), best_params=str(best)))
 
     def export_module(self) -> nn.Module:
         if self._scorer is None:
@@ -300,13 +285,13 @@ class FeaturesSVMDetector(DeepFeaturesDetector):
     """RBF SVM with Platt-calibrated probabilities (CalibratedClassifierCV, sigmoid, internal CV)."""
 
     family: ClassVar[str] = "features_svm"
-    estimator_defaults: ClassVar[dict[str, Any]] = {"class_weight": "balanced"}
+    options_model: ClassVar[type[FeaturesSVMOptions]] = FeaturesSVMOptions
 
     def make_estimator(self):
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.svm import SVC
 
-        svm = SVC(kernel="rbf", class_weight=self.cfg["class_weight"], random_state=self.seed)
+        svm = SVC(kernel="rbf", class_weight=self.cfg.class_weight, random_state=self.seed)
         return CalibratedClassifierCV(svm, method="sigmoid", cv=3, ensemble=False)
 
     def default_grid(self) -> dict[str, list]:
@@ -317,12 +302,12 @@ class FeaturesRFDetector(DeepFeaturesDetector):
     """Random forest: no scaling needed in principle, kept for one uniform pipeline."""
 
     family: ClassVar[str] = "features_rf"
-    estimator_defaults: ClassVar[dict[str, Any]] = {"n_estimators": 100, "class_weight": "balanced"}
+    options_model: ClassVar[type[FeaturesRFOptions]] = FeaturesRFOptions
 
     def make_estimator(self):
         from sklearn.ensemble import RandomForestClassifier
 
-        return RandomForestClassifier(n_estimators=int(self.cfg["n_estimators"]), class_weight=self.cfg["class_weight"],
+        return RandomForestClassifier(n_estimators=int(self.cfg.n_estimators), class_weight=self.cfg.class_weight,
                                       random_state=self.seed, n_jobs=1)
 
     def default_grid(self) -> dict[str, list]:
@@ -333,9 +318,7 @@ class FeaturesXGBDetector(DeepFeaturesDetector):
     """Gradient-boosted trees (``xgboost``), exported through onnxmltools."""
 
     family: ClassVar[str] = "features_xgb"
-    estimator_defaults: ClassVar[dict[str, Any]] = {"n_estimators": 100, "min_child_weight": 0.1}
-    # min_child_weight 0.1, not xgboost's 1: with a few dozen images (hessian ~0.25 each) the default
-    # stops trees after one or two splits
+    options_model: ClassVar[type[FeaturesXGBOptions]] = FeaturesXGBOptions
 
     def make_estimator(self):
         try:
@@ -345,8 +328,8 @@ class FeaturesXGBDetector(DeepFeaturesDetector):
                                 "extra)") from exc
         # tree_method "exact" splits at midpoints between training values ("hist" splits at the values
         # themselves, so on training images a 1e-6 torch-vs-ONNX feature difference can flip a split)
-        return XGBClassifier(n_estimators=int(self.cfg["n_estimators"]), learning_rate=0.1, random_state=self.seed,
-                             min_child_weight=float(self.cfg["min_child_weight"]), colsample_bytree=0.5,
+        return XGBClassifier(n_estimators=int(self.cfg.n_estimators), learning_rate=0.1, random_state=self.seed,
+                             min_child_weight=float(self.cfg.min_child_weight), colsample_bytree=0.5,
                              n_jobs=max(1, self.threads), tree_method="exact", verbosity=0)
 
     def default_grid(self) -> dict[str, list]:

@@ -51,35 +51,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.types import GOOD, Sample
-from .base import Detector, DetectorError
+from .base import Detector, DetectorError, FitReport
+from .options import SegmenterOptions
 from .training import AugmentConfig, EarlyStopping, binary_auroc, make_generator, minibatches, run_epochs
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "epochs": 20,
-    "batch_size": 8,
-    "lr": 1e-3,  # decoder and heads
-    "backbone_lr_scale": 0.1,  # unfrozen encoder blocks learn slower than the new layers
-    "weight_decay": 1e-4,
-    "patience": 5,
-    "monitor": "loss",  # early stopping on val "loss" or val image "auroc"
-    "freeze_blocks": None,  # None: freeze the stem and every block up to output stride 8
-    "decoder_channels": 64,
-    "head_channels": 32,
-    "dice_weight": 1.0,  # pixel loss = BCE + dice_weight * soft Dice
-    "image_loss_weight": 1.0,
-    "type_loss_weight": 0.5,
-    "balance": "weights",  # "weights" (class-weighted image loss) | "oversample" | "none"
-    "detach_image_head": True,  # Božič et al.'s gradient-flow adjustment
-    "augment": True,
-    # cached augmented copies of each training image (0 = none). 2 rather than 1, chosen on the validation
-    # split (magnetic_tile, stratified, 200 images): val loss 1.50 vs 1.57, val AUROC 0.968 vs 0.959, for
-    # +15 % fit CPU time; with ~60 training defects, augmentation is what keeps the decoder from overfitting.
-    "augment_views": 2,
-    "val_fraction": 0.15,  # carved from train (stratified) when the given val split has no defects
-    "pretrained": True,  # False only in tests where the weights do not matter
-}
+# the options (epochs, freeze_blocks, dice_weight, ...) are SegmenterOptions in models/options.py
 TAPS = (4, 8, 16)
 CACHE_HALF_BYTES = 256 * 2**20  # cached activations above this size are kept in float16
 
@@ -261,43 +239,16 @@ class SegmenterDetector(Detector):
     """Supervised segmentation model (see the module docstring)."""
 
     kind: ClassVar[str] = "segmenter"
+    options_model: ClassVar[type[SegmenterOptions]] = SegmenterOptions
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.cfg = self._check(self._take_options(DEFAULTS))
+        self.cfg: SegmenterOptions = self._take_options()
         self.classes: list[str] = []
         self.output_names = ["pred_score", "anomaly_map"]
         self._net: SegmenterNet | None = None
         self._graph: SegmenterGraph | None = None
         self._fit_info: dict[str, Any] = {}
-
-    def _check(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        def bad(key: str, expected: str) -> DetectorError:
-            return DetectorError(f"segmenter: option {key}={cfg[key]!r}; expected {expected}")
-
-        if cfg["balance"] not in ("weights", "oversample", "none"):
-            raise bad("balance", "'weights', 'oversample' or 'none'")
-        if cfg["monitor"] not in ("loss", "auroc"):
-            raise bad("monitor", "'loss' or 'auroc'")
-        for key in ("epochs", "augment_views"):
-            if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 0:
-                raise bad(key, "an integer >= 0")
-        for key in ("batch_size", "patience", "decoder_channels", "head_channels"):
-            if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
-                raise bad(key, "an integer >= 1")
-        for key in ("lr", "backbone_lr_scale", "weight_decay", "dice_weight", "image_loss_weight",
-                    "type_loss_weight"):
-            if not isinstance(cfg[key], (int, float)) or isinstance(cfg[key], bool) or cfg[key] < 0:
-                raise bad(key, "a number >= 0")
-        if not isinstance(cfg["val_fraction"], (int, float)) or not 0.0 < float(cfg["val_fraction"]) < 0.5:
-            raise bad("val_fraction", "a fraction in (0, 0.5)")
-        if cfg["freeze_blocks"] is not None and (not isinstance(cfg["freeze_blocks"], int)
-                                                 or isinstance(cfg["freeze_blocks"], bool)):
-            raise bad("freeze_blocks", "null or a block count")
-        for key in ("augment", "detach_image_head", "pretrained"):
-            if not isinstance(cfg[key], bool):
-                raise bad(key, "true or false")
-        return cfg
 
     # -- data ------------------------------------------------------------------------------------------
     def _arrays(self, samples: list[Sample]) -> SegData:
@@ -319,11 +270,11 @@ class SegmenterDetector(Detector):
         val = list(val or [])
         if {s.label for s in val} == {0, 1}:
             return train, val
-        fit, held = stratified_carve(train, float(self.cfg["val_fraction"]), self.seed)
+        fit, held = stratified_carve(train, float(self.cfg.val_fraction), self.seed)
         return fit, held + val
 
     def _freeze_count(self, backbone) -> int:
-        n = self.cfg["freeze_blocks"]
+        n = self.cfg.freeze_blocks
         if n is None:
             n = sum(1 for s in backbone.block_strides if s <= 8)
         return int(n)
@@ -341,7 +292,7 @@ class SegmenterDetector(Detector):
         return out
 
     # -- training ------------------------------------------------------------------------------------
-    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
+    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> FitReport:
         from .backbone import load_backbone
 
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -363,9 +314,9 @@ class SegmenterDetector(Detector):
         vdata = self._arrays(val_samples) if val_samples else None
         t_load = time.perf_counter() - started
 
-        backbone = load_backbone(self.backbone_name, pretrained=bool(self.cfg["pretrained"]))
-        net = SegmenterNet(backbone, self._freeze_count(backbone), int(self.cfg["decoder_channels"]),
-                           int(self.cfg["head_channels"]), len(self.classes), bool(self.cfg["detach_image_head"]))
+        backbone = load_backbone(self.backbone_name, pretrained=bool(self.cfg.pretrained))
+        net = SegmenterNet(backbone, self._freeze_count(backbone), int(self.cfg.decoder_channels),
+                           int(self.cfg.head_channels), len(self.classes), bool(self.cfg.detach_image_head))
         for m in net.frozen_modules():
             for p in m.parameters():
                 p.requires_grad_(False)
@@ -374,7 +325,7 @@ class SegmenterDetector(Detector):
 
         gen = make_generator(self.seed)
         x_t, m_t = torch.from_numpy(data.x), torch.from_numpy(data.masks)[:, None]
-        views = int(self.cfg["augment_views"]) if self.cfg["augment"] else 0
+        views = int(self.cfg.augment_views) if self.cfg.augment else 0
         xs, ms = [x_t], [m_t]
         aug = AugmentConfig()
         for _ in range(views):
@@ -403,7 +354,7 @@ class SegmenterDetector(Detector):
         del masks_all
 
         n_pos, n_neg = float(data.y.sum()), float((data.y == 0).sum())
-        mode = self.cfg["balance"]
+        mode = self.cfg.balance
         pos_weight = torch.tensor(n_neg / n_pos) if mode == "weights" and n_pos > 0 else None
         sample_w = None
         if mode == "oversample":
@@ -414,9 +365,9 @@ class SegmenterDetector(Detector):
             freq = np.bincount(data.types[data.types >= 0], minlength=len(self.classes)).astype(np.float64)
             type_w = torch.tensor(np.where(freq > 0, freq.sum() / (len(freq) * np.maximum(freq, 1)), 0.0),
                                   dtype=torch.float32)
-        dice_w = float(self.cfg["dice_weight"])
-        img_w = float(self.cfg["image_loss_weight"])
-        typ_w = float(self.cfg["type_loss_weight"])
+        dice_w = float(self.cfg.dice_weight)
+        img_w = float(self.cfg.image_loss_weight)
+        typ_w = float(self.cfg.type_loss_weight)
 
         def loss_fn(b, t, seg, y, hm, ty, tgt) -> torch.Tensor:
             loss = img_w * F.binary_cross_entropy_with_logits(b, y, pos_weight=pos_weight)
@@ -430,10 +381,10 @@ class SegmenterDetector(Detector):
 
         decoder = [p for n, p in net.named_parameters() if not n.startswith(("blocks.", "_conv_stem", "_bn0"))]
         encoder = [p for p in net.blocks[net.freeze_blocks:].parameters()]
-        lr = float(self.cfg["lr"])
-        opt = torch.optim.AdamW([{"params": encoder, "lr": lr * float(self.cfg["backbone_lr_scale"])},
-                                 {"params": decoder, "lr": lr}], weight_decay=float(self.cfg["weight_decay"]))
-        bs = int(self.cfg["batch_size"])
+        lr = float(self.cfg.lr)
+        opt = torch.optim.AdamW([{"params": encoder, "lr": lr * float(self.cfg.backbone_lr_scale)},
+                                 {"params": decoder, "lr": lr}], weight_decay=float(self.cfg.weight_decay))
+        bs = int(self.cfg.batch_size)
 
         def batch(c: list[torch.Tensor], idx: torch.Tensor) -> list[torch.Tensor]:
             return [t[idx].float() for t in c]
@@ -469,29 +420,29 @@ class SegmenterDetector(Detector):
             px = targets_v.numpy().ravel() > 0.5
             pixel = binary_auroc(seg.numpy().ravel(), px) if px.any() else float("nan")
             val_result.update(val_loss=loss, val_auroc=auroc, val_pixel_auroc=pixel)
-            if self.cfg["monitor"] == "auroc" and np.isfinite(auroc):
+            if self.cfg.monitor == "auroc" and np.isfinite(auroc):
                 return -auroc
             return loss
 
-        stopper = EarlyStopping(patience=int(self.cfg["patience"]), mode="min")
-        report = run_epochs(int(self.cfg["epochs"]), train_epoch, validate=validate if vdata is not None else None,
+        stopper = EarlyStopping(patience=int(self.cfg.patience), mode="min")
+        report = run_epochs(int(self.cfg.epochs), train_epoch, validate=validate if vdata is not None else None,
                             stopper=stopper, module=net, show_progress=progress, desc="segmenter")
         net.eval()
         if vdata is not None:
             validate()  # figures of the restored best weights
         self._fit_info = {"freeze_blocks": net.freeze_blocks, "augment_views": views,
                           "n_masked": int(data.has_mask[data.y == 1].sum()), "n_val": len(val_samples)}
+        seconds = time.perf_counter() - started
         report.update(
-            seconds=time.perf_counter() - started, cpu_seconds=round(time.process_time() - cpu_started, 3),
-            n_images=len(train), n_fit=len(fit_samples),
+            cpu_seconds=round(time.process_time() - cpu_started, 3), n_fit=len(fit_samples),
             n_val=len(val_samples), n_defects=int(data.y.sum()), n_masked=self._fit_info["n_masked"],
             n_types=len(self.classes), augmented_views=views, load_seconds=round(t_load, 3),
-            cache_seconds=round(t_cache, 3), monitor=("val_" + self.cfg["monitor"]) if vdata else "train_loss",
+            cache_seconds=round(t_cache, 3), monitor=("val_" + self.cfg.monitor) if vdata else "train_loss",
             **val_result,
         )
         log.info("segmenter fit: %d images (%d with masks), %d epochs in %.1f s", len(fit_samples),
-                 int(data.has_mask.sum()), report["epochs_run"], report["seconds"])
-        return report
+                 int(data.has_mask.sum()), report["epochs_run"], seconds)
+        return FitReport(seconds=seconds, n_images=len(train), extra=report)
 
     # -- contract --------------------------------------------------------------------------------------
     def export_module(self) -> nn.Module:
@@ -506,7 +457,7 @@ class SegmenterDetector(Detector):
             **self._fit_info,
             "anomaly_map": "per-pixel defect probability (sigmoid), stride-4 logits upsampled bilinearly",
             "pred_score": "image head probability (pooled decoder features + map max/mean)",
-            "balance": self.cfg["balance"], "detach_image_head": self.cfg["detach_image_head"],
+            "balance": self.cfg.balance, "detach_image_head": self.cfg.detach_image_head,
         }
         return info
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.types import GOOD, Sample
-from .base import DetectorError
+from .base import DetectorError, FitReport
 from .training import EarlyStopping, binary_auroc, minibatches, run_epochs
 
 SYNTHETIC = "synthetic"
@@ -99,15 +99,15 @@ class SupervisedTraining:
     ``type_loss_weight``, ``patience`` and ``monitor``; it owns ``classes``, ``output_names`` and
     ``_n_synthetic`` once ``_fit_data`` has run."""
 
-    cfg: dict[str, Any]
+    cfg: Any  # the detector's options model (models/options.py: ClassifierOptions, CustomCNNOptions)
     classes: list[str]
     output_names: list[str]
     _n_synthetic: int
 
     def _wants_synthetic(self, train: list[Sample]) -> bool:
-        opt = self.cfg["synthetic_defects"]
+        opt = self.cfg.synthetic_defects
         if opt == "auto":
-            return sum(s.label == 1 for s in train) < int(self.cfg["min_defects"])
+            return sum(s.label == 1 for s in train) < int(self.cfg.min_defects)
         return bool(opt)
 
     def _prepare(self, samples: list[Sample], stream: int, synthesize: bool
@@ -149,7 +149,7 @@ class SupervisedTraining:
 
     def _balance(self, y: np.ndarray, types: list[str]):
         """(pos_weight, type-class weights, per-sample sampling weights) for the ``balance`` option."""
-        mode = self.cfg["balance"]
+        mode = self.cfg.balance
         counts = {t: types.count(t) for t in set(types)}
         if mode == "oversample":  # each group (good, each real type, synthetic) drawn equally often
             return None, None, [1.0 / counts[t] for t in types]
@@ -172,7 +172,7 @@ class SupervisedTraining:
         """The two-head loss weighted per ``balance``, and the per-sample sampling weights (oversampling)."""
         pos_weight, type_weights, sample_weights = self._balance(data.y, data.types)
         type_w = torch.tensor(type_weights, dtype=torch.float32) if type_weights is not None else None
-        type_loss_weight = float(self.cfg["type_loss_weight"])
+        type_loss_weight = float(self.cfg.type_loss_weight)
 
         def loss_fn(b_logit, t_logit, yb, tb) -> torch.Tensor:
             loss = F.binary_cross_entropy_with_logits(b_logit, yb, pos_weight=pos_weight)
@@ -186,7 +186,7 @@ class SupervisedTraining:
     def _train_and_report(self, name: str, net: nn.Module, data: FitData, loss_fn: LossFn, *,
                           train: list[Sample], started: float, progress: bool,
                           train_epoch: Callable[[int], float],
-                          val_fmap: Callable[[], torch.Tensor] | None, **extra: Any) -> dict:
+                          val_fmap: Callable[[], torch.Tensor] | None, **extra: Any) -> FitReport:
         """Early stopping on the val loss or AUROC (``monitor``), or the train loss without a val split;
         ``val_fmap`` gives the val feature maps. ``extra`` goes into the report before the monitor figures."""
         has_val = val_fmap is not None
@@ -201,22 +201,22 @@ class SupervisedTraining:
                 loss = float(loss_fn(b_logit, t_logit, yv_t, tv_t))
             auroc = binary_auroc(b_logit.numpy(), data.yv)
             val_result.update(val_loss=loss, val_auroc=auroc)
-            if self.cfg["monitor"] == "auroc" and np.isfinite(auroc):
+            if self.cfg.monitor == "auroc" and np.isfinite(auroc):
                 return -auroc  # EarlyStopping minimises
             return loss
 
-        stopper = EarlyStopping(patience=int(self.cfg["patience"]), mode="min")
-        report = run_epochs(int(self.cfg["epochs"]), train_epoch, validate=validate if has_val else None,
+        stopper = EarlyStopping(patience=int(self.cfg.patience), mode="min")
+        report = run_epochs(int(self.cfg.epochs), train_epoch, validate=validate if has_val else None,
                             stopper=stopper, module=net, show_progress=progress, desc=name)
         net.eval()
         if has_val:
             validate()  # figures of the restored best weights
         report.update(
-            seconds=time.perf_counter() - started, n_images=len(train), n_defects=int(sum(s.label for s in train)),
+            n_defects=int(sum(s.label for s in train)),
             n_synthetic=self._n_synthetic, n_types=len(self.classes), **extra,
-            monitor=("val_" + self.cfg["monitor"]) if has_val else "train_loss", **val_result,
+            monitor=("val_" + self.cfg.monitor) if has_val else "train_loss", **val_result,
         )
-        return report
+        return FitReport(seconds=time.perf_counter() - started, n_images=len(train), extra=report)
 
 
 def epoch_trainer(net: nn.Module, opt: torch.optim.Optimizer, loss_fn: LossFn, fmap: Callable[[torch.Tensor],

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import html
 import logging
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..evaluate.metrics import DEFAULT_WEIGHTS, composite_inputs
 from ..evaluate.report import fmt, page, table, terminal_summary, write_evaluation_report, write_json
 from ..evaluate.runner import evaluate_model
 from ..evaluate.types import EvaluationReport
+from .modelfiles import deploy_copy
 
 log = logging.getLogger(__name__)
 
@@ -97,25 +97,6 @@ def _check_val(dataset: Dataset) -> None:
         raise DatasetError(f"{dataset.root}: dataset has no test split to report the chosen model on")
 
 
-def _copy_model(card_path: Path, out: Path) -> list[Path]:
-    """Copy the chosen model, its card, sibling files named after it and its calibration record into
-    ``out`` (calibration into the layout ``train_model`` uses for ``out``); return the copied paths,
-    the card first."""
-    from .train import default_calibration_dir  # noqa: PLC0415 - the trainer owns this layout
-
-    card = load_card(card_path)
-    src_dir = card_path.parent
-    names = {card.model_file} | {p.name for p in src_dir.iterdir() if p.is_file() and p.name.startswith(card.name)}
-    copied = [Path(shutil.copy2(card_path, out / card_path.name))]
-    copied += [Path(shutil.copy2(src_dir / n, out / n)) for n in sorted(names - {card_path.name})]
-    record = default_calibration_dir(src_dir) / f"{card.name}.json"
-    if record.is_file():
-        target = default_calibration_dir(out)
-        target.mkdir(parents=True, exist_ok=True)
-        copied.append(Path(shutil.copy2(record, target / record.name)))
-    return copied
-
-
 def _ranking_key(c: Mapping[str, Any]) -> tuple[float, float]:
     """Higher composite first; ties broken by lower latency (cheaper on the line)."""
     score = c["val_composite"]["score"] if c.get("val_composite") else None
@@ -180,7 +161,7 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
     for c in candidates:
         c["chosen"] = c is best
 
-    kept = _copy_model(Path(best["card"]), out)
+    kept = deploy_copy(Path(best["card"]), out)  # model, siblings, calibration record; the card first
     chosen_card = kept[0]
     report, pred = evaluate_model(chosen_card, test, dataset={**info, "split": "test"}, threads=threads,
                                   weights=weights, progress=progress)

@@ -8,7 +8,6 @@ disk went through the same export parity check and the same threshold calibratio
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,6 +118,7 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
     from ..card import InputSpec, ModelCard, ScoreNormalization, TrainingInfo
     from ..export.onnx import export_onnx
     from ..models import NORMAL_ONLY_KINDS, create_detector
+    from ..models.base import FitReport
     from .calibrate import calibrate_model
 
     train = dataset.split("train")
@@ -133,9 +133,8 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
     detector = create_detector(kind, seed=seed, **opts)  # bad kind/options fail before any file is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    fit_report = detector.fit(train, val, progress=progress)
-    fit_seconds = float(fit_report.get("seconds", time.perf_counter() - started))
+    fit_report = FitReport.of(detector.fit(train, val, progress=progress), kind)
+    fit_seconds = fit_report.seconds
 
     parity_samples = (val or [])[:2] + train[:2]
     onnx_path = out_dir / f"{name}.onnx"
@@ -154,7 +153,7 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
             data_digest=samples_digest(learned), dataset=dataset.name, n_images=len(learned), seed=seed,
             backbone=info.get("backbone"), fit_seconds=round(fit_seconds, 3),
             options={k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()},
-            fit_report={k: v for k, v in fit_report.items() if isinstance(v, (int, float, str, bool))},
+            fit_report=fit_report.card_fields(),
             export={"opset": export.opset, "max_abs_diff": export.max_abs_diff},
             split=dict(dataset.split_info),  # evaluate/calibrate re-split alike (data.readers.split_like_training)
         ),

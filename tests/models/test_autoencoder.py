@@ -63,8 +63,8 @@ def test_features_mode_finds_and_locates_defects(parts: Dataset, features_ae) ->
     # image score = mean of the top 1 % of the map (41 of 4096 pixels)
     top = np.sort(out["anomaly_map"].reshape(len(test), -1), axis=1)[:, -41:].mean(axis=1)
     np.testing.assert_allclose(out["pred_score"], top, rtol=1e-4)
-    assert report["monitor"] == "val_loss" and report["n_images"] == 16
-    assert report["history"][-1]["train_loss"] < report["history"][0]["train_loss"]
+    assert report.extra["monitor"] == "val_loss" and report.n_images == 16
+    assert report.extra["history"][-1]["train_loss"] < report.extra["history"][0]["train_loss"]
 
 
 @pytest.mark.parametrize("mode", ["features", "pixels"])
@@ -78,8 +78,8 @@ def test_both_modes_flag_a_gross_defect(parts: Dataset, features_ae, pixels_ae, 
 
 def test_pixels_mode_learns_with_mse_and_ssim(pixels_ae) -> None:
     det, report = pixels_ae
-    assert det.cfg["ssim_weight"] == 0.5
-    history = report["history"]
+    assert det.cfg.ssim_weight == 0.5
+    history = report.extra["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     info = det.card_info()
     assert info["extra"]["target"] == "pixels" and info["backbone"] is None
@@ -116,7 +116,7 @@ def test_trains_on_normal_images_only(parts: Dataset) -> None:
     defective = [s for s in parts.split("test") if s.label == 1]
     det = create_detector("autoencoder", input_size=SIZE, threads=1, epochs=1)
     report = det.fit(parts.split("train")[:4] + defective[:2], progress=False)
-    assert report["n_images"] == 4 and report["skipped_defective"] == 2
+    assert report.n_images == 4 and report.extra["skipped_defective"] == 2
     with pytest.raises(DetectorError, match="no normal images"):
         create_detector("autoencoder", input_size=SIZE).fit(defective, progress=False)
 

@@ -47,8 +47,8 @@ def test_binary_head_separates_defects_from_good_parts(labelled: Dataset, fitted
     assert out["pred_score"].shape == (len(test),) and out["anomaly_map"].shape == (len(test), SIZE, SIZE)
     assert np.all((out["pred_score"] > 0) & (out["pred_score"] < 1))  # sigmoid of the binary logit
     assert binary_auroc(out["pred_score"], [s.label for s in test]) >= 0.85
-    assert report["monitor"] == "val_loss" and report["feature_cache"] is True
-    assert report["n_synthetic"] == 0 and report["n_defects"] == 12
+    assert report.extra["monitor"] == "val_loss" and report.extra["feature_cache"] is True
+    assert report.extra["n_synthetic"] == 0 and report.extra["n_defects"] == 12
 
 
 def test_type_head_knows_the_training_classes(labelled: Dataset, fitted) -> None:
@@ -129,11 +129,11 @@ def test_augmentation_oversampling_and_seeds(labelled: Dataset) -> None:
     gives another model."""
     views = create_detector("classifier", seed=1, **{**FAST, "epochs": 1, "augment": True, "augment_views": 1})
     report = views.fit(labelled.split("train"), progress=False)
-    assert report["feature_cache"] is True and report["augmented_views"] == 1
+    assert report.extra["feature_cache"] is True and report.extra["augmented_views"] == 1
     opts = {**FAST, "epochs": 1, "augment": True, "augment_views": 0, "balance": "oversample"}
     a = create_detector("classifier", seed=1, **opts)
     report = a.fit(labelled.split("train"), progress=False)
-    assert report["feature_cache"] is False and report["monitor"] == "train_loss"
+    assert report.extra["feature_cache"] is False and report.extra["monitor"] == "train_loss"
     b = create_detector("classifier", seed=2, **opts)
     b.fit(labelled.split("train"), progress=False)
     batch = a.load(labelled.split("test")[:4])
@@ -144,7 +144,7 @@ def test_no_defects_synthesizes_them_without_a_type_head(labelled: Dataset) -> N
     good = [s for s in labelled.split("train") if s.label == 0]
     det = create_detector("classifier", seed=0, **{**FAST, "epochs": 1})
     report = det.fit(good, progress=False)
-    assert report["n_synthetic"] == len(good) and det.classes == []
+    assert report.extra["n_synthetic"] == len(good) and det.classes == []
     assert det.output_names == ["pred_score", "anomaly_map"]
     out = _scores(det, labelled.split("test")[:2])
     assert set(out) == {"pred_score", "anomaly_map"}

@@ -79,4 +79,4 @@ def test_options_and_errors(labelled: Dataset) -> None:
 def test_good_only_training_uses_synthetic_defects(labelled: Dataset) -> None:
     det = create_detector("features_rf", input_size=SIZE, threads=1, cv_folds=2, n_estimators=20)
     report = det.fit([s for s in labelled.split("train") if s.label == 0], progress=False)
-    assert report["n_synthetic"] == 12 and report["n_defects"] == 0
+    assert report.extra["n_synthetic"] == 12 and report.extra["n_defects"] == 0

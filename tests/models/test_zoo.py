@@ -102,7 +102,7 @@ def test_deep_features_on_a_user_backbone(tmp_path: Path, demo_dataset: Path) ->
     det = create_detector("features_rf", input_size=64, threads=1, backbone="efficientnet_b0", weights=str(path),
                           weights_sha256=digest, cv_folds=2, n_estimators=10)
     report = det.fit(load_dataset(demo_dataset).split("train"), progress=False)
-    assert report["feature_dim"] == 1280 and report["n_synthetic"] > 0
+    assert report.extra["feature_dim"] == 1280 and report.extra["n_synthetic"] > 0
     assert det.predict(det.load(load_dataset(demo_dataset).split("test")[:3]))["pred_score"].shape == (3,)
 
 

@@ -102,12 +102,12 @@ def test_cli_train_calibrate_export(demo_dataset: Path, tmp_path: Path, monkeypa
 
     # clear errors, exit status 1
     assert main(["train", str(tmp_path / "nowhere"), "-q"]) == 1
-    assert "nowhere" in capsys.readouterr().out
+    assert "nowhere" in capsys.readouterr().err
     assert main(["calibrate", "models/cli.onnx", str(demo_dataset), "--method", "f1", "-q"]) == 1
-    assert "labelled defective" in capsys.readouterr().out
+    assert "labelled defective" in capsys.readouterr().err
     (tmp_path / "models" / "cli.onnx").write_bytes(b"tampered")
     assert main(["export", "models/cli.card.json"]) == 1
-    assert "sha256" in capsys.readouterr().out
+    assert "sha256" in capsys.readouterr().err
 
 
 def test_auto_input_size_keeps_the_parts_shape(tmp_path):
@@ -189,7 +189,7 @@ def test_cli_train_normal_only_kind_keeps_every_defect_for_val_and_test(tmp_path
         assert rc == 0 and f"checked: {n} images" in out, out  # 30 normal + 20 defects, not the mask
     assert (tmp_path / "bundle" / "my-part-v1" / "my-part-feature_memory.card.json").is_file()
     assert main(["export", "models/my-part-feature_memory.card.json", "--images", "my-part/test"]) == 1
-    assert "my-part/test: no such folder" in capsys.readouterr().out
+    assert "my-part/test: no such folder" in capsys.readouterr().err
     shutil.rmtree(data / "masks")
 
     # a supervised kind keeps the ordinary stratified split (it learns from the defects)
@@ -208,7 +208,7 @@ def test_cli_retrain_refuses_to_overwrite_without_force(tmp_path: Path, monkeypa
     before = {f: f.read_bytes() for f in files}
 
     assert main(args) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "model 'my-part-feature_memory' exists" in out and "--force" in out and "--name" in out
     assert all(str(f.relative_to(tmp_path)) in out for f in files)
     assert {f: f.read_bytes() for f in files} == before  # nothing touched
