@@ -69,14 +69,18 @@ def run(args: argparse.Namespace) -> int:
     from ..data.types import DatasetError
     from ..evaluate.datasets import open_dataset
     from ..evaluate.metrics import parse_weights
+    from ..models import check_options
     from ..toolchain.auto import default_candidates, run_auto
 
     try:
         weights = parse_weights(args.weights)
+        kinds = [k.strip() for k in args.models.split(",") if k.strip()] if args.models is not None else None
+        for kind, opts in build_options(kinds or [], args).items():  # a bad kind or option: before any data
+            check_options(kind, opts)
         dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
                                category=args.category)
-        kinds = ([k.strip() for k in args.models.split(",") if k.strip()] if args.models is not None
-                 else list(default_candidates(dataset)))
+        if kinds is None:
+            kinds = list(default_candidates(dataset))
         if not args.force:  # the chosen model is copied to --out as <dataset>-<kind>: never over one silently
             from .train import existing_model_files
 
