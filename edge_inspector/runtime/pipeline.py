@@ -26,18 +26,18 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
 from ..config import CameraConfig, DaemonConfig, ModelConfig
-from ..inference import LoadedModel
+from ..inference import LoadedModel, ModelResult
 from ..messages import Verdict
 from ..metrics import Metrics
 from ..parts import PartQueue, PartTrigger, tag_frame
 from ..preprocess import to_tensor
 from ..publishers.base import EventSink, Publisher
-from ..sources import Backoff, Frame, SeqStore, Source, SourceError, create_source
+from ..sources import Backoff, Frame, SeqStore, Source, SourceError, SourceSettings, source_class
 from .decision import FrameContext, ModelOutcome, decide
 from .decodepool import DecodePool, OrderedWork, Prepared, prepare
 from .framesaver import FrameSaver
@@ -55,6 +55,8 @@ class _End:
 
 
 END = _End()
+
+ROI = tuple[int, int, int, int]
 
 
 class ModelSlot(NamedTuple):
@@ -94,46 +96,83 @@ class GenSwitch:
     new: Generation
 
 
+# -- what travels between the stages: one typed message per hop ----------------------------------
+# grab --Frame--> preprocess --Item--> infer --Inferred--> decide --Decided--> publish
+# Each message holds what its consumer needs and nothing a later stage fills in, so no field is
+# "None until some stage got to it"; GenSwitch and END travel in order with the frames.
+
+
 @dataclass(eq=False)
 class Item:
+    """preprocess -> infer: a frame, its ROI crop and one model-input tensor per input size (or why not)."""
+
     frame: Frame
-    roi: tuple[int, int, int, int] | None
+    roi: ROI | None
     crop: np.ndarray | None = None
     crop_size: tuple[int, int] | None = None  # (w, h) of the ROI crop in frame pixels (crop may be reduced)
     error: str | None = None
     tensors: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
-    latency: dict[str, float] = field(default_factory=dict)
-    gen: Generation | None = None
-    outcomes: list[ModelOutcome] = field(default_factory=list)
-    verdict: Verdict | None = None
-    events: list[Event] = field(default_factory=list)  # alarms, shadow verdicts
+    preprocess_ms: float = 0.0
 
 
-class StageQueue(queue.Queue):
-    """A bounded queue that reports its depth as ``queue_depth{queue=name}``."""
+@dataclass(eq=False)
+class Inferred:
+    """infer -> decide: every model's outcome on one frame, and the generation that produced them."""
+
+    item: Item
+    gen: Generation
+    outcomes: list[ModelOutcome]
+    infer_ms: float
+
+
+@dataclass(eq=False)
+class Decided:
+    """decide -> publish: the verdict, its line-operations events, and the generation to publish with."""
+
+    frame: Frame
+    gen: Generation
+    verdict: Verdict
+    events: list[Event]
+
+
+CameraMessage = Frame | _End
+InferMessage = Item | _End
+DecideMessage = Inferred | GenSwitch | _End
+PublishMessage = Decided | GenSwitch | _End
+
+T = TypeVar("T")
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class StageQueue(queue.Queue, Generic[T]):
+    """A bounded queue of ``T`` that reports its depth as ``queue_depth{queue=name}``."""
 
     def __init__(self, name: str, maxsize: int, metrics: Metrics):
         super().__init__(maxsize)
         self.name = name
         self.gauge = metrics.queue_depth.labels(queue=name)
 
-    def _put(self, item: Any) -> None:
+    def _put(self, item: T) -> None:
         super()._put(item)
         self.gauge.set(len(self.queue))
 
-    def _get(self) -> Any:
+    def _get(self) -> T:
         item = super()._get()
         self.gauge.set(len(self.queue))
         return item
 
 
-class Stage(threading.Thread):
-    """A pipeline thread with a heartbeat, so the watchdog can tell 'idle' from 'stuck'."""
+class Stage(threading.Thread, Generic[In, Out]):
+    """A pipeline thread that takes ``In`` from its ``inbox`` and gives ``Out`` to its ``outbox``, with a
+    heartbeat, so the watchdog can tell 'idle' from 'stuck'."""
 
-    def __init__(self, name: str, pipeline: Pipeline):
+    def __init__(self, name: str, pipeline: Pipeline, inbox: StageQueue[In] | None = None,
+                 outbox: StageQueue[Out] | None = None):
         super().__init__(name=name, daemon=True)
         self.pipeline = pipeline
         self.metrics = pipeline.metrics
+        self.inbox, self.outbox = inbox, outbox
         self.beat = time.monotonic()
         self.clean_exit = False  # True once the loop ended on END (it then passed END on)
 
@@ -149,9 +188,16 @@ class Stage(threading.Thread):
             except queue.Full:
                 self.heartbeat()
 
-    def get(self, q: StageQueue, timeout: float = POLL) -> Any:
+    def give(self, item: Out) -> None:
+        """Hand ``item`` to the next stage (blocking, beating: back-pressure)."""
+        assert self.outbox is not None
+        self.put(self.outbox, item)
+
+    def take(self, timeout: float = POLL) -> In | None:
+        """The next message of the inbox; None when none came within ``timeout`` (the stage beat)."""
+        assert self.inbox is not None
         try:
-            return q.get(timeout=timeout)
+            return self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
         except queue.Empty:
             return None
         finally:
@@ -169,27 +215,29 @@ class Stage(threading.Thread):
         raise NotImplementedError
 
 
-class Grabber(Stage):
-    """Reads one source; reconnects with backoff; applies the camera's queue policy."""
+class Grabber(Stage[None, CameraMessage]):
+    """Builds and reads one source; reconnects with backoff; applies the camera's queue policy."""
 
-    def __init__(self, pipeline: Pipeline, camera: CameraConfig, source: Source, out: StageQueue):
-        super().__init__(f"grab-{camera.id}", pipeline)
-        self.camera, self.source, self.out = camera, source, out
-        source.heartbeat = self.heartbeat  # an idle folder or a paced replay is waiting, not hung
-        self.numbered = source.type != "replay"  # replay numbers frames by file position (reproducible)
-        if self.numbered:
-            source.seq = pipeline.seqs.start(camera.id)
-        if pipeline.seqs.folder is not None and hasattr(source, "state_path"):
-            source.state_path = pipeline.seqs.folder / f"{camera.id}.folder"
-        if hasattr(source, "on_skip"):  # a watched folder's bad entries (links, FIFOs...) are counted
-            skipped = self.metrics.folder_skipped_total
-            source.on_skip = lambda _name, reason: skipped.labels(camera=camera.id, reason=reason).inc()
+    def __init__(self, pipeline: Pipeline, camera: CameraConfig, source_type: type[Source],
+                 out: StageQueue[CameraMessage]):
+        super().__init__(f"grab-{camera.id}", pipeline, outbox=out)
+        self.camera = camera
+        skipped = self.metrics.folder_skipped_total  # a watched folder's bad entries (links, FIFOs...)
+        self.source = source_type(camera.id, camera.source, SourceSettings(
+            # replay numbers frames by file position (reproducible); the others from the daemon's counters
+            seq_start=pipeline.seqs.start(camera.id) if source_type.numbered else 0,
+            heartbeat=self.heartbeat,  # an idle folder or a paced replay is waiting, not hung
+            defer_decode=True,  # sources that support it leave decoding to the decode pool
+            state_dir=pipeline.seqs.folder,
+            on_skip=lambda _name, reason: skipped.labels(camera=camera.id, reason=reason).inc()))
+        self.numbered = source_type.numbered
         self.stopping = threading.Event()
         self.finished = False  # a finite source reached its end
         self.backoff = Backoff()
         self.up = self.metrics.source_up.labels(camera=camera.id)
         self.frames = self.metrics.frames_total.labels(camera=camera.id)
         self.dropped = self.metrics.frames_dropped_total.labels(camera=camera.id, reason="queue_full")
+        self.source_errors = self.metrics.errors_total.labels(camera=camera.id, reason="source")
         self.grab_time = self.metrics.stage_seconds.labels(stage="grab")
         #: part ids announced by a trigger command (MQTT); the next frame without one claims the oldest
         self.parts = PartQueue(camera.id, pipeline.generation.config.part_triggers.max_age_s)
@@ -221,7 +269,7 @@ class Grabber(Stage):
                         n = self.backoff.failures  # a camera off for a night must not flood the journal
                         level = logging.WARNING if n <= 3 or n % 50 == 0 else logging.DEBUG
                         log.log(level, "%s; retrying in %.1f s (attempt %d)", self._label(exc), delay, n)
-                        self.metrics.errors_total.labels(camera=self.camera.id, reason="source").inc()
+                        self.source_errors.inc()
                         self._wait(delay)
                         continue
                 t0 = time.perf_counter()
@@ -229,7 +277,7 @@ class Grabber(Stage):
                     frame = self.source.read()
                 except Exception as exc:  # noqa: BLE001 - lost connection: close, back off, reopen
                     log.warning("%s", self._label(exc))
-                    self.metrics.errors_total.labels(camera=self.camera.id, reason="source").inc()
+                    self.source_errors.inc()
                     self.up.set(0)
                     self._close()
                     opened = False
@@ -265,16 +313,18 @@ class Grabber(Stage):
             log.exception("camera %s: closing the source failed", self.camera.id)
 
     def _enqueue(self, frame: Frame) -> None:
+        out = self.outbox
+        assert out is not None
         if self.camera.policy == "block":
-            self.put(self.out, frame)
+            self.give(frame)
             return
         while True:
             try:
-                self.out.put_nowait(frame)
+                out.put_nowait(frame)
                 return
             except queue.Full:
                 try:
-                    oldest = self.out.get_nowait()  # the oldest frame is worth least on a live line
+                    oldest = out.get_nowait()  # the oldest frame is worth least on a live line
                     self.dropped.inc()
                     self.pipeline.count("dropped")
                     _done(oldest)  # dropped and counted: a watched folder must not wait for it
@@ -282,44 +332,58 @@ class Grabber(Stage):
                     pass
 
 
-class Preprocessor(Stage):
+class Preprocessor(Stage[CameraMessage, Item]):
     """ROI crop and the shared to_tensor per distinct model input size (computed once per frame)."""
 
-    def __init__(self, pipeline: Pipeline, camera: CameraConfig, inp: StageQueue):
-        super().__init__(f"preprocess-{camera.id}", pipeline)
-        self.camera, self.inp = camera, inp
-        self.roi = tuple(camera.roi) if camera.roi else None
+    def __init__(self, pipeline: Pipeline, camera: CameraConfig, inp: StageQueue[CameraMessage]):
+        super().__init__(f"preprocess-{camera.id}", pipeline, inbox=inp, outbox=pipeline.infer_q)
+        self.camera = camera
+        self.roi: ROI | None = tuple(camera.roi) if camera.roi else None
         self.timer = self.metrics.stage_seconds.labels(stage="preprocess")
 
     def loop(self) -> None:
         """Frames go to the decode pool in arrival order and on to inference in that order
-        (edge_inspector/runtime/decodepool.py); the pool decodes and preprocesses several at once."""
+        (edge_inspector/runtime/decodepool.py); the pool decodes and preprocesses several at once.
+
+        A frame that finds nothing ahead of it in the pool and nothing behind it in the camera queue
+        (a live camera between parts) is prepared here instead: the pool could not overlap it with
+        anything, and skipping it saves two thread hand-offs on the capture-to-decision path. A
+        backlog (a fast replay, a slow decode) goes through the pool, so it adapts by itself.
+        """
         work = OrderedWork(self.pipeline.decode_pool)
+        inbox = self.inbox
+        assert inbox is not None
         while True:
             for frame, prepared in work.ready(wait=POLL if work.full else 0.0):
                 self._emit(frame, prepared)
             self.heartbeat()
             if work.full:
                 continue
-            frame = self.get(self.inp, timeout=0.0 if len(work) else POLL)
+            frame = self.take(timeout=0.0 if len(work) else POLL)
             if frame is None:
                 if len(work):
                     for frame, prepared in work.ready(wait=0.005):
                         self._emit(frame, prepared)
                 continue
-            if frame is END:
+            if isinstance(frame, _End):
                 for frame, prepared in work.drain():
                     self._emit(frame, prepared)
                 return
             if frame.error is not None or (frame.image is None and frame.encoded is None):
-                work.submit(frame, _nothing)  # through the pool too, so it leaves after the frames before it
+                if len(work):
+                    work.submit(frame, _nothing)  # through the pool too, so it leaves after the frames before it
+                else:
+                    self._emit(frame, None)
                 continue
             gen = self.pipeline.generation
             mode = gen.config.inference.reduced_decode
             if gen.saver.config.mode != "none" or gen.config.review.enabled:
                 mode = "off"  # the full frame is saved or captured: decode it whole
-            work.submit(frame, prepare, frame.image, frame.encoded, self.roi, sorted(gen.sizes), mode,
-                        frame.source or "frame")
+            args = (frame.image, frame.encoded, self.roi, sorted(gen.sizes), mode, frame.source or "frame")
+            if not len(work) and inbox.empty():
+                self._emit(frame, prepare(*args))
+            else:
+                work.submit(frame, prepare, *args)
 
     def _emit(self, frame: Frame, prepared: Prepared | None) -> None:
         item = Item(frame=frame, roi=self.roi, error=frame.error)
@@ -331,29 +395,28 @@ class Preprocessor(Stage):
                 named = frame.source is None or frame.source in prepared.error
                 item.error = frame.error = prepared.error if named else f"{frame.source}: {prepared.error}"
             self.timer.observe(prepared.seconds)
-            item.latency["preprocess"] = prepared.seconds * 1000
-        else:
-            item.latency["preprocess"] = 0.0
-        self.put(self.pipeline.infer_q, item)
+            item.preprocess_ms = prepared.seconds * 1000
+        self.give(item)
 
 
-class Inferencer(Stage):
+class Inferencer(Stage[InferMessage, DecideMessage]):
     """Batches waiting frames and runs every model of the current generation on the batch."""
 
     def __init__(self, pipeline: Pipeline):
-        super().__init__("infer", pipeline)
+        super().__init__("infer", pipeline, inbox=pipeline.infer_q, outbox=pipeline.decide_q)
         self.timer = self.metrics.stage_seconds.labels(stage="infer")
         cfg = pipeline.generation.config.inference
         self.batch_max, self.batch_timeout = cfg.batch_max, cfg.batch_timeout_ms / 1000
 
     def loop(self) -> None:
-        q = self.pipeline.infer_q
+        q = self.inbox
+        assert q is not None
         while True:
             self._maybe_switch()
-            first = self.get(q)
+            first = self.take()
             if first is None:
                 continue
-            if first is END:
+            if isinstance(first, _End):
                 break
             batch, ended = [first], False
             deadline = time.monotonic() + self.batch_timeout
@@ -363,18 +426,17 @@ class Inferencer(Stage):
                     nxt = q.get(timeout=left) if left > 0 else q.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is END:
+                if isinstance(nxt, _End):
                     ended = True
                     break
                 batch.append(nxt)
             self._maybe_switch()
-            self.infer(batch)
-            for item in batch:
-                self.put(self.pipeline.decide_q, item)
+            for inferred in self.infer(batch):
+                self.give(inferred)
             if ended:
                 break
         self._maybe_switch()
-        self.put(self.pipeline.decide_q, END)
+        self.give(END)
 
     def _maybe_switch(self) -> None:
         pending = self.pipeline.take_pending()
@@ -385,13 +447,13 @@ class Inferencer(Stage):
             self.batch_max, self.batch_timeout = cfg.batch_max, cfg.batch_timeout_ms / 1000
             log.info("generation %d active (models: %s)", pending.number,
                      ", ".join(m.name for _, m in pending.models))
-            self.put(self.pipeline.decide_q, GenSwitch(old, pending))
+            self.give(GenSwitch(old, pending))
 
-    def infer(self, batch: list[Item]) -> None:
+    def infer(self, batch: list[Item]) -> list[Inferred]:
         gen = self.pipeline.generation
         good = [it for it in batch if it.crop is not None]
         t0 = time.perf_counter()
-        per_model: list[tuple[Any, LoadedModel, list | None, str | None]] = []
+        per_model: list[tuple[ModelConfig, LoadedModel, list[ModelResult] | None, str | None]] = []
         shadows = 0
         for mcfg, model in gen.models:
             if not good:
@@ -406,7 +468,8 @@ class Inferencer(Stage):
                 # swapped in by a reload may need a size the preprocessor did not know yet
                 tensors = [it.tensors[(h, w)] if (h, w) in it.tensors else to_tensor(it.crop, h, w)
                            for it in good]
-                results, error = model.run_batch(np.stack(tensors)), None
+                inputs = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)  # a lone frame: a view
+                results, error = model.run_batch(inputs), None
             except Exception as exc:  # noqa: BLE001 - a model failure becomes 'error' verdicts
                 log.error("model %s failed on a batch of %d: %s", model.name, len(good), exc)
                 results, error = None, f"{type(exc).__name__}: {exc}"
@@ -414,96 +477,107 @@ class Inferencer(Stage):
         elapsed = time.perf_counter() - t0
         if good:
             self.timer.observe(elapsed)
+        out, j = [], 0
         for it in batch:
-            it.gen = gen
-            it.latency["infer"] = elapsed * 1000 if it.crop is not None else 0.0
-        for j, it in enumerate(good):
-            for mcfg, model, results, error in per_model:
-                it.outcomes.append(ModelOutcome(
-                    name=model.name, version=model.card.version, kind=model.card.kind,
-                    result=None if results is None else results[j], error=error,
-                    role=mcfg.role, weight=mcfg.weight))
+            outcomes: list[ModelOutcome] = []
+            if it.crop is not None:
+                for mcfg, model, results, error in per_model:
+                    outcomes.append(ModelOutcome(
+                        name=model.name, version=model.card.version, kind=model.card.kind,
+                        result=None if results is None else results[j], error=error,
+                        role=mcfg.role, weight=mcfg.weight))
+                j += 1
+            out.append(Inferred(it, gen, outcomes, elapsed * 1000 if it.crop is not None else 0.0))
         self.pipeline.count("inferred", len(batch))
+        return out
 
 
-class Decider(Stage):
+class Decider(Stage[DecideMessage, PublishMessage]):
     """Fusion, regions and frame saving; passes generation switches on."""
 
     def __init__(self, pipeline: Pipeline):
-        super().__init__("decide", pipeline)
+        super().__init__("decide", pipeline, inbox=pipeline.decide_q, outbox=pipeline.publish_q)
         self.timer = self.metrics.stage_seconds.labels(stage="decide")
         self.save_timer = self.metrics.stage_seconds.labels(stage="save")
+        self._errors: dict[tuple[str, str], Any] = {}  # (camera, reason) -> labelled counter
 
     def loop(self) -> None:
-        p = self.pipeline
         while True:
-            item = self.get(p.decide_q)
-            if item is None:
+            msg = self.take()
+            if msg is None:
                 continue
-            if item is END or isinstance(item, GenSwitch):
-                self.put(p.publish_q, item)
-                if item is END:
+            if not isinstance(msg, Inferred):  # END or a generation switch: in order with the frames
+                self.give(msg)
+                if isinstance(msg, _End):
                     return
                 continue
-            t0 = time.perf_counter()
-            frame, gen = item.frame, item.gen
-            crop_size = item.crop_size or ((item.crop.shape[1], item.crop.shape[0]) if item.crop is not None else None)
-            offset = (item.roi[0], item.roi[1]) if item.roi else (0, 0)
-            ctx = FrameContext(line=gen.config.line, camera=frame.camera, seq=frame.seq,
-                               captured_at=frame.captured_at, crop_size=crop_size, roi_offset=offset,
-                               source=frame.source, error=item.error,
-                               part_id=frame.part_id, triggered_at=frame.triggered_at)
+            self.give(self.decide(msg))
+
+    def decide(self, inferred: Inferred) -> Decided:
+        t0 = time.perf_counter()
+        item, gen = inferred.item, inferred.gen
+        frame = item.frame
+        crop_size = item.crop_size or ((item.crop.shape[1], item.crop.shape[0]) if item.crop is not None else None)
+        offset = (item.roi[0], item.roi[1]) if item.roi else (0, 0)
+        ctx = FrameContext(line=gen.config.line, camera=frame.camera, seq=frame.seq,
+                           captured_at=frame.captured_at, crop_size=crop_size, roi_offset=offset,
+                           source=frame.source, error=item.error,
+                           part_id=frame.part_id, triggered_at=frame.triggered_at)
+        try:
+            verdict, amap = decide(ctx, inferred.outcomes, gen.config.fusion)
+        except Exception as exc:  # noqa: BLE001 - never lose a frame to a decision bug
+            log.exception("decision failed for %s/%s", frame.camera, frame.seq)
+            ctx.error = f"decision failed: {exc}"
+            verdict, amap = decide(ctx, [])
+        decided = time.perf_counter()
+        self.timer.observe(decided - t0)
+        if gen.saver.config.mode != "none":
             try:
-                verdict, amap = decide(ctx, item.outcomes, gen.config.fusion)
-            except Exception as exc:  # noqa: BLE001 - never lose a frame to a decision bug
-                log.exception("decision failed for %s/%s", frame.camera, frame.seq)
-                ctx.error = f"decision failed: {exc}"
-                verdict, amap = decide(ctx, [])
-            decided = time.perf_counter()
-            item.latency["decide"] = (decided - t0) * 1000
-            self.timer.observe(decided - t0)
-            if gen.saver.config.mode != "none":
-                try:
-                    verdict.image = gen.saver.save(verdict, frame.image, amap, item.roi)
-                except Exception:  # noqa: BLE001 - saving evidence is optional; the verdict is not
-                    log.exception("saving frame %s/%s failed", frame.camera, frame.seq)
-                self.save_timer.observe(time.perf_counter() - decided)
-            item.latency["total"] = (time.monotonic() - frame.captured_mono) * 1000
-            verdict.latency_ms = {k: round(v, 3) for k, v in item.latency.items()}
-            if gen.ops is not None:
-                try:
-                    item.events = gen.ops.after_decide(verdict, item.crop, item.outcomes)
-                except Exception:  # noqa: BLE001 - line operations are extras; the verdict is not
-                    log.exception("operations failed on frame %s/%s", frame.camera, frame.seq)
-            if verdict.verdict == "error":
-                reason = "frame" if item.error else "model"
-                self.metrics.errors_total.labels(camera=frame.camera, reason=reason).inc()
-            item.verdict = verdict
-            self.put(p.publish_q, item)
+                verdict.image = gen.saver.save(verdict, frame.image, amap, item.roi)
+            except Exception:  # noqa: BLE001 - saving evidence is optional; the verdict is not
+                log.exception("saving frame %s/%s failed", frame.camera, frame.seq)
+            self.save_timer.observe(time.perf_counter() - decided)
+        verdict.latency_ms = {"preprocess": round(item.preprocess_ms, 3), "infer": round(inferred.infer_ms, 3),
+                              "decide": round((decided - t0) * 1000, 3),
+                              "total": round((time.monotonic() - frame.captured_mono) * 1000, 3)}
+        events: list[Event] = []
+        if gen.ops is not None:
+            try:
+                events = gen.ops.after_decide(verdict, item.crop, inferred.outcomes)
+            except Exception:  # noqa: BLE001 - line operations are extras; the verdict is not
+                log.exception("operations failed on frame %s/%s", frame.camera, frame.seq)
+        if verdict.verdict == "error":
+            key = (frame.camera, "frame" if item.error else "model")
+            counter = self._errors.get(key)
+            if counter is None:
+                counter = self._errors[key] = self.metrics.errors_total.labels(camera=key[0], reason=key[1])
+            counter.inc()
+        return Decided(frame, gen, verdict, events)
 
 
-class PublisherStage(Stage):
+class PublisherStage(Stage[PublishMessage, None]):
     """Hands each verdict to every publisher of its generation; closes retired publishers."""
 
     def __init__(self, pipeline: Pipeline):
-        super().__init__("publish", pipeline)
+        super().__init__("publish", pipeline, inbox=pipeline.publish_q)
         self.timer = self.metrics.stage_seconds.labels(stage="publish")
         self.total = self.metrics.stage_seconds.labels(stage="total")
+        self._verdicts: dict[tuple[str, str], Any] = {}  # (camera, verdict) -> labelled counter
 
     def loop(self) -> None:
         p = self.pipeline
         while True:
-            item = self.get(p.publish_q)
-            if item is None:
+            msg = self.take()
+            if msg is None:
                 continue
-            if item is END:
+            if isinstance(msg, _End):
                 return
-            if isinstance(item, GenSwitch):
-                p.retire(item.old, item.new)
+            if isinstance(msg, GenSwitch):
+                p.retire(msg.old, msg.new)
                 continue
             t0 = time.perf_counter()
-            verdict = item.verdict
-            for pub in item.gen.publishers:
+            verdict = msg.verdict
+            for pub in msg.gen.publishers:
                 if p.is_closed(pub):  # never expected (reloads are serialised); counted and reported if it is
                     p.not_handed_over(pub, verdict, "its publisher was already closed")
                     continue
@@ -511,23 +585,32 @@ class PublisherStage(Stage):
                     pub.publish(verdict)
                 except Exception as exc:  # noqa: BLE001 - one broken sink must not stop the others
                     p.not_handed_over(pub, verdict, f"{type(exc).__name__}: {exc}")
-            if item.events:
-                item.gen.ops.dispatch(item.events, item.gen.event_sinks, verdict.line)
-            _done(item.frame)  # handed to every publisher: a watched folder may record its progress now
+            if msg.events and msg.gen.ops is not None:
+                msg.gen.ops.dispatch(msg.events, msg.gen.event_sinks, verdict.line)
+            _done(msg.frame)  # handed to every publisher: a watched folder may record its progress now
             now = time.perf_counter()
             self.timer.observe(now - t0)
-            self.total.observe(time.monotonic() - item.frame.captured_mono)
-            self.metrics.verdicts_total.labels(camera=verdict.camera, verdict=verdict.verdict).inc()
+            self.total.observe(time.monotonic() - msg.frame.captured_mono)
+            key = (verdict.camera, verdict.verdict)
+            counter = self._verdicts.get(key)
+            if counter is None:
+                counter = self._verdicts[key] = self.metrics.verdicts_total.labels(camera=key[0], verdict=key[1])
+            counter.inc()
             p.count("published")
 
 
 @dataclass(eq=False)
 class CameraLane:
+    """One camera's source, its bounded queue (where its frames are dropped, if ever) and its two threads."""
+
     config: CameraConfig
-    source: Source
-    queue: StageQueue
+    queue: StageQueue[CameraMessage]
     grabber: Grabber
     preprocessor: Preprocessor
+
+    @property
+    def source(self) -> Source:
+        return self.grabber.source
 
 
 class Pipeline:
@@ -554,9 +637,10 @@ class Pipeline:
         self._settled.set()
         cfg = generation.config
         self.seqs = SeqStore(cfg.state_dir)
-        self.infer_q = StageQueue("infer", cfg.inference.queue_size, metrics)
-        self.decide_q = StageQueue("decide", max(64, 2 * cfg.inference.batch_max), metrics)
-        self.publish_q = StageQueue("publish", max(64, 2 * cfg.inference.batch_max), metrics)
+        self.infer_q: StageQueue[InferMessage] = StageQueue("infer", cfg.inference.queue_size, metrics)
+        self.decide_q: StageQueue[DecideMessage] = StageQueue("decide", max(64, 2 * cfg.inference.batch_max), metrics)
+        self.publish_q: StageQueue[PublishMessage] = StageQueue("publish", max(64, 2 * cfg.inference.batch_max),
+                                                                metrics)
         self.decode_pool = DecodePool(cfg.inference.decode_workers)
         self.lanes: dict[str, CameraLane] = {}
         self.stages: list[Stage] = [Inferencer(self), Decider(self), PublisherStage(self)]
@@ -568,11 +652,12 @@ class Pipeline:
             self.counters[key] += n
 
     # -- cameras ------------------------------------------------------------------------------
-    def add_camera(self, camera: CameraConfig, source: Source | None = None) -> None:
-        source = source or create_source(camera.id, camera.source)
-        source.defer_decode = True  # sources that support it leave decoding to the decode pool
-        q = StageQueue(f"camera-{camera.id}", camera.queue_size, self.metrics)
-        lane = CameraLane(camera, source, q, Grabber(self, camera, source, q), Preprocessor(self, camera, q))
+    def add_camera(self, camera: CameraConfig, source_type: type[Source] | None = None) -> None:
+        """Build the camera's lane: its source (the registered class for ``camera.source.type``, or
+        ``source_type``), queue, grabber and preprocessor; started at once when the pipeline runs."""
+        source_type = source_type or source_class(camera.id, camera.source.type)
+        q: StageQueue[CameraMessage] = StageQueue(f"camera-{camera.id}", camera.queue_size, self.metrics)
+        lane = CameraLane(camera, q, Grabber(self, camera, source_type, q), Preprocessor(self, camera, q))
         self.lanes[camera.id] = lane
         if self.started:
             lane.preprocessor.start()
@@ -629,9 +714,9 @@ class Pipeline:
             lane.preprocessor.join(max(0.1, deadline - time.monotonic()))
         ok = True
         upstream_ended = False  # the preprocessors never pass END on: the first stage gets it here
-        for stage, inbox in zip(self.stages, (self.infer_q, self.decide_q, self.publish_q), strict=True):
+        for stage in self.stages:
             if not upstream_ended and stage.is_alive():
-                stage.put(inbox, END)  # upstream crashed (or is the camera lanes): end this stage directly
+                stage.put(stage.inbox, END)  # upstream crashed (or is the camera lanes): end this stage directly
             stage.join(max(0.1, deadline - time.monotonic()))
             if stage.is_alive():
                 log.error("stage %s did not finish draining within %.0f s", stage.name, timeout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Registry
-from .base import Backoff, Frame, Source, SourceError
+from .base import Backoff, Frame, Source, SourceError, SourceSettings
 from .seqstore import SeqStore
 
 # The config's ``source.type`` -> implementation (see registry.py); each config class sits in config.py's
@@ -19,13 +19,19 @@ SOURCES = Registry("source type", {
 }, SourceError)
 
 
-def create_source(camera: str, config: Any) -> Source:
-    """Build the source for a camera from its ``source`` config (selected by ``type``)."""
+def source_class(camera: str, type_name: str) -> type[Source]:
+    """The Source class registered for ``type_name``; SourceError naming the camera when there is none."""
     try:
-        cls = SOURCES.load(config.type)
+        return SOURCES.load(type_name)
     except SourceError as exc:
         raise SourceError(f"camera {camera}: {exc}") from None
-    return cls(camera, config)
 
 
-__all__ = ["Backoff", "Frame", "SeqStore", "Source", "SourceError", "SOURCES", "create_source"]
+def create_source(camera: str, config: Any, settings: SourceSettings | None = None) -> Source:
+    """Build the source for a camera from its ``source`` config (selected by ``type``) and the settings
+    the pipeline gives it (defaults: a stand-alone source)."""
+    return source_class(camera, config.type)(camera, config, settings)
+
+
+__all__ = ["Backoff", "Frame", "SeqStore", "Source", "SourceError", "SourceSettings", "SOURCES", "create_source",
+           "source_class"]

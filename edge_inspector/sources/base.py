@@ -67,26 +67,58 @@ class Frame:
         return stamp.replace("+00:00", "Z")
 
 
+def _no_beat() -> None:
+    """A source built outside a pipeline (tests, tools) has no watchdog to tell."""
+
+
+def _no_skip(name: str, reason: str) -> None:
+    """A source built outside a pipeline counts no skipped entries."""
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """What the pipeline tells a source when it builds it (the camera's ``source`` section is the rest).
+
+    Why at construction: a source is complete when built, and the pipeline never writes into it
+    afterwards; a source built without settings (a test, a tool) gets the defaults, which are what a
+    stand-alone source needs.
+    """
+
+    #: first frame number (edge_inspector/sources/seqstore.py); ignored by sources that are not ``numbered``
+    seq_start: int = 0
+    #: called while the source waits (pacing, polling an empty folder), so the pipeline's watchdog can
+    #: tell a source that is idle on purpose from one that hangs
+    heartbeat: Callable[[], None] = _no_beat
+    #: the pipeline's decode pool decodes (edge_inspector/runtime/decodepool.py): a source that supports
+    #: it returns ``Frame(image=None, encoded=...)`` and leaves decoding to the pool
+    defer_decode: bool = False
+    #: the daemon's ``state_dir``: where a source keeps progress across restarts (a watched folder's
+    #: ``<camera>.folder``); None: nothing survives a restart
+    state_dir: Path | None = None
+    #: called with (entry name, reason) once per bad entry a source skips (a watched folder's links, FIFOs...)
+    on_skip: Callable[[str, str], None] = _no_skip
+
+
 class Source(ABC):
-    """A frame source for one camera.
+    """A frame source for one camera, built complete from its config section and ``SourceSettings``.
 
     ``open()`` raises SourceError when the source is unavailable; ``read()`` returns the next Frame,
     None when a finite source is exhausted, and raises SourceError when the connection is lost.
     """
 
     type: ClassVar[str]
-    #: Set by the pipeline when its decode pool decodes (edge_inspector/runtime/decodepool.py): a source that
-    #: supports it returns ``Frame(image=None, encoded=...)`` and leaves decoding to the pool.
-    defer_decode: bool = False
+    #: True: frame numbers come from the daemon's counters (``settings.seq_start``, unique across
+    #: restarts); False: a source numbers frames itself from 0 (replay: by file position, reproducible)
+    numbered: ClassVar[bool] = True
 
-    def __init__(self, camera: str, config: Any):
+    def __init__(self, camera: str, config: Any, settings: SourceSettings | None = None):
+        settings = settings or SourceSettings()
         self.camera = camera
         self.config = config
-        self.seq = 0
+        self.seq = settings.seq_start if self.numbered else 0
         self.stop_event = threading.Event()
-        #: Called while a source waits (pacing, polling an empty folder), so the pipeline's watchdog
-        #: can tell a source that is idle on purpose from one that hangs. The grab loop sets it.
-        self.heartbeat: Callable[[], None] = lambda: None
+        self.heartbeat: Callable[[], None] = settings.heartbeat
+        self.defer_decode = settings.defer_decode
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire the device/folder; called again after a failure."""

@@ -36,10 +36,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..parts import compile_part_pattern, part_from_name
 from ..preprocess import ImageDecodeError, decode_image
-from .base import Frame, Source, SourceError, matches
+from .base import Frame, Source, SourceError, SourceSettings, matches
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,14 @@ def looks_truncated(data: bytes) -> bool:
 
 class FolderSource(Source):
     type = "folder"
-    #: Set by the pipeline when ``state_dir`` is configured (see the module docstring).
-    state_path: Path | None = None
-    #: Called with (file name, reason) once per bad entry; the grab loop counts it in the metrics.
-    on_skip: Callable[[str, str], None] = staticmethod(lambda name, reason: None)
+
+    def __init__(self, camera: str, config: Any, settings: SourceSettings | None = None):
+        super().__init__(camera, config, settings)
+        settings = settings or SourceSettings()
+        #: progress across restarts, with the daemon's ``state_dir`` (see the module docstring)
+        self.state_path: Path | None = None if settings.state_dir is None else settings.state_dir / f"{camera}.folder"
+        #: called with (file name, reason) once per bad entry; the grab loop counts it in the metrics
+        self.on_skip: Callable[[str, str], None] = settings.on_skip
 
     # -- progress -----------------------------------------------------------------------------
     def _load_state(self) -> tuple[int | None, set[Key]]:

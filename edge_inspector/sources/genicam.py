@@ -44,7 +44,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..preprocess import ImageDecodeError, check_roi, to_bgr8
-from .base import Frame, Source, SourceError
+from .base import Frame, Source, SourceError, SourceSettings
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ class GenicamSource(Source):
     type = "genicam"
     live = True
 
-    def __init__(self, camera: str, config: Any):
-        super().__init__(camera, config)
+    def __init__(self, camera: str, config: Any, settings: SourceSettings | None = None):
+        super().__init__(camera, config, settings)
         self.cam: Any = None
         self.stream: Any = None
         self._lost = threading.Event()

@@ -14,6 +14,7 @@ class ReplaySource(Source):
     gives the same (camera, frame) keys every time, so two runs' verdicts can be diffed."""
 
     type = "replay"
+    numbered = False  # seq = file index, whatever the daemon's counters say
 
     def open(self) -> None:
         folder = self.config.path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +101,77 @@ def test_inference_batches_frames_already_waiting(tmp_path, tiny_models):
     assert [v["frame"] for v in out] == list(range(10))
     assert [v["verdict"] for v in out] == ["ok", "defect"] * 5
     assert [m["name"] for m in out[1]["models"]] == ["tiny-detector", "tiny-classifier"]
+
+
+def test_stages_hand_typed_messages_from_outbox_to_inbox(tmp_path, tiny_models):
+    """Each stage takes from its inbox what the stage before gives to its outbox; the grabber built its
+    source with the settings (heartbeat, frame counter, state folder) instead of writing into it later."""
+    from edge_inspector.runtime.pipeline import Decided, Inferred
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "cam-0.seq").write_text("41\n")  # a daemon that ran before handed out frames 0..40
+    cfg = config(tmp_path, tiny_models, f"- {{id: cam-0, source: {{type: folder, path: {inbox}, poll_ms: 20}}}}\n",
+                 extra=f"state_dir: {state}\n")
+    pipe, _, _ = build(cfg)
+    pipe.add_camera(cfg.cameras[0])
+    lane = pipe.lanes["cam-0"]
+    infer, decide, publish = pipe.stages
+    assert lane.grabber.inbox is None and lane.grabber.outbox is lane.queue is lane.preprocessor.inbox
+    assert lane.preprocessor.outbox is pipe.infer_q is infer.inbox
+    assert infer.outbox is pipe.decide_q is decide.inbox and decide.outbox is pipe.publish_q is publish.inbox
+    assert publish.outbox is None
+    source = lane.source
+    assert source.heartbeat == lane.grabber.heartbeat and source.defer_decode
+    assert source.state_path == state / "cam-0.folder" and source.seq == 41
+    seen: list[type] = []
+    for stage in (decide, publish):  # record what each stage takes, then let it handle it as usual
+        def take(timeout=0.2, _take=stage.take):
+            msg = _take(timeout)
+            if msg is not None:
+                seen.append(type(msg))
+            return msg
+        stage.take = take
+    pipe.start()
+    cv2.imwrite(str(inbox / "part.png"), make_frame(True, 64, 1))
+    wait(lambda: pipe.counters["published"] == 1)
+    assert pipe.drain(10)
+    pipe.close_publishers()
+    assert [v["frame"] for v in verdicts(tmp_path)] == [41]
+    assert seen[:2] == [Inferred, Decided]
+
+
+def test_lone_frames_are_prepared_inline_a_backlog_in_the_decode_pool(tmp_path, tiny_models):
+    """A frame with nothing waiting around it (a live camera between parts) skips the pool's two thread
+    hand-offs; a backlog goes through the pool and still leaves in frame order."""
+    frames = write_frames(tmp_path / "rec", n=24, defect_every=3)
+    cfg = config(tmp_path, tiny_models, f"""\
+        - {{id: slow, source: {{type: replay, path: {frames}, pattern: 'frame_0000[0-3]*', rate_fps: 10}}}}
+        - {{id: fast, source: {{type: replay, path: {frames}}}, queue_size: 32}}
+        """)
+    pipe, _, _ = build(cfg)
+    pooled: dict[str, int] = {"preprocess-slow": 0, "preprocess-fast": 0}
+    submit = pipe.decode_pool.submit
+
+    def counting(fn, *args):  # the real pool, counted by the camera whose preprocessor submits
+        pooled[threading.current_thread().name] += 1
+        return submit(fn, *args)
+
+    pipe.decode_pool.submit = counting
+    for camera in cfg.cameras:
+        pipe.add_camera(camera)
+    pipe.start()  # the fast replay lists and reads files far quicker than they are decoded: a backlog
+    wait(pipe.sources_finished)
+    assert pipe.drain(10)
+    pipe.close_publishers()
+    out = verdicts(tmp_path)
+    assert [v["frame"] for v in out if v["camera"] == "fast"] == list(range(24))
+    assert [v["frame"] for v in out if v["camera"] == "slow"] == list(range(4))
+    assert [v["verdict"] for v in out if v["camera"] == "fast"] == ["ok", "ok", "defect"] * 8
+    assert pooled["preprocess-slow"] == 0  # 100 ms apart: each frame is prepared long before the next arrives
+    assert pooled["preprocess-fast"] >= 12  # the backlog went through the pool
 
 
 def test_live_camera_queue_drops_oldest_and_counts(tmp_path, tiny_models):
@@ -234,9 +306,7 @@ def test_watchdog_health_idle_is_healthy_stuck_is_not(tmp_path, tiny_models):
 
         type = "hanging"
 
-        def __init__(self, camera, config):
-            super().__init__(camera, config)
-            self.release = threading.Event()
+        release = threading.Event()  # one per test run: the class is defined inside the test
 
         def read(self):
             self.release.wait()
@@ -254,11 +324,11 @@ def test_watchdog_health_idle_is_healthy_stuck_is_not(tmp_path, tiny_models):
     pipe.start()
     time.sleep(2.0)
     assert pipe.healthy(1.5)  # an empty folder and empty queues: idle, not stuck
-    hanging = Hanging("wedged", cfg.cameras[1].source)
-    pipe.add_camera(cfg.cameras[1], source=hanging)
+    pipe.add_camera(cfg.cameras[1], source_type=Hanging)  # built by the pipeline, as a registered source is
+    assert isinstance(pipe.lanes["wedged"].source, Hanging)
     time.sleep(2.0)
     assert not pipe.healthy(1.5)  # the wedged grabber stopped beating: no WATCHDOG=1
-    hanging.release.set()
+    Hanging.release.set()
     assert pipe.drain(5)
     pipe.close_publishers()
 

@@ -17,7 +17,7 @@ from edge_inspector.config import (
     ReplaySourceConfig,
     VideoSourceConfig,
 )
-from edge_inspector.sources import SOURCES, Backoff, SourceError, create_source
+from edge_inspector.sources import SOURCES, Backoff, SourceError, SourceSettings, create_source
 from tests.fixtures.models import make_frame, write_frames
 
 
@@ -181,6 +181,36 @@ def test_camera_source_reads_a_stream_and_reports_loss(tmp_path):
         create_source("cam", CameraSourceConfig(type="camera", device=str(tmp_path / "absent.avi"))).open()
 
 
+def test_sources_get_their_settings_at_construction(tmp_path):
+    """What the pipeline tells a source (first frame number, heartbeat, deferred decoding, state folder,
+    skip counter) arrives through the constructor; a source built without settings stands alone."""
+    video = write_video(tmp_path / "line.avi", n=3)
+    beats: list[float] = []
+    skipped: list[tuple[str, str]] = []
+    settings = SourceSettings(seq_start=41, heartbeat=lambda: beats.append(time.monotonic()), defer_decode=True,
+                              state_dir=tmp_path / "state", on_skip=lambda name, why: skipped.append((name, why)))
+    cam = create_source("cam-0", CameraSourceConfig(type="camera", device=str(video)), settings)
+    cam.open()
+    assert [cam.read().seq for _ in range(3)] == [41, 42, 43]  # numbered from the daemon's counter
+    cam.close()
+    rec = write_frames(tmp_path / "rec", n=3)
+    replay = create_source("cam-0", ReplaySourceConfig(type="replay", path=rec, rate_fps=40), settings)
+    frames = list(replay.frames())
+    assert [f.seq for f in frames] == [0, 1, 2]  # replay numbers by file position, whatever the counter says
+    assert all(f.image is None and f.encoded is not None for f in frames)  # decoding left to the pool
+    assert beats  # pacing waits beat the watchdog
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "loop.png").symlink_to(inbox / "loop.png")
+    folder = create_source("cam-0", FolderSourceConfig(type="folder", path=inbox, settle_ms=0, poll_ms=20), settings)
+    assert folder.state_path == tmp_path / "state" / "cam-0.folder"
+    folder.open()
+    folder._poll()  # one listing: the link loop is skipped and reported
+    assert skipped == [("loop.png", "link_loop")]
+    alone = create_source("cam-1", FolderSourceConfig(type="folder", path=inbox))
+    assert alone.state_path is None and alone.seq == 0 and not alone.defer_decode
+
+
 def test_backoff_grows_is_capped_and_jittered():
     b = Backoff(base=0.5, cap=4.0, jitter=0.2, rng=random.Random(1))
     delays = [b.next_delay() for _ in range(8)]
@@ -217,8 +247,8 @@ def test_folder_watch_across_restarts_with_state(tmp_path):
     cfg = FolderSourceConfig(type="folder", path=inbox, settle_ms=0, poll_ms=20, process_existing=False)
 
     def run_once(expect: int) -> list[str]:
-        src = create_source("cam", cfg)
-        src.state_path = state
+        src = create_source("cam", cfg, SourceSettings(state_dir=tmp_path))  # progress in <state_dir>/cam.folder
+        assert src.state_path == state
         col = Collector(src)
         col.wait(expect)
         time.sleep(0.15)
