@@ -209,6 +209,9 @@ def test_streams_spread_a_batch_and_keep_frame_order(detector_card, tmp_path):
     for x, y in zip(a, b, strict=True):
         assert abs(x.raw_score - y.raw_score) <= 1e-5 * max(1.0, abs(x.raw_score))
         assert np.max(np.abs(x.raw_map - y.raw_map)) <= 1e-4
+    again = two.run_batch(one.preprocess(images[4:]))  # a smaller batch reuses the first requests
+    assert [r.raw_score for r in again] == [r.raw_score for r in b[4:]]
+    assert len(two.backend._requests) == 7  # one request per frame of the largest batch, kept
     single = two.predict(images[:1])[0]  # a lone frame: the LATENCY compilation
     assert abs(single.raw_score - a[0].raw_score) <= 1e-5 * max(1.0, abs(a[0].raw_score))
     cfg = _config(tmp_path, detector_card, tmp_path, extra_model=", streams: 1")
