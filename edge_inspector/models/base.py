@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,20 +37,6 @@ class FitReport:
     seconds: float
     n_images: int
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, report: Mapping[str, Any], kind: str = "detector") -> FitReport:
-        """A flat report dict (``seconds``, ``n_images`` and the rest) as a FitReport."""
-        missing = [key for key in ("seconds", "n_images") if key not in report]
-        if missing:
-            raise DetectorError(f"{kind}: fit() report lacks {missing}; got {sorted(report)}")
-        extra = {k: v for k, v in report.items() if k not in ("seconds", "n_images")}
-        return cls(seconds=float(report["seconds"]), n_images=int(report["n_images"]), extra=extra)
-
-    @classmethod
-    def of(cls, report: FitReport | Mapping[str, Any], kind: str = "detector") -> FitReport:
-        """Accept a FitReport or the plain dict a not-yet-converted detector (feature_memory) returns."""
-        return report if isinstance(report, FitReport) else cls.from_dict(report, kind)
 
     def card_fields(self) -> dict[str, int | float | str | bool]:
         """The scalar figures, flat, as the card's ``training.fit_report`` has always held them."""
@@ -87,8 +73,7 @@ class Detector(ABC):
 
     kind: ClassVar[str]
     # the kind's typed options (a models/options.DetectorOptions subclass; not imported here, which
-    # would be a cycle: options raise this module's DetectorError); None for a detector still on a
-    # plain DEFAULTS dict (feature_memory)
+    # would be a cycle: options raise this module's DetectorError)
     options_model: ClassVar[type[Any] | None] = None
     # Raw scores of the normal training images, each scored by a model that did not see it
     # (out-of-fold), set by ``fit`` where that is cheap; calibration pools them with the val split.
@@ -115,22 +100,12 @@ class Detector(ABC):
         self.options: dict[str, Any] = dict(options)
 
     # -- helpers for subclasses ----------------------------------------------------------------
-    def _take_options(self, defaults: dict[str, Any] | None = None) -> Any:
+    def _take_options(self) -> Any:
         """The validated options: an instance of ``options_model`` (attribute access, defaults
-        resolved). Called with a plain ``defaults`` dict (a detector not yet converted), it merges
-        ``self.options`` over it and refuses unknown keys, as before. Errors are DetectorError."""
-        if defaults is None:
-            if self.options_model is None:
-                raise DetectorError(f"{type(self).__name__}: no options_model and no defaults given")
-            return self.options_model.parse(self.options)
-        unknown = sorted(set(self.options) - set(defaults))
-        if unknown:
-            raise DetectorError(
-                f"{self.kind}: unknown option(s) {unknown}; known options: {sorted(defaults)}"
-            )
-        merged = dict(defaults)
-        merged.update(self.options)
-        return merged
+        resolved). Errors are DetectorError naming the kind and the option."""
+        if self.options_model is None:
+            raise DetectorError(f"{type(self).__name__}: no options_model (models/options.py)")
+        return self.options_model.parse(self.options)
 
     def _setup_torch(self) -> None:
         """Apply the thread budget and the seed before any torch work."""
@@ -146,8 +121,7 @@ class Detector(ABC):
     # -- the contract ----------------------------------------------------------------------------
     @abstractmethod
     def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> FitReport:
-        """Train on ``train`` (``val`` for early stopping); return a FitReport (a detector not yet
-        converted may return a dict with ``seconds`` and ``n_images``: read it with ``FitReport.of``)."""
+        """Train on ``train`` (``val`` for early stopping); return a FitReport."""
 
     @abstractmethod
     def export_module(self):  # -> torch.nn.Module

@@ -24,42 +24,22 @@ from torch import nn
 
 from ..data.types import Sample
 from .backbone import FeatureTrunk, fold_batchnorm, load_backbone
-from .base import Detector, DetectorError
+from .base import Detector, DetectorError, FitReport
 from .coreset import greedy_coreset
+from .options import FeatureMemoryOptions
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    # output strides of the feature maps; the first sets the map resolution. The stride-32 tap adds
-    # the context that EfficientNet-Lite's shallow stride-16 stage lacks (PatchCore's WideResNet-50
-    # layer3 is far deeper), while stride 8 keeps small defects a few cells wide. Measured on three
-    # real sets, native split, <= 200 training images, image / pixel AUROC (8,16) -> (8,16,32):
-    # magnetic_tile 0.796/0.758 -> 0.846/0.780, kolektorsdd 0.909/0.940 -> 0.942/0.960, mpdd
-    # 1.000/0.989 -> 1.000/0.984. (16, 32) alone scored 0.864/0.795, 0.942/0.953, 0.994/0.973: about
-    # the same mean, but a stride-16 map loses defects of a few dozen pixels on large frames.
-    "taps": (8, 16, 32),
-    # memory bank size by coverage: greedy k-center stops once every training patch lies within the
-    # 99th percentile of the distance between a patch and the nearest patch of another training
-    # image (normal variation as the training set shows it). Measured: that lands on ~1 % of the
-    # patches for kolektorsdd and magnetic_tile (PatchCore's fixed ratio) and ~2 % for mpdd's 41
-    # images; 0 = use coreset_ratio instead.
-    "coverage_quantile": 0.99,
-    "coreset_ratio": 0.01,  # fraction of training patch features kept when coverage_quantile is 0
-    "min_memory": 1024,  # but at least this many (small training sets)
-    "max_memory": 50_000,  # and at most this many (inference cost grows with the bank)
-    "projection_dim": 64,  # random-projection dims for the coreset search
-    "max_candidates": 40_000,  # random subset of features the coreset is chosen from
-    "neighbourhood": 3,  # local average pooling window over the feature map
-    "sigma": 4.0,  # Gaussian smoothing of the anomaly map, in input pixels
-    "score_fraction": 0.05,  # image score = mean of the top 5 % of map patches; 0 = the map's maximum
-    "batch_size": 8,  # images per forward pass during fit
-    # score every training image without its own patches in memory, for calibration: "leave_one_out"
-    # (each image against the bank minus the entries taken from it), "kfold" (oof_folds banks, each
-    # built without a fold) or "off"
-    "oof": "leave_one_out",
-    "oof_folds": 5,  # folds of "kfold" (0 = off, as oof="off")
-    "pretrained": True,  # False only in tests that need no weights
-}
+# Why the defaults (models/options.FeatureMemoryOptions declares them, with ranges):
+# - taps (8, 16, 32): the stride-32 tap adds the context that EfficientNet-Lite's shallow stride-16
+#   stage lacks (PatchCore's WideResNet-50 layer3 is far deeper), while stride 8 keeps small defects a
+#   few cells wide. Measured on three real sets, native split, <= 200 training images, image / pixel
+#   AUROC (8,16) -> (8,16,32): magnetic_tile 0.796/0.758 -> 0.846/0.780, kolektorsdd 0.909/0.940 ->
+#   0.942/0.960, mpdd 1.000/0.989 -> 1.000/0.984. (16, 32) alone scored 0.864/0.795, 0.942/0.953,
+#   0.994/0.973: about the same mean, but a stride-16 map loses defects of a few dozen pixels.
+# - coverage_quantile: see _coreset; coreset_ratio 0.01 is PatchCore's fixed fraction, used when it is 0.
+# - score_fraction 0.05: image score = mean of the top 5 % of map patches (see score_features).
+# - oof leave_one_out: see leave_one_out_scores.
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -154,6 +134,7 @@ class FeatureMemoryDetector(Detector):
     """PatchCore-style detector: unsupervised, fits on normal images only, in seconds."""
 
     kind: ClassVar[str] = "feature_memory"
+    options_model: ClassVar[type[FeatureMemoryOptions]] = FeatureMemoryOptions
     # EfficientNet-Lite1 (one more block per stage than Lite0, same widths): measured on the three
     # shared sets, native split, <= 200 training images, image AUROC Lite0 -> Lite1 -> Lite2:
     # kolektorsdd 0.941 -> 0.959 -> 0.952, magnetic_tile 0.834 -> 0.848 -> 0.842, mpdd 1.000 -> 1.000;
@@ -162,17 +143,7 @@ class FeatureMemoryDetector(Detector):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.config = self._take_options(DEFAULTS)
-        self.config["taps"] = tuple(int(t) for t in self.config["taps"])
-        if not 0.0 <= float(self.config["score_fraction"]) <= 1.0:
-            raise DetectorError(
-                f"score_fraction must be in [0, 1] (0 = map maximum), got {self.config['score_fraction']}")
-        if not 0.0 < float(self.config["coreset_ratio"]) <= 1.0:
-            raise DetectorError(f"coreset_ratio must be in (0, 1], got {self.config['coreset_ratio']}")
-        if self.config["oof"] not in ("leave_one_out", "kfold", "off"):
-            raise DetectorError(f"oof must be one of leave_one_out, kfold, off; got {self.config['oof']!r}")
-        if int(self.config["oof_folds"]) < 0 or int(self.config["oof_folds"]) == 1:
-            raise DetectorError(f"oof_folds must be 0 (off) or at least 2, got {self.config['oof_folds']}")
+        self.config = self._take_options()
         self.output_names = ["pred_score", "anomaly_map"]
         self._module: FeatureMemoryModule | None = None
         self._embedder: PatchEmbedder | None = None
@@ -180,14 +151,14 @@ class FeatureMemoryDetector(Detector):
 
     def _build_embedder(self) -> PatchEmbedder:
         if self._embedder is None:
-            net = load_backbone(self.backbone_name, pretrained=bool(self.config["pretrained"]))
-            self._embedder = PatchEmbedder(net.trunk(self.config["taps"]), self.config["neighbourhood"]).eval()
+            net = load_backbone(self.backbone_name, pretrained=bool(self.config.pretrained))
+            self._embedder = PatchEmbedder(net.trunk(self.config.taps), self.config.neighbourhood).eval()
         return self._embedder
 
     def embed_maps(self, samples: list[Sample], progress: bool = False) -> torch.Tensor:
         """(N, D, h, w) patch features of the samples, extracted in batches."""
         embedder = self._build_embedder()
-        bs = int(self.config["batch_size"])
+        bs = int(self.config.batch_size)
         chunks = []
         starts = range(0, len(samples), bs)
         if progress:
@@ -212,20 +183,20 @@ class FeatureMemoryDetector(Detector):
     def _coreset(self, feats: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
         """Indices of the rows of ``feats`` kept in the memory bank (``owners``: each row's image)."""
         n = len(feats)
-        quantile = float(self.config["coverage_quantile"])
-        common = {"projection_dim": int(self.config["projection_dim"]),
-                  "max_candidates": int(self.config["max_candidates"]), "seed": self.seed}
+        quantile = float(self.config.coverage_quantile)
+        common = {"projection_dim": int(self.config.projection_dim),
+                  "max_candidates": int(self.config.max_candidates), "seed": self.seed}
         if quantile > 0:
-            return greedy_coreset(feats, min(n, int(self.config["max_memory"])), owners=owners,
-                                  coverage_quantile=quantile, min_select=min(n, int(self.config["min_memory"])),
+            return greedy_coreset(feats, min(n, int(self.config.max_memory)), owners=owners,
+                                  coverage_quantile=quantile, min_select=min(n, int(self.config.min_memory)),
                                   **common)
         return greedy_coreset(feats, self.memory_size(n), **common)
 
     def _build_module(self, memory: torch.Tensor) -> FeatureMemoryModule:
-        stride = self.config["taps"][0]
+        stride = self.config.taps[0]
         return FeatureMemoryModule(self._build_embedder(), memory, self.input_size,
-                                   float(self.config["sigma"]) / stride,
-                                   float(self.config["score_fraction"])).eval()
+                                   float(self.config.sigma) / stride,
+                                   float(self.config.score_fraction)).eval()
 
     def leave_one_out_scores(self, maps: torch.Tensor, owners: torch.Tensor) -> np.ndarray | None:
         """Raw scores of the training images, each against the bank without the entries taken from it.
@@ -256,7 +227,7 @@ class FeatureMemoryDetector(Detector):
         new good part scores; thresholds set on such scores reject too many good parts. K-fold
         (seeded) gives every training image an honest score at the cost of K more coresets.
         """
-        folds = int(self.config["oof_folds"])
+        folds = int(self.config.oof_folds)
         n = len(maps)
         if folds < 2 or n < 2 * folds:
             return None
@@ -279,10 +250,10 @@ class FeatureMemoryDetector(Detector):
         return scores
 
     def memory_size(self, n_features: int) -> int:
-        wanted = max(int(round(self.config["coreset_ratio"] * n_features)), int(self.config["min_memory"]))
-        return min(n_features, wanted, int(self.config["max_memory"]))
+        wanted = max(int(round(self.config.coreset_ratio * n_features)), int(self.config.min_memory))
+        return min(n_features, wanted, int(self.config.max_memory))
 
-    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> dict:
+    def fit(self, train: list[Sample], val: list[Sample] | None = None, progress: bool = True) -> FitReport:
         if not train:
             raise DetectorError("feature_memory: no training images")
         # The memory bank is "what normal looks like": a defective image in it would make that defect
@@ -305,19 +276,18 @@ class FeatureMemoryDetector(Detector):
         n_mem = len(memory)
         t2 = time.perf_counter()
         self._module = self._build_module(memory)
-        mode = self.config["oof"] if int(self.config["oof_folds"]) else "off"
+        mode = self.config.oof if int(self.config.oof_folds) else "off"
         if mode == "leave_one_out":
             self.oof_scores = self.leave_one_out_scores(maps, owners[chosen])
         elif mode == "kfold":
             self.oof_scores = self.out_of_fold_scores(maps, progress=progress)
         t3 = time.perf_counter()
-        report = {
-            "seconds": time.perf_counter() - t0, "n_images": len(train), "n_features": int(len(feats)),
-            "feature_dim": int(feats.shape[1]), "memory_size": int(n_mem),
+        report = FitReport(seconds=time.perf_counter() - t0, n_images=len(train), extra={
+            "n_features": int(len(feats)), "feature_dim": int(feats.shape[1]), "memory_size": int(n_mem),
             "feature_seconds": t1 - t0, "coreset_seconds": t2 - t1, "oof_seconds": t3 - t2,
-        }
+        })
         log.info("feature_memory fit: %d images, %d features -> memory %d x %d in %.1f s",
-                 len(train), len(feats), n_mem, feats.shape[1], report["seconds"])
+                 len(train), len(feats), n_mem, feats.shape[1], report.seconds)
         return report
 
     def export_module(self) -> FeatureMemoryModule:
@@ -332,10 +302,10 @@ class FeatureMemoryDetector(Detector):
         module = self.export_module()
         info = super().card_info()
         info["extra"] = {
-            "taps": list(self.config["taps"]), "memory_size": int(module.memory_sq.numel()),
-            "feature_dim": int(module.memory_t.shape[0]), "coreset_ratio": self.config["coreset_ratio"],
-            "neighbourhood": self.config["neighbourhood"], "sigma": self.config["sigma"],
-            "map_stride": self.config["taps"][0], "score_fraction": self.config["score_fraction"],
-            "coverage_quantile": self.config["coverage_quantile"], "out_of_fold": self.config["oof"],
+            "taps": list(self.config.taps), "memory_size": int(module.memory_sq.numel()),
+            "feature_dim": int(module.memory_t.shape[0]), "coreset_ratio": self.config.coreset_ratio,
+            "neighbourhood": self.config.neighbourhood, "sigma": self.config.sigma,
+            "map_stride": self.config.taps[0], "score_fraction": self.config.score_fraction,
+            "coverage_quantile": self.config.coverage_quantile, "out_of_fold": self.config.oof,
         }
         return info

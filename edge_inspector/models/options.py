@@ -8,8 +8,7 @@ strings and the console's form values through. ``Detector._take_options`` valida
 kind's model and turns a ``ValidationError`` into a ``DetectorError`` naming the kind and the option.
 
 Adding a kind: subclass ``DetectorOptions`` here with its ``kind`` (the registry key), list it in
-``OPTIONS``, and set ``options_model`` on the detector class. ``feature_memory`` still uses its plain
-``DEFAULTS`` dict (the base class accepts both until it is converted).
+``OPTIONS``, and set ``options_model`` on the detector class.
 """
 
 from __future__ import annotations
@@ -244,8 +243,48 @@ class SegmenterOptions(DetectorOptions):
     pretrained: bool = Field(True, description="ImageNet weights for the encoder (false only in tests)")
 
 
+class FeatureMemoryOptions(DetectorOptions):
+    """PatchCore-style memory bank of normal patch features; the reasons for each default are in
+    models/feature_memory.py beside the code that uses it."""
+
+    kind: ClassVar[str] = "feature_memory"
+
+    taps: tuple[int, ...] = Field((8, 16, 32), min_length=1,
+                                  description="backbone output strides concatenated (the first sets the map stride)")
+    coverage_quantile: float = Field(
+        0.99, ge=0, lt=1, description="memory by coverage: stop the coreset when every patch lies within this "
+        "quantile of the distance to another image's nearest patch (0 = coreset_ratio)")
+    coreset_ratio: float = Field(0.01, gt=0, le=1, description="fraction of patches kept when coverage_quantile=0")
+    min_memory: int = Field(1024, ge=1, description="memory bank floor (small training sets)")
+    max_memory: int = Field(50_000, ge=1, description="memory bank ceiling (inference cost grows with it)")
+    projection_dim: int = Field(64, ge=0, description="random-projection dims of the coreset search (0 = none)")
+    max_candidates: int = Field(40_000, ge=1, description="random subset of patches the coreset is chosen from")
+    neighbourhood: int = Field(3, ge=1, description="local average pooling window over the feature map")
+    sigma: float = Field(4.0, ge=0, description="Gaussian smoothing of the anomaly map, input pixels")
+    score_fraction: float = Field(
+        0.05, ge=0, le=1, description="image score = mean of the top fraction of map patches (0 = the maximum)")
+    batch_size: int = Field(8, ge=1, description="images per forward pass during fit")
+    oof: Literal["leave_one_out", "kfold", "off"] = Field(
+        "leave_one_out", description="how training images are scored for calibration without their own patches")
+    oof_folds: int = Field(5, ge=0, description="folds of oof=kfold (0 = off, as oof=off)")
+    pretrained: bool = Field(True, description="ImageNet weights for the backbone (false only in tests)")
+
+    @field_validator("taps", mode="before")
+    @classmethod
+    def _taps_from_text(cls, value: Any) -> Any:
+        return taps_value(value)
+
+    @model_validator(mode="after")
+    def _folds(self) -> FeatureMemoryOptions:
+        if self.oof_folds == 1:
+            raise ValueError("option oof_folds=1: expected 0 (off) or at least 2 folds")
+        if self.min_memory > self.max_memory:
+            raise ValueError(f"option min_memory={self.min_memory} is above max_memory={self.max_memory}")
+        return self
+
+
 # registry key -> options model; tests/models/test_options.py checks it against DETECTORS and the classes
 OPTIONS: dict[str, type[DetectorOptions]] = {
-    cls.kind: cls for cls in (AutoencoderOptions, ClassifierOptions, CustomCNNOptions, FeaturesSVMOptions,
-                              FeaturesRFOptions, FeaturesXGBOptions, SegmenterOptions)
+    cls.kind: cls for cls in (AutoencoderOptions, ClassifierOptions, CustomCNNOptions, FeatureMemoryOptions,
+                              FeaturesSVMOptions, FeaturesRFOptions, FeaturesXGBOptions, SegmenterOptions)
 }

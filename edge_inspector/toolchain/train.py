@@ -118,7 +118,7 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
     from ..card import InputSpec, ModelCard, ScoreNormalization, TrainingInfo
     from ..export.onnx import export_onnx
     from ..models import NORMAL_ONLY_KINDS, create_detector
-    from ..models.base import FitReport
+    from ..models.base import DetectorError, FitReport
     from .calibrate import calibrate_model
 
     train = dataset.split("train")
@@ -133,7 +133,9 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
     detector = create_detector(kind, seed=seed, **opts)  # bad kind/options fail before any file is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fit_report = FitReport.of(detector.fit(train, val, progress=progress), kind)
+    fit_report = detector.fit(train, val, progress=progress)
+    if not isinstance(fit_report, FitReport):  # a new kind that forgot the contract fails here, named
+        raise DetectorError(f"{kind}: fit() returned {type(fit_report).__name__}, expected a models.base.FitReport")
     fit_seconds = fit_report.seconds
 
     parity_samples = (val or [])[:2] + train[:2]

@@ -16,7 +16,7 @@ from edge_inspector.models.options import OPTIONS  # noqa: E402
 
 SIZE = 64
 # kinds still on a plain DEFAULTS dict (the base class accepts it until they are converted)
-NOT_CONVERTED = {"feature_memory"}
+NOT_CONVERTED: set[str] = set()
 TYPED = sorted(set(DETECTORS) - NOT_CONVERTED)
 
 
@@ -79,10 +79,6 @@ def test_train_command_reports_a_bad_option_on_stderr_without_traceback(tmp_path
     assert "epochs=0" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_fit_report_accepts_a_legacy_dict_and_requires_the_common_figures() -> None:
-    report = FitReport.of({"seconds": 1.5, "n_images": 4, "val_loss": 0.1, "history": [{"a": 1}]}, "x")
-    assert (report.seconds, report.n_images, report.extra["val_loss"]) == (1.5, 4, 0.1)
+def test_fit_report_card_fields_are_the_flat_scalars() -> None:
+    report = FitReport(seconds=1.5, n_images=4, extra={"val_loss": 0.1, "history": [{"a": 1}]})
     assert report.card_fields() == {"seconds": 1.5, "n_images": 4, "val_loss": 0.1}  # scalars only, flat
-    assert FitReport.of(report) is report
-    with pytest.raises(DetectorError, match=r"x: fit\(\) report lacks \['n_images'\]"):
-        FitReport.of({"seconds": 1.0}, "x")
