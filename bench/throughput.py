@@ -15,7 +15,9 @@ backend/precision it runs the real daemon in-process (replay source -> decode po
 inference -> decision -> JSONL publisher) and reads each verdict's ``latency_ms.total`` (capture ->
 decision), and times the raw runtime alone on the same frames already decoded and preprocessed (batch
 1 and the daemon's batch). ``ratio`` = daemon frames/s / raw frames/s: how close the pipeline gets to
-the runtime's limit. ``--eager`` adds the per-image PyTorch eager loop of TARGETS.md (PIL open,
+the runtime's limit; ``cpu_ratio_to_raw`` is the same from CPU time per frame (raw / daemon), which
+a shared machine's load barely moves (the two wall-clock timings run one after the other).
+``--eager`` adds the per-image PyTorch eager loop of TARGETS.md (PIL open,
 resize, forward, sigmoid; EfficientNet-Lite0) on the same frames.
 
 Backends/precisions: onnxruntime fp32; onnxruntime int8 and openvino int8 when ``<name>-int8.card.json``
@@ -380,7 +382,11 @@ def run_configuration(card: Path, hw: tuple[int, int], fmt: str, args, work: Pat
             del model
             daemon = run_daemon(v, frames_dir if frames_dir else folder, pattern, folder, args, centred_roi(hw))
             ratio = float(f"{daemon['fps'] / raw['fps_best']:.3g}") if daemon["fps"] and raw["fps_best"] else None
+            # the same ratio from CPU time per frame: what the load does not move (see CORES)
+            cpu_ratio = (float(f"{raw['cpu_ms_per_frame'] / daemon['cpu_ms_per_frame']:.3g}")
+                         if daemon["cpu_ms_per_frame"] and raw["cpu_ms_per_frame"] else None)
             runs.append({**entry, "available": True, "daemon": daemon, "raw": raw, "ratio_to_raw": ratio,
+                         "cpu_ratio_to_raw": cpu_ratio,
                          "streams": streams, "load_avg_1m": [load_before, round(os.getloadavg()[0], 2)]})
     finally:
         SOURCES["replay"] = original
@@ -429,7 +435,8 @@ def human_lines(conf: dict, rate: float) -> list[str]:
                 f"p50 {d['latency_ms_p50']} ms p99 {d['latency_ms_p99']} ms | raw {raw['fps_best']} frames/s "
                 f"(idle estimate {raw['idle_fps_estimate']}), "
                 f"ratio {r['ratio_to_raw']} (target >= {TARGETS['ratio_to_raw']:g}: "
-                f"{'MET' if ratio_ok else 'NOT MET'}) | {d['frames']} verdicts "
+                f"{'MET' if ratio_ok else 'NOT MET'}; from CPU time {r.get('cpu_ratio_to_raw')}) | "
+                f"{d['frames']} verdicts "
                 f"({', '.join(f'{k} {n}' for k, n in d['verdicts'].items())}), "
                 f"max |score - ort fp32| {r.get('max_score_diff_vs_ort_fp32')}, "
                 f"{r.get('verdict_flips_vs_ort_fp32')} verdict flips")

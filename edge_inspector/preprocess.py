@@ -108,7 +108,9 @@ def to_tensor(image_bgr: np.ndarray, height: int, width: int) -> np.ndarray:
     """BGR uint8 (H, W, 3) -> float32 (3, height, width) RGB in [0, 1]."""
     resized = resize(image_bgr, height, width)
     rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1.0 / 255.0)
+    tensor = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+    tensor *= np.float32(1.0 / 255.0)  # in place: the same float32 product, one frame-sized array fewer
+    return tensor
 
 
 def to_batch(images: list[np.ndarray], height: int, width: int) -> np.ndarray:
