@@ -181,7 +181,18 @@ class FeatureMemoryDetector(Detector):
         return feats[self._coreset(feats, owners)].contiguous()
 
     def _coreset(self, feats: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
-        """Indices of the rows of ``feats`` kept in the memory bank (``owners``: each row's image)."""
+        """Indices of the rows of ``feats`` kept in the memory bank (``owners``: each row's image).
+
+        By coverage (default): greedy k-center stops once every candidate patch lies within the
+        ``coverage_quantile`` of the distance from a patch to the nearest patch of another training
+        image, i.e. the bank resolves normal variation as finely as the training set shows it, and
+        grows with the variety of the parts rather than with the image count (PatchCore's fixed 1 %).
+        Measured, native split, whole train split, image / pixel AUROC and bank size (1 % ratio ->
+        quantile 0.99 / 0.95 / 0.90): kolektorsdd 0.959/0.958 (2415) -> 0.956/0.956 (1222) /
+        0.960/0.962 (3937) / 0.962/0.963 (6071); magnetic_tile 0.901/0.807 (4782) -> 0.887/0.790
+        (2366) / 0.900/0.808 (6227) / 0.903/0.817 (9505). 0.95 holds the ratio's accuracy on both;
+        0.90 gains a little for twice the bank (the nearest-neighbour search, hence inference time,
+        grows with it). mpdd's 41 images stay at the ``min_memory`` floor either way."""
         n = len(feats)
         quantile = float(self.config.coverage_quantile)
         common = {"projection_dim": int(self.config.projection_dim),
@@ -298,14 +309,15 @@ class FeatureMemoryDetector(Detector):
     def predict(self, batch: np.ndarray, chunk: int = 8) -> dict[str, np.ndarray]:
         return super().predict(batch, chunk=chunk)
 
-    def card_info(self) -> dict:
+    def card_info(self):  # -> models.base.CardInfo
+        from dataclasses import replace
+
         module = self.export_module()
-        info = super().card_info()
-        info["extra"] = {
+        extra = {
             "taps": list(self.config.taps), "memory_size": int(module.memory_sq.numel()),
             "feature_dim": int(module.memory_t.shape[0]), "coreset_ratio": self.config.coreset_ratio,
             "neighbourhood": self.config.neighbourhood, "sigma": self.config.sigma,
             "map_stride": self.config.taps[0], "score_fraction": self.config.score_fraction,
             "coverage_quantile": self.config.coverage_quantile, "out_of_fold": self.config.oof,
         }
-        return info
+        return replace(super().card_info(), extra=extra)

@@ -252,7 +252,7 @@ class FeatureMemoryOptions(DetectorOptions):
     taps: tuple[int, ...] = Field((8, 16, 32), min_length=1,
                                   description="backbone output strides concatenated (the first sets the map stride)")
     coverage_quantile: float = Field(
-        0.99, ge=0, lt=1, description="memory by coverage: stop the coreset when every patch lies within this "
+        0.95, ge=0, lt=1, description="memory by coverage: stop the coreset when every patch lies within this "
         "quantile of the distance to another image's nearest patch (0 = coreset_ratio)")
     coreset_ratio: float = Field(0.01, gt=0, le=1, description="fraction of patches kept when coverage_quantile=0")
     min_memory: int = Field(1024, ge=1, description="memory bank floor (small training sets)")
