@@ -19,6 +19,7 @@ top ``topk_ratio`` of the map (``score="max"`` takes the maximum). All of that i
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.types import Sample
-from .base import Detector, DetectorError, FitReport
+from .base import CardInfo, Detector, DetectorError, FitReport
 from .losses import GaussianBlur, reconstruction_loss
 from .options import AutoencoderOptions
 from .training import EarlyStopping, binary_auroc, make_generator, minibatches, run_epochs
@@ -283,15 +284,13 @@ class AutoencoderDetector(Detector):
             raise DetectorError("autoencoder: call fit() before export_module()/predict()")
         return self._graph
 
-    def card_info(self) -> dict:
-        info = super().card_info()
+    def card_info(self) -> CardInfo:
         cfg = self.cfg
-        info["extra"] = {
+        extra = {
             "target": cfg.target, "score": cfg.score, "topk_ratio": cfg.topk_ratio,
             "smooth_sigma": cfg.smooth_sigma, "bottleneck": cfg.bottleneck,
             **({"taps": list(cfg.taps)} if cfg.target == "features" else {"ssim_weight": cfg.ssim_weight}),
         }
-        if cfg.target == "pixels":
-            info["backbone"] = None
-        return info
+        info = super().card_info()
+        return replace(info, extra=extra, backbone=info.backbone if cfg.target == "features" else None)
 

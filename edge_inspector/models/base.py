@@ -44,6 +44,22 @@ class FitReport:
         return {"seconds": self.seconds, "n_images": self.n_images, **scalars}
 
 
+@dataclass(frozen=True)
+class CardInfo:
+    """What ``Detector.card_info`` returns: the model card's fields that only the detector knows.
+
+    Why typed: ``train`` copies these into the card and used to find them by string key in a dict
+    each kind filled by hand; a kind that misspelt ``"clases"`` wrote a card without its classes and
+    nobody noticed. A kind overrides ``card_info`` with ``dataclasses.replace(super().card_info(),
+    ...)``. ``extra`` is the kind's own record (the card's free-form ``extra`` object).
+    """
+
+    backbone: str | None
+    parameters: int | None
+    classes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so a fit with the same seed gives the same model."""
     import torch
@@ -148,9 +164,9 @@ class Detector(ABC):
         module = self.export_module()
         return int(sum(p.numel() for p in module.parameters()) + sum(b.numel() for b in module.buffers()))
 
-    def card_info(self) -> dict:
+    def card_info(self) -> CardInfo:
         """What the model card needs beyond the ONNX file: classes, extra, parameters, backbone."""
-        return {"classes": [], "extra": {}, "parameters": self.parameter_count(), "backbone": self.backbone_name}
+        return CardInfo(backbone=self.backbone_name, parameters=self.parameter_count())
 
     def output_meanings(self) -> dict[str, str]:
         meanings = {

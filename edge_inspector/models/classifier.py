@@ -23,6 +23,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.types import Sample
-from .base import Detector, DetectorError, FitReport
+from .base import CardInfo, Detector, DetectorError, FitReport
 from .options import ClassifierOptions
 from .supervised import SupervisedTraining, TwoHeadGraph, TwoHeadNet, epoch_trainer
 from .training import AugmentConfig, augment_batch, make_generator
@@ -188,14 +189,12 @@ class ClassifierDetector(SupervisedTraining, Detector):
             raise DetectorError("classifier: call fit() before export_module()/predict()")
         return self._graph
 
-    def card_info(self) -> dict:
-        info = super().card_info()
-        info["classes"] = list(self.classes)
+    def card_info(self) -> CardInfo:
         net = self._net
-        info["extra"] = {
+        extra = {
             "freeze_blocks": net.freeze_blocks if net is not None else None,
             "synthetic_defects": self._n_synthetic,
             "anomaly_map": "class activation of the binary head (sigmoid), stride 32 upsampled",
             "balance": self.cfg.balance,
         }
-        return info
+        return replace(super().card_info(), classes=list(self.classes), extra=extra)

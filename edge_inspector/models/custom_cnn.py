@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..data.types import Sample
-from .base import Detector, DetectorError, FitReport
+from .base import CardInfo, Detector, DetectorError, FitReport
 from .options import CustomCNNOptions
 from .supervised import SupervisedTraining, TwoHeadGraph, TwoHeadNet, epoch_trainer
 from .training import AugmentConfig, augment_batch, make_generator
@@ -139,13 +140,10 @@ class CustomCNNDetector(SupervisedTraining, Detector):
             raise DetectorError(f"{FAMILY}: call fit() before export_module()/predict()")
         return self._graph.eval()
 
-    def card_info(self) -> dict:
-        info = super().card_info()
-        info["classes"] = list(self.classes)
-        info["backbone"] = None
-        info["extra"] = {
+    def card_info(self) -> CardInfo:
+        extra = {
             "family": FAMILY, "blocks": int(self.cfg.blocks), "width": int(self.cfg.width),
             "synthetic_defects": self._n_synthetic, "balance": self.cfg.balance,
             "anomaly_map": "class activation of the binary head (sigmoid), upsampled",
         }
-        return info
+        return replace(super().card_info(), classes=list(self.classes), backbone=None, extra=extra)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from ..data.types import Sample
-from .base import Detector, DetectorError, FitReport
+from .base import CardInfo, Detector, DetectorError, FitReport
 from .options import FeaturesRFOptions, FeaturesSVMOptions, FeaturesXGBOptions
 
 log = logging.getLogger(__name__)
@@ -201,12 +202,11 @@ class DeepFeaturesDetector(Detector):
         net = self._features
         return int(sum(p.numel() for p in net.parameters()) + sum(b.numel() for b in net.buffers()))
 
-    def card_info(self) -> dict:
-        info = super().card_info()
-        info["extra"] = {"family": self.family, "classical_model": type(self._pipeline[-1]).__name__
-                         if self._pipeline is not None else None, **self._report,
-                         "onnx": "torch backbone + skl2onnx pipeline merged with onnx.compose"}
-        return info
+    def card_info(self) -> CardInfo:
+        extra = {"family": self.family, "classical_model": type(self._pipeline[-1]).__name__
+                 if self._pipeline is not None else None, **self._report,
+                 "onnx": "torch backbone + skl2onnx pipeline merged with onnx.compose"}
+        return replace(super().card_info(), extra=extra)
 
     # -- ONNX ----------------------------------------------------------------------------------------
     def classical_onnx(self, opset: int):

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.types import GOOD, Sample
-from .base import Detector, DetectorError, FitReport
+from .base import CardInfo, Detector, DetectorError, FitReport
 from .options import SegmenterOptions
 from .training import AugmentConfig, EarlyStopping, binary_auroc, make_generator, minibatches, run_epochs
 
@@ -450,16 +450,14 @@ class SegmenterDetector(Detector):
             raise DetectorError("segmenter: call fit() before export_module()/predict()")
         return self._graph
 
-    def card_info(self) -> dict:
-        info = super().card_info()
-        info["classes"] = list(self.classes)
-        info["extra"] = {
+    def card_info(self) -> CardInfo:
+        extra = {
             **self._fit_info,
             "anomaly_map": "per-pixel defect probability (sigmoid), stride-4 logits upsampled bilinearly",
             "pred_score": "image head probability (pooled decoder features + map max/mean)",
             "balance": self.cfg.balance, "detach_image_head": self.cfg.detach_image_head,
         }
-        return info
+        return replace(super().card_info(), classes=list(self.classes), extra=extra)
 
     def output_meanings(self) -> dict[str, str]:
         meanings = {

@@ -149,17 +149,17 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
     card = ModelCard(
         name=name, kind=detector.kind, model_file=onnx_path.name, model_sha256=export.sha256,
         input=InputSpec(height=h, width=w, mean=list(detector.mean), std=list(detector.std)),
-        outputs=detector.output_meanings(), classes=info.get("classes", []),
+        outputs=detector.output_meanings(), classes=list(info.classes),
         normalization=ScoreNormalization(threshold=0.0, min=0.0, max=1.0, method="uncalibrated"),
         training=TrainingInfo(
             data_digest=samples_digest(learned), dataset=dataset.name, n_images=len(learned), seed=seed,
-            backbone=info.get("backbone"), fit_seconds=round(fit_seconds, 3),
+            backbone=info.backbone, fit_seconds=round(fit_seconds, 3),
             options={k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()},
             fit_report=fit_report.card_fields(),
             export={"opset": export.opset, "max_abs_diff": export.max_abs_diff},
             split=dict(dataset.split_info),  # evaluate/calibrate re-split alike (data.readers.split_like_training)
         ),
-        parameters=info.get("parameters"), extra=info.get("extra", {}),
+        parameters=info.parameters, extra=dict(info.extra),
     )
     card_path = card.save(out_dir / f"{name}.card.json")
 

@@ -82,8 +82,8 @@ def test_pixels_mode_learns_with_mse_and_ssim(pixels_ae) -> None:
     history = report.extra["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     info = det.card_info()
-    assert info["extra"]["target"] == "pixels" and info["backbone"] is None
-    assert info["parameters"] < 200_000  # a small AE, no backbone inside
+    assert info.extra["target"] == "pixels" and info.backbone is None
+    assert info.parameters < 200_000  # a small AE, no backbone inside
 
 
 @pytest.mark.parametrize("mode", ["features", "pixels"])

@@ -53,7 +53,7 @@ def test_binary_head_separates_defects_from_good_parts(labelled: Dataset, fitted
 
 def test_type_head_knows_the_training_classes(labelled: Dataset, fitted) -> None:
     det, _ = fitted
-    assert det.classes == sorted(TYPES) and det.card_info()["classes"] == sorted(TYPES)
+    assert det.classes == sorted(TYPES) and det.card_info().classes == sorted(TYPES)
     defective = [s for s in labelled.split("test") if s.label == 1]
     probs = _scores(det, defective)["type_probs"]
     assert probs.shape == (len(defective), len(TYPES))
@@ -87,7 +87,7 @@ def test_frozen_blocks_stay_frozen(labelled: Dataset) -> None:
         assert torch.equal(before[key], after[key]), key
     trained = [k for k in before if k.startswith("_blocks.15.") and "weight" in k]
     assert any(not torch.equal(before[k], after[k]) for k in trained), "the unfrozen top did not train"
-    assert det.card_info()["extra"]["freeze_blocks"] == 8
+    assert det.card_info().extra["freeze_blocks"] == 8
 
 
 def test_class_activation_map_averages_to_the_image_logit(labelled: Dataset, fitted) -> None:

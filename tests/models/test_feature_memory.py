@@ -77,9 +77,9 @@ def test_fit_report_and_card_info(parts: Dataset, fitted) -> None:
     assert extra["memory_size"] == min(extra["n_features"], 1024)  # the floor, on 32 tiny images
     assert report.seconds > 0
     info = det.card_info()
-    assert info["backbone"] == "lite1" and info["classes"] == []  # the kind's measured default
-    assert info["extra"]["memory_size"] == extra["memory_size"] and info["extra"]["taps"] == [8, 16, 32]
-    assert info["parameters"] > extra["memory_size"] * extra["feature_dim"]
+    assert info.backbone == "lite1" and info.classes == []  # the kind's measured default
+    assert info.extra["memory_size"] == extra["memory_size"] and info.extra["taps"] == [8, 16, 32]
+    assert info.parameters > extra["memory_size"] * extra["feature_dim"]
 
 
 def test_options_are_checked() -> None:
