@@ -65,39 +65,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..card import CardError
-    from ..data.types import DatasetError
+    """Known failures (DatasetError, DetectorError, EvaluationError, AutoError: all EdgeInspectorError) reach
+    ``cli.main``, which prints them on stderr with exit code 1; one failed candidate is only recorded."""
     from ..evaluate.datasets import open_dataset
     from ..evaluate.metrics import parse_weights
     from ..models import check_options
     from ..toolchain.auto import default_candidates, run_auto
 
-    try:
-        weights = parse_weights(args.weights)
-        kinds = [k.strip() for k in args.models.split(",") if k.strip()] if args.models is not None else None
-        for kind, opts in build_options(kinds or [], args).items():  # a bad kind or option: before any data
-            check_options(kind, opts)
-        dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
-                               category=args.category)
-        if kinds is None:
-            kinds = list(default_candidates(dataset))
-        if not args.force:  # the chosen model is copied to --out as <dataset>-<kind>: never over one silently
-            from .train import existing_model_files
+    weights = parse_weights(args.weights)
+    kinds = [k.strip() for k in args.models.split(",") if k.strip()] if args.models is not None else None
+    for kind, opts in build_options(kinds or [], args).items():  # a bad kind or option: before any data
+        check_options(kind, opts)
+    dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
+                           category=args.category)
+    if kinds is None:
+        kinds = list(default_candidates(dataset))
+    if not args.force:  # the chosen model is copied to --out as <dataset>-<kind>: never over one silently
+        from .train import existing_model_files
 
-            existing = [p for k in kinds for p in existing_model_files(f"{dataset.name}-{k}", args.out, None)]
-            if existing:
-                print(f"auto: {', '.join(str(p) for p in existing)} exist(s) and the chosen candidate would "
-                      f"replace them; nothing was changed. Give auto its own --out (e.g. {args.out / 'auto'}) "
-                      "or pass --force", file=sys.stderr)
-                return 1
-        summary = run_auto(dataset, args.out, models=kinds, seed=args.seed, weights=weights, threads=args.threads,
-                           options=build_options(kinds, args), progress=not args.quiet and sys.stderr.isatty())
-    except (CardError, DatasetError, ValueError, RuntimeError) as exc:
-        print(f"auto: {exc}", file=sys.stderr)
-        return 1
-    except ImportError as exc:
-        print(f"auto: training needs the [train] extra (pip install 'edge-inspector[train]'): {exc}", file=sys.stderr)
-        return 1
+        existing = [p for k in kinds for p in existing_model_files(f"{dataset.name}-{k}", args.out, None)]
+        if existing:
+            print(f"auto: {', '.join(str(p) for p in existing)} exist(s) and the chosen candidate would "
+                  f"replace them; nothing was changed. Give auto its own --out (e.g. {args.out / 'auto'}) "
+                  "or pass --force", file=sys.stderr)
+            return 1
+    summary = run_auto(dataset, args.out, models=kinds, seed=args.seed, weights=weights, threads=args.threads,
+                       options=build_options(kinds, args), progress=not args.quiet and sys.stderr.isatty())
     for c in summary["candidates"]:
         score = (c.get("val_composite") or {}).get("score")
         status = c["error"] if "error" in c else f"val composite {score:.3f}" if score is not None else "n/a"

@@ -31,37 +31,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import BackendError
-    from ..card import CardError
+    """Known failures (CardError, BackendError, DatasetError, EvaluationError: all EdgeInspectorError) reach
+    ``cli.main``, which prints them on stderr with exit code 1 (an optional backend that is not installed
+    is a BackendError saying what to install)."""
     from ..data.readers import split_like_training
-    from ..data.types import DatasetError
     from ..evaluate.datasets import data_spec, open_dataset
     from ..evaluate.metrics import parse_weights
     from ..evaluate.report import calibrate_command, terminal_summary, write_evaluation_report
     from ..evaluate.runner import evaluate_model
     from ..inference import LoadedModel
 
-    try:
-        weights = parse_weights(args.weights)
-        model = LoadedModel.load(args.model, backend=args.backend, threads=args.threads)  # fail fast on a bad model
-        dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
-                               category=args.category)
-        dataset = split_like_training(dataset, getattr(model.card.training, "split", None))
-        spec = data_spec(dataset, args.split)
-        report, pred = evaluate_model(
-            model, spec.samples, batch_size=args.batch_size,
-            pixel_size=args.pixel_size, weights=weights, progress=not args.quiet and sys.stderr.isatty(),
-            dataset={"name": spec.name, "root": spec.root, "split": spec.split, "scheme": args.scheme,
-                     "split_seed": args.split_seed, "source": str(args.dataset),
-                     "val_has_defects": any(s.label == 1 for s in dataset.split("val"))},
-        )
-    except (BackendError, CardError, DatasetError, ValueError) as exc:
-        print(f"evaluate: {exc}", file=sys.stderr)
-        return 1
-    except ImportError as exc:  # an optional backend or its dependency is not installed
-        print(f"evaluate: backend {args.backend!r} is not available "
-              f"here ({exc}); try --backend onnxruntime", file=sys.stderr)
-        return 1
+    weights = parse_weights(args.weights)
+    model = LoadedModel.load(args.model, backend=args.backend, threads=args.threads)  # fail fast on a bad model
+    dataset = open_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed, val_fraction=args.val_fraction,
+                           category=args.category)
+    dataset = split_like_training(dataset, getattr(model.card.training, "split", None))
+    spec = data_spec(dataset, args.split)
+    report, pred = evaluate_model(
+        model, spec.samples, batch_size=args.batch_size,
+        pixel_size=args.pixel_size, weights=weights, progress=not args.quiet and sys.stderr.isatty(),
+        dataset={"name": spec.name, "root": spec.root, "split": spec.split, "scheme": args.scheme,
+                 "split_seed": args.split_seed, "source": str(args.dataset),
+                 "val_has_defects": any(s.label == 1 for s in dataset.split("val"))},
+    )
     out = args.out or Path("reports") / f"{report.model.name}-{spec.name}-{spec.split}"
     json_path, html_path = write_evaluation_report(report, pred, out)
     print(terminal_summary(report))

@@ -25,6 +25,7 @@ from ..data.types import Sample
 from ..inference import LoadedModel
 from ..preprocess import decode_image
 from . import plots
+from .errors import EvaluationError
 from .metrics import DEFAULT_WEIGHTS, composite_inputs, composite_score
 from .report import fmt, img, page, table, write_json
 from .runner import evaluate_model
@@ -109,9 +110,9 @@ def compare_models(models: Sequence[Path | str], datasets: Sequence[DataSpec], *
     than aborting the whole comparison.
     """
     if not models:
-        raise ValueError("compare: no model given")
+        raise EvaluationError("no model given: name at least one model .onnx or .card.json")
     if not datasets:
-        raise ValueError("compare: no dataset given (--data)")
+        raise EvaluationError("no dataset given: --data needs at least one dataset folder or .zip")
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[str, list[int], list[float]]]] = {}

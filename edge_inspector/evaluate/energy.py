@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import EvaluationError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_WATTS_PER_CORE = 10.0
@@ -40,9 +42,9 @@ def _env_float(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError as exc:
-        raise ValueError(f"environment variable {name}={raw!r}: expected a positive number") from exc
+        raise EvaluationError(f"environment variable {name}={raw!r}: expected a positive number") from exc
     if value <= 0:
-        raise ValueError(f"environment variable {name}={raw!r}: expected a positive number")
+        raise EvaluationError(f"environment variable {name}={raw!r}: expected a positive number")
     return value
 
 

@@ -28,6 +28,7 @@ from ..card import NORMALISED_THRESHOLD, ScoreNormalization
 from ..data.types import DatasetError
 from ..inference import ModelResult
 from ..runtime.decision import ModelOutcome, fuse
+from .errors import EvaluationError
 from .metrics import image_metrics, pixel_metrics
 from .scoring import Predictions
 
@@ -75,7 +76,7 @@ class FusedFigures:
 def fuse_predictions(members: Sequence[Member], rule: str = "any") -> Predictions:
     """One ``Predictions`` for the fused set: per image, the score ``runtime.decision.fuse`` gives."""
     if len(members) < 2:
-        raise ValueError(f"fusion needs at least two models, got {len(members)}")
+        raise EvaluationError(f"fusion needs at least two models, got {len(members)}")
     first = members[0].predictions
     paths = [s.path for s in first.samples]
     for m in members[1:]:

@@ -29,6 +29,7 @@ from sklearn.metrics import (
 
 from ..card import NORMALISED_THRESHOLD
 from ..data.types import GOOD
+from .errors import EvaluationError
 from .pro import ProCurve, label_regions, normalised_aupro, pro_curve
 from .types import EvaluationReport
 
@@ -297,7 +298,7 @@ def composite_score(figures: Mapping[str, float | None],
     """
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
     if any(w < 0 for w in weights.values()):
-        raise ValueError(f"composite weights must be >= 0, got {weights}")
+        raise EvaluationError(f"composite weights must be >= 0, got {weights}")
     available = {k: w for k, w in weights.items() if w > 0 and figures.get(k) is not None}
     missing = sorted(k for k, w in weights.items() if w > 0 and figures.get(k) is None)
     total = sum(available.values())
@@ -330,9 +331,12 @@ def parse_weights(text: str | None) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in DEFAULT_WEIGHTS:
-            raise ValueError(f"--weights: expected NAME=VALUE with NAME in {', '.join(DEFAULT_WEIGHTS)}, got {part!r}")
+            raise EvaluationError(f"--weights: expected NAME=VALUE with NAME in {', '.join(DEFAULT_WEIGHTS)}, "
+                                  f"got {part!r}")
         try:
             weights[name] = float(value)
         except ValueError as exc:
-            raise ValueError(f"--weights: {name} must be a number, got {value!r}") from exc
+            raise EvaluationError(f"--weights: {name} must be a number, got {value!r}") from exc
+        if weights[name] < 0:
+            raise EvaluationError(f"--weights: {name} must be >= 0, got {value!r}")
     return weights

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..card import load_card
 from ..data.types import Dataset, DatasetError
+from ..errors import EdgeInspectorError
 from ..evaluate.energy import EnergyMeter
 from ..evaluate.metrics import DEFAULT_WEIGHTS, composite_inputs
 from ..evaluate.report import fmt, page, table, terminal_summary, write_evaluation_report, write_json
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 DEFAULT_CANDIDATES = ("feature_memory", "autoencoder", "classifier")
 MASK_CANDIDATES = ("segmenter",)  # added to the defaults when the training split has defect masks
 Trainer = Callable[..., Path]  # same signature as edge_inspector.toolchain.train.train_model
+
+
+class AutoError(EdgeInspectorError, RuntimeError):
+    """``auto`` cannot choose a model (no candidate given, none survived); ``cli.main`` prints it."""
 
 
 def default_candidates(dataset: Dataset) -> tuple[str, ...]:
@@ -119,7 +124,7 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
     if models is None:
         models = default_candidates(dataset)
     if not models:
-        raise ValueError("auto: no candidate model kind given")
+        raise AutoError("no candidate model kind given (--models names none)")
     _check_val(dataset)
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
     trainer = trainer or _default_trainer()
@@ -156,7 +161,7 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
     viable = [c for c in candidates if "error" not in c and c["val_composite"]["score"] is not None]
     if not viable:
         errors = "; ".join(f"{c['kind']}: {c.get('error', 'no composite score')}" for c in candidates)
-        raise RuntimeError(f"auto: no candidate could be trained and scored ({errors})")
+        raise AutoError(f"no candidate could be trained and scored ({errors})")
     best = max(viable, key=_ranking_key)
     for c in candidates:
         c["chosen"] = c is best

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.evaluate.energy import EnergyMeter, estimate
+from edge_inspector.evaluate.errors import EvaluationError
 
 
 def test_estimate_arithmetic():
@@ -29,8 +31,12 @@ def test_meter_counts_cpu_time_and_scales_per_1000(monkeypatch):
 
 def test_bad_setting_is_named(monkeypatch):
     monkeypatch.setenv("EDGE_INSPECTOR_WATTS_PER_CORE", "lots")
-    with pytest.raises(ValueError, match="EDGE_INSPECTOR_WATTS_PER_CORE"):
+    with pytest.raises(EvaluationError, match="EDGE_INSPECTOR_WATTS_PER_CORE='lots': expected a positive number"):
         estimate(1.0)
+    monkeypatch.setenv("EDGE_INSPECTOR_WATTS_PER_CORE", "-3")
+    with pytest.raises(EvaluationError, match="EDGE_INSPECTOR_WATTS_PER_CORE='-3'"):
+        estimate(1.0)
+    assert issubclass(EvaluationError, EdgeInspectorError) and issubclass(EvaluationError, ValueError)
 
 
 def test_training_energy_from_card(eval_models, monkeypatch):

@@ -110,5 +110,7 @@ def test_members_scored_on_other_images_are_refused(members: list[Member]) -> No
     shorter = replace(fm, predictions=replace(fm.predictions, samples=fm.predictions.samples[:-1]))
     with pytest.raises(DatasetError, match="fm was scored on other images than seg"):
         fuse_predictions([seg, shorter])
-    with pytest.raises(ValueError, match="at least two models"):
+    from edge_inspector.evaluate.errors import EvaluationError
+
+    with pytest.raises(EvaluationError, match="at least two models"):
         fuse_predictions([seg])

@@ -88,8 +88,22 @@ def test_refuses_a_validation_split_without_defects(tiny_dataset, tmp_path):
 
 
 def test_fails_clearly_when_no_candidate_survives(tiny_dataset, tmp_path):
-    with pytest.raises(RuntimeError, match="classifier: RuntimeError: no labelled defects"):
+    with pytest.raises(auto.AutoError, match="classifier: RuntimeError: no labelled defects"):
         auto.run_auto(tiny_dataset, tmp_path, models=["classifier"], trainer=fake_trainer)
+    with pytest.raises(auto.AutoError, match="no candidate model kind given"):
+        auto.run_auto(tiny_dataset, tmp_path, models=[], trainer=fake_trainer)
+
+
+def test_cli_reports_no_surviving_candidate_on_stderr(demo_dataset, tmp_path, monkeypatch, capsys):
+    """An AutoError reaches cli.main: one line on stderr, exit 1, no traceback, no doubled 'auto: auto:'."""
+    from edge_inspector.cli import main
+
+    monkeypatch.setattr(auto, "_default_trainer", lambda: fake_trainer)
+    rc = main(["auto", str(demo_dataset), "--models", "classifier", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "auto: no candidate could be trained and scored (classifier: RuntimeError: no labelled defects)" in err
+    assert "auto: auto:" not in err and "Traceback" not in err
 
 
 @pytest.mark.slow
