@@ -54,21 +54,19 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """A bad setting or a missing console extra is a ConsoleConfigError (an EdgeInspectorError): ``cli.main``
+    prints ``console: <message>`` on stderr and exits 1, as for every command."""
+    from edge_inspector.console.conf import ConsoleConfigError  # no Django here
+
     try:
         import django  # noqa: F401
         import waitress  # noqa: F401
     except ImportError as exc:
-        print(f"edge-inspector console: {exc.name} is not installed; install the console extra: "
-              "pip install 'edge-inspector[console]'", file=sys.stderr)
-        return 2
+        raise ConsoleConfigError(f"{exc.name} is not installed; install the console extra: "
+                                 "pip install 'edge-inspector[console]'") from exc
     from edge_inspector.console import server  # Django is imported only when the console runs
-    from edge_inspector.console.conf import ConsoleConfigError
 
-    try:
-        return _run(args, server)
-    except ConsoleConfigError as exc:
-        print(f"edge-inspector console: {exc}", file=sys.stderr)
-        return 2
+    return _run(args, server)
 
 
 def _run(args: argparse.Namespace, server) -> int:
@@ -101,9 +99,9 @@ def _run(args: argparse.Namespace, server) -> int:
 
         execute_from_command_line(["edge-inspector console manage", *args.args])
         return 0
+    from edge_inspector.console.conf import ConsoleConfigError
+
     try:
         return server.serve(args.host, args.port, threads=args.threads)
-    except OSError as exc:
-        print(f"edge-inspector console: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return 1
+    except OSError as exc:  # the port is taken, the host is not ours: a --host/--port problem
+        raise ConsoleConfigError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from exc

@@ -12,12 +12,15 @@ import secrets
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..errors import EdgeInspectorError
+
 ENV_PREFIX = "EDGE_INSPECTOR_"
 DEFAULT_DATA_DIR = "~/.local/share/edge-inspector"
 
 
-class ConsoleConfigError(ValueError):
-    """A console setting (environment variable or flag) has an unusable value."""
+class ConsoleConfigError(EdgeInspectorError, ValueError):
+    """A console setting (environment variable or flag) has an unusable value, or the console extra is
+    missing; ``cli.main`` prints it as ``console: <message>`` (stderr, exit 1) like every command's error."""
 
 
 def env(name: str, default: str | None = None) -> str | None:

@@ -210,5 +210,6 @@ def test_console_refuses_to_start_with_bad_mqtt_settings(tmp_path, flags, expect
         env.pop(var, None)
     proc = subprocess.run([sys.executable, "-m", "edge_inspector", "console", "--data-dir", str(tmp_path / "d"),
                            "--port", "0", *flags], capture_output=True, text=True, env=env, timeout=90, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the one CLI error shape (tests/test_cli.py)
+    assert proc.stderr.startswith("console: "), proc.stderr
     assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
