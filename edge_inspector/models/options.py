@@ -252,8 +252,8 @@ class FeatureMemoryOptions(DetectorOptions):
     taps: tuple[int, ...] = Field((8, 16, 32), min_length=1,
                                   description="backbone output strides concatenated (the first sets the map stride)")
     coverage_quantile: float = Field(
-        0.95, ge=0, lt=1, description="memory by coverage: stop the coreset when every patch lies within this "
-        "quantile of the distance to another image's nearest patch (0 = coreset_ratio)")
+        0.0, ge=0, lt=1, description="memory by coverage instead of a ratio: stop the coreset when every patch lies "
+        "within this quantile of the distance to another image's nearest patch (e.g. 0.95; 0 = coreset_ratio)")
     coreset_ratio: float = Field(0.01, gt=0, le=1, description="fraction of patches kept when coverage_quantile=0")
     min_memory: int = Field(1024, ge=1, description="memory bank floor (small training sets)")
     max_memory: int = Field(50_000, ge=1, description="memory bank ceiling (inference cost grows with it)")
