@@ -247,8 +247,12 @@ class ThreadCpu:
         return out
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.05):
-            self._sample()
+        start = time.thread_time()
+        try:
+            while not self._stop.wait(0.05):
+                self._sample()
+        finally:  # the measurement's own cost (~25 CPU ms per second), not the daemon's
+            self.own_seconds = time.thread_time() - start
 
     def _sample(self) -> None:
         self._last.update(self._read())
@@ -262,8 +266,6 @@ class ThreadCpu:
         groups: dict[str, float] = {}
         for tid, seconds in self._last.items():
             name = self._names.get(tid, "runtime")
-            if name == "bench-sampler":  # the measurement's own cost (~25 CPU ms per second), not the daemon's
-                self.own_seconds = seconds - self._start.get(tid, 0.0)
             if name in ("bench-sampler", "MainThread"):
                 continue
             group = name.rstrip("0123456789_-").removesuffix("-cam")

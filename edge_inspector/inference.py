@@ -8,12 +8,14 @@ did in its report.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .backends import Backend, BackendError, create_backend
+from .backends.base import submit
 from .card import NORMALISED_THRESHOLD, ModelCard, card_path_for, load_card
 from .preprocess import to_batch
 
@@ -108,18 +110,30 @@ class LoadedModel:
             return results
         return self._run_chunk(batch)
 
+    def submit_batch(self, batch: np.ndarray) -> Callable[[], list[ModelResult]]:
+        """Start scoring ``batch`` and return what waits for its results (``backends.base.submit``):
+        the daemon starts the next batch before it collects this one. A batch over ``max_batch`` runs in
+        chunks, here and now."""
+        if len(batch) > self.max_batch:
+            results = self.run_batch(batch)
+            return lambda: results
+        pending = submit(self.backend, batch)
+        return lambda: self._results(pending.result(), len(batch))
+
     def _run_chunk(self, batch: np.ndarray) -> list[ModelResult]:
-        out = self.backend.run(batch)
+        return self._results(self.backend.run(batch), len(batch))
+
+    def _results(self, out: dict[str, np.ndarray], n: int) -> list[ModelResult]:
         norm = self.card.normalization
-        raw_scores = np.asarray(out["pred_score"], np.float32).reshape(len(batch), -1)[:, 0]
+        raw_scores = np.asarray(out["pred_score"], np.float32).reshape(n, -1)[:, 0]
         scores = norm.score(raw_scores)
         maps = out.get("anomaly_map")
         if maps is not None:
-            maps = np.asarray(maps, np.float32).reshape(len(batch), *maps.shape[-2:])
+            maps = np.asarray(maps, np.float32).reshape(n, *maps.shape[-2:])
             norm_maps = norm.anomaly_map(maps)
         probs = out.get("type_probs")
         results = []
-        for i in range(len(batch)):
+        for i in range(n):
             defect_type = confidence = None
             if probs is not None and self.card.classes:
                 k = int(np.argmax(probs[i]))

@@ -30,6 +30,33 @@ def default_streams(threads: int) -> int:
     return max(1, min(threads, 4))
 
 
+class Pending(Protocol):
+    """A batch a backend has started; ``result()`` waits for it and returns its outputs by name."""
+
+    def result(self) -> dict[str, np.ndarray]: ...
+
+
+class Finished:
+    """A batch that was done when it was handed over (a backend without asynchronous runs)."""
+
+    def __init__(self, outputs: dict[str, np.ndarray]):
+        self.outputs = outputs
+
+    def result(self) -> dict[str, np.ndarray]:
+        return self.outputs
+
+
+def submit(backend: Backend, batch: np.ndarray) -> Pending:
+    """Start ``batch`` without waiting where the backend can (its ``submit`` method), else run it now.
+
+    Why: the daemon's infer stage starts the next batch before it turns the previous one into results
+    and hands them on, so the runtime's streams have work while that Python runs (and while a loaded
+    machine has the infer thread waiting for a core). ``run`` stays the one required method.
+    """
+    start = getattr(backend, "submit", None)
+    return start(batch) if start is not None else Finished(backend.run(batch))
+
+
 @runtime_checkable
 class Backend(Protocol):
     name: str

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BackendError, default_streams
+from .base import BackendError, Finished, Pending, default_streams
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,20 @@ def require_precision_check(model_path: Path, precision: str) -> None:
             f"{card_path} --precision {precision} --data DATASET`, or use precision fp32")
 
 
+class _StreamRun:
+    """A batch started on the streams; ``result()`` waits for it and gives its outputs (once)."""
+
+    def __init__(self, backend: OpenVinoBackend, requests: list, data: np.ndarray):
+        self.backend, self.requests, self.data = backend, requests, data  # data: the requests read it
+        self._outputs: dict[str, np.ndarray] | None = None
+
+    def result(self) -> dict[str, np.ndarray]:
+        if self._outputs is None:
+            self._outputs = self.backend._collect(self)
+            self.data = None
+        return self._outputs
+
+
 class OpenVinoBackend:
     name = "openvino"
 
@@ -228,41 +242,58 @@ class OpenVinoBackend:
         self.input_shape = [d.get_length() if d.is_static else -1 for d in model.inputs[0].get_partial_shape()]
         self.output_names = [output_name(out) for out in self.compiled.outputs]
         self._request = self._latency.create_infer_request()
-        self._requests: list = []  # stream requests, one per frame of a batch (``_run_streams``)
+        self._idle: list = []  # stream requests not in use (``_start_streams``)
+        self.requests_created = 0
         self._lock = threading.Lock()
         self.execution_devices = list(self.compiled.get_property("EXECUTION_DEVICES"))
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        data = np.ascontiguousarray(batch, dtype=np.float32)
-        with self._lock:  # the daemon's infer stage and a reload's warm-up never overlap the requests
-            if self.streams == 1 or len(data) == 1:
-                results = self._request.infer({0: data}, share_inputs=True, share_outputs=False)
-                return {name: np.asarray(results[out], dtype=np.float32)
-                        for name, out in zip(self.output_names, self._latency.outputs, strict=True)}
-            return self._run_streams(data)
+        return self.submit(batch).result()
 
-    def _run_streams(self, data: np.ndarray) -> dict[str, np.ndarray]:
-        """One request per frame, all started at once (the plugin runs ``streams`` of them at a time), then
-        collected in frame order.
+    def submit(self, batch: np.ndarray) -> Pending:
+        """Start ``batch`` and return at once; ``result()`` waits for it (``base.submit`` says why).
+
+        A lone frame (or ``streams: 1``) runs on the latency compilation right here, so its result is
+        ready when this returns."""
+        data = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.streams == 1 or len(data) == 1:
+            with self._lock:  # one latency request: the infer stage and a reload's warm-up take turns
+                results = self._request.infer({0: data}, share_inputs=True, share_outputs=False)
+                return Finished({name: np.asarray(results[out], dtype=np.float32)
+                                 for name, out in zip(self.output_names, self._latency.outputs, strict=True)})
+        return self._start_streams(data)
+
+    def _start_streams(self, data: np.ndarray) -> _StreamRun:
+        """One request per frame, all started at once (the plugin runs ``streams`` of them at a time).
 
         Why requests without a completion callback (``AsyncInferQueue``): a callback runs on the
         plugin's stream thread and needs the GIL, so a stream sat idle while the decode, decide and
         publish threads held it; waiting on each request from the infer thread keeps the streams in
         native code. Measured on 2 shared cores, batch 8, bf16: classifier 8.57 -> 8.11 CPU ms and
         7.09 -> 6.53 ms wall per frame, feature memory 10.71 -> 10.34 and 9.35 -> 8.52 (median of 6).
+        Requests come from a free list, so a second batch can start while the first is collected.
         """
-        while len(self._requests) < len(data):  # one per frame of the largest batch seen (batch_max)
-            self._requests.append(self.compiled.create_infer_request())
-        requests = self._requests[:len(data)]
-        for i, request in enumerate(requests):  # views of the batch: no copy
+        with self._lock:
+            while len(self._idle) < len(data):
+                self._idle.append(self.compiled.create_infer_request())
+                self.requests_created += 1
+            requests = [self._idle.pop() for _ in range(len(data))]
+        for i, request in enumerate(requests):  # views of the batch: no copy (it stays referenced below)
             request.start_async({0: data[i:i + 1]}, share_inputs=True)
-        parts = []
-        for request in requests:
-            request.wait()
-            parts.append([request.get_output_tensor(k).data for k in range(len(self.output_names))])
-        # concatenate copies out of the requests' buffers, which the next batch overwrites
-        return {name: np.concatenate([p[k] for p in parts]).astype(np.float32, copy=False)
-                for k, name in enumerate(self.output_names)}
+        return _StreamRun(self, requests, data)
+
+    def _collect(self, run: _StreamRun) -> dict[str, np.ndarray]:
+        try:
+            parts = []
+            for request in run.requests:
+                request.wait()
+                parts.append([request.get_output_tensor(k).data for k in range(len(self.output_names))])
+            # concatenate copies out of the requests' buffers, which their next frame overwrites
+            return {name: np.concatenate([p[k] for p in parts]).astype(np.float32, copy=False)
+                    for k, name in enumerate(self.output_names)}
+        finally:
+            with self._lock:
+                self._idle.extend(run.requests)
 
     def describe(self) -> str:
         auto = " (auto)" if self.requested_precision == "auto" else ""

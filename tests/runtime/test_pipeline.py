@@ -428,7 +428,9 @@ def test_throughput_bench_runs_on_a_small_input(tiny_models, capsys, keep_log_le
         runs = {(r["backend"], r["precision"]): r for r in conf["runs"]}
         ort = runs[("onnxruntime", "fp32")]
         assert ort["daemon"]["frames"] == 12 and ort["daemon"]["exit_code"] == 0
-        assert ort["raw"]["fps_batch1"] > 0 and ort["ratio_to_raw"] > 0 and 0 < ort["cpu_ratio_to_raw"] < 5
+        assert ort["raw"]["fps_batch1"] > 0 and ort["ratio_to_raw"] > 0
+        cpu = ort["raw"]["cpu_ms_per_frame"], ort["daemon"]["cpu_ms_per_frame"]  # a tiny model: raw may round to 0
+        assert ort["cpu_ratio_to_raw"] == (float(f"{cpu[0] / cpu[1]:.3g}") if all(cpu) else None)
         int8 = runs[("onnxruntime", "int8")]
         assert int8["available"] is False and "quantize" in int8["why"]
         if ("openvino", "fp32") in runs and runs[("openvino", "fp32")]["available"]:
