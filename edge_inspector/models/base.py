@@ -94,6 +94,7 @@ class Detector(ABC):
     # Raw scores of the normal training images, each scored by a model that did not see it
     # (out-of-fold), set by ``fit`` where that is cheap; calibration pools them with the val split.
     oof_scores: np.ndarray | None = None
+    oof_method: str = "out-of-fold"  # how oof_scores were made, in words for the card ("leave-one-out")
     mean: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
     std: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
     output_names: list[str]

@@ -293,8 +293,10 @@ class FeatureMemoryDetector(Detector):
         mode = self.config.oof if int(self.config.oof_folds) else "off"
         if mode == "leave_one_out":
             self.oof_scores = self.leave_one_out_scores(maps, owners[chosen])
+            self.oof_method = "out-of-fold (leave-one-out)"
         elif mode == "kfold":
             self.oof_scores = self.out_of_fold_scores(maps, progress=progress)
+            self.oof_method = f"out-of-fold ({int(self.config.oof_folds)}-fold)"
         t3 = time.perf_counter()
         report = FitReport(seconds=time.perf_counter() - t0, n_images=len(train), extra={
             "n_features": int(len(feats)), "feature_dim": int(feats.shape[1]), "memory_size": int(n_mem),

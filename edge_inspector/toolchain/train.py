@@ -171,6 +171,6 @@ def train_model(kind: str, dataset: Dataset, out_dir: Path, *, name: str | None 
         calibrate_model(card_path, samples, method=calibration_method, target=calibration_target,
                         calibration_dir=calibration_dir or default_calibration_dir(out_dir),
                         source=f"{dataset.name}:{source}", progress=progress,
-                        extra_normal_scores=oof, extra_source="training images scored out-of-fold",
+                        extra_normal_scores=oof, extra_source=f"training images scored {detector.oof_method}",
                         on_training_images=source == "train" and oof is None)
     return card_path

@@ -41,7 +41,7 @@ def test_training_images_scored_out_of_fold_set_a_threshold_that_holds(parts, tm
     op = card.operating_point
     n_train, n_val = len(parts.split("train")), len(parts.split("val"))
     assert op is not None and op.n_normal == n_train + n_val  # every training image, scored out-of-fold
-    assert "out-of-fold" in op.source
+    assert "out-of-fold (leave-one-out)" in op.source
     # the val images' map peaks still set the heatmap threshold, so passed parts show no hot regions
     assert card.normalization.pixel_threshold is not None
     assert op.false_reject_ci[0] <= op.false_reject_rate <= op.false_reject_ci[1] <= 0.3
