@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from .base import BackendError, default_streams
+from .base import BackendError, Finished, Pending, default_streams
 
 
 def _options(threads: int) -> ort.SessionOptions:
@@ -23,6 +23,17 @@ def _options(threads: int) -> ort.SessionOptions:
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return options
+
+
+class _Streams:
+    """Frames of one batch running on the stream threads; ``result()`` puts their outputs in frame order."""
+
+    def __init__(self, futures: list[Future], names: list[str]):
+        self.futures, self.names = futures, names
+
+    def result(self) -> dict[str, np.ndarray]:
+        parts = [f.result() for f in self.futures]
+        return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(self.names)}
 
 
 class OnnxBackend:
@@ -59,14 +70,19 @@ class OnnxBackend:
         self.providers = self.session.get_providers()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self.submit(batch).result()
+
+    def submit(self, batch: np.ndarray) -> Pending:
+        """Start ``batch`` on the streams and return at once (``base.submit`` says why); a lone frame
+        (or one stream) runs here, on every thread, and is ready when this returns."""
         data = np.ascontiguousarray(batch, dtype=np.float32)
         if self._pool is None or len(data) == 1:
             outputs = self.session.run(None, {self.input_name: data})
-            return dict(zip(self.output_names, outputs, strict=True))
+            return Finished(dict(zip(self.output_names, outputs, strict=True)))
         # sessions are thread-safe for run(); ONNX Runtime releases the GIL while it computes
-        parts = list(self._pool.map(lambda i: self._parallel.run(None, {self.input_name: data[i:i + 1]}),
-                                    range(len(data))))
-        return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(self.output_names)}
+        futures = [self._pool.submit(self._parallel.run, None, {self.input_name: data[i:i + 1]})
+                   for i in range(len(data))]
+        return _Streams(futures, self.output_names)
 
     def __del__(self) -> None:
         pool = getattr(self, "_pool", None)

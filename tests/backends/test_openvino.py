@@ -219,8 +219,8 @@ def test_streams_spread_a_batch_and_keep_frame_order(detector_card, tmp_path):
 
 
 def test_infer_stage_starts_the_next_batch_before_collecting_the_last(conv_card, tmp_path):
-    """OpenVINO streams with a backlog: batch k+1 is started before batch k is collected, and the
-    verdicts still come in frame order, equal to ONNX Runtime's (which runs each batch at once)."""
+    """Streams (OpenVINO requests, ONNX Runtime's stream threads) with a backlog: batch k+1 is started
+    before batch k is collected, and the verdicts still come in frame order, the same on both."""
     import time
 
     from edge_inspector.metrics import Metrics
@@ -261,4 +261,4 @@ def test_infer_stage_starts_the_next_batch_before_collecting_the_last(conv_card,
     assert [v["verdict"] for v in ov].count("defect") == 13
     for a, b in zip(ort, ov, strict=True):
         assert abs(a["score"] - b["score"]) <= FP32_TOL
-    assert overlapped["openvino"] >= 5  # 10 batches of 4, nearly all started while the one before ran
+    assert min(overlapped.values()) >= 5  # 10 batches of 4, nearly all started while the one before ran
