@@ -423,7 +423,7 @@ class Inferencer(Stage[InferMessage, DecideMessage]):
 
     While frames keep coming, batch k+1 is started before batch k's results are built and handed on
     (``LoadedModel.submit_batch``), so the runtime's streams have work during that Python and while a
-    loaded machine keeps this thread off the cores (measured: the runtime sat idle 6-8 % of a 256 px
+    loaded machine keeps this thread off the cores (measured: the runtime sat idle 8-12 % of a 256 px
     run between batches, median gap 3-6 ms). A batch with nothing waiting behind it is finished at
     once: a lone frame never waits for a next one. A reload switches only with no batch in flight, so
     every frame of the old generation is handed on before its GenSwitch.
