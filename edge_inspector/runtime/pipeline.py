@@ -719,13 +719,14 @@ class Pipeline:
             lane.grabber.start()
 
     def announce_part(self, camera_id: str, trigger: PartTrigger) -> bool:
-        """A part id announced for a camera (MQTT trigger): its next frame carries it, and a
-        software-triggered source takes that frame now. False when the camera is not running here."""
+        """A part id announced for a camera (MQTT trigger): a software-triggered source takes and
+        labels its frame now (or reports an error frame for it); otherwise the camera's next frame
+        claims it from the PartQueue. False when the camera is not running here."""
         lane = self.lanes.get(camera_id)
         if lane is None:
             return False
-        lane.grabber.parts.announce(trigger)
-        lane.source.trigger(trigger.part_id)
+        if not lane.source.trigger(trigger):  # a software-triggered camera labels its frames itself
+            lane.grabber.parts.announce(trigger)
         return True
 
     def remove_camera(self, camera_id: str, timeout: float = 10.0) -> None:

@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..errors import EdgeInspectorError
+
+if TYPE_CHECKING:
+    from ..parts import PartTrigger
 
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 
@@ -130,9 +133,13 @@ class Source(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device; must be safe to call twice and from another thread."""
 
-    def trigger(self, part_id: str) -> None:  # noqa: B027 - optional hook
-        """A part was announced (MQTT trigger command): a software-triggered camera takes its picture
-        now. The part id itself reaches the frame through the grab loop's PartQueue."""
+    def trigger(self, part: PartTrigger) -> bool:
+        """A part was announced (MQTT trigger command). False (the default): the part id reaches the
+        next frame through the grab loop's PartQueue (a hardware-triggered or free-running camera).
+        True: the source takes the part's picture itself (a software trigger) and labels the frame --
+        or, when no picture can come, reports an error frame for the part -- so a lost trigger can
+        never leave its part id queued for the next part's frame."""
+        return False
 
     def stop(self) -> None:
         """Ask a blocking ``read()`` to return soon (sets ``stop_event``)."""

@@ -37,12 +37,14 @@ import ipaddress
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..parts import PartTrigger
 from ..preprocess import ImageDecodeError, check_roi, to_bgr8
 from .base import Frame, Source, SourceError, SourceSettings
 
@@ -148,6 +150,10 @@ class GenicamSource(Source):
         self._gone = False  # lost for sure: closing must not talk to it
         self._lock = threading.Lock()  # software triggers (MQTT thread) vs open/close (grab thread)
         self.last_frame_at = 0.0
+        # software trigger: parts whose picture was asked for, oldest first, with the time by which its
+        # frame must have come; and parts that will get no picture, with why (each becomes an error frame)
+        self._pending: deque[tuple[PartTrigger, float]] = deque()
+        self._missed: deque[tuple[PartTrigger, str]] = deque()
 
     # -- device -------------------------------------------------------------------------------
     def _device_id(self, arv: Any) -> str | None:
@@ -247,20 +253,42 @@ class GenicamSource(Source):
         self.last_frame_at = time.monotonic()
         self.success = arv.BufferStatus.SUCCESS
 
-    def trigger(self, part_id: str) -> None:
-        """Software trigger: take the picture of the announced part now (TriggerSoftware)."""
+    def trigger(self, part: PartTrigger) -> bool:
+        """Software trigger: take the picture of the announced part now (TriggerSoftware), and label
+        the frame that answers it. A part the camera cannot be asked for (not connected, the command
+        failed) becomes an error frame for that part, so its id never labels another part's frame."""
         if self.config.trigger != "software":
-            return
+            return False
         with self._lock:
             cam = self.cam
             if cam is None:
-                log.warning("camera %s: part %s announced while the camera is not connected", self.camera, part_id)
-                return
+                log.warning("camera %s: part %s announced while the camera is not connected: no picture",
+                            self.camera, part.part_id)
+                self._missed.append((part, "the camera was not connected when the part was announced"))
+                return True
             try:
                 cam.software_trigger()
             except Exception as exc:  # noqa: BLE001 - reported, the grab loop notices a lost camera itself
-                log.warning("camera %s: GenICam feature TriggerSoftware failed for part %s: %s", self.camera,
-                            part_id, getattr(exc, "message", exc))
+                reason = f"GenICam feature TriggerSoftware failed: {getattr(exc, 'message', exc)}"
+                log.warning("camera %s: part %s: %s", self.camera, part.part_id, reason)
+                self._missed.append((part, reason))
+                return True
+            self._pending.append((part, time.monotonic() + self.config.timeout_ms / 1000))
+        return True
+
+    def _part_error(self) -> Frame | None:
+        """An error frame for the oldest part that will get no picture: one the camera could not be asked
+        for, or one whose frame did not come within ``timeout_ms`` of its trigger."""
+        with self._lock:
+            if not self._missed and self._pending and self._pending[0][1] < time.monotonic():
+                part, _ = self._pending.popleft()
+                self._missed.append((part, f"no frame came within {self.config.timeout_ms} ms of its trigger"))
+            if not self._missed:
+                return None
+            part, reason = self._missed.popleft()
+        return Frame(self.camera, self._next_seq(), None, error=f"camera {self.camera}: no picture of part "
+                     f"{part.part_id}: {reason}", source=f"genicam:{getattr(self, 'device', self.config.camera)}",
+                     part_id=part.part_id, triggered_wall=part.triggered_wall)
 
     def read(self) -> Frame | None:
         cfg = self.config
@@ -268,6 +296,8 @@ class GenicamSource(Source):
             if self._lost.is_set():
                 self._gone = True
                 raise SourceError(f"camera {self.camera}: GenICam camera {self.device} lost (control-lost)")
+            if (missed := self._part_error()) is not None:
+                return missed
             buf = self.stream.timeout_pop_buffer(200_000)  # microseconds; short, to notice stop and loss
             self.heartbeat()
             if buf is None:
@@ -278,9 +308,14 @@ class GenicamSource(Source):
                 continue
             self.last_frame_at = time.monotonic()
             try:
-                return self._frame(buf)
+                frame = self._frame(buf)
             finally:
                 self.stream.push_buffer(buf)  # the bytes were taken out: the buffer goes back to the pool
+            with self._lock:
+                part = self._pending.popleft()[0] if self._pending else None
+            if part is not None and frame.part_id is None:  # the picture of the oldest triggered part
+                frame.part_id, frame.triggered_wall = part.part_id, part.triggered_wall
+            return frame
         return None
 
     def _frame(self, buf: Any) -> Frame:
@@ -305,6 +340,9 @@ class GenicamSource(Source):
     def close(self) -> None:
         with self._lock:
             cam, self.cam = self.cam, None
+            # triggered parts whose frames had not come: reported as error frames once reading resumes
+            while self._pending:
+                self._missed.append((self._pending.popleft()[0], "the camera was lost before its frame came"))
         # a camera that is gone would make stop_acquisition wait ~12 s in GVCP retries, blocking the
         # grab thread (reconnect, drain): it stopped streaming anyway
         stream, self.stream = self.stream, None

@@ -188,16 +188,22 @@ def test_gige_camera_through_the_daemon_software_trigger_part_ids_loss_and_retur
         fake_gv_camera.kill()
         wait_until(lambda: scrape(mport).get(up) == 0, timeout=30, what="camera loss noticed", proc=daemon)
         assert "GenICam camera 127.0.0.1 lost" in daemon.output()
+        # a part announced while the camera is away gets no picture: its verdict is an error, and it
+        # must not label the next part's frame (it used to stay queued and be claimed by P-4's frame)
+        plc.publish(topic, json.dumps({"part_id": "P-LOST"}), qos=1).wait_for_publish(5)
         fake_gv_camera.start()
         wait_until(lambda: scrape(mport).get(up) == 1, timeout=60, what="camera reopened", proc=daemon)
         time.sleep(0.5)  # as after the first open: the restarted fake camera's stream settles (see the note)
-        trigger("P-4", 4)
+        trigger("P-4", 5)
         out = read_jsonl(verdicts)
-        assert [v["part_id"] for v in out] == ["P-1", "P-2", "P-3", "P-4"]
+        assert [v["part_id"] for v in out] == ["P-1", "P-2", "P-3", "P-LOST", "P-4"], out
+        lost = out[3]
+        assert lost["verdict"] == "error" and "P-LOST" in lost["error"] and "not connected" in lost["error"], lost
+        out = out[:3] + out[4:]
         assert all(v["verdict"] in ("ok", "defect") and v["schema"] == 2 for v in out), out
         assert out[0]["source"].startswith("genicam:127.0.0.1#")
         m = scrape(mport)
-        assert m['edge_inspector_frames_total{camera="cam-0"}'] == 4
+        assert m['edge_inspector_frames_total{camera="cam-0"}'] == 5
         assert m['edge_inspector_errors_total{camera="cam-0",reason="source"}'] >= 1
     finally:
         daemon.kill()
