@@ -14,9 +14,9 @@ Adding a kind: subclass ``DetectorOptions`` here with its ``kind`` (the registry
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .base import DetectorError
 
@@ -69,6 +69,10 @@ def taps_value(value: Any) -> Any:
     return (value,) if isinstance(value, int) else value
 
 
+# backbone output strides; a CLI string ("8", "[8,16]") is read as JSON first
+Taps = Annotated[tuple[int, ...], BeforeValidator(taps_value)]
+
+
 # -- the kinds -----------------------------------------------------------------------------------------------
 class AutoencoderOptions(DetectorOptions):
     """Reconstruction-error detector trained on normal images; a null default is set per target."""
@@ -84,7 +88,7 @@ class AutoencoderOptions(DetectorOptions):
     patience: int = Field(5, ge=1, description="epochs without improvement before early stopping")
     ssim_weight: float | None = Field(
         None, ge=0, description="SSIM share of the loss; pixels only (default 0.5; features use MSE only)")
-    taps: tuple[int, ...] = Field((8,), min_length=1, description="backbone output strides reconstructed")
+    taps: Taps = Field((8,), min_length=1, description="backbone output strides reconstructed")
     hidden: int = Field(64, ge=1, description="hidden width of the feature autoencoder")
     bottleneck: int | None = Field(None, ge=1, description="bottleneck channels (default 16 features, 64 pixels)")
     base_channels: int = Field(32, ge=1, description="first conv width of the pixel autoencoder")
@@ -93,11 +97,6 @@ class AutoencoderOptions(DetectorOptions):
     smooth_sigma: float | None = Field(
         None, ge=0, description="Gaussian sigma of the map in input pixels (default input size / 56)")
     pretrained: bool = Field(True, description="ImageNet weights for the backbone (false only in tests)")
-
-    @field_validator("taps", mode="before")
-    @classmethod
-    def _taps_from_text(cls, value: Any) -> Any:
-        return taps_value(value)
 
     @model_validator(mode="after")
     def _per_target(self) -> AutoencoderOptions:
@@ -249,7 +248,7 @@ class FeatureMemoryOptions(DetectorOptions):
 
     kind: ClassVar[str] = "feature_memory"
 
-    taps: tuple[int, ...] = Field((8, 16, 32), min_length=1,
+    taps: Taps = Field((8, 16, 32), min_length=1,
                                   description="backbone output strides concatenated (the first sets the map stride)")
     coverage_quantile: float = Field(
         0.0, ge=0, lt=1, description="memory by coverage instead of a ratio: stop the coreset when every patch lies "
@@ -268,11 +267,6 @@ class FeatureMemoryOptions(DetectorOptions):
         "leave_one_out", description="how training images are scored for calibration without their own patches")
     oof_folds: int = Field(5, ge=0, description="folds of oof=kfold (0 = off, as oof=off)")
     pretrained: bool = Field(True, description="ImageNet weights for the backbone (false only in tests)")
-
-    @field_validator("taps", mode="before")
-    @classmethod
-    def _taps_from_text(cls, value: Any) -> Any:
-        return taps_value(value)
 
     @model_validator(mode="after")
     def _folds(self) -> FeatureMemoryOptions:
