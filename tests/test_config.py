@@ -150,7 +150,7 @@ def test_check_config_cli_exit_codes(tmp_path, tiny_models, frames_dir):
     bad.write_text(good.read_text().replace("classifier_then_detector", "majority") + "extra_section: 1\n")
     res = _cli(str(bad), cwd=tmp_path)
     assert res.returncode == 1
-    assert "fusion.rule (line 8)" in res.stdout and "extra_section (line 9)" in res.stdout
+    assert "fusion.rule (line 8)" in res.stderr and "extra_section (line 9)" in res.stderr  # errors: stderr, exit 1
 
 
 def test_check_config_checks_models_and_sources(tmp_path, tiny_models):

@@ -153,6 +153,8 @@ class GenicamSource(Source):
         # software trigger: parts whose picture was asked for, oldest first, with the time by which its
         # frame must have come; and parts that will get no picture, with why (each becomes an error frame)
         self._pending: deque[tuple[PartTrigger, float]] = deque()
+        self._ready = False  # acquisition running: software triggers can be fired
+        self._stalled = False  # a triggered frame did not come: reconnect after reporting the part
         self._missed: deque[tuple[PartTrigger, str]] = deque()
 
     # -- device -------------------------------------------------------------------------------
@@ -232,6 +234,8 @@ class GenicamSource(Source):
                               f"{getattr(exc, 'message', None) or exc}") from None
         self._lost.clear()
         self._gone = False
+        self._ready = False  # a trigger before acquisition runs would be fired into a half-set-up camera
+        self._stalled = False
         with self._lock:
             self.cam = cam
         try:
@@ -242,6 +246,8 @@ class GenicamSource(Source):
             for _ in range(self.config.buffers):
                 self.stream.push_buffer(arv.Buffer.new_allocate(payload))
             cam.start_acquisition()
+            with self._lock:
+                self._ready = True
         except SourceError:
             self.close()
             raise
@@ -260,7 +266,7 @@ class GenicamSource(Source):
         if self.config.trigger != "software":
             return False
         with self._lock:
-            cam = self.cam
+            cam = self.cam if self._ready else None
             if cam is None:
                 log.warning("camera %s: part %s announced while the camera is not connected: no picture",
                             self.camera, part.part_id)
@@ -283,6 +289,7 @@ class GenicamSource(Source):
             if not self._missed and self._pending and self._pending[0][1] < time.monotonic():
                 part, _ = self._pending.popleft()
                 self._missed.append((part, f"no frame came within {self.config.timeout_ms} ms of its trigger"))
+                self._stalled = True  # as in free run: no frame for timeout_ms means the stream is gone
             if not self._missed:
                 return None
             part, reason = self._missed.popleft()
@@ -298,6 +305,10 @@ class GenicamSource(Source):
                 raise SourceError(f"camera {self.camera}: GenICam camera {self.device} lost (control-lost)")
             if (missed := self._part_error()) is not None:
                 return missed
+            if self._stalled:  # the part got its error frame; now reconnect (a reopened stream that never
+                self._gone = True  # delivers again was seen after a camera restart)
+                raise SourceError(f"camera {self.camera}: GenICam camera {self.device} gave no frame within "
+                                  f"{self.config.timeout_ms} ms of a software trigger (stream lost?)")
             buf = self.stream.timeout_pop_buffer(200_000)  # microseconds; short, to notice stop and loss
             self.heartbeat()
             if buf is None:
@@ -340,6 +351,7 @@ class GenicamSource(Source):
     def close(self) -> None:
         with self._lock:
             cam, self.cam = self.cam, None
+            self._ready = False
             # triggered parts whose frames had not come: reported as error frames once reading resumes
             while self._pending:
                 self._missed.append((self._pending.popleft()[0], "the camera was lost before its frame came"))

@@ -174,36 +174,52 @@ def test_gige_camera_through_the_daemon_software_trigger_part_ids_loss_and_retur
     topic = "edge-inspector/gige-test/cam-0/trigger"
     verdicts = tmp_path / "verdicts.jsonl"
 
-    def trigger(part: str, n: int) -> None:
+    def trigger(part: str) -> dict:
+        """Announce ``part`` and return its verdict (found by part id, so a mislabelled frame fails)."""
         plc.publish(topic, json.dumps({"part_id": part}), qos=1).wait_for_publish(5)
-        wait_until(lambda: len(read_jsonl(verdicts)) >= n, what=f"verdict for part {part}", proc=daemon)
+        wait_until(lambda: any(v["part_id"] == part for v in read_jsonl(verdicts)), what=f"verdict for part {part}",
+                   proc=daemon)
+        return next(v for v in read_jsonl(verdicts) if v["part_id"] == part)
 
     try:
         wait_until(lambda: "part triggers: subscribed" in daemon.output() and scrape(mport).get(up) == 1,
                    what="camera open and triggers subscribed", proc=daemon)
         time.sleep(0.5)
         assert read_jsonl(verdicts) == []  # software trigger: no part, no frame
-        for i, part in enumerate(["P-1", "P-2", "P-3"], start=1):
-            trigger(part, i)
+        for part in ["P-1", "P-2", "P-3"]:
+            trigger(part)
         fake_gv_camera.kill()
         wait_until(lambda: scrape(mport).get(up) == 0, timeout=30, what="camera loss noticed", proc=daemon)
         assert "GenICam camera 127.0.0.1 lost" in daemon.output()
         # a part announced while the camera is away gets no picture: its verdict is an error, and it
-        # must not label the next part's frame (it used to stay queued and be claimed by P-4's frame)
+        # must not label the next part's frame (it used to stay queued and be claimed by the next frame)
         plc.publish(topic, json.dumps({"part_id": "P-LOST"}), qos=1).wait_for_publish(5)
         fake_gv_camera.start()
         wait_until(lambda: scrape(mport).get(up) == 1, timeout=60, what="camera reopened", proc=daemon)
-        time.sleep(0.5)  # as after the first open: the restarted fake camera's stream settles (see the note)
-        trigger("P-4", 5)
+        time.sleep(0.5)  # as after the first open: the restarted fake camera's stream settles
+        # Under load the reopened stream sometimes delivers nothing (seen in fresh-clone CI runs): the
+        # part then gets an error verdict of its own ("no frame came within timeout_ms"), and the source
+        # reconnects, as in free run; parts announced meanwhile get "not connected". Warm-up parts go on
+        # until one real picture comes.
+        for attempt in range(8):
+            warm = trigger(f"W-{attempt}")
+            if warm["verdict"] != "error":
+                break
+            assert f"no picture of part W-{attempt}: " in warm["error"], warm
+        else:
+            pytest.fail("the reopened camera gave no picture for 8 triggers")
+        p4 = trigger("P-4")
         out = read_jsonl(verdicts)
-        assert [v["part_id"] for v in out] == ["P-1", "P-2", "P-3", "P-LOST", "P-4"], out
+        parts = [v["part_id"] for v in out]
+        assert parts[:4] == ["P-1", "P-2", "P-3", "P-LOST"] and parts[-1] == "P-4", parts
+        assert len(parts) == len(set(parts)), f"a part id labelled two frames: {parts}"
         lost = out[3]
         assert lost["verdict"] == "error" and "P-LOST" in lost["error"] and "not connected" in lost["error"], lost
-        out = out[:3] + out[4:]
-        assert all(v["verdict"] in ("ok", "defect") and v["schema"] == 2 for v in out), out
+        for v in out[:3] + [p4]:
+            assert v["verdict"] in ("ok", "defect") and v["schema"] == 2, v
         assert out[0]["source"].startswith("genicam:127.0.0.1#")
         m = scrape(mport)
-        assert m['edge_inspector_frames_total{camera="cam-0"}'] == 5
+        assert m['edge_inspector_frames_total{camera="cam-0"}'] == len(out)
         assert m['edge_inspector_errors_total{camera="cam-0",reason="source"}'] >= 1
     finally:
         daemon.kill()
