@@ -1,13 +1,14 @@
 """PatchCore-style feature-memory detector on EfficientNet-Lite features.
 
-Training only stores knowledge: patch features of normal images (stride 8 and 16 taps, the deeper
-one upsampled, 3x3 local averaging for a little context) are reduced to a coreset, the memory
-bank. At test time each patch's distance to its nearest memory entry is its anomaly score; the
-map is smoothed with a fixed Gaussian and upsampled to the input size; the image score is the mean
-of its top patches (``score_fraction``; 0 gives the plain maximum). Everything after the pixels --
-normalisation, backbone, nearest-neighbour search (as matmuls, no cdist), smoothing -- is one torch
-module, exported as one ONNX graph with the memory
-bank as a constant, so the daemon runs exactly what was evaluated.
+Training only stores knowledge: patch features of normal images (stride 8, 16 and 32 taps, the
+deeper ones upsampled, 3x3 local averaging for a little context) are reduced to a coreset, the
+memory bank, and every training image is scored leave-one-out for calibration. At test time each
+patch's distance to its nearest memory entry is its anomaly score; the map is smoothed with a fixed
+Gaussian and upsampled to the input size; the image score is the mean of its top patches
+(``score_fraction``; 0 gives the plain maximum). Everything after the pixels -- normalisation,
+backbone, nearest-neighbour search (as matmuls, no cdist), smoothing -- is one torch module,
+exported as one ONNX graph with the memory bank as a constant, so the daemon runs exactly what was
+evaluated.
 """
 
 from __future__ import annotations

@@ -16,14 +16,11 @@ from edge_inspector.models.options import OPTIONS  # noqa: E402
 
 SIZE = 64
 # kinds still on a plain DEFAULTS dict (the base class accepts it until they are converted)
-NOT_CONVERTED: set[str] = set()
-TYPED = sorted(set(DETECTORS) - NOT_CONVERTED)
+TYPED = sorted(DETECTORS)
 
 
 def test_every_kind_has_its_options_model_and_the_table_matches_the_registry() -> None:
-    assert set(OPTIONS) <= set(DETECTORS)
-    for kind in NOT_CONVERTED:  # converting a kind = an OPTIONS entry + options_model, then drop it from the set
-        assert detector_class(kind).options_model is None and kind not in OPTIONS, f"{kind} is typed now"
+    assert set(OPTIONS) == set(DETECTORS)  # every registered kind is typed
     for kind in TYPED:
         assert detector_class(kind).options_model is OPTIONS[kind], kind
         assert OPTIONS[kind].kind == kind
