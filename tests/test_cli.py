@@ -141,3 +141,39 @@ def test_every_command_reports_a_bad_input_on_stderr_with_exit_1_and_no_tracebac
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(sub.choices) == covered, "a new command needs a bad-input row here"
+
+
+BLOCKER = '''
+import importlib.abc, sys
+
+class _Missing(importlib.abc.MetaPathFinder):
+    """Makes the named top-level packages unimportable, as on a machine without the extra."""
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {BLOCKED}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+sys.meta_path.insert(0, _Missing())
+'''
+
+
+def test_a_missing_extra_is_named_with_its_install_line_not_a_traceback(tmp_path: Path) -> None:
+    """evaluate and auto import scikit-learn (the [train] extra) before they start; on a runtime-only
+    install that was an ImportError traceback. Each now says which extra to install, exit 1."""
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER.format(BLOCKED={"sklearn", "torch"}))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    for args in (["evaluate", str(tmp_path / "m.card.json"), str(tmp_path / "data")],
+                 ["auto", str(tmp_path / "data"), "--out", str(tmp_path / "out")]):
+        proc = subprocess.run([sys.executable, "-m", "edge_inspector", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert "pip install 'edge-inspector[train]'" in proc.stderr, proc.stderr
+        assert proc.stderr.startswith(f"{args[0]}: needs "), proc.stderr
+
+
+def test_a_missing_module_that_is_no_extra_still_raises() -> None:
+    """Only the optional dependencies are advice; any other missing module is a bug and keeps its traceback."""
+    from edge_inspector.cli import missing_extra
+
+    assert missing_extra(ModuleNotFoundError("x", name="sklearn.metrics")) is not None
+    assert missing_extra(ModuleNotFoundError("x", name="edge_inspector.nowhere")) is None
