@@ -152,5 +152,5 @@ def test_high_resolution_twin_only_for_large_frames(tmp_path):
     large = _frames(tmp_path / "large", (1024, 1280))
     variants = auto.resolution_variants(large, ["feature_memory", "autoencoder", "classifier"])
     assert [(label, kind) for label, kind, _ in variants] == [
-        ("feature_memory@448x448", "feature_memory"), ("autoencoder@448x448", "autoencoder")]
-    assert variants[0][2] == {"input_size": (448, 448)}
+        ("feature_memory@640x640", "feature_memory"), ("autoencoder@640x640", "autoencoder")]  # base 320 x 2
+    assert variants[0][2] == {"input_size": (640, 640)}

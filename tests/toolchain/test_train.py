@@ -128,6 +128,10 @@ def test_auto_input_size_keeps_the_parts_shape(tmp_path):
     assert auto_input_size(samples(300, 310)) == (224, 224)
     assert auto_input_size(samples(512, 203)) == (448, 176)  # tall commutator images
     assert auto_input_size(samples(100, 200)) == (176, 352)  # wide parts
+    # frames holding at least twice the detail the default input keeps get twice its pixels
+    assert auto_input_size(samples(512, 512)) == (320, 320)  # mpdd-like plates
+    assert auto_input_size(samples(447, 460)) == (224, 224)  # just under 2x: unchanged
+    assert auto_input_size(samples(1000, 2500)) == (256, 640)  # a large wide frame
 
 
 def _plain_folders(root: Path, n_normal: int = 30, per_type: int = 10) -> Path:
