@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="at most this many training images (default: the whole train split, as the native split "
                    "means; the fit-time target line is printed for runs of at most 200 training images)")
     p.add_argument("--max-test", type=int, help="score at most this many test images (quick runs)")
-    p.add_argument("--input-size", type=parse_size, help="N or HxW (default: from the images' aspect ratio)")
+    p.add_argument("--input-size", type=parse_size,
+                   help="N or HxW (default: train's rule, from the images' aspect ratio, twice the pixels "
+                   "when the frames are at least twice the input)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16, help="images per ONNX Runtime call when scoring")
     p.add_argument("--seed", type=int, default=0)
