@@ -178,8 +178,17 @@ def regions_from_map(anomaly_map: np.ndarray, crop_size: tuple[int, int], offset
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     mh, mw = amap.shape
     sx, sy = crop_size[0] / mw, crop_size[1] / mh
-    peaks = np.zeros(n, dtype=np.float32)
-    np.maximum.at(peaks, labels.ravel(), amap.ravel())  # one pass, whatever the component count
+    if n <= 1 + 4 * max_regions:
+        # a few components (the usual defect): each peak from its own bounding box, which on a
+        # 256 px map is ~10x cheaper than a scatter over every pixel
+        peaks = np.zeros(n, dtype=np.float32)
+        for label in range(1, n):
+            x, y, w, h, _area = stats[label]
+            box = amap[y:y + h, x:x + w]
+            peaks[label] = box[labels[y:y + h, x:x + w] == label].max()
+    else:  # a speckled map: one pass, whatever the component count
+        peaks = np.zeros(n, dtype=np.float32)
+        np.maximum.at(peaks, labels.ravel(), amap.ravel())
     regions = []
     for label in range(1, n):
         x, y, w, h, _area = stats[label]

@@ -127,3 +127,22 @@ def test_fusion_table_and_config_literal_agree():
     for rule in FUSION_RULES:  # each one runs through decide with the config's own section
         verdict, _ = decide(ctx(), [det(0.9, name="a"), clf(0.8)], FusionConfig(rule=rule))
         assert verdict.verdict == "defect", rule
+
+
+def test_region_peaks_are_each_components_maximum_for_few_and_many_components() -> None:
+    """Peaks come from each component's bounding box when there are few components, from one scatter
+    over the map when it is speckled; both must equal the brute-force maximum per component."""
+    import cv2
+
+    from edge_inspector.runtime.decision import regions_from_map
+
+    rng = np.random.default_rng(3)
+    for sigma, expect_many in ((6.0, False), (0.7, True)):
+        amap = cv2.GaussianBlur(rng.random((96, 128)).astype(np.float32), (0, 0), sigma)
+        amap = (amap - amap.min()) / (amap.max() - amap.min()) * 1.6  # part of the map above level 1.0
+        mask = (amap >= 1.0).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        assert (n > 1 + 4 * 16) == expect_many, n
+        want = sorted((round(float(amap[labels == k].max()), 4) for k in range(1, n)), reverse=True)[:16]
+        got = regions_from_map(amap, (128, 96), level=1.0, max_regions=16)
+        assert [r.score for r in got] == want
