@@ -178,21 +178,19 @@ def regions_from_map(anomaly_map: np.ndarray, crop_size: tuple[int, int], offset
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     mh, mw = amap.shape
     sx, sy = crop_size[0] / mw, crop_size[1] / mh
-    if n <= 1 + 4 * max_regions:
-        # a few components (the usual defect): each peak from its own bounding box, which on a
-        # 256 px map is ~10x cheaper than a scatter over every pixel
-        peaks = np.zeros(n, dtype=np.float32)
-        for label in range(1, n):
-            x, y, w, h, _area = stats[label]
-            box = amap[y:y + h, x:x + w]
-            peaks[label] = box[labels[y:y + h, x:x + w] == label].max()
-    else:  # a speckled map: one pass, whatever the component count
-        peaks = np.zeros(n, dtype=np.float32)
-        np.maximum.at(peaks, labels.ravel(), amap.ravel())
+    scattered = None
+    if n > 1 + 4 * max_regions:  # a speckled map: one scatter pass, whatever the component count
+        scattered = np.zeros(n, dtype=np.float32)
+        np.maximum.at(scattered, labels.ravel(), amap.ravel())
     regions = []
     for label in range(1, n):
         x, y, w, h, _area = stats[label]
-        peak = float(peaks[label])
+        if scattered is None:
+            # a few components (the usual defect): the peak from the component's own bounding box,
+            # ~30x cheaper on a 256 px map than the scatter over every pixel
+            peak = float(amap[y:y + h, x:x + w][labels[y:y + h, x:x + w] == label].max())
+        else:
+            peak = float(scattered[label])
         x0, y0 = int(np.floor(x * sx)), int(np.floor(y * sy))
         x1, y1 = int(np.ceil((x + w) * sx)), int(np.ceil((y + h) * sy))
         regions.append(Region(x=x0 + offset[0], y=y0 + offset[1], w=x1 - x0, h=y1 - y0, score=round(peak, 4)))
