@@ -164,7 +164,11 @@ class ZmqPublisher:
                 self._send(frames)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Let queued messages go out for up to ``timeout`` s, then close. Idempotent."""
+        """Let queued messages go out for up to ``timeout`` s, then close. Idempotent.
+
+        Known libzmq 4.3.5 race (zeromq/libzmq#3442): a subscriber that drops its connection in the
+        same moment as this close, while a message to it is half sent, can abort the process in
+        ``session_base.cpp``. Only a close races it, so the daemon's steady state is not exposed."""
         if self._held is not None:
             self._timer.cancel()
             wait = self._release_at - time.monotonic()  # a short run: let waiting subscribers join first
