@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 #   train split) moved image / pixel AUROC magnetic_tile 0.901/0.807 -> 0.901/0.814, kolektorsdd
 #   0.959/0.958 -> 0.960/0.965, mpdd 1.000/0.984 -> 1.000/0.986, +10 % inference time; but on the
 #   demo line it passed 1 of 40 defective parts (none without it): too mixed for a default.
+# - tap_balance "none": scaling each tap to the same mean squared norm (PatchCore pools each layer to
+#   one width for that reason) moved image / pixel AUROC kolektorsdd 0.959/0.958 -> 0.960/0.964,
+#   magnetic_tile 0.901/0.807 -> 0.903/0.804, mpdd (320 px) 1.000/0.986 -> 1.000/0.988, but mpdd's
+#   escape at the calibrated threshold 0.210 -> 0.395 (bench/results/accuracy_tap_balance.txt): an option.
 # - coverage_quantile: see _coreset; coreset_ratio 0.01 is PatchCore's fixed fraction, used when it is 0.
 # - score_fraction 0.05: image score = mean of the top 5 % of map patches (see score_features).
 # - oof leave_one_out: see leave_one_out_scores.
@@ -65,12 +69,40 @@ class PatchEmbedder(nn.Module):
         super().__init__()
         self.trunk = trunk
         self.neighbourhood = int(neighbourhood)
+        # per-channel factors set by balance_taps (None: the taps as the backbone gives them)
+        self.register_buffer("channel_scale", None)
+
+    def tap_slices(self) -> list[slice]:
+        """The channel range of each tap in the concatenated features, in ``taps`` order."""
+        out, start = [], 0
+        for t in self.trunk.taps:
+            out.append(slice(start, start + self.trunk.channels[t]))
+            start += self.trunk.channels[t]
+        return out
+
+    def balance_taps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Give every tap the same share of the squared patch distance; returns ``maps`` rescaled.
+
+        Concatenated as they come, a tap weighs by its channel count times its activations' size:
+        Lite1's stride-32 tap (320 channels of large values) outweighs the stride-8 detail (40
+        channels). PatchCore pools each layer to the same width for this reason. Each tap is scaled
+        so that its mean squared norm over the training patches is the taps' average one."""
+        slices = self.tap_slices()
+        energy = [float((maps[:, sl] ** 2).sum(1).mean()) for sl in slices]
+        target = sum(energy) / len(energy)
+        scale = torch.ones(maps.shape[1])
+        for sl, e in zip(slices, energy, strict=True):
+            scale[sl] = math.sqrt(target / e) if e > 0 else 1.0
+        self.channel_scale = scale.view(1, -1, 1, 1)
+        return maps * self.channel_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         maps = self.trunk(x)
         size = maps[0].shape[-2:]
         parts = [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
         f = torch.cat(parts, dim=1)
+        if self.channel_scale is not None:
+            f = f * self.channel_scale
         if self.neighbourhood > 1:
             k = self.neighbourhood
             f = F.avg_pool2d(f, k, stride=1, padding=k // 2, count_include_pad=False)
@@ -287,6 +319,8 @@ class FeatureMemoryDetector(Detector):
         self._setup_torch()
         t0 = time.perf_counter()
         maps = self.embed_maps(train, progress=progress)
+        if self.config.tap_balance == "equal":
+            maps = self._build_embedder().balance_taps(maps)
         feats = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
         t1 = time.perf_counter()
         owners = torch.arange(len(maps)).repeat_interleave(maps.shape[2] * maps.shape[3])
@@ -327,6 +361,7 @@ class FeatureMemoryDetector(Detector):
             "taps": list(self.config.taps), "memory_size": int(module.memory_sq.numel()),
             "feature_dim": int(module.memory_t.shape[0]), "coreset_ratio": self.config.coreset_ratio,
             "neighbourhood": self.config.neighbourhood, "sigma": self.config.sigma,
+            "tap_balance": self.config.tap_balance,
             "map_stride": self.config.taps[0], "score_fraction": self.config.score_fraction,
             "coverage_quantile": self.config.coverage_quantile, "out_of_fold": self.config.oof,
         }

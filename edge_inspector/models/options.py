@@ -259,6 +259,8 @@ class FeatureMemoryOptions(DetectorOptions):
     projection_dim: int = Field(64, ge=0, description="random-projection dims of the coreset search (0 = none)")
     max_candidates: int = Field(40_000, ge=1, description="random subset of patches the coreset is chosen from")
     neighbourhood: int = Field(3, ge=1, description="local average pooling window over the feature map")
+    tap_balance: Literal["none", "equal"] = Field(
+        "none", description="equal: scale each tap to the same mean squared norm on the training patches")
     sigma: float = Field(4.0, ge=0, description="Gaussian smoothing of the anomaly map, input pixels")
     score_fraction: float = Field(
         0.05, ge=0, le=1, description="image score = mean of the top fraction of map patches (0 = the maximum)")

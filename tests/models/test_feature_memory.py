@@ -243,3 +243,30 @@ def test_memory_bank_holds_only_normal_images(tmp_path):
     assert report.n_images == 3
     with pytest.raises(DetectorError, match="all defective"):
         FeatureMemoryDetector(input_size=64, threads=1).fit(bad, progress=False)
+
+
+def test_tap_balance_gives_every_tap_the_same_share_and_exports_it(parts: Dataset, tmp_path: Path) -> None:
+    """tap_balance=equal: each tap's mean squared norm on the training patches is the same, the factors
+    travel in the exported graph (ONNX equals torch), and defects still score above good parts."""
+    train = parts.split("train")
+    det = create_detector("feature_memory", input_size=(SIZE, SIZE), threads=2, seed=0, tap_balance="equal")
+    det.fit(train, progress=False)
+    embedder = det._build_embedder()
+    with torch.no_grad():
+        f = embedder(torch.from_numpy(det.load(train[:8])))
+    energy = [float((f[:, sl] ** 2).sum(1).mean()) for sl in embedder.tap_slices()]
+    assert len(energy) == 3 and max(energy) / min(energy) < 1.5  # the 8 images are a sample of the training set
+    raw = create_detector("feature_memory", input_size=(SIZE, SIZE), threads=2, seed=0)
+    unbalanced = raw._build_embedder()
+    with torch.no_grad():
+        g = unbalanced(torch.from_numpy(det.load(train[:8])))
+    before = [float((g[:, sl] ** 2).sum(1).mean()) for sl in unbalanced.tap_slices()]
+    assert max(before) / min(before) > 2  # what balancing corrects: the taps differ by more than 2x
+    assert det.card_info().extra["tap_balance"] == "equal"
+
+    test = parts.split("test")
+    report = export_onnx(det, tmp_path / "fm.onnx", det.load(test[:3]))
+    assert report.max_abs_diff["pred_score"] <= 1e-3 * max(report.output_range["pred_score"], 1e-6) + 1e-5
+    scores = det.predict(det.load(test))["pred_score"]
+    labels = [s.label for s in test]
+    assert roc_auc_score(labels, scores) >= 0.8
