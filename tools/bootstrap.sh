@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-# podman..iptables: tools/build-image.sh and tests/deploy (the container image, built and run for real)
-APT_PACKAGES="mosquitto mosquitto-clients chromium chromium-driver prometheus podman runc debootstrap netavark aardvark-dns iptables"
+# podman..iptables: tools/build-image.sh and tests/deploy (the container image, built and run for real);
+# catatonit: the pause binary of the pods that `podman kube play` starts (a Recommends, so not pulled in)
+APT_PACKAGES="mosquitto mosquitto-clients chromium chromium-driver prometheus podman runc catatonit debootstrap netavark aardvark-dns iptables"
 # GenICam cameras (source type genicam): Aravis, its GObject typelib, arv-fake-gv-camera-0.8 for the tests,
 # and what PyGObject (the [genicam] extra, built from source: ~80 s) compiles against
 APT_PACKAGES="$APT_PACKAGES libaravis-0.8-0 gir1.2-aravis-0.8 aravis-tools libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev"
