@@ -104,6 +104,8 @@ def run(spec_path: Path) -> int:
                 result.update(returncode=127, step=step["name"], error=f"cannot start {argv[0]}: {exc}")
                 break
             state["child"] = child
+            if state["cancelled"]:  # SIGTERM came while the step was being started: on_term saw no child
+                child.terminate()
             last_write, best = 0.0, 0.0
             while chunk := read_chunk(output):
                 log.write(chunk)
