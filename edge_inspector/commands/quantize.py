@@ -46,7 +46,9 @@ def recalibration_line(result) -> str:
     if not info.get("applied"):
         return f"threshold: the fp32 model's, unchanged ({info.get('why', 'no transfer recorded')})"
     return (f"threshold: fp32 calibration transferred to int8 scores (int8 = {info['slope']:.4g} x fp32 "
-            f"{info['intercept']:+.4g}, fitted on {info['n_images']} images): raw {card.normalization.threshold:.4g}; "
+            f"{info['intercept']:+.4g}, fitted on {info['n_images']} images): raw {card.normalization.threshold:.4g}"
+            + (" (moved off the line to where the int8 verdicts on those images agree best with fp32's)"
+               if info.get("threshold_rule") == "verdict agreement" else "") + "; "
             f"verdicts differing from fp32: {info['verdict_flips_with_fp32_normalization']} with the fp32 "
             f"threshold, {result.check.verdict_flips} with the transferred one")
 

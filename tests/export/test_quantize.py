@@ -185,6 +185,26 @@ def test_transfer_moves_the_threshold_onto_the_shifted_scale_and_refuses_a_falli
     assert kept == norm and not why["applied"] and "increasing" in why["why"]
 
 
+def test_transfer_of_a_saturating_score_keeps_the_fp32_verdicts():
+    """A classifier's probabilities pile up near 0 and 1, and int8 bends them: the straight line fitted
+    through them put the threshold (0.97 in fp32) at 1.05, above every possible score, so the int8
+    model passed every defect (41 of 300 frames flipped in bench/throughput.py). The threshold now
+    goes where the int8 scores reproduce the fp32 verdicts on the same images."""
+    rng = np.random.default_rng(1)
+    logits = np.r_[rng.normal(-6, 1.5, 200), rng.normal(3, 2, 40)]
+    fp32 = 1 / (1 + np.exp(-logits))
+    int8 = 0.1 + 0.9 / (1 + np.exp(-(1.6 * logits + 2)))  # monotone: good parts lifted, defects saturated
+    norm = ScoreNormalization(threshold=0.97, min=0.0, max=1.0, method="f1")
+    line = np.polyfit(fp32, int8, 1)
+    assert np.polyval(line, 0.97) > int8.max()  # what the line alone would do: reject nothing
+    new, record = transfer_normalization(norm, Scores(fp32), Scores(int8))
+    fp32_flags = fp32 >= 0.97
+    assert 0 < fp32_flags.sum() < len(fp32)
+    assert np.array_equal(new.score(int8) >= 0.5, fp32_flags)  # every verdict kept
+    assert int8.min() < new.threshold < int8.max()
+    assert record["threshold_rule"] == "verdict agreement" and record["disagreements"] == 0
+
+
 def test_int8_card_carries_the_fp32_threshold_over_to_its_own_scores(trained):
     root, card = trained
     result = quantize_int8(card, root, max_calibration=16, threads=1, force=True, also_openvino=False)
