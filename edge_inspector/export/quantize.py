@@ -189,7 +189,7 @@ def transfer_normalization(norm: ScoreNormalization, reference: Scores,
     near it (17 of 76 validation images). Why not calibrate anew: the fp32 threshold came from
     out-of-fold training scores and a rule (fpr, f1, recall, cost) that a quantized copy cannot
     reproduce without refitting the model. So the reduced model's raw scores are regressed on the fp32
-    ones over the same images (label-free: val + test, no threshold is chosen on them) and the
+    ones over the same images (val + test; label-free: no label is looked at) and the
     threshold, min and max (and the pixel ones, from the anomaly-map pixels) are mapped through that
     line: the operating point stays where the fp32 rule put it, to the extent the two scores agree.
     Where they do not agree, the image threshold moves to the nearest one whose verdicts on those
