@@ -39,6 +39,7 @@ from ..card import NORMALISED_THRESHOLD, ModelCard, ScoreNormalization, card_pat
 from ..data.types import Dataset, DatasetError, Sample
 from ..errors import EdgeInspectorError
 from ..inference import LoadedModel
+from ..operating_point import threshold_for_cost
 from ..preprocess import decode_image, to_batch
 
 log = logging.getLogger(__name__)
@@ -151,35 +152,6 @@ def _linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     return (float(slope), float(intercept)) if slope > 0 else None
 
 
-def agreeing_threshold(reference_flags: np.ndarray, reduced: np.ndarray, guess: float) -> tuple[float, int]:
-    """(threshold, disagreements): a threshold on ``reduced`` whose verdicts (score >= threshold)
-    differ least from ``reference_flags``; ``guess`` itself when it is one of those, else the
-    middle of the nearest gap between reduced scores that is."""
-    order = np.argsort(reduced, kind="stable")
-    v, flags = np.asarray(reduced, np.float64)[order], np.asarray(reference_flags, bool)[order]
-    n = len(v)
-    # a cut at k flags v[k:]: the flagged among v[:k] plus the unflagged among v[k:] disagree
-    flagged_below = np.r_[0, np.cumsum(flags)]
-    unflagged_above = np.r_[np.cumsum((~flags)[::-1])[::-1], 0]
-    wrong = flagged_below + unflagged_above  # (n + 1,)
-    # only cuts between distinct scores are thresholds (a tie cannot be split)
-    valid = np.r_[True, v[1:] > v[:-1], True]
-    best = int(wrong[valid].min())
-    cuts = np.flatnonzero(valid & (wrong == best))
-    gap = float(np.ptp(v)) / max(n - 1, 1) or 1e-6
-    lo = np.where(cuts > 0, v[np.maximum(cuts - 1, 0)], -np.inf)  # cut k: thresholds in (v[k-1], v[k]]
-    hi = np.where(cuts < n, v[np.minimum(cuts, n - 1)], np.inf)
-    if np.any((lo < guess) & (guess <= hi)):
-        return float(guess), best
-    k = int(np.argmin(np.minimum(np.abs(lo - guess), np.abs(hi - guess))))
-    a, b = lo[k], hi[k]
-    if np.isinf(a):
-        return float(b - 0.5 * gap), best
-    if np.isinf(b):
-        return float(a + 0.5 * gap), best
-    return float((a + b) / 2), best
-
-
 def transfer_normalization(norm: ScoreNormalization, reference: Scores,
                            reduced: Scores) -> tuple[ScoreNormalization, dict]:
     """The fp32 model's calibration carried over to the reduced model's raw-score scale.
@@ -192,10 +164,11 @@ def transfer_normalization(norm: ScoreNormalization, reference: Scores,
     ones over the same images (val + test; label-free: no label is looked at) and the
     threshold, min and max (and the pixel ones, from the anomaly-map pixels) are mapped through that
     line: the operating point stays where the fp32 rule put it, to the extent the two scores agree.
-    Where they do not agree, the image threshold moves to the nearest one whose verdicts on those
-    images differ least from the fp32 model's (``agreeing_threshold``; still label-free): a line
-    through a classifier's saturated probabilities put a 0.97 threshold at 1.05, above every int8
-    score, so that model passed every defect.
+    Where the line's threshold flips more verdicts on those images than some threshold must, the
+    image threshold becomes the one that flips fewest (operating_point.threshold_for_cost with
+    fp32's verdicts as labels, escape cost 1; still label-free): a line through a classifier's
+    saturated probabilities put a 0.97 threshold at 1.05, above every int8 score, so that model
+    passed every defect.
     Returns (normalisation, record); an unusable fit (too few images, slope <= 0) keeps ``norm``.
     """
     if norm.method == "uncalibrated":
@@ -208,10 +181,20 @@ def transfer_normalization(norm: ScoreNormalization, reference: Scores,
               "max": slope * norm.max + intercept, "method": f"{norm.method}, transferred to int8"}
     record: dict = {"applied": True, "n_images": int(len(reference.raw)), "slope": round(slope, 6),
                     "intercept": round(intercept, 6)}
-    threshold, wrong = agreeing_threshold(reference.raw >= norm.threshold, reduced.raw, update["threshold"])
-    record.update(threshold_rule="linear" if threshold == update["threshold"] else "verdict agreement",
-                  disagreements=wrong)
-    update["threshold"] = threshold
+    # fp32's verdicts as the labels of a misclassification count: where the line leaves more of them
+    # flipped than a threshold can, take the threshold with the fewest (ties: the higher one)
+    fp32_flags = reference.raw >= norm.threshold
+
+    def flipped(t: float) -> int:
+        return int(((reduced.raw >= t) != fp32_flags).sum())
+
+    agreeing = threshold_for_cost(reduced.raw, fp32_flags, escape_cost=1.0)
+    if flipped(agreeing) < flipped(update["threshold"]):
+        update["threshold"] = agreeing
+        record["threshold_rule"] = "verdict agreement"
+    else:
+        record["threshold_rule"] = "linear"
+    record["disagreements"] = flipped(update["threshold"])
     pixel = None
     if norm.pixel_threshold is not None and reference.map_pixels is not None and reduced.map_pixels is not None \
             and len(reference.map_pixels) == len(reduced.map_pixels):
