@@ -139,10 +139,13 @@ class FeatureMemoryModule(nn.Module):
         training images at fit time; never in the exported graph)."""
         h, w = f.shape[-2:]
         q = f.flatten(2).transpose(1, 2) - self.centre  # (N, hw, D)
-        d2 = (q * q).sum(-1, keepdim=True) - 2.0 * (q @ self.memory_t) + self.memory_sq
+        # ||q - m||^2 = ||m||^2 - 2 q.m + ||q||^2; the last term is the same for every entry, so it is
+        # added after the minimum over the bank: one (hw x M) sum fewer per image.
+        partial = self.memory_sq - 2.0 * (q @ self.memory_t)  # (N, hw, M)
         if excluded is not None:
-            d2 = d2.masked_fill(excluded[:, None, :], float("inf"))
-        nearest = torch.maximum(d2.min(dim=-1).values, self.floor_sq).sqrt()  # (N, hw)
+            partial = partial.masked_fill(excluded[:, None, :], float("inf"))
+        d2 = partial.min(dim=-1).values + (q * q).sum(-1)  # (N, hw)
+        nearest = torch.maximum(d2, self.floor_sq).sqrt()
         return nearest.reshape(-1, 1, int(h), int(w))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
