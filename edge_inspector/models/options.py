@@ -270,6 +270,13 @@ class FeatureMemoryOptions(DetectorOptions):
     oof_folds: int = Field(5, ge=0, description="folds of oof=kfold (0 = off, as oof=off)")
     pretrained: bool = Field(True, description="ImageNet weights for the backbone (false only in tests)")
 
+    @field_validator("neighbourhood")
+    @classmethod
+    def _odd_window(cls, value: int) -> int:
+        if value % 2 == 0:  # no centre cell: the map would grow by one and shift by half a cell
+            raise ValueError("expected an odd window (1, 3, 5, ...)")
+        return value
+
     @model_validator(mode="after")
     def _folds(self) -> FeatureMemoryOptions:
         if self.oof_folds == 1:

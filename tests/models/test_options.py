@@ -48,6 +48,8 @@ def test_zero_epochs_is_refused_with_the_allowed_range(kind: str) -> None:
     ("segmenter", {"balance": "smote"}, "option balance='smote': expected 'weights', 'oversample' or 'none'"),
     ("features_rf", {"cv_folds": 1}, "features_rf: option cv_folds=1: expected greater than or equal to 2"),
     ("features_xgb", {"n_estimators": "many"}, "features_xgb: option n_estimators='many': expected a valid integer"),
+    # an even pooling window has no centre cell: the map would grow by one and shift by half a cell
+    ("feature_memory", {"neighbourhood": 4}, "feature_memory: option neighbourhood=4: expected an odd window"),
 ])
 def test_out_of_range_or_wrong_choice_names_kind_option_and_rule(kind: str, options: dict, words: str) -> None:
     with pytest.raises(DetectorError) as err:
