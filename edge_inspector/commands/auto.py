@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train candidate models, choose the best on the validation split, report it on test",
         description="Train each candidate kind on DATASET, evaluate each on the VALIDATION split, keep the best "
         "by composite score (model + card in --out, the others in --out/candidates/), then report the chosen "
-        "model's figures on the test split. The test split is never used for choosing.",
+        "model's figures on the test split. The test split is never used for choosing. Twins of feature_memory "
+        "join the candidates: a 5x5 patch neighbourhood, and a 2x input when the frames are at least twice the "
+        "default input; a twin is kept only when validation ranks it higher.",
     )
     p.add_argument("dataset", type=Path, help="dataset folder or .zip")
     p.add_argument("--models", default=None,

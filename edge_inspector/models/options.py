@@ -258,7 +258,7 @@ class FeatureMemoryOptions(DetectorOptions):
     max_memory: int = Field(50_000, ge=1, description="memory bank ceiling (inference cost grows with it)")
     projection_dim: int = Field(64, ge=0, description="random-projection dims of the coreset search (0 = none)")
     max_candidates: int = Field(40_000, ge=1, description="random subset of patches the coreset is chosen from")
-    neighbourhood: int = Field(3, ge=1, description="local average pooling window over the feature map")
+    neighbourhood: int = Field(3, ge=1, description="local average pooling window over the feature map (odd)")
     tap_balance: Literal["none", "equal"] = Field(
         "none", description="equal: scale each tap to the same mean squared norm on the training patches")
     sigma: float = Field(4.0, ge=0, description="Gaussian smoothing of the anomaly map, input pixels")

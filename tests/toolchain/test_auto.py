@@ -19,12 +19,12 @@ from tests.evaluate.tiny import build_detector, make_samples
 
 def fake_trainer(kind: str, dataset: Dataset, out_dir: Path, *, name: str, seed: int, options: dict,
                  progress: bool) -> Path:
-    """feature_memory: a good detector; autoencoder: the same graph with a threshold so high that it
-    passes every part (poor recall); classifier: training fails."""
+    """feature_memory: a good detector; autoencoder and feature_memory's wide-neighbourhood twin: the
+    same graph with a threshold so high that it passes every part (poor recall); classifier: training fails."""
     if kind == "classifier":
         raise RuntimeError("no labelled defects")
     card_path = build_detector(Path(out_dir), name)
-    if kind == "autoencoder":
+    if kind == "autoencoder" or options.get("neighbourhood") == 5:
         card = load_card(card_path)
         card.normalization.threshold = 0.99
         card.save(card_path)
@@ -62,7 +62,9 @@ def test_chooses_on_validation_and_reports_test_once(tiny_dataset, tmp_path, mon
     assert by["feature_memory"]["val_composite"]["score"] > by["autoencoder"]["val_composite"]["score"]
     assert summary["chosen"]["kind"] == "feature_memory" and by["feature_memory"]["chosen"]
     # every candidate scored on val; only the chosen one, copied into out/, on test
-    assert [split for _, split in seen] == ["val", "val", "test"]
+    assert "feature_memory@neighbourhood5" in by  # the option twin was tried, and lost on val
+    assert not by["feature_memory@neighbourhood5"]["chosen"]
+    assert [split for _, split in seen] == ["val", "val", "val", "test"]
     assert seen[-1][0] == str(out / "tiny-feature_memory.card.json")
 
     card = load_card(out / "tiny-feature_memory.card.json")  # sha256 still matches the copied model
@@ -77,6 +79,23 @@ def test_chooses_on_validation_and_reports_test_once(tiny_dataset, tmp_path, mon
     assert data["selection_split"] == "val" and data["chosen"]["kind"] == "feature_memory"
     assert (out / "auto_report" / "test" / "report.html").is_file()
     assert "validation" in (out / "auto_report" / "auto.html").read_text()
+
+
+def test_an_option_twin_that_wins_on_validation_is_chosen(tiny_dataset, tmp_path):
+    """The twin's options reach the trainer, and it is kept when val ranks it above the default."""
+    got: list[dict] = []
+
+    def twin_better(kind, dataset, out_dir, *, name, seed, options, progress):
+        got.append(dict(options))
+        flipped = dict(options)
+        flipped["neighbourhood"] = 3 if options.get("neighbourhood") == 5 else 5
+        return fake_trainer(kind, dataset, out_dir, name=name, seed=seed, options=flipped, progress=progress)
+
+    out = tmp_path / "models"
+    summary = auto.run_auto(tiny_dataset, out, models=["feature_memory"], trainer=twin_better, threads=1)
+    assert {"neighbourhood": 5} in got
+    assert summary["chosen"]["kind"] == "feature_memory@neighbourhood5"
+    assert (out / "tiny-feature_memory-neighbourhood5.card.json").is_file()
 
 
 def test_refuses_a_validation_split_without_defects(tiny_dataset, tmp_path):
@@ -119,7 +138,7 @@ def test_real_training_end_to_end(demo_dataset, tmp_path, capsys):
     assert "chosen:" in text and "image AUROC" in text
     data = json.loads((out / "auto_report" / "auto.json").read_text())
     kinds = {c["kind"]: c for c in data["candidates"]}
-    assert set(kinds) == {"feature_memory", "classifier"}
+    assert set(kinds) == {"feature_memory", "feature_memory@neighbourhood5", "classifier"}
     assert all("error" not in c for c in kinds.values()), kinds
     assert kinds["classifier"]["val"]["defect_type_auroc"] is not None  # the type head is scored
     assert kinds["feature_memory"]["val_composite"]["missing"] == ["defect_type_auroc"]
