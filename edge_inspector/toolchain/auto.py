@@ -92,9 +92,13 @@ OPTION_VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 
 
-def option_variants(kinds: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
-    """``(label, kind, options)`` for each option twin of a candidate kind (``OPTION_VARIANTS``)."""
-    return [(f"{kind}@{suffix}", kind, dict(opts)) for suffix, kind, opts in OPTION_VARIANTS if kind in kinds]
+def option_variants(kinds: Sequence[str], given: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(label, kind, options)`` for each option twin of a candidate kind (``OPTION_VARIANTS``); none for
+    an option the user set for that kind already (their choice is the candidate, not a twin of it)."""
+    given = given or {}
+    return [(f"{kind}@{suffix}", kind, dict(opts)) for suffix, kind, opts in OPTION_VARIANTS
+            if kind in kinds and not set(opts) & set(given.get(kind, {}))]
 
 
 def _default_trainer() -> Trainer:
@@ -148,7 +152,8 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
     val, test = dataset.split("val"), dataset.split("test")
     info = {"name": dataset.name, "root": str(dataset.root), "split_info": dataset.split_info}
     candidates: list[dict[str, Any]] = []
-    plan = [(kind, kind, {}) for kind in models] + resolution_variants(dataset, models) + option_variants(models)
+    plan = ([(kind, kind, {}) for kind in models] + resolution_variants(dataset, models)
+            + option_variants(models, options))
     for label, kind, variant in plan:
         cand: dict[str, Any] = {"kind": label}
         candidates.append(cand)

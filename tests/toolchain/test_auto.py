@@ -98,6 +98,13 @@ def test_an_option_twin_that_wins_on_validation_is_chosen(tiny_dataset, tmp_path
     assert (out / "tiny-feature_memory-neighbourhood5.card.json").is_file()
 
 
+def test_no_option_twin_for_an_option_the_user_set():
+    assert auto.option_variants(["feature_memory"]) == [
+        ("feature_memory@neighbourhood5", "feature_memory", {"neighbourhood": 5})]
+    assert auto.option_variants(["feature_memory"], {"feature_memory": {"neighbourhood": 7}}) == []
+    assert auto.option_variants(["autoencoder", "classifier"]) == []
+
+
 def test_refuses_a_validation_split_without_defects(tiny_dataset, tmp_path):
     for s in list(tiny_dataset.samples):
         if s.split == "val" and s.label == 1:
