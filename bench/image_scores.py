@@ -39,32 +39,28 @@ RULES = ("top_fraction", "max", "max_smoothed", "patchcore", "patchcore_smoothed
 
 
 def score_rules(det, samples, neighbours: int = 9, batch: int = 8) -> tuple[dict[str, list[float]], list[float]]:
-    """Every rule's image score for ``samples`` and the PatchCore weight of each, from one embedding pass."""
+    """Every rule's image score for ``samples`` and the PatchCore weight of each. The distances, the
+    smoothing and our rule are the exported module's own code; only PatchCore's weight is computed here."""
     import torch
-    import torch.nn.functional as F
 
     mod = det.export_module()
-    memory = mod.memory_t.t()  # (M, D), centred like the queries below
+    memory = mod.memory_t.t()  # (M, D), centred as the module centres its queries
     with torch.no_grad():
         support = torch.cdist(memory, memory).topk(min(neighbours, len(memory)), largest=False).indices
         scores: dict[str, list[float]] = {r: [] for r in RULES}
         weights: list[float] = []
         for start in range(0, len(samples), batch):
             f = mod.embedder(torch.from_numpy(det.load(samples[start:start + batch])))
-            n, _, h, w = f.shape
-            q = f.flatten(2).transpose(1, 2) - mod.centre  # (n, hw, D)
-            d2 = (q * q).sum(-1, keepdim=True) - 2.0 * (q @ mod.memory_t) + mod.memory_sq.view(1, 1, -1)
-            nearest_sq, nearest = d2.min(-1)
-            dist = torch.maximum(nearest_sq, mod.floor_sq).sqrt()  # (n, hw)
-            r = mod.kernel.shape[-1] // 2
-            smoothed = F.conv2d(F.pad(dist.view(n, 1, h, w), (r, r, r, r), mode="replicate"), mod.kernel).flatten(1)
-            k = max(1, round(float(det.config.score_fraction) * h * w))
-            top = smoothed.topk(k, 1).values.mean(1)
-            rows = torch.arange(n)
+            top, _ = mod.score_features(f)  # the product's rule (score_fraction > 0 by default)
+            dist = mod.patch_distances(f)  # (n, 1, h, w)
+            smoothed = mod.smooth(dist).flatten(1)
+            dist = dist.flatten(1)
+            queries = (f.flatten(2).transpose(1, 2) - mod.centre)  # (n, hw, D)
+            rows = torch.arange(len(f))
             for key, src in (("patchcore", dist), ("patchcore_smoothed", smoothed)):
-                worst = src.argmax(1)
-                sup = support[nearest[rows, worst]]  # (n, b): the worst patch's entry and its neighbours
-                dd = torch.linalg.norm(memory[sup] - q[rows, worst][:, None, :], dim=-1)
+                worst = queries[rows, src.argmax(1)]  # (n, D): the worst patch of each image
+                entry = torch.cdist(worst, memory).argmin(1)  # its nearest memory entry
+                dd = torch.linalg.norm(memory[support[entry]] - worst[:, None, :], dim=-1)  # to its b neighbours
                 weight = 1.0 - torch.softmax(dd, 1)[:, 0]
                 scores[key] += (weight * src.max(1).values).tolist()
                 if key == "patchcore_smoothed":

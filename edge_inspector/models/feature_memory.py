@@ -151,14 +151,16 @@ class FeatureMemoryModule(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.score_features(self.embedder(image))
 
+    def smooth(self, dist: torch.Tensor) -> torch.Tensor:
+        """(N, 1, h, w) patch distances through the map's Gaussian (borders replicated), at feature resolution."""
+        r = self.kernel.shape[-1] // 2
+        return F.conv2d(F.pad(dist, (r, r, r, r), mode="replicate"), self.kernel) if r else dist
+
     def score_features(self, f: torch.Tensor, excluded: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embedded (N, D, h, w) patches -> (pred_score, anomaly_map): the graph after the backbone,
         also used to score training images out-of-fold without embedding them twice."""
-        dist = self.patch_distances(f, excluded)
-        r = self.kernel.shape[-1] // 2
-        if r:
-            dist = F.conv2d(F.pad(dist, (r, r, r, r), mode="replicate"), self.kernel)
+        dist = self.smooth(self.patch_distances(f, excluded))
         amap = F.interpolate(dist, size=self.input_size, mode="bilinear", align_corners=False)[:, 0]
         if self.score_fraction <= 0:
             # the maximum of the map as delivered: a heatmap's peak equals its score
