@@ -95,6 +95,10 @@ class TcpProxy:
             c.close()
 
     def close(self) -> None:
+        try:  # close() alone leaves the accept thread blocked; shutdown wakes it (accept raises, it returns)
+            self.server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.server.close()
         self.cut()
 
