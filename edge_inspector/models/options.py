@@ -264,6 +264,8 @@ class FeatureMemoryOptions(DetectorOptions):
     sigma: float = Field(4.0, ge=0, description="Gaussian smoothing of the anomaly map, input pixels")
     score_fraction: float = Field(
         0.05, ge=0, le=1, description="image score = mean of the top fraction of map patches (0 = the maximum)")
+    score_border: int = Field(
+        16, ge=0, description="input pixels at each edge of the map left out of the image score (the map keeps them)")
     batch_size: int = Field(8, ge=1, description="images per forward pass during fit")
     oof: Literal["leave_one_out", "kfold", "off"] = Field(
         "leave_one_out", description="how training images are scored for calibration without their own patches")

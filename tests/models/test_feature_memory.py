@@ -20,7 +20,11 @@ from edge_inspector.export.onnx import export_onnx  # noqa: E402
 from edge_inspector.inference import LoadedModel  # noqa: E402
 from edge_inspector.models import DetectorError, create_detector  # noqa: E402
 from edge_inspector.models.coreset import greedy_coreset  # noqa: E402
-from edge_inspector.models.feature_memory import FeatureMemoryDetector, gaussian_kernel  # noqa: E402
+from edge_inspector.models.feature_memory import (  # noqa: E402
+    FeatureMemoryDetector,
+    FeatureMemoryModule,
+    gaussian_kernel,
+)
 from edge_inspector.preprocess import decode_image  # noqa: E402
 from edge_inspector.toolchain.calibrate import calibrate_model  # noqa: E402
 
@@ -57,14 +61,20 @@ def test_defective_parts_score_above_good_parts(parts: Dataset, fitted) -> None:
     assert roc_auc_score(masks.ravel(), maps.ravel()) >= 0.85
     # the image score is the mean of the top patches: never above the map's peak ...
     assert np.all(scores <= out["anomaly_map"].reshape(len(test), -1).max(1) * 1.01)
-    # ... and with score_fraction 0 it is exactly the peak of the delivered map
+    # ... and with score_fraction 0 it is exactly the peak of the delivered map inside the border band
+    # (16 px by default), or of the whole map without the band
     module = det.export_module()
+    assert module.border_cells == 2
     module.score_fraction = 0.0
     try:
         peak = det.predict(det.load(test[:3]))
+        module.border_cells = 0
+        whole = det.predict(det.load(test[:3]))
     finally:
-        module.score_fraction = det.config.score_fraction
-    np.testing.assert_allclose(peak["anomaly_map"].reshape(3, -1).max(1), peak["pred_score"], rtol=1e-5)
+        module.score_fraction, module.border_cells = det.config.score_fraction, 2
+    inner = peak["anomaly_map"][:, 16:-16, 16:-16]
+    np.testing.assert_allclose(inner.reshape(3, -1).max(1), peak["pred_score"], rtol=1e-5)
+    np.testing.assert_allclose(whole["anomaly_map"].reshape(3, -1).max(1), whole["pred_score"], rtol=1e-5)
 
 
 def test_fit_report_and_card_info(parts: Dataset, fitted) -> None:
@@ -89,8 +99,34 @@ def test_options_are_checked() -> None:
         create_detector("feature_memory", coreset_ratio=0.0)
     with pytest.raises(DetectorError, match="score_fraction"):
         create_detector("feature_memory", score_fraction=2)
+    with pytest.raises(DetectorError, match="score_border"):
+        create_detector("feature_memory", score_border=-8)
     with pytest.raises(DetectorError, match="call fit"):
         create_detector("feature_memory").predict(np.zeros((1, 3, 64, 64), np.float32))
+
+
+@pytest.mark.parametrize("score_fraction", [0.05, 0.0])
+def test_image_score_leaves_the_border_band_out_but_the_map_keeps_it(score_fraction: float) -> None:
+    """A hot patch in the outer 2 cells (the backbone's zero padding makes the frame's edge unlike any
+    interior patch) moves neither the top-fraction nor the maximum score; inside, it does; the map shows both."""
+    memory = torch.zeros(4, 1)  # every normal patch is 0: a patch's distance is its own value
+
+    def score(cell: tuple[int, int], border_cells: int) -> tuple[float, np.ndarray]:
+        module = FeatureMemoryModule(torch.nn.Identity(), memory, (128, 128), sigma_features=0.0,
+                                     score_fraction=score_fraction, border_cells=border_cells)
+        f = torch.zeros(1, 1, 16, 16)
+        f[0, 0, cell[0], cell[1]] = 50.0
+        s, amap = module.score_features(f)
+        return float(s[0]), amap[0].numpy()
+
+    quiet, _ = score((0, 0), 2)
+    assert quiet == pytest.approx(0.0, abs=1e-3)  # the band: nothing reaches the score
+    if score_fraction:  # (the maximum reads the upsampled map, where a cell's value spreads half a cell inward)
+        assert score((1, 9), 2)[0] == pytest.approx(0.0, abs=1e-3)
+    assert score((8, 8), 2)[0] > 1.0 and score((2, 13), 2)[0] > 1.0  # inside the band's inner edge: scored
+    assert score((0, 0), 0)[0] > 1.0  # border_cells 0: the whole map, as before
+    _, amap = score((0, 0), 2)
+    assert amap[:8, :8].max() > 40  # the heatmap still shows the border patch
 
 
 def test_coreset_covers_every_cluster_and_beats_random() -> None:
