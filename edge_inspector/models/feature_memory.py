@@ -170,10 +170,10 @@ class FeatureMemoryModule(nn.Module):
         r = self.kernel.shape[-1] // 2
         return F.conv2d(F.pad(dist, (r, r, r, r), mode="replicate"), self.kernel) if r else dist
 
-    def inner(self, m: torch.Tensor, scale: int = 1) -> torch.Tensor:
-        """(N, 1, h, w) map without its outer ``border_cells`` (x ``scale`` pixels) at each edge: what the
-        image score reads. The whole map is kept when the band would leave less than half of it."""
-        b = self.border_cells * scale
+    def inner(self, m: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """(N, 1, h, w) map without its outer ``border_cells`` (x ``scale`` pixels, rounded) at each edge:
+        what the image score reads. The whole map is kept when the band would leave less than half of it."""
+        b = int(round(self.border_cells * scale))
         h, w = int(m.shape[-2]), int(m.shape[-1])
         if b <= 0 or 4 * b > min(h, w):
             return m
@@ -185,14 +185,14 @@ class FeatureMemoryModule(nn.Module):
         also used to score training images out-of-fold without embedding them twice."""
         dist = self.smooth(self.patch_distances(f, excluded))
         amap = F.interpolate(dist, size=self.input_size, mode="bilinear", align_corners=False)[:, 0]
-        inner = self.inner(dist)
         if self.score_fraction <= 0:
-            # the maximum of the map as delivered (inside the border band): a heatmap's peak equals its score
-            stride = self.input_size[0] // int(dist.shape[-2])
+            # the maximum of the map as delivered (inside the border band): a heatmap's peak equals its score.
+            # Input pixels per map cell, exact only when the input is a multiple of the stride, hence rounded.
+            stride = self.input_size[0] / int(dist.shape[-2])
             return self.inner(amap[:, None], stride)[:, 0].flatten(1).max(dim=1).values, amap
         # Mean of the most anomalous patches: one noisy patch no longer decides, while a defect
         # covering a few patches still does (measured on magnetic_tile/kolektorsdd: +0.08/+0.11 AUROC).
-        flat = inner.flatten(1)
+        flat = self.inner(dist).flatten(1)
         k = max(1, int(round(self.score_fraction * int(flat.shape[1]))))  # H, W are fixed per model
         return flat.topk(k, dim=1).values.mean(dim=1), amap
 

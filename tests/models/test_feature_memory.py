@@ -129,6 +129,14 @@ def test_image_score_leaves_the_border_band_out_but_the_map_keeps_it(score_fract
     assert amap[:8, :8].max() > 40  # the heatmap still shows the border patch
 
 
+def test_border_band_in_pixels_follows_the_map_when_the_input_is_no_multiple_of_the_stride() -> None:
+    """140 px over 16 cells is 8.75 px per cell: 2 cells are 17.5 -> 18 px, not 2 x (140 // 16) = 16."""
+    module = FeatureMemoryModule(torch.nn.Identity(), torch.zeros(4, 1), (140, 140), sigma_features=0.0,
+                                 score_fraction=0.0, border_cells=2)
+    assert module.inner(torch.zeros(1, 1, 16, 16)).shape[-2:] == (12, 12)
+    assert module.inner(torch.zeros(1, 1, 140, 140), 140 / 16).shape[-2:] == (104, 104)
+
+
 def test_coreset_covers_every_cluster_and_beats_random() -> None:
     gen = torch.Generator().manual_seed(0)
     centres = torch.randn(8, 152, generator=gen) * 20
