@@ -181,11 +181,22 @@ def test_gige_camera_through_the_daemon_software_trigger_part_ids_loss_and_retur
                    proc=daemon)
         return next(v for v in read_jsonl(verdicts) if v["part_id"] == part)
 
+    def warm_up(prefix: str) -> None:
+        """Trigger warm-up parts until one gets a real picture. A stream that delivers nothing gives the
+        part an error verdict of its own ("no frame came within timeout_ms") and the source reconnects."""
+        for attempt in range(8):
+            warm = trigger(f"{prefix}-{attempt}")
+            if warm["verdict"] != "error":
+                return
+            assert f"no picture of part {prefix}-{attempt}: " in warm["error"], warm
+        pytest.fail(f"the camera gave no picture for 8 warm-up triggers ({prefix})")
+
     try:
         wait_until(lambda: "part triggers: subscribed" in daemon.output() and scrape(mport).get(up) == 1,
                    what="camera open and triggers subscribed", proc=daemon)
         time.sleep(0.5)
         assert read_jsonl(verdicts) == []  # software trigger: no part, no frame
+        warm_up("V")  # the first open's stream can miss a trigger as the reopened one can (seen in CI)
         for part in ["P-1", "P-2", "P-3"]:
             trigger(part)
         fake_gv_camera.kill()
@@ -201,25 +212,20 @@ def test_gige_camera_through_the_daemon_software_trigger_part_ids_loss_and_retur
         # part then gets an error verdict of its own ("no frame came within timeout_ms"), and the source
         # reconnects, as in free run; parts announced meanwhile get "not connected". Warm-up parts go on
         # until one real picture comes.
-        for attempt in range(8):
-            warm = trigger(f"W-{attempt}")
-            if warm["verdict"] != "error":
-                break
-            assert f"no picture of part W-{attempt}: " in warm["error"], warm
-        else:
-            pytest.fail("the reopened camera gave no picture for 8 triggers")
+        warm_up("W")
         p4 = trigger("P-4")
-        out = read_jsonl(verdicts)
+        everything = read_jsonl(verdicts)
+        out = [v for v in everything if v["part_id"].startswith("P-")]  # without the warm-up parts
         parts = [v["part_id"] for v in out]
-        assert parts[:4] == ["P-1", "P-2", "P-3", "P-LOST"] and parts[-1] == "P-4", parts
-        assert len(parts) == len(set(parts)), f"a part id labelled two frames: {parts}"
+        assert parts == ["P-1", "P-2", "P-3", "P-LOST", "P-4"], parts
+        assert len(everything) == len({v["part_id"] for v in everything}), "a part id labelled two frames"
         lost = out[3]
         assert lost["verdict"] == "error" and "P-LOST" in lost["error"] and "not connected" in lost["error"], lost
-        for v in out[:3] + [p4]:
+        for v in out[:3] + [p4]:  # (p4 is out[4])
             assert v["verdict"] in ("ok", "defect") and v["schema"] == 2, v
         assert out[0]["source"].startswith("genicam:127.0.0.1#")
         m = scrape(mport)
-        assert m['edge_inspector_frames_total{camera="cam-0"}'] == len(out)
+        assert m['edge_inspector_frames_total{camera="cam-0"}'] == len(everything)
         assert m['edge_inspector_errors_total{camera="cam-0",reason="source"}'] >= 1
     finally:
         daemon.kill()
