@@ -321,7 +321,20 @@ def run_daemon(v: dict, frames_dir: Path, pattern: str, workdir: Path, args, roi
             "cpu_ms_per_frame": round(cpu / max(1, len(verdicts)) * 1000, 2),
             "idle_fps_estimate": round(CORES * len(verdicts) / cpu, 1) if cpu > 0 else None,
             "cpu_ms_per_frame_by_thread": by_thread,
+            "latency_ms_by_step_p50": latency_steps(verdicts),
             "verdicts": kinds, "scores": [v_.get("score") for v_ in verdicts]}
+
+
+def latency_steps(verdicts: list[dict]) -> dict[str, float]:
+    """Median of each step of capture -> decision (the verdict's ``latency_ms``); ``waiting`` is what the
+    steps leave of the total: the frame sat in a queue or on the decode pool."""
+    if not verdicts:
+        return {}
+    rows = [v["latency_ms"] for v in verdicts]
+    steps = ("preprocess", "infer", "decide")
+    out = {k: round(float(np.median([r.get(k, 0.0) for r in rows])), 2) for k in steps}
+    out["waiting"] = round(float(np.median([r["total"] - sum(r.get(k, 0.0) for k in steps) for r in rows])), 2)
+    return out
 
 
 def eager_loop(frames_dir: Path | None, frames: list[np.ndarray], size: int, threads: int,
