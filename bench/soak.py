@@ -1,7 +1,7 @@
 """Soak test: a long replay through the REAL daemon process, watching its memory and file descriptors.
 
 Usage:
-  python bench/soak.py [--frames 50000] [--files 500] [--size 32] [--model CARD] [--sample-s 0.5]
+  python bench/soak.py [--frames 50000] [--files 500] [--size 32] [--model CARD] [--sample-s 0.5] [--warmup-s 2]
                        [--max-rss-growth-mb 30] [--max-fd-growth 2] [--json-only]
 
 What it does: writes ``--files`` small generated frames (every 5th with a bright defect), starts
@@ -14,7 +14,8 @@ publisher, and samples the daemon's RSS (``/proc/<pid>/status`` VmRSS) and open 
 Why a subprocess and /proc: a leak of a few kB per frame only shows over tens of thousands of frames,
 and only in the real process (every thread, C library and socket included).
 
-Bound (exit code 1 when broken): after warm-up (the first 10 % of frames: ONNX Runtime arenas,
+Bound (exit code 1 when broken): after warm-up (the first 10 % of frames and at least ``--warmup-s``
+seconds, default 2; the run continues until 3 samples follow it: ONNX Runtime arenas,
 OpenCV buffers and Python caches reach their steady size), RSS may grow by at most
 ``--max-rss-growth-mb`` (default 30 MB) and open descriptors by at most ``--max-fd-growth`` (default
 2: flat, allowing a rotation caught mid-way).
@@ -83,6 +84,18 @@ def prepare(work: Path, files: int, size: int, model: Path | None) -> tuple[Path
     return frames, card
 
 
+MIN_SAMPLES_AFTER_WARMUP = 3
+
+
+def _after_warmup(samples: list[dict], args: argparse.Namespace) -> list[dict]:
+    """The samples from the end of warm-up on: past 10 % of the frames AND ``--warmup-s`` seconds.
+
+    Why both: on a fast machine 10 % of a short run passes before the first sample, and the daemon's lazily
+    opened descriptors (a ZeroMQ peer, the first rotation, a scrape thread) would then count as growth.
+    """
+    return [s for s in samples if s["frames"] >= args.frames * 0.1 and s["t"] >= args.warmup_s]
+
+
 def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         work = Path(tmp)
@@ -109,10 +122,13 @@ def run(args: argparse.Namespace) -> dict:
                 time.sleep(0.2)
             start = time.monotonic()
             while True:
+                # /proc first, then the scrape: the scrape's own socket is still open on the daemon's side for a
+                # moment after the reply, and counting it would read as a descriptor leak.
+                rss, fds = round(rss_mb(proc.pid), 1), fd_count(proc.pid)
                 done = frames_done(mport)
-                samples.append({"t": round(time.monotonic() - start, 2), "frames": done,
-                                "rss_mb": round(rss_mb(proc.pid), 1), "fds": fd_count(proc.pid)})
-                if done >= args.frames:
+                t = round(time.monotonic() - start, 2)
+                samples.append({"t": t, "frames": done, "rss_mb": rss, "fds": fds})
+                if done >= args.frames and len(_after_warmup(samples, args)) >= MIN_SAMPLES_AFTER_WARMUP:
                     break
                 if proc.poll() is not None:
                     raise RuntimeError(f"daemon exited ({proc.returncode}):\n"
@@ -125,8 +141,8 @@ def run(args: argparse.Namespace) -> dict:
             if proc.poll() is None:
                 proc.kill()
             log.close()
-    warm = next((s for s in samples if s["frames"] >= args.frames * 0.1), samples[0])
-    after = [s for s in samples if s["t"] >= warm["t"]]
+    after = _after_warmup(samples, args)
+    warm = after[0]
     end = samples[-1]
     rss_growth = round(max(s["rss_mb"] for s in after) - warm["rss_mb"], 1)
     fd_growth = max(s["fds"] for s in after) - warm["fds"]
@@ -138,8 +154,8 @@ def run(args: argparse.Namespace) -> dict:
         "fds": {"start": samples[0]["fds"], "warm": warm["fds"], "end": end["fds"],
                 "max": max(s["fds"] for s in samples), "growth_after_warmup": fd_growth},
         "bound": {"max_rss_growth_mb": args.max_rss_growth_mb, "max_fd_growth": args.max_fd_growth},
-        "exit_code": code, "ok": ok, "samples": len(samples),
-        "series": samples if args.series else None,
+        "exit_code": code, "ok": ok, "samples": len(samples), "warm_at_s": warm["t"],
+        "samples_after_warmup": len(after), "series": samples if args.series else None,
     }
 
 
@@ -269,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, help="model card (default: the tiny test detector)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     ap.add_argument("--sample-s", type=float, default=0.5, help="seconds between RSS/fd samples")
+    ap.add_argument("--warmup-s", type=float, default=2.0,
+                    help="warm-up lasts at least this long (and at least 10 %% of --frames); the run goes on "
+                         f"until {MIN_SAMPLES_AFTER_WARMUP} samples after it")
     ap.add_argument("--max-rss-growth-mb", type=float, default=30.0, help="bound on RSS growth after warm-up")
     ap.add_argument("--max-fd-growth", type=int, default=2, help="bound on open-descriptor growth after warm-up")
     ap.add_argument("--series", action="store_true", help="include every sample in the JSON")
