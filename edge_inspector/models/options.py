@@ -261,6 +261,8 @@ class FeatureMemoryOptions(DetectorOptions):
     neighbourhood: int = Field(3, ge=1, description="local average pooling window over the feature map (odd)")
     tap_balance: Literal["none", "equal"] = Field(
         "none", description="equal: scale each tap to the same mean squared norm on the training patches")
+    pca_dims: int = Field(0, ge=0, description="project patch features on this many principal axes of the training "
+                          "patches before the memory (0 or >= the feature dims = all; fewer = faster search)")
     sigma: float = Field(4.0, ge=0, description="Gaussian smoothing of the anomaly map, input pixels")
     score_fraction: float = Field(
         0.05, ge=0, le=1, description="image score = mean of the top fraction of map patches (0 = the maximum)")

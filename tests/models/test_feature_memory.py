@@ -314,3 +314,32 @@ def test_tap_balance_gives_every_tap_the_same_share_and_exports_it(parts: Datase
     scores = det.predict(det.load(test))["pred_score"]
     labels = [s.label for s in test]
     assert roc_auc_score(labels, scores) >= 0.8
+
+
+def test_pca_dims_projects_the_memory_exports_it_and_refits_from_scratch(parts: Dataset, fitted,
+                                                                         tmp_path: Path) -> None:
+    """pca_dims=p: memory and search run in p dims (the projection travels in the exported graph: ONNX
+    equals torch), the kept variance is reported, a second fit starts from the backbone's features (not
+    from the first fit's projection), and defects still score above good parts."""
+    train, test = parts.split("train"), parts.split("test")
+    det = create_detector("feature_memory", input_size=(SIZE, SIZE), threads=2, seed=0, pca_dims=32)
+    report = det.fit(train, progress=False)
+    full = fitted[0].card_info()
+    assert report.extra["feature_dim"] == 32 and det.card_info().extra["feature_dim"] == 32
+    assert 0.5 < report.extra["pca_kept_variance"] < 1.0
+    assert det.card_info().extra["pca_dims"] == 32 and full.extra["pca_dims"] == 0
+    first = det.predict(det.load(test))["pred_score"]
+    again = det.fit(train, progress=False)
+    assert again.extra["feature_dim"] == 32 and again.extra["pca_kept_variance"] == report.extra["pca_kept_variance"]
+    np.testing.assert_allclose(det.predict(det.load(test))["pred_score"], first, rtol=1e-5)
+
+    exported = export_onnx(det, tmp_path / "fm_pca.onnx", det.load(test[:3]))
+    assert exported.max_abs_diff["pred_score"] <= 1e-3 * max(exported.output_range["pred_score"], 1e-6) + 1e-5
+    assert roc_auc_score([s.label for s in test], first) >= 0.8
+
+
+def test_pca_dims_at_or_above_the_feature_dims_keeps_every_dim(parts: Dataset, fitted) -> None:
+    det = create_detector("feature_memory", input_size=(SIZE, SIZE), threads=2, seed=0, pca_dims=100_000)
+    report = det.fit(parts.split("train")[:6], progress=False)
+    assert det._build_embedder().projection is None and report.extra["pca_kept_variance"] == 1.0
+    assert report.extra["feature_dim"] == fitted[1].extra["feature_dim"] > 32
