@@ -208,14 +208,16 @@ class FeatureMemoryModule(nn.Module):
         r = self.kernel.shape[-1] // 2
         return F.conv2d(F.pad(dist, (r, r, r, r), mode="replicate"), self.kernel) if r else dist
 
-    def inner(self, m: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """(N, 1, h, w) map without its outer ``border_cells`` (x ``scale`` pixels, rounded) at each edge:
-        what the image score reads. The whole map is kept when the band would leave less than half of it."""
-        b = int(round(self.border_cells * scale))
+    def inner(self, m: torch.Tensor, scale: float | tuple[float, float] = 1.0) -> torch.Tensor:
+        """(N, 1, h, w) map without its outer ``border_cells`` (x ``scale`` pixels per cell, rounded; a
+        (rows, columns) pair when the axes differ) at each edge: what the image score reads. The whole
+        map is kept when the band would leave less than half of it."""
+        sy, sx = scale if isinstance(scale, tuple) else (scale, scale)
+        by, bx = int(round(self.border_cells * sy)), int(round(self.border_cells * sx))
         h, w = int(m.shape[-2]), int(m.shape[-1])
-        if b <= 0 or 4 * b > min(h, w):
+        if by <= 0 or bx <= 0 or 4 * by > h or 4 * bx > w:
             return m
-        return m[..., b:h - b, b:w - b]
+        return m[..., by:h - by, bx:w - bx]
 
     def score_features(self, f: torch.Tensor, excluded: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,9 +227,9 @@ class FeatureMemoryModule(nn.Module):
         amap = F.interpolate(dist, size=self.input_size, mode="bilinear", align_corners=False)[:, 0]
         if self.score_fraction <= 0:
             # the maximum of the map as delivered (inside the border band): a heatmap's peak equals its score.
-            # Input pixels per map cell, exact only when the input is a multiple of the stride, hence rounded.
-            stride = self.input_size[0] / int(dist.shape[-2])
-            return self.inner(amap[:, None], stride)[:, 0].flatten(1).max(dim=1).values, amap
+            # Input pixels per map cell on each axis (exact only when the input is a multiple of the stride).
+            per_cell = (self.input_size[0] / int(dist.shape[-2]), self.input_size[1] / int(dist.shape[-1]))
+            return self.inner(amap[:, None], per_cell)[:, 0].flatten(1).max(dim=1).values, amap
         # Mean of the most anomalous patches: one noisy patch no longer decides, while a defect
         # covering a few patches still does (measured on magnetic_tile/kolektorsdd: +0.08/+0.11 AUROC).
         flat = self.inner(dist).flatten(1)

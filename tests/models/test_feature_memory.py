@@ -137,6 +137,18 @@ def test_border_band_in_pixels_follows_the_map_when_the_input_is_no_multiple_of_
     assert module.inner(torch.zeros(1, 1, 140, 140), 140 / 16).shape[-2:] == (104, 104)
 
 
+def test_border_band_of_the_maximum_score_uses_each_axis_own_pixels_per_cell() -> None:
+    """A 128 x 140 input over a 16 x 16 map: 8 px per cell down, 8.75 across. The maximum-score path
+    leaves out 16 rows and 18 columns at each edge (2 cells of each axis), not 16 of both."""
+    module = FeatureMemoryModule(torch.nn.Identity(), torch.zeros(4, 1), (128, 140), sigma_features=0.0,
+                                 score_fraction=0.0, border_cells=2)
+    assert module.inner(torch.zeros(1, 1, 128, 140), (8.0, 8.75)).shape[-2:] == (96, 104)
+    # end to end: the score reads exactly that window of the delivered map
+    f = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    s, amap = module.score_features(f)
+    assert float(s[0]) == pytest.approx(float(amap[0, 16:112, 18:122].max()), rel=1e-6)
+
+
 def test_coreset_covers_every_cluster_and_beats_random() -> None:
     gen = torch.Generator().manual_seed(0)
     centres = torch.randn(8, 152, generator=gen) * 20
