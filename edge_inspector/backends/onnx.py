@@ -11,7 +11,8 @@ import onnxruntime as ort
 from .base import BackendError, Finished, Pending, default_streams
 
 
-def _options(threads: int) -> ort.SessionOptions:
+def session_options(threads: int) -> ort.SessionOptions:
+    """The daemon's ONNX Runtime session settings (also used by the fit-time feature pass)."""
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -55,9 +56,9 @@ class OnnxBackend:
         cpu_only = wanted == ["CPUExecutionProvider"]
         self.streams = (default_streams(threads) if streams is None else max(1, int(streams))) if cpu_only else 1
         try:
-            self.session = ort.InferenceSession(str(model_path), _options(threads), providers=wanted)
+            self.session = ort.InferenceSession(str(model_path), session_options(threads), providers=wanted)
             self._parallel = None if self.streams == 1 else ort.InferenceSession(
-                str(model_path), _options(1), providers=wanted)
+                str(model_path), session_options(1), providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"{model_path}: ONNX Runtime cannot load the model ({exc})") from exc
         self._pool = None if self._parallel is None else ThreadPoolExecutor(self.streams, "ort-stream")

@@ -293,17 +293,16 @@ class FeatureMemoryDetector(Detector):
         try:
             import onnxruntime as ort
 
+            from ..backends.onnx import session_options
+
             buffer = io.BytesIO()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer warnings about fixed H/W: they are fixed
                 torch.onnx.export(embedder, (torch.zeros(1, 3, h, w),), buffer, input_names=["image"],
                                   output_names=["features"], dynamic_axes={"image": {0: "n"}, "features": {0: "n"}},
                                   opset_version=17, do_constant_folding=True, dynamo=False)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = max(1, torch.get_num_threads())
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(buffer.getvalue(), session_options(max(1, torch.get_num_threads())),
+                                           providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - the torch pass gives the same features, only slower
             log.warning("feature_memory: ONNX Runtime feature pass unavailable (%s); using PyTorch", exc)
             # batch norms folded into the convolutions, channels-last: ~1.6x faster than eager on a CPU
