@@ -219,6 +219,28 @@ def test_training_images_are_scored_leave_one_out(parts: Dataset, fitted) -> Non
         create_detector("feature_memory", oof="sometimes")
 
 
+def test_leave_one_out_scores_stand_in_for_an_exact_rebuild(parts: Dataset, fitted) -> None:
+    """The shipped shortcut (one coreset, the image's own entries masked) against the exact answer
+    (a coreset rebuilt without each image): never optimistic, and pessimistic only slightly, so a
+    threshold set on these scores neither rejects too many new good parts nor too few."""
+    det, _ = fitted
+    train = parts.split("train")
+    maps = det.embed_maps(train)
+    feats = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
+    owners = torch.arange(len(train)).repeat_interleave(maps.shape[2] * maps.shape[3])
+    exact = np.empty(len(train))
+    for i in range(len(train)):
+        others = owners != i
+        bank = feats[others][det._coreset(feats[others], owners[others])]
+        with torch.no_grad():
+            exact[i] = float(det._build_module(bank).score_features(maps[i:i + 1])[0])
+    gap = det.oof_scores - exact
+    spread = float(np.percentile(exact, 90) - np.percentile(exact, 10))
+    assert gap.mean() >= -0.05 * spread, (gap.mean(), spread)  # not optimistic
+    assert gap.mean() <= 0.3 * spread, (gap.mean(), spread)  # and close (measured: 0.15 of the spread here)
+    assert np.corrcoef(det.oof_scores, exact)[0, 1] > 0.75  # and they rank the images alike
+
+
 def test_fit_time_features_equal_the_exported_embedder(parts: Dataset, fitted, caplog, monkeypatch) -> None:
     """The fit-time pass runs the embedder through ONNX Runtime (or, where that cannot be built, PyTorch
     with batch norms folded, channels-last): the same features as the module that is exported."""
