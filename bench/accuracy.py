@@ -14,6 +14,7 @@ alone, batch 1); then one line per target of ../shared/TARGETS.md with ok/MISS.
     .venv/bin/python bench/accuracy.py --models feature_memory --categories mpdd_metal_plate
     .venv/bin/python bench/accuracy.py --json bench/results/accuracy.json
     .venv/bin/python bench/accuracy.py --models feature_memory --hires      # + the high-resolution twin, ms/frame
+    .venv/bin/python bench/accuracy.py --auto                               # the model `auto` picks per category
     .venv/bin/python bench/accuracy.py --scheme stratified --models segmenter feature_memory \
         --fuse segmenter+feature_memory                                      # + the pair fused by rule 'any'
 
@@ -73,8 +74,6 @@ def evaluate_one(kind: str, dataset, work: Path, args: argparse.Namespace, label
     """Train ``kind`` (with the ``variant`` options, e.g. a twin's input size, reported as ``label``) and score
     the test split through ``evaluate_model``: the same code, pixel resolution and metrics as
     ``edge-inspector evaluate``, so bench and report agree."""
-    from edge_inspector.card import load_card
-    from edge_inspector.evaluate.runner import dataset_info, evaluate_model
     from edge_inspector.toolchain.train import train_model
 
     label = label or kind
@@ -85,7 +84,14 @@ def evaluate_one(kind: str, dataset, work: Path, args: argparse.Namespace, label
     t0 = time.perf_counter()
     card_path = train_model(kind, dataset, work, name=model_name(dataset, label), seed=args.seed, options=options,
                             progress=False, calibration_method=args.method, calibration_target=args.target)
-    train_total = time.perf_counter() - t0
+    return score_card(card_path, dataset, args, label, time.perf_counter() - t0)
+
+
+def score_card(card_path: Path, dataset, args: argparse.Namespace, label: str, train_total: float) -> dict:
+    """The row of one trained model: its test split scored through ``evaluate_model`` (as ``evaluate`` does)."""
+    from edge_inspector.card import load_card
+    from edge_inspector.evaluate.runner import dataset_info, evaluate_model
+
     card = load_card(card_path)
     test = test_samples(dataset, args)
     report, pred = evaluate_model(card_path, test, dataset=dataset_info(dataset.name, dataset.root, "test"),
@@ -109,6 +115,25 @@ def evaluate_one(kind: str, dataset, work: Path, args: argparse.Namespace, label
     row["oracle_escape_at_frr_target"] = oracle_escape(pred.raw_scores, pred.labels, FRR_TARGET)
     reduced = [p for p in args.precision.split(",") if p and p != "fp32"]
     row["reduced_precision"] = [score_reduced(card_path, dataset, test, p, args, report) for p in reduced]
+    return row
+
+
+def auto_row(dataset, work: Path, args: argparse.Namespace) -> dict:
+    """``run_auto`` on the category (its default candidates, or --models when given), then the chosen model's
+    test row through ``score_card``; the row's model is ``auto`` and ``chosen`` names the kind it picked.
+    On a native split validation has no defect, so auto ranks on synthetic ones (data/synthetic_val.py)."""
+    from edge_inspector.toolchain.auto import default_candidates, run_auto
+
+    kinds = list(args.models or default_candidates(dataset))
+    options = {k: {"threads": args.threads, **({"input_size": args.input_size} if args.input_size else {}),
+                   **dict(args.option.get(k, {}))} for k in kinds}
+    t0 = time.perf_counter()
+    summary = run_auto(dataset, work / "auto", models=kinds, seed=args.seed, options=options, threads=args.threads)
+    row = score_card(Path(summary["chosen"]["card"]), dataset, args, "auto", time.perf_counter() - t0)
+    row["infer_ms"] = infer_ms(Path(summary["chosen"]["card"]), dataset.split("test"), args.threads, args.backend)
+    row["chosen"] = summary["chosen"]["kind"]
+    row["val_defects"] = summary["val_defects"]["source"]
+    row["candidates"] = {c["kind"]: (c.get("val_composite") or {}).get("score") for c in summary["candidates"]}
     return row
 
 
@@ -308,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder of categories (MVTec layout each); default $EI_DATASETS or ../shared/datasets "
                    "beside the checkout")
     p.add_argument("--categories", nargs="*", help="category names (default: every folder under --data)")
-    p.add_argument("--models", nargs="*", default=list(DETECTORS), help=f"detector kinds (default: {list(DETECTORS)})")
+    p.add_argument("--models", nargs="*", help=f"detector kinds (default: {list(DETECTORS)}; with --auto: the "
+                   "candidates auto picks by default)")
+    p.add_argument("--auto", action="store_true",
+                   help="instead of one row per kind, run `auto` (every candidate trained, the best kept by the "
+                   "validation split: synthetic defects on a native split) and score the model it picks")
     p.add_argument("--max-train", type=int,
                    help="at most this many training images (default: the whole train split, as the native split "
                    "means; the fit-time target line is printed for runs of at most 200 training images)")
@@ -340,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     args.option = parse_options(args.option)
+    if not args.auto:
+        args.models = args.models or list(DETECTORS)
     logging.basicConfig(level=logging.WARNING)
 
     from dataclasses import replace
@@ -349,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_inspector.toolchain.auto import resolution_variants
     from edge_inspector.toolchain.train import limit_train
 
-    unknown = [m for m in args.models if m not in DETECTORS]
+    unknown = [m for m in args.models or [] if m not in DETECTORS]
     if unknown:
         p.error(f"unknown model kind(s) {unknown}; expected {list(DETECTORS)}")
     if args.fuse and (len(args.fuse.split("+")) != 2 or not set(args.fuse.split("+")) <= set(args.models)):
@@ -369,6 +400,17 @@ def main(argv: list[str] | None = None) -> int:
             # kinds that learn from good parts only get --max-train good parts (as `train` gives them), others
             # the capped mix, defects first (train.limit_train)
             good_only = replace(full, samples=[s for s in full.samples if s.split != "train" or s.label == 0])
+            if args.auto:
+                print(f"[{category}] auto: training every candidate ...", file=sys.stderr)
+                try:
+                    rows.append(row := auto_row(limit_train(full, args.max_train, seed=args.seed),
+                                                work / category, args))
+                    print(f"[{category}] auto chose {row['chosen']} (ranked on {row['val_defects']} validation "
+                          f"defects; val composite: {row['candidates']})", file=sys.stderr)
+                except Exception as exc:
+                    logging.debug(traceback.format_exc())
+                    rows.append({"category": category, "model": "auto", "error": f"{type(exc).__name__}: {exc}"})
+                continue
             plan = [(kind, kind, {}) for kind in args.models]
             if args.hires:
                 plan += resolution_variants(full, args.models)

@@ -45,13 +45,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "by composite score (model + card in --out, the others in --out/candidates/), then report the chosen "
         "model's figures on the test split. The test split is never used for choosing. Twins of feature_memory "
         "join the candidates: a 5x5 patch neighbourhood, and a 2x input when the frames are at least twice the "
-        "default input; a twin is kept only when validation ranks it higher.",
+        "default input; a twin is kept only when validation ranks it higher. When the validation split has no "
+        "labelled defect (--scheme native, or a line with good parts only), candidates are ranked on synthetic "
+        "defects of three sizes made from its good images (written to --out/auto_report/synthetic_val/), and only "
+        "kinds that learn from normal images are candidates.",
     )
     p.add_argument("dataset", type=Path, help="dataset folder or .zip")
     p.add_argument("--models", default=None,
                    help="comma-separated candidate kinds (default: feature_memory,autoencoder,classifier, plus "
-                   "segmenter when the training defects have masks; also custom_cnn, features_svm, features_rf, "
-                   "features_xgb)")
+                   "segmenter when the training defects have masks; feature_memory,autoencoder when validation "
+                   "has no labelled defect; also custom_cnn, features_svm, features_rf, features_xgb)")
     p.add_argument("--out", type=Path, default=Path("models"), help="where the chosen model goes (default: models/)")
     p.add_argument("--input-size", type=parse_size,
                    help="input size for every candidate, N or HxW (default: the trainer's)")
@@ -93,9 +96,14 @@ def run(args: argparse.Namespace) -> int:
             return 1
     summary = run_auto(dataset, args.out, models=kinds, seed=args.seed, weights=weights, threads=args.threads,
                        options=build_options(kinds, args), progress=not args.quiet and sys.stderr.isatty())
+    if summary["val_defects"]["source"] == "synthetic":
+        print(f"ranked on {summary['val_defects']['defective']} synthetic defects (the validation split has no "
+              f"labelled one): {summary['val_defects']['folder']}")
     for c in summary["candidates"]:
         score = (c.get("val_composite") or {}).get("score")
         status = c["error"] if "error" in c else f"val composite {score:.3f}" if score is not None else "n/a"
+        if c.get("not_ranked"):
+            status += f" (not ranked: {c['not_ranked']})"
         print(f"  {'*' if c.get('chosen') else ' '} {c['kind']:<15} {status}")
     print(f"chosen: {summary['chosen']['kind']} -> {summary['chosen']['card']}")
     print(summary["test_summary"])

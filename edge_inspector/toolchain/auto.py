@@ -11,6 +11,12 @@ Layout written under ``out``:
   candidates/<kind>/         every candidate as the trainer wrote it
   auto_report/auto.json|html the candidates' validation figures, the choice and its test figures
   auto_report/test/          the chosen model's full evaluation report on the test split
+  auto_report/synthetic_val/ only when validation has no labelled defect (a native split): the synthetic
+                             defects the candidates were ranked on (data/synthetic_val.py)
+
+Where the validation split holds good parts only, candidates are ranked on synthetic defects made from
+those good parts, and only candidates that learn from normal images are ranked: a classifier tops its
+training up with the same generator's defects and would rank itself first.
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from ..card import load_card
-from ..data.types import Dataset, DatasetError
+from ..data.synthetic_val import SIZES, synthetic_validation
+from ..data.types import Dataset, DatasetError, Sample
 from ..errors import EdgeInspectorError
 from ..evaluate.energy import EnergyMeter
 from ..evaluate.metrics import DEFAULT_WEIGHTS, composite_inputs
 from ..evaluate.report import fmt, page, table, terminal_summary, write_evaluation_report, write_json
 from ..evaluate.runner import evaluate_model
 from ..evaluate.types import EvaluationReport
+from ..models import NORMAL_ONLY_KINDS
 from .modelfiles import deploy_copy
 
 log = logging.getLogger(__name__)
@@ -44,12 +52,15 @@ class AutoError(EdgeInspectorError, RuntimeError):
 
 
 def default_candidates(dataset: Dataset) -> tuple[str, ...]:
-    """The default kinds, plus the supervised segmenter when training defects carry masks (it needs them)."""
+    """The default kinds, plus the supervised segmenter when training defects carry masks (it needs them);
+    only the kinds that learn from normal images when validation has no labelled defect (they are the only
+    ones that can be ranked on synthetic ones, see the module docstring)."""
+    if not any(s.label == 1 for s in dataset.split("val")):
+        return tuple(k for k in DEFAULT_CANDIDATES if k in NORMAL_ONLY_KINDS)
     has_masks = any(s.label == 1 and s.mask_path is not None for s in dataset.split("train"))
     return DEFAULT_CANDIDATES + (MASK_CANDIDATES if has_masks else ())
 
 
-UNSUPERVISED_KINDS = ("feature_memory", "autoencoder")
 HIRES_FACTOR = 2  # the high-resolution variant's input is this many times the default one
 HIRES_MAX_SIDE = 640  # and at most this on its longer side (inference cost grows with the pixels)
 
@@ -79,7 +90,7 @@ def resolution_variants(dataset: Dataset, kinds: Sequence[str]) -> list[tuple[st
     scale = min(HIRES_FACTOR, HIRES_MAX_SIDE / max(base))
     hires = tuple(int(round(v * scale / 32)) * 32 for v in base)
     return [(f"{kind}@{hires[0]}x{hires[1]}", kind, {"input_size": hires}) for kind in kinds
-            if kind in UNSUPERVISED_KINDS]
+            if kind in NORMAL_ONLY_KINDS]
 
 
 #: option twins: (label suffix, kind, options) tried beside the kind's defaults and kept only when the
@@ -112,13 +123,38 @@ def _check_val(dataset: Dataset) -> None:
     if not val:
         raise DatasetError(f"{dataset.root}: dataset has no validation split; auto chooses on validation "
                            "(load it with scheme='stratified' or a larger val_fraction)")
-    labels = {s.label for s in val}
-    if labels != {0, 1}:
-        missing = "defective" if 1 not in labels else "good"
-        raise DatasetError(f"{dataset.root}: the validation split has no {missing} part, so models cannot be "
+    if not any(s.label == 0 for s in val):
+        raise DatasetError(f"{dataset.root}: the validation split has no good part, so models cannot be "
                            "ranked on it; use scheme='stratified' so val holds both good and defective parts")
     if not dataset.split("test"):
         raise DatasetError(f"{dataset.root}: dataset has no test split to report the chosen model on")
+
+
+def _selection_split(dataset: Dataset, out: Path, seed: int) -> tuple[list[Sample], dict[str, Any]]:
+    """The samples candidates are ranked on and a record of where their defects came from: the validation
+    split itself, or (no labelled defect in it) its good parts plus synthetic defects written under
+    ``out/auto_report/synthetic_val``."""
+    val = dataset.split("val")
+    n_real = sum(s.label == 1 for s in val)
+    if n_real:
+        return val, {"source": "labelled", "defective": n_real}
+    folder = out / "auto_report" / "synthetic_val"
+    ranked_on = synthetic_validation(val, folder, seed=seed)
+    n_synth = sum(s.label == 1 for s in ranked_on)
+    log.warning("auto: the validation split of %s has no labelled defect; candidates are ranked on %d synthetic "
+                "defects made from its %d good images (%s; in %s). Only kinds that learn from normal images are "
+                "ranked. The test split's real defects give the figures to trust.", dataset.name, n_synth,
+                len(val), ", ".join(name for name, _ in SIZES), folder)
+    return ranked_on, {"source": "synthetic", "defective": n_synth, "folder": str(folder),
+                       "sizes": {name: fraction for name, fraction in SIZES},
+                       "ranked_kinds": sorted(NORMAL_ONLY_KINDS)}
+
+
+def _rankable(candidate: Mapping[str, Any], kind: str, val_defects: Mapping[str, Any]) -> bool:
+    """Every scored candidate, except (synthetic validation defects) one that may have trained on them."""
+    if "error" in candidate or candidate["val_composite"]["score"] is None:
+        return False
+    return val_defects["source"] != "synthetic" or kind in NORMAL_ONLY_KINDS
 
 
 def _ranking_key(c: Mapping[str, Any]) -> tuple[float, float]:
@@ -149,14 +185,17 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
     trainer = trainer or _default_trainer()
     out = Path(out_dir)
     (out / "candidates").mkdir(parents=True, exist_ok=True)
-    val, test = dataset.split("val"), dataset.split("test")
+    val, val_defects = _selection_split(dataset, out, seed)
+    test = dataset.split("test")
     info = {"name": dataset.name, "root": str(dataset.root), "split_info": dataset.split_info}
     candidates: list[dict[str, Any]] = []
     plan = ([(kind, kind, {}) for kind in models] + resolution_variants(dataset, models)
             + option_variants(models, options))
+    kinds: dict[int, str] = {}
     for label, kind, variant in plan:
         cand: dict[str, Any] = {"kind": label}
         candidates.append(cand)
+        kinds[id(cand)] = kind
         opts = {**dict((options or {}).get(kind, {})), **variant}
         slug = label.replace("@", "-")
         try:
@@ -178,9 +217,15 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
         cand["val_ms_per_image"] = report.timing.ms_per_image
         cand["val_false_reject_rate"] = report.image.at.false_reject_rate
         cand["val_escape_rate"] = report.image.at.escape_rate
-    viable = [c for c in candidates if "error" not in c and c["val_composite"]["score"] is not None]
+    viable = [c for c in candidates if _rankable(c, kinds[id(c)], val_defects)]
+    ranked = {id(c) for c in viable}
+    for c in candidates:
+        if "error" not in c and id(c) not in ranked and c["val_composite"]["score"] is not None:
+            c["not_ranked"] = ("it may have trained on the same synthetic defects validation was ranked on "
+                               "(only kinds that learn from normal images are ranked on them)")
     if not viable:
-        errors = "; ".join(f"{c['kind']}: {c.get('error', 'no composite score')}" for c in candidates)
+        errors = "; ".join(f"{c['kind']}: {c.get('error') or c.get('not_ranked') or 'no composite score'}"
+                           for c in candidates)
         raise AutoError(f"no candidate could be trained and scored ({errors})")
     best = max(viable, key=_ranking_key)
     for c in candidates:
@@ -194,7 +239,8 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
     _store_test_metrics(chosen_card, report, best.get("training_energy"))
     summary = {
         "schema": 1, "kind": "auto", "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "dataset": info, "weights": weights, "selection_split": "val", "candidates": candidates,
+        "dataset": info, "weights": weights, "selection_split": "val",
+        "val_defects": val_defects, "candidates": candidates,
         "chosen": {"kind": best["kind"], "card": str(chosen_card), "val_composite": best["val_composite"]["score"],
                    "files": [str(p) for p in kept]},
         "test": {**composite_inputs(report), "composite": report.composite.score,
@@ -230,6 +276,18 @@ def _store_test_metrics(card_path: Path, report: EvaluationReport,
     card.save(card_path)
 
 
+def _val_defects_html(val_defects: Mapping[str, Any]) -> str:
+    if val_defects.get("source") != "synthetic":
+        return ""
+    sizes = ", ".join(f"{name} (a window of {fraction:g} of the side)" for name, fraction in
+                      (val_defects.get("sizes") or {}).items())
+    return ('<p class="warn">The validation split has no labelled defect: the candidates were ranked on '
+            f"{val_defects['defective']} <b>synthetic</b> defects made from its good images ({html.escape(sizes)}; "
+            f"the images are in {html.escape(str(val_defects['folder']))}). Only kinds that learn from normal "
+            "images were ranked on them. Their validation recall and F1 are not a line's escape rate; the test "
+            "split's real defects below are.</p>")
+
+
 def auto_html(summary: Mapping[str, Any]) -> str:
     rows, classes = [], []
     for c in summary["candidates"]:
@@ -245,6 +303,7 @@ def auto_html(summary: Mapping[str, Any]) -> str:
             f"({html.escape(summary['chosen']['card'])}) by composite score on the <b>validation</b> split; "
             "the test split was used only to report the chosen model.</p>",
             "<h2>Candidates (validation split)</h2>",
+            _val_defects_html(summary.get("val_defects") or {}),
             '<p class="note">train_model calibrates each threshold on this same validation split, so validation '
             "F1 and recall are optimistic for every candidate alike; AUROC and PRO do not depend on the threshold. "
             "The test figures below are the unbiased ones.</p>",

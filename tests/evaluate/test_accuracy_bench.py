@@ -59,3 +59,23 @@ def test_bench_figures_equal_evaluate_report_for_the_same_model(demo_dataset: Pa
     assert row["pixel_auroc"] == pytest.approx(report["pixel"]["pixel_auroc"], abs=1e-9)
     at = report["image"]["at_threshold"]
     assert (row["false_reject_rate"], row["escape_rate"]) == pytest.approx((at["false_reject_rate"], at["escape_rate"]))
+
+
+@pytest.mark.slow
+def test_bench_auto_scores_the_model_auto_picks_on_a_native_split(demo_dataset: Path, tmp_path: Path) -> None:
+    """--auto on a native split (val: good parts only): auto ranks on synthetic defects, and the bench's row is
+    the chosen model's test figures, the same ones auto.json reports (one scoring path)."""
+    work, out = tmp_path / "work", tmp_path / "bench.json"
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "accuracy.py"), "--data", str(demo_dataset.parent),
+                          "--categories", demo_dataset.name, "--auto", "--models", "feature_memory",
+                          "--threads", "2", "--work", str(work), "--json", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["model"] == "auto" and row["val_defects"] == "synthetic"
+    assert set(row["candidates"]) == {"feature_memory", "feature_memory@neighbourhood5"}
+    assert row["chosen"] in row["candidates"] and f"auto chose {row['chosen']}" in res.stderr
+    summary = json.loads((work / demo_dataset.name / "auto" / "auto_report" / "auto.json").read_text())
+    assert summary["chosen"]["kind"] == row["chosen"]
+    assert row["image_auroc"] == pytest.approx(summary["test"]["image_auroc"], abs=1e-9)
+    assert row["escape_rate"] == pytest.approx(summary["test"]["escape_rate"], abs=1e-9)

@@ -105,12 +105,55 @@ def test_no_option_twin_for_an_option_the_user_set():
     assert auto.option_variants(["autoencoder", "classifier"]) == []
 
 
-def test_refuses_a_validation_split_without_defects(tiny_dataset, tmp_path):
-    for s in list(tiny_dataset.samples):
-        if s.split == "val" and s.label == 1:
-            tiny_dataset.samples.remove(s)
-    with pytest.raises(DatasetError, match="stratified"):
-        auto.run_auto(tiny_dataset, tmp_path, trainer=fake_trainer)
+def _without_val(dataset: Dataset, label: int) -> Dataset:
+    dataset.samples[:] = [s for s in dataset.samples if not (s.split == "val" and s.label == label)]
+    return dataset
+
+
+def test_refuses_a_validation_split_without_good_parts(tiny_dataset, tmp_path):
+    with pytest.raises(DatasetError, match="no good part"):
+        auto.run_auto(_without_val(tiny_dataset, 0), tmp_path, trainer=fake_trainer)
+
+
+def _classifier_trains(kind: str, dataset: Dataset, out_dir: Path, **kw) -> Path:
+    """fake_trainer, except that the classifier trains (on synthetic defects, as the real one would here)."""
+    if kind == "classifier":
+        return build_detector(Path(out_dir), kw["name"])
+    return fake_trainer(kind, dataset, out_dir, **kw)
+
+
+def test_ranks_on_synthetic_defects_when_validation_has_no_labelled_one(tiny_dataset, tmp_path, monkeypatch):
+    """A native split: val holds good parts only. Candidates are ranked on synthetic defects made from them
+    (written where they can be looked at); the classifier, which would train on the same generator, is
+    trained and scored but not ranked; test is still the real split."""
+    dataset = _without_val(tiny_dataset, 1)
+    assert auto.default_candidates(dataset) == ("feature_memory", "autoencoder")
+    ranked_on: list[list] = []
+    real = auto.evaluate_model
+
+    def spy(model, samples, **kw):
+        if kw["dataset"]["split"] == "val":
+            ranked_on.append(samples)
+        return real(model, samples, **kw)
+
+    monkeypatch.setattr(auto, "evaluate_model", spy)
+    out = tmp_path / "models"
+    summary = auto.run_auto(dataset, out, models=["classifier", "feature_memory"], trainer=_classifier_trains,
+                            threads=1)
+    n_good = len(dataset.split("val"))
+    assert summary["val_defects"]["source"] == "synthetic"
+    assert summary["val_defects"]["defective"] == 3 * n_good
+    assert all(sum(s.label for s in samples) == 3 * n_good for samples in ranked_on)
+    assert len(list((out / "auto_report" / "synthetic_val" / "images").glob("*.png"))) == 3 * n_good
+    by = {c["kind"]: c for c in summary["candidates"]}
+    assert "synthetic" in by["classifier"]["not_ranked"] and not by["classifier"]["chosen"]
+    assert by["classifier"]["val_composite"]["score"] is not None  # scored, shown, but not ranked
+    assert summary["chosen"]["kind"] == "feature_memory"  # its twin passes every defect (threshold 0.99)
+    assert "synthetic" in (out / "auto_report" / "auto.html").read_text()
+    assert summary["test"]["image_auroc"] is not None  # the real test split
+
+    with pytest.raises(auto.AutoError, match="classifier: it may have trained on the same synthetic defects"):
+        auto.run_auto(dataset, tmp_path / "only", models=["classifier"], trainer=_classifier_trains, threads=1)
 
 
 def test_fails_clearly_when_no_candidate_survives(tiny_dataset, tmp_path):
