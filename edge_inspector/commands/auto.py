@@ -47,14 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "join the candidates: a 5x5 patch neighbourhood, and a 2x input when the frames are at least twice the "
         "default input; a twin is kept only when validation ranks it higher. When the validation split has no "
         "labelled defect (--scheme native, or a line with good parts only), candidates are ranked on synthetic "
-        "defects of three sizes made from its good images (written to --out/auto_report/synthetic_val/), and only "
-        "kinds that learn from normal images are candidates.",
+        "defects of three sizes made from its good images (written to --out/auto_report/synthetic_val/); the "
+        "candidates are then feature_memory and its twins (synthetic defects rank variants of one detector, not "
+        "families), and of kinds given with --models only those that learn from normal images are ranked.",
     )
     p.add_argument("dataset", type=Path, help="dataset folder or .zip")
     p.add_argument("--models", default=None,
                    help="comma-separated candidate kinds (default: feature_memory,autoencoder,classifier, plus "
-                   "segmenter when the training defects have masks; feature_memory,autoencoder when validation "
-                   "has no labelled defect; also custom_cnn, features_svm, features_rf, features_xgb)")
+                   "segmenter when the training defects have masks; only feature_memory (and its twins) when "
+                   "validation has no labelled defect; also custom_cnn, features_svm, features_rf, features_xgb)")
     p.add_argument("--out", type=Path, default=Path("models"), help="where the chosen model goes (default: models/)")
     p.add_argument("--input-size", type=parse_size,
                    help="input size for every candidate, N or HxW (default: the trainer's)")

@@ -127,7 +127,7 @@ def test_ranks_on_synthetic_defects_when_validation_has_no_labelled_one(tiny_dat
     (written where they can be looked at); the classifier, which would train on the same generator, is
     trained and scored but not ranked; test is still the real split."""
     dataset = _without_val(tiny_dataset, 1)
-    assert auto.default_candidates(dataset) == ("feature_memory", "autoencoder")
+    assert auto.default_candidates(dataset) == ("feature_memory",)
     ranked_on: list[list] = []
     real = auto.evaluate_model
 
