@@ -383,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.models or [] if m not in DETECTORS]
     if unknown:
         p.error(f"unknown model kind(s) {unknown}; expected {list(DETECTORS)}")
+    if args.auto and (args.hires or args.fuse):
+        p.error("--auto trains auto's own candidates and twins: --hires and --fuse apply to the per-kind rows only")
     if args.fuse and (len(args.fuse.split("+")) != 2 or not set(args.fuse.split("+")) <= set(args.models)):
         p.error(f"--fuse {args.fuse}: expected two kinds of --models joined by '+', e.g. segmenter+feature_memory")
     categories = args.categories or sorted(d.name for d in args.data.iterdir() if d.is_dir())

@@ -48,8 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default input; a twin is kept only when validation ranks it higher. When the validation split has no "
         "labelled defect (--scheme native, or a line with good parts only), candidates are ranked on synthetic "
         "defects of three sizes made from its good images (written to --out/auto_report/synthetic_val/); the "
-        "candidates are then feature_memory and its twins (synthetic defects rank variants of one detector, not "
-        "families), and of kinds given with --models only those that learn from normal images are ranked.",
+        "candidates are then feature_memory and its twins (synthetic defects were measured to choose the input "
+        "size, not detector families), and of kinds given with --models only those that learn from normal images "
+        "are ranked.",
     )
     p.add_argument("dataset", type=Path, help="dataset folder or .zip")
     p.add_argument("--models", default=None,
