@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "join the candidates: a 5x5 patch neighbourhood, and a 2x input when the frames are at least twice the "
         "default input; a twin is kept only when validation ranks it higher. When the validation split has no "
         "labelled defect (--scheme native, or a line with good parts only), candidates are ranked on synthetic "
-        "defects of three sizes made from its good images (written to --out/auto_report/synthetic_val/); the "
+        "defects of three sizes made from its good images (on the part only where it stands on a plain "
+        "background; written to --out/auto_report/synthetic_val/); the "
         "candidates are then feature_memory and its twins (synthetic defects were measured to choose the input "
         "size, not detector families), and of kinds given with --models only those that learn from normal images "
         "are ranked.",
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.datasets import open_dataset
     from ..evaluate.metrics import parse_weights
     from ..models import check_options
-    from ..toolchain.auto import default_candidates, run_auto
+    from ..toolchain.auto import default_candidates, placement_words, run_auto
 
     weights = parse_weights(args.weights)
     kinds = [k.strip() for k in args.models.split(",") if k.strip()] if args.models is not None else None
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                        options=build_options(kinds, args), progress=not args.quiet and sys.stderr.isatty())
     if summary["val_defects"]["source"] == "synthetic":
         print(f"ranked on {summary['val_defects']['defective']} synthetic defects (the validation split has no "
-              f"labelled one): {summary['val_defects']['folder']}")
+              f"labelled one), drawn {placement_words(summary['val_defects'])}: {summary['val_defects']['folder']}")
     for c in summary["candidates"]:
         score = (c.get("val_composite") or {}).get("score")
         status = c["error"] if "error" in c else f"val composite {score:.3f}" if score is not None else "n/a"

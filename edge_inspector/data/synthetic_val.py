@@ -14,11 +14,15 @@ are not a line's escape rate on real defects (the test split's real defects give
 trained on the same generator (the classifier tops its training up with these defects when none are
 labelled) would rank itself first, so ``auto`` does not rank such models on them. The images are written
 to disk (``out_dir``) so that an engineer can look at what the models were ranked on.
+
+Where the part stands on a plain background (data/foreground.py), the defects are drawn on the part only: a
+scratch on the wall behind a plate ranks nothing, least of all for a small part in a large frame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -26,44 +30,84 @@ import numpy as np
 
 from ..preprocess import decode_image
 from .augment import KINDS, synthesize_defects
+from .foreground import foreground_mask
 from .types import Sample
 
 #: (name, window side as a fraction of the image's): one defect of each size per good image
 SIZES: tuple[tuple[str, float], ...] = (("large", 1.0), ("small", 0.25), ("tiny", 0.125))
 MIN_WINDOW = 32  # px: the augmentations need room to draw (data/augment.py refuses < 8 px)
+PART_ATTEMPTS = 5  # placements tried before a size is left out of an image whose drawing keeps missing the part
 TYPE_PREFIX = "synthetic_"  # defect_type of every sample made here: synthetic_<size>
 
 
 def defect_in_window(image: np.ndarray, rng: np.random.Generator, fraction: float,
-                     kinds: Sequence[str] = KINDS) -> tuple[np.ndarray, np.ndarray, str]:
+                     kinds: Sequence[str] = KINDS,
+                     foreground: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """One synthetic defect drawn inside a random window of ``fraction`` of the image's side (at least
-    ``MIN_WINDOW`` px, at most the image). Returns (image, mask {0, 1} of the whole image, kind)."""
+    ``MIN_WINDOW`` px, at most the image). Returns (image, mask {0, 1} of the whole image, kind).
+
+    With a ``foreground`` (bool (H, W), data/foreground.py) the window is centred on a part pixel, is no
+    larger than the part's bounding box, and the defect keeps only its part pixels (the background is
+    left as it was), so the mask is exactly the changed pixels and all of them lie on the part; the
+    mask is empty when the drawing missed the part."""
     h, w = image.shape[:2]
     wh, ww = (min(h, max(MIN_WINDOW, round(h * fraction))), min(w, max(MIN_WINDOW, round(w * fraction))))
-    y, x = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
+    if foreground is None:
+        y, x = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
+    else:
+        ys, xs = np.nonzero(foreground)
+        wh = min(wh, max(MIN_WINDOW, int(ys.max() - ys.min() + 1)))
+        ww = min(ww, max(MIN_WINDOW, int(xs.max() - xs.min() + 1)))
+        pick = int(rng.integers(ys.size))
+        y = int(np.clip(ys[pick] - wh // 2, 0, h - wh))
+        x = int(np.clip(xs[pick] - ww // 2, 0, w - ww))
     window = np.ascontiguousarray(image[y:y + wh, x:x + ww])
     drawn, masks, types = synthesize_defects([window], rng, kinds)
     out, mask = image.copy(), np.zeros((h, w), np.uint8)
     out[y:y + wh, x:x + ww] = drawn[0]
     mask[y:y + wh, x:x + ww] = masks[0]
+    if foreground is not None:
+        out[~foreground] = image[~foreground]
+        mask[~foreground] = 0
     return out, mask, types[0]
 
 
-def synthetic_validation(samples: Sequence[Sample], out_dir: Path | str, seed: int = 0) -> list[Sample]:
+@dataclass
+class SyntheticValidation:
+    """What ``synthetic_validation`` made: the samples to rank on and where their defects were placed."""
+
+    samples: list[Sample]  # the given samples first, then the synthetic defective copies
+    goods: int  # good images that got defects
+    on_part: int  # of those, images whose part was told from a plain background (defects drawn on it only)
+
+
+def synthetic_validation(samples: Sequence[Sample], out_dir: Path | str, seed: int = 0) -> SyntheticValidation:
     """``samples`` (a validation split) plus, for each good image, one synthetic defective copy per size
     in ``SIZES``, written as PNG (image and mask) under ``out_dir``; seeded, so the same split gives the
     same defects. Defective copies have ``defect_type`` ``synthetic_<size>`` and ``split`` "val"; the
-    generator's kind is in the file name. An unreadable image raises ImageDecodeError naming it."""
+    generator's kind is in the file name. Where data/foreground.py finds the part on a plain background,
+    the defects are drawn on the part only and its mask is written to ``out_dir/foreground``; elsewhere
+    anywhere in the frame. An unreadable image raises ImageDecodeError naming it."""
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng((seed, 7305))
     made: list[Sample] = []
+    goods = on_part = 0
     for i, s in enumerate(x for x in samples if x.label == 0):
         image = decode_image(s.path)
+        part = foreground_mask(image)
+        goods += 1
+        if part is not None:
+            on_part += 1
+            (out / "foreground").mkdir(exist_ok=True)
+            cv2.imwrite(str(out / "foreground" / f"{i:04d}_{Path(s.path).stem}.png"), part.astype(np.uint8) * 255)
         for size, fraction in SIZES:
-            new, mask, kind = defect_in_window(image, rng, fraction)
-            if not mask.any():  # the drawing vanished into the surface ten times over: no defect to rank on
+            for _ in range(PART_ATTEMPTS if part is not None else 1):
+                new, mask, kind = defect_in_window(image, rng, fraction, foreground=part)
+                if mask.any():
+                    break
+            if not mask.any():  # the drawing vanished into the surface (or missed the part) every time
                 continue
             stem = f"{i:04d}_{Path(s.path).stem}_{size}_{kind}"
             path, mask_path = out / "images" / f"{stem}.png", out / "masks" / f"{stem}.png"
@@ -71,4 +115,4 @@ def synthetic_validation(samples: Sequence[Sample], out_dir: Path | str, seed: i
             cv2.imwrite(str(mask_path), mask * 255)
             made.append(Sample(path=path, label=1, defect_type=f"{TYPE_PREFIX}{size}", mask_path=mask_path,
                                split="val"))
-    return [*samples, *made]
+    return SyntheticValidation(samples=[*samples, *made], goods=goods, on_part=on_part)

@@ -146,15 +146,17 @@ def _selection_split(dataset: Dataset, out: Path, seed: int) -> tuple[list[Sampl
     if n_real:
         return val, {"source": "labelled", "defective": n_real}
     folder = out / "auto_report" / "synthetic_val"
-    ranked_on = synthetic_validation(val, folder, seed=seed)
-    n_synth = sum(s.label == 1 for s in ranked_on)
+    made = synthetic_validation(val, folder, seed=seed)
+    n_synth = sum(s.label == 1 for s in made.samples)
     log.warning("auto: the validation split of %s has no labelled defect; candidates are ranked on %d synthetic "
-                "defects made from its %d good images (%s; in %s). Only kinds that learn from normal images are "
-                "ranked. The test split's real defects give the figures to trust.", dataset.name, n_synth,
-                len(val), ", ".join(name for name, _ in SIZES), folder)
-    return ranked_on, {"source": "synthetic", "defective": n_synth, "folder": str(folder),
-                       "sizes": {name: fraction for name, fraction in SIZES},
-                       "ranked_kinds": sorted(NORMAL_ONLY_KINDS)}
+                "defects made from its %d good images (%s; drawn on the part only in %d of them, where it stands on "
+                "a plain background; in %s). Only kinds that learn from normal images are ranked. The test split's "
+                "real defects give the figures to trust.", dataset.name, n_synth, len(val),
+                ", ".join(name for name, _ in SIZES), made.on_part, folder)
+    return made.samples, {"source": "synthetic", "defective": n_synth, "folder": str(folder),
+                          "sizes": {name: fraction for name, fraction in SIZES},
+                          "on_part": made.on_part, "goods": made.goods,
+                          "ranked_kinds": sorted(NORMAL_ONLY_KINDS)}
 
 
 def _rankable(candidate: Mapping[str, Any], kind: str, val_defects: Mapping[str, Any]) -> bool:
@@ -281,6 +283,16 @@ def _store_test_metrics(card_path: Path, report: EvaluationReport,
     card.save(card_path)
 
 
+def placement_words(val_defects: Mapping[str, Any]) -> str:
+    """Where the synthetic defects were drawn, in words."""
+    on_part, goods = val_defects.get("on_part"), val_defects.get("goods")
+    if on_part is None or goods is None:
+        return "anywhere in the frame"
+    if on_part == 0:
+        return "anywhere in the frame (no plain background to tell the part from)"
+    return f"on the part only in {on_part} of {goods} images (a plain background around it)"
+
+
 def _val_defects_html(val_defects: Mapping[str, Any]) -> str:
     if val_defects.get("source") != "synthetic":
         return ""
@@ -288,7 +300,8 @@ def _val_defects_html(val_defects: Mapping[str, Any]) -> str:
                       (val_defects.get("sizes") or {}).items())
     return ('<p class="warn">The validation split has no labelled defect: the candidates were ranked on '
             f"{val_defects['defective']} <b>synthetic</b> defects made from its good images ({html.escape(sizes)}; "
-            f"the images are in {html.escape(str(val_defects['folder']))}). Only kinds that learn from normal "
+            f"drawn {html.escape(placement_words(val_defects))}; the images are in "
+            f"{html.escape(str(val_defects['folder']))}). Only kinds that learn from normal "
             "images were ranked on them. Their validation recall and F1 are not a line's escape rate; the test "
             "split's real defects below are.</p>")
 

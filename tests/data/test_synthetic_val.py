@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_inspector.data.foreground import foreground_mask
 from edge_inspector.data.synthetic_val import MIN_WINDOW, SIZES, defect_in_window, synthetic_validation
 from edge_inspector.data.types import Sample
 from edge_inspector.preprocess import ImageDecodeError
@@ -27,7 +28,9 @@ def _goods(root: Path, n: int = 3, size: tuple[int, int] = (256, 320)) -> list[S
 
 def test_every_good_image_gets_one_defect_per_size_with_an_exact_mask(tmp_path):
     goods = _goods(tmp_path / "val")
-    out = synthetic_validation(goods, tmp_path / "synth", seed=3)
+    made_all = synthetic_validation(goods, tmp_path / "synth", seed=3)
+    out = made_all.samples
+    assert made_all.goods == len(goods) and made_all.on_part == 0  # noise texture: no plain background
     assert out[:len(goods)] == goods  # the good parts stay, first and unchanged
     made = out[len(goods):]
     assert len(made) == len(goods) * len(SIZES)
@@ -53,11 +56,30 @@ def test_small_sizes_stay_inside_their_window(tmp_path):
 
 def test_seeded_and_names_a_bad_image(tmp_path):
     goods = _goods(tmp_path / "val", n=2)
-    a = synthetic_validation(goods, tmp_path / "a", seed=5)
-    b = synthetic_validation(goods, tmp_path / "b", seed=5)
+    a = synthetic_validation(goods, tmp_path / "a", seed=5).samples
+    b = synthetic_validation(goods, tmp_path / "b", seed=5).samples
     assert [s.path.name for s in a] == [s.path.name for s in b]
     assert all(s.path.read_bytes() == t.path.read_bytes() for s, t in zip(a[2:], b[2:], strict=True))
     broken = tmp_path / "val" / "broken.png"
     broken.write_bytes(b"not a png")
     with pytest.raises(ImageDecodeError, match="broken.png"):
         synthetic_validation([Sample(path=broken, label=0, split="val")], tmp_path / "c")
+
+
+def test_on_a_plain_background_every_defect_lies_on_the_part(tmp_path):
+    from tests.data.test_foreground import _part_on_wall
+
+    image, truth = _part_on_wall(384, 512)
+    path = tmp_path / "val" / "plate.png"
+    path.parent.mkdir()
+    cv2.imwrite(str(path), image)
+    made = synthetic_validation([Sample(path=path, label=0, split="val")] * 4, tmp_path / "synth", seed=2)
+    assert made.on_part == 4 and len(list((tmp_path / "synth" / "foreground").glob("*.png"))) == 4
+    defects = made.samples[4:]
+    assert len(defects) == 4 * len(SIZES)  # no size left out: the part is large enough for each
+    part = foreground_mask(image)
+    for s in defects:
+        mask = cv2.imread(str(s.mask_path), cv2.IMREAD_GRAYSCALE) > 127
+        changed = (cv2.imread(str(s.path)) != image).any(axis=2)
+        assert mask.any() and np.array_equal(changed, mask), s.path.name
+        assert not (mask & ~part).any(), s.path.name  # nothing drawn on the wall
