@@ -6,7 +6,9 @@ memory bank, and every training image is scored leave-one-out for calibration. A
 patch's distance to its nearest memory entry is its anomaly score; the map is smoothed with a fixed
 Gaussian and upsampled to the input size; the image score is the mean of its top patches
 (``score_fraction``; 0 gives the plain maximum), read inside a border band (``score_border``) while
-the map keeps the whole frame. Everything after the pixels -- normalisation,
+the map keeps the whole frame. A region branch (``region_window``, models/region_memory.py) adds a
+second, small memory of features averaged over windows a third of the map wide: a change of a whole
+region's texture, which no single patch shows, lifts the map there. Everything after the pixels -- normalisation,
 backbone, nearest-neighbour search (as matmuls, no cdist), smoothing -- is one torch module,
 exported as one ONNX graph with the memory bank as a constant, so the daemon runs exactly what was
 evaluated.
@@ -29,6 +31,7 @@ from .backbone import FeatureTrunk, fold_batchnorm, load_backbone
 from .base import Detector, DetectorError, FitReport
 from .coreset import greedy_coreset
 from .options import FeatureMemoryOptions
+from .region_memory import RegionMemory, fit_region_memory
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,11 @@ log = logging.getLogger(__name__)
 #   enters the score through the pooled and smoothed cells next to it, but weaker: `-o score_border=0`
 #   for parts whose defects sit on the frame's edge.
 # - oof leave_one_out: see leave_one_out_scores.
+# - region_window 0.33: the region branch (models/region_memory.py, why and what it costs). Native split, whole
+#   train split, image / pixel AUROC, FRR, escape, off -> on: magnetic_tile 0.934/0.807 0.026 0.459 -> 0.956/0.838
+#   0.000 0.431; kolektorsdd 0.960/0.958 0.019 0.423 -> 0.964/0.961 0.019 0.308; mpdd 1.000/0.986 0.000 0.235 ->
+#   1.000/0.988 0.000 0.272; demo line 1/160 false rejects 0/40 escapes -> 1/160 1/40 (its scratches are a few
+#   pixels: tools/demo.sh turns it off). `auto` tries it off when validation holds labelled defects.
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -183,6 +191,19 @@ class FeatureMemoryModule(nn.Module):
         self.register_buffer("floor_sq", torch.tensor(floor * floor))
         self.register_buffer("kernel", gaussian_kernel(sigma_features))
         self.input_size = tuple(input_size)
+        self.region: RegionMemory | None = None  # the region branch (attach_region), off by default
+
+    def attach_region(self, region: RegionMemory, patch_scores: np.ndarray, region_scores: np.ndarray) -> None:
+        """Add the region branch; the two maps are summed after each is put on the scale of its own
+        out-of-fold training image scores (``patch_scores``: the patch detector's, ``region_scores``:
+        the region map's maximum), so that neither branch rules by its units alone. The image score is
+        then read from the summed map as before (top fraction inside the border band)."""
+        self.region = region
+        for name, values in (("patch", patch_scores), ("region", region_scores)):
+            loc = float(np.mean(values))
+            scale = max(float(np.std(values)), 1e-6 * max(abs(loc), 1.0))
+            self.register_buffer(f"{name}_loc", torch.tensor(loc))
+            self.register_buffer(f"{name}_scale", torch.tensor(scale))
 
     def patch_distances(self, f: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
         """(N, D, h, w) features -> (N, 1, h, w) Euclidean distance to the nearest memory entry.
@@ -219,11 +240,16 @@ class FeatureMemoryModule(nn.Module):
             return m
         return m[..., by:h - by, bx:w - bx]
 
-    def score_features(self, f: torch.Tensor, excluded: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_features(self, f: torch.Tensor, excluded: torch.Tensor | None = None,
+                       region_excluded: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Embedded (N, D, h, w) patches -> (pred_score, anomaly_map): the graph after the backbone,
         also used to score training images out-of-fold without embedding them twice."""
         dist = self.smooth(self.patch_distances(f, excluded))
+        if self.region is not None:
+            # one map: the region distances on the patch grid, both on their training scores' scale
+            region = F.interpolate(self.region(f, region_excluded), size=dist.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+            dist = (dist - self.patch_loc) / self.patch_scale + (region - self.region_loc) / self.region_scale
         amap = F.interpolate(dist, size=self.input_size, mode="bilinear", align_corners=False)[:, 0]
         if self.score_fraction <= 0:
             # the maximum of the map as delivered (inside the border band): a heatmap's peak equals its score.
@@ -346,7 +372,8 @@ class FeatureMemoryDetector(Detector):
                                    float(self.config.score_fraction),
                                    int(round(self.config.score_border / stride))).eval()
 
-    def leave_one_out_scores(self, maps: torch.Tensor, owners: torch.Tensor) -> np.ndarray | None:
+    def leave_one_out_scores(self, maps: torch.Tensor, owners: torch.Tensor,
+                             region_owners: torch.Tensor | None = None) -> np.ndarray | None:
         """Raw scores of the training images, each against the bank without the entries taken from it.
 
         ``owners`` (M,) is the training image each memory entry came from. A new good part meets
@@ -357,7 +384,7 @@ class FeatureMemoryDetector(Detector):
         would place one of its entries nearer): measured against an exact rebuild (one coreset per
         held-out image, mpdd_metal_plate's 33 training images) the scores are 1.2 higher on average
         and their tail the same (bench/results/accuracy_native.txt, session 14). One coreset in all:
-        cheaper than k folds or N rebuilds.
+        cheaper than k folds or N rebuilds. ``region_owners``: the same for the region branch's entries.
         """
         n = len(maps)
         if n < 2:
@@ -368,8 +395,28 @@ class FeatureMemoryDetector(Detector):
             for start in range(0, n, 8):
                 idx = torch.arange(start, min(n, start + 8))
                 excluded = owners[None, :] == idx[:, None]  # (b, M)
-                scores[start:start + len(idx)] = module.score_features(maps[idx], excluded)[0].double().numpy()
+                region_excluded = None if region_owners is None else region_owners[None, :] == idx[:, None]
+                scores[start:start + len(idx)] = module.score_features(
+                    maps[idx], excluded, region_excluded)[0].double().numpy()
         return scores
+
+    def _add_region(self, maps: torch.Tensor, owners: torch.Tensor) -> int:
+        """Fit the region branch (models/region_memory.py) on the training maps and attach it; the
+        training images are then re-scored leave-one-out through both branches. Returns its size."""
+        module = self.export_module()
+        region, region_owners = fit_region_memory(
+            maps, float(self.config.region_window), projection_dim=int(self.config.projection_dim),
+            max_candidates=int(self.config.max_candidates), seed=self.seed)
+        n = len(maps)
+        region_scores = np.empty(n, np.float64)
+        with torch.no_grad():
+            for start in range(0, n, 8):
+                idx = torch.arange(start, min(n, start + 8))
+                d = region(maps[idx], region_owners[None, :] == idx[:, None])
+                region_scores[start:start + len(idx)] = d.flatten(1).max(dim=1).values.double().numpy()
+        module.attach_region(region, self.oof_scores, region_scores)
+        self.oof_scores = self.leave_one_out_scores(maps, owners, region_owners)
+        return region.size
 
     def out_of_fold_scores(self, maps: torch.Tensor, progress: bool = False) -> np.ndarray | None:
         """Raw scores of the training images, each from a memory bank built without its fold.
@@ -441,9 +488,21 @@ class FeatureMemoryDetector(Detector):
         elif mode == "kfold":
             self.oof_scores = self.out_of_fold_scores(maps, progress=progress)
             self.oof_method = f"out-of-fold ({int(self.config.oof_folds)}-fold)"
+        region_size = 0
+        if float(self.config.region_window) > 0 and self.oof_scores is None and \
+                "region_window" not in self.config.model_fields_set:
+            log.info("feature_memory: no region branch (%d training image(s): no out-of-fold scores to scale it)",
+                     len(train))
+        elif float(self.config.region_window) > 0:
+            if self.oof_scores is None:
+                raise DetectorError(f"feature_memory: option region_window={self.config.region_window} needs "
+                                    f"out-of-fold scores of at least 2 training images (got {len(train)} "
+                                    f"images, oof={mode}); set region_window=0 or oof=leave_one_out")
+            region_size = self._add_region(maps, owners[chosen])
         t3 = time.perf_counter()
         report = FitReport(seconds=time.perf_counter() - t0, n_images=len(train), extra={
             "n_features": int(len(feats)), "feature_dim": int(feats.shape[1]), "memory_size": int(n_mem),
+            "region_memory_size": region_size,
             "feature_seconds": t1 - t0, "coreset_seconds": t2 - t1, "oof_seconds": t3 - t2,
             "pca_kept_variance": kept_variance,
         })
@@ -471,5 +530,7 @@ class FeatureMemoryDetector(Detector):
             "map_stride": self.config.taps[0], "score_fraction": self.config.score_fraction,
             "score_border": self.config.score_border,
             "coverage_quantile": self.config.coverage_quantile, "out_of_fold": self.config.oof,
+            "region_window": self.config.region_window,
+            "region_memory_size": 0 if module.region is None else module.region.size,
         }
         return replace(super().card_info(), extra=extra)

@@ -268,6 +268,10 @@ class FeatureMemoryOptions(DetectorOptions):
         0.05, ge=0, le=1, description="image score = mean of the top fraction of map patches (0 = the maximum)")
     score_border: int = Field(
         16, ge=0, description="input pixels at each edge of the map left out of the image score (the map keeps them)")
+    region_window: float = Field(
+        0.33, ge=0, le=1, description="region branch: a second memory of patch features averaged over windows of "
+        "this fraction of the map's short side, its map added to the patch map (0 = off; with oof=leave_one_out "
+        "only, 0 otherwise)")
     batch_size: int = Field(8, ge=1, description="images per forward pass during fit")
     oof: Literal["leave_one_out", "kfold", "off"] = Field(
         "leave_one_out", description="how training images are scored for calibration without their own patches")
@@ -285,6 +289,12 @@ class FeatureMemoryOptions(DetectorOptions):
     def _folds(self) -> FeatureMemoryOptions:
         if self.oof_folds == 1:
             raise ValueError("option oof_folds=1: expected 0 (off) or at least 2 folds")
+        loo = self.oof == "leave_one_out" and self.oof_folds != 0
+        if self.region_window > 0 and not loo:
+            if "region_window" in self.model_fields_set:
+                raise ValueError(f"option region_window={self.region_window} works with oof=leave_one_out (got "
+                                 f"oof={self.oof}, oof_folds={self.oof_folds}); set region_window=0")
+            self.region_window = 0.0  # the default applies with leave-one-out scores only
         if self.min_memory > self.max_memory:
             raise ValueError(f"option min_memory={self.min_memory} is above max_memory={self.max_memory}")
         return self

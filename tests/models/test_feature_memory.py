@@ -45,6 +45,13 @@ def fitted(parts: Dataset) -> tuple[FeatureMemoryDetector, dict]:
     return det, report
 
 
+@pytest.fixture(scope="module")
+def patch_only(parts: Dataset) -> tuple[FeatureMemoryDetector, dict]:
+    """The patch memory alone (no region branch): what the leave-one-out checks compare with a rebuild."""
+    det = create_detector("feature_memory", input_size=(SIZE, SIZE), threads=2, seed=0, region_window=0)
+    return det, det.fit(parts.split("train"), progress=False)
+
+
 def test_defective_parts_score_above_good_parts(parts: Dataset, fitted) -> None:
     det, _ = fitted
     test = parts.split("test")
@@ -60,7 +67,8 @@ def test_defective_parts_score_above_good_parts(parts: Dataset, fitted) -> None:
     maps = out["anomaly_map"][labels == 1]
     assert roc_auc_score(masks.ravel(), maps.ravel()) >= 0.85
     # the image score is the mean of the top patches: never above the map's peak ...
-    assert np.all(scores <= out["anomaly_map"].reshape(len(test), -1).max(1) * 1.01)
+    peaks = out["anomaly_map"].reshape(len(test), -1).max(1)
+    assert np.all(scores <= peaks + 0.01 * np.abs(peaks))
     # ... and with score_fraction 0 it is exactly the peak of the delivered map inside the border band
     # (16 px by default), or of the whole map without the band
     module = det.export_module()
@@ -196,10 +204,10 @@ def test_coverage_sizes_the_bank_by_the_variety_of_normal_images() -> None:
     assert len(greedy_coreset(x, 50, seed=0)) == 50
 
 
-def test_training_images_are_scored_leave_one_out(parts: Dataset, fitted) -> None:
+def test_training_images_are_scored_leave_one_out(parts: Dataset, patch_only) -> None:
     """Each training image is scored against the bank minus the entries taken from it: the same
     score as a bank built from the other images' entries (what a new part meets), above in-sample."""
-    det, _ = fitted
+    det, _ = patch_only
     train = parts.split("train")
     assert det.oof_scores is not None and det.oof_scores.shape == (len(train),)
     maps = det.embed_maps(train[:2])
@@ -219,12 +227,12 @@ def test_training_images_are_scored_leave_one_out(parts: Dataset, fitted) -> Non
         create_detector("feature_memory", oof="sometimes")
 
 
-def test_leave_one_out_scores_stand_in_for_an_exact_rebuild(parts: Dataset, fitted) -> None:
+def test_leave_one_out_scores_stand_in_for_an_exact_rebuild(parts: Dataset, patch_only) -> None:
     """The shipped shortcut (one coreset, the image's own entries masked) against the exact answer
     (a coreset rebuilt without each image): not optimistic (a mean gap within 5 % of the scores'
     spread), pessimistic only slightly, and ranking the images alike, so a threshold set on these
     scores neither rejects too many new good parts nor too few."""
-    det, _ = fitted
+    det, _ = patch_only
     train = parts.split("train")
     maps = det.embed_maps(train)
     feats = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])

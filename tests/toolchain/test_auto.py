@@ -19,12 +19,13 @@ from tests.evaluate.tiny import build_detector, make_samples
 
 def fake_trainer(kind: str, dataset: Dataset, out_dir: Path, *, name: str, seed: int, options: dict,
                  progress: bool) -> Path:
-    """feature_memory: a good detector; autoencoder and feature_memory's wide-neighbourhood twin: the
-    same graph with a threshold so high that it passes every part (poor recall); classifier: training fails."""
+    """feature_memory: a good detector; autoencoder and feature_memory's wide-neighbourhood and no-region
+    twins: the same graph with a threshold so high that it passes every part (poor recall); classifier:
+    training fails."""
     if kind == "classifier":
         raise RuntimeError("no labelled defects")
     card_path = build_detector(Path(out_dir), name)
-    if kind == "autoencoder" or options.get("neighbourhood") == 5:
+    if kind == "autoencoder" or options.get("neighbourhood") == 5 or options.get("region_window") == 0:
         card = load_card(card_path)
         card.normalization.threshold = 0.99
         card.save(card_path)
@@ -64,7 +65,8 @@ def test_chooses_on_validation_and_reports_test_once(tiny_dataset, tmp_path, mon
     # every candidate scored on val; only the chosen one, copied into out/, on test
     assert "feature_memory@neighbourhood5" in by  # the option twin was tried, and lost on val
     assert not by["feature_memory@neighbourhood5"]["chosen"]
-    assert [split for _, split in seen] == ["val", "val", "val", "test"]
+    assert "feature_memory@no-region" in by  # labelled val defects: the region branch's "off" twin runs too
+    assert [split for _, split in seen] == ["val", "val", "val", "val", "test"]
     assert seen[-1][0] == str(out / "tiny-feature_memory.card.json")
 
     card = load_card(out / "tiny-feature_memory.card.json")  # sha256 still matches the copied model
@@ -100,8 +102,13 @@ def test_an_option_twin_that_wins_on_validation_is_chosen(tiny_dataset, tmp_path
 
 def test_no_option_twin_for_an_option_the_user_set():
     assert auto.option_variants(["feature_memory"]) == [
+        ("feature_memory@neighbourhood5", "feature_memory", {"neighbourhood": 5}),
+        ("feature_memory@no-region", "feature_memory", {"region_window": 0.0})]
+    given = {"feature_memory": {"neighbourhood": 7, "region_window": 0.2}}
+    assert auto.option_variants(["feature_memory"], given) == []
+    # synthetic validation defects are local blobs: they cannot judge the region branch, so its twin stays out
+    assert auto.option_variants(["feature_memory"], labelled=False) == [
         ("feature_memory@neighbourhood5", "feature_memory", {"neighbourhood": 5})]
-    assert auto.option_variants(["feature_memory"], {"feature_memory": {"neighbourhood": 7}}) == []
     assert auto.option_variants(["autoencoder", "classifier"]) == []
 
 
@@ -188,14 +195,14 @@ def test_real_training_end_to_end(demo_dataset, tmp_path, capsys):
     assert "chosen:" in text and "image AUROC" in text
     data = json.loads((out / "auto_report" / "auto.json").read_text())
     kinds = {c["kind"]: c for c in data["candidates"]}
-    assert set(kinds) == {"feature_memory", "feature_memory@neighbourhood5", "classifier"}
+    assert set(kinds) == {"feature_memory", "feature_memory@neighbourhood5", "feature_memory@no-region", "classifier"}
     assert all("error" not in c for c in kinds.values()), kinds
     assert kinds["classifier"]["val"]["defect_type_auroc"] is not None  # the type head is scored
     assert kinds["feature_memory"]["val_composite"]["missing"] == ["defect_type_auroc"]
     chosen = data["chosen"]["kind"]
     best = max(kinds.values(), key=lambda c: c["val_composite"]["score"])
     assert chosen == best["kind"]
-    card = load_card(out / f"{demo_dataset.name}-{chosen}.card.json")
+    card = load_card(out / f"{demo_dataset.name}-{chosen.replace('@', '-')}.card.json")
     assert card.normalization.method != "uncalibrated"
     assert data["test"]["image_auroc"] is not None and "test_composite" in card.metrics
 
