@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             plan = [(kind, kind, {}) for kind in args.models]
             if args.hires:
-                plan += resolution_variants(full, args.models)
+                plan += resolution_variants(full, args.models, args.option)
             for label, kind, variant in plan:
                 dataset = limit_train(good_only if kind in NORMAL_ONLY_KINDS else full, args.max_train, seed=args.seed)
                 print(f"[{category}] {label}: training on {len(dataset.split('train'))} images ...", file=sys.stderr)

@@ -72,7 +72,8 @@ HIRES_FACTOR = 2  # the high-resolution variant's input is this many times the d
 HIRES_MAX_SIDE = 640  # and at most this on its longer side (inference cost grows with the pixels)
 
 
-def resolution_variants(dataset: Dataset, kinds: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+def resolution_variants(dataset: Dataset, kinds: Sequence[str], given: Mapping[str, Mapping[str, Any]] | None = None
+                        ) -> list[tuple[str, str, dict[str, Any]]]:
     """``(label, kind, options)`` for a high-resolution twin of each unsupervised candidate, when the
     frames are much larger than the default input.
 
@@ -82,6 +83,11 @@ def resolution_variants(dataset: Dataset, kinds: Sequence[str]) -> list[tuple[st
     It costs ``HIRES_FACTOR**2`` more compute per frame, so it only joins when the frames' short
     side is at least ``HIRES_FACTOR`` times the default input's, and it is kept only when the
     validation split ranks it above the default (the usual choice on validation).
+
+    feature_memory's twin runs without its region branch (unless ``given``, the user's options per kind,
+    sets ``region_window``): the twin is there for small defects, to which the branch adds only noise
+    (2x-upscaled mpdd_metal_plate, the 640 px twin chosen either way: escape 0.037 without the branch,
+    0.198 with it; bench/results/accuracy_auto_native.txt).
     """
     from ..data.readers import image_size  # noqa: PLC0415
     from .train import auto_input_size  # noqa: PLC0415 - the trainer owns the input-size rule
@@ -96,8 +102,16 @@ def resolution_variants(dataset: Dataset, kinds: Sequence[str]) -> list[tuple[st
         return []
     scale = min(HIRES_FACTOR, HIRES_MAX_SIDE / max(base))
     hires = tuple(int(round(v * scale / 32)) * 32 for v in base)
-    return [(f"{kind}@{hires[0]}x{hires[1]}", kind, {"input_size": hires}) for kind in kinds
-            if kind in NORMAL_ONLY_KINDS]
+    given = given or {}
+    out = []
+    for kind in kinds:
+        if kind not in NORMAL_ONLY_KINDS:
+            continue
+        options: dict[str, Any] = {"input_size": hires}
+        if kind == "feature_memory" and "region_window" not in given.get(kind, {}):
+            options["region_window"] = 0.0
+        out.append((f"{kind}@{hires[0]}x{hires[1]}", kind, options))
+    return out
 
 
 #: option twins: (label suffix, kind, options) tried beside the kind's defaults and kept only when the
@@ -209,7 +223,7 @@ def run_auto(dataset: Dataset, out_dir: Path | str, *, models: Sequence[str] | N
     test = dataset.split("test")
     info = {"name": dataset.name, "root": str(dataset.root), "split_info": dataset.split_info}
     candidates: list[dict[str, Any]] = []
-    plan = ([(kind, kind, {}) for kind in models] + resolution_variants(dataset, models)
+    plan = ([(kind, kind, {}) for kind in models] + resolution_variants(dataset, models, options)
             + option_variants(models, options, labelled=val_defects["source"] != "synthetic"))
     for label, kind, variant in plan:
         cand: dict[str, Any] = {"kind": label}

@@ -229,4 +229,8 @@ def test_high_resolution_twin_only_for_large_frames(tmp_path):
     variants = auto.resolution_variants(large, ["feature_memory", "autoencoder", "classifier"])
     assert [(label, kind) for label, kind, _ in variants] == [
         ("feature_memory@640x640", "feature_memory"), ("autoencoder@640x640", "autoencoder")]  # base 320 x 2
-    assert variants[0][2] == {"input_size": (640, 640)}
+    # feature_memory's twin is for small defects: its region branch is off, unless the user set it
+    assert variants[0][2] == {"input_size": (640, 640), "region_window": 0.0}
+    assert variants[1][2] == {"input_size": (640, 640)}
+    given = auto.resolution_variants(large, ["feature_memory"], {"feature_memory": {"region_window": 0.2}})
+    assert given[0][2] == {"input_size": (640, 640)}
