@@ -241,10 +241,12 @@ class FeatureMemoryModule(nn.Module):
         return m[..., by:h - by, bx:w - bx]
 
     def score_features(self, f: torch.Tensor, excluded: torch.Tensor | None = None,
-                       region_excluded: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       region_excluded: torch.Tensor | None = None, patch: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embedded (N, D, h, w) patches -> (pred_score, anomaly_map): the graph after the backbone,
-        also used to score training images out-of-fold without embedding them twice."""
-        dist = self.smooth(self.patch_distances(f, excluded))
+        also used to score training images out-of-fold without embedding them twice. ``patch``: the
+        smoothed patch distances of ``f`` when already computed (fit time only; ``excluded`` unused then)."""
+        dist = self.smooth(self.patch_distances(f, excluded)) if patch is None else patch
         if self.region is not None:
             # one map: the region distances on the patch grid, both on their training scores' scale
             region = F.interpolate(self.region(f, region_excluded), size=dist.shape[-2:], mode="bilinear",
@@ -373,7 +375,8 @@ class FeatureMemoryDetector(Detector):
                                    int(round(self.config.score_border / stride))).eval()
 
     def leave_one_out_scores(self, maps: torch.Tensor, owners: torch.Tensor,
-                             region_owners: torch.Tensor | None = None) -> np.ndarray | None:
+                             region_owners: torch.Tensor | None = None,
+                             cache: dict[int, torch.Tensor] | None = None) -> np.ndarray | None:
         """Raw scores of the training images, each against the bank without the entries taken from it.
 
         ``owners`` (M,) is the training image each memory entry came from. A new good part meets
@@ -385,6 +388,8 @@ class FeatureMemoryDetector(Detector):
         held-out image, mpdd_metal_plate's 33 training images) the scores are 1.2 higher on average
         and their tail the same (bench/results/accuracy_native.txt, session 14). One coreset in all:
         cheaper than k folds or N rebuilds. ``region_owners``: the same for the region branch's entries.
+        ``cache`` keeps the leave-one-out patch distances of each batch between calls: the scores with the
+        region branch attached need the same ones again (the patch search is most of the cost).
         """
         n = len(maps)
         if n < 2:
@@ -394,13 +399,18 @@ class FeatureMemoryDetector(Detector):
         with torch.no_grad():
             for start in range(0, n, 8):
                 idx = torch.arange(start, min(n, start + 8))
-                excluded = owners[None, :] == idx[:, None]  # (b, M)
+                patch = None if cache is None else cache.get(start)
+                if patch is None:
+                    excluded = owners[None, :] == idx[:, None]  # (b, M)
+                    patch = module.smooth(module.patch_distances(maps[idx], excluded))
+                    if cache is not None:
+                        cache[start] = patch
                 region_excluded = None if region_owners is None else region_owners[None, :] == idx[:, None]
                 scores[start:start + len(idx)] = module.score_features(
-                    maps[idx], excluded, region_excluded)[0].double().numpy()
+                    maps[idx], None, region_excluded, patch=patch)[0].double().numpy()
         return scores
 
-    def _add_region(self, maps: torch.Tensor, owners: torch.Tensor) -> int:
+    def _add_region(self, maps: torch.Tensor, owners: torch.Tensor, cache: dict[int, torch.Tensor]) -> int:
         """Fit the region branch (models/region_memory.py) on the training maps and attach it; the
         training images are then re-scored leave-one-out through both branches. Returns its size."""
         module = self.export_module()
@@ -415,7 +425,7 @@ class FeatureMemoryDetector(Detector):
                 d = region(maps[idx], region_owners[None, :] == idx[:, None])
                 region_scores[start:start + len(idx)] = d.flatten(1).max(dim=1).values.double().numpy()
         module.attach_region(region, self.oof_scores, region_scores)
-        self.oof_scores = self.leave_one_out_scores(maps, owners, region_owners)
+        self.oof_scores = self.leave_one_out_scores(maps, owners, region_owners, cache=cache)
         return region.size
 
     def out_of_fold_scores(self, maps: torch.Tensor, progress: bool = False) -> np.ndarray | None:
@@ -482,8 +492,9 @@ class FeatureMemoryDetector(Detector):
         t2 = time.perf_counter()
         self._module = self._build_module(memory)
         mode = self.config.oof if int(self.config.oof_folds) else "off"
+        cache: dict[int, torch.Tensor] = {}  # leave-one-out patch distances, reused by the region branch
         if mode == "leave_one_out":
-            self.oof_scores = self.leave_one_out_scores(maps, owners[chosen])
+            self.oof_scores = self.leave_one_out_scores(maps, owners[chosen], cache=cache)
             self.oof_method = "out-of-fold (leave-one-out)"
         elif mode == "kfold":
             self.oof_scores = self.out_of_fold_scores(maps, progress=progress)
@@ -498,7 +509,7 @@ class FeatureMemoryDetector(Detector):
                 raise DetectorError(f"feature_memory: option region_window={self.config.region_window} needs "
                                     f"out-of-fold scores of at least 2 training images (got {len(train)} "
                                     f"images, oof={mode}); set region_window=0 or oof=leave_one_out")
-            region_size = self._add_region(maps, owners[chosen])
+            region_size = self._add_region(maps, owners[chosen], cache)
         t3 = time.perf_counter()
         report = FitReport(seconds=time.perf_counter() - t0, n_images=len(train), extra={
             "n_features": int(len(feats)), "feature_dim": int(feats.shape[1]), "memory_size": int(n_mem),

@@ -79,6 +79,14 @@ def test_fitted_detector_uses_the_branch_scores_training_images_out_of_fold_and_
     assert abs(float(np.mean(det.oof_scores))) < 0.5 and float(np.std(det.oof_scores)) > 0.5
     in_sample = det.predict(det.load(train))["pred_score"]
     assert np.median(det.oof_scores) > np.median(in_sample)
+    # the fit reuses the first pass's leave-one-out patch distances: the same scores as computed afresh
+    maps = det.embed_maps(train)
+    owners = torch.arange(len(train)).repeat_interleave(maps.shape[2] * maps.shape[3])
+    chosen = det._coreset(maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]), owners)
+    _, region_owners = fit_region_memory(maps, 0.33, projection_dim=det.config.projection_dim,
+                                         max_candidates=det.config.max_candidates, seed=det.seed)
+    afresh = det.leave_one_out_scores(maps, owners[chosen], region_owners)
+    np.testing.assert_allclose(det.oof_scores, afresh, rtol=1e-4, atol=1e-4)
 
     import onnxruntime as ort
 
