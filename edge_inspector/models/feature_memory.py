@@ -30,6 +30,7 @@ from ..data.types import Sample
 from .backbone import FeatureTrunk, fold_batchnorm, load_backbone
 from .base import Detector, DetectorError, FitReport
 from .coreset import greedy_coreset
+from .nearest import nearest_squared
 from .options import FeatureMemoryOptions
 from .region_memory import RegionMemory, fit_region_memory
 
@@ -177,9 +178,7 @@ class FeatureMemoryModule(nn.Module):
         self.score_fraction = float(score_fraction)
         self.border_cells = int(border_cells)
         self.embedder = embedder
-        # Distances are computed around the bank's mean: ||a||^2 - 2ab + ||b||^2 cancels badly in
-        # float32 when the norms are large, and torch and ONNX Runtime sum in different orders, so
-        # centring is what keeps the exported map within tolerance of the torch one.
+        # the bank is stored centred on its mean: what keeps the exported map within tolerance (models/nearest.py)
         centre = memory.mean(0)
         centred = memory - centre
         self.register_buffer("centre", centre.view(1, 1, -1))  # (1, 1, D)
@@ -212,12 +211,7 @@ class FeatureMemoryModule(nn.Module):
         training images at fit time; never in the exported graph)."""
         h, w = f.shape[-2:]
         q = f.flatten(2).transpose(1, 2) - self.centre  # (N, hw, D)
-        # ||q - m||^2 = ||m||^2 - 2 q.m + ||q||^2; the last term is the same for every entry, so it is
-        # added after the minimum over the bank: one (hw x M) sum fewer per image.
-        partial = self.memory_sq - 2.0 * (q @ self.memory_t)  # (N, hw, M)
-        if excluded is not None:
-            partial = partial.masked_fill(excluded[:, None, :], float("inf"))
-        d2 = partial.min(dim=-1).values + (q * q).sum(-1)  # (N, hw)
+        d2 = nearest_squared(q, self.memory_t, self.memory_sq, excluded)  # (N, hw)
         nearest = torch.maximum(d2, self.floor_sq).sqrt()
         return nearest.reshape(-1, 1, int(h), int(w))
 
@@ -500,16 +494,16 @@ class FeatureMemoryDetector(Detector):
             self.oof_scores = self.out_of_fold_scores(maps, progress=progress)
             self.oof_method = f"out-of-fold ({int(self.config.oof_folds)}-fold)"
         region_size = 0
-        if float(self.config.region_window) > 0 and self.oof_scores is None and \
-                "region_window" not in self.config.model_fields_set:
-            log.info("feature_memory: no region branch (%d training image(s): no out-of-fold scores to scale it)",
-                     len(train))
-        elif float(self.config.region_window) > 0:
-            if self.oof_scores is None:
+        if float(self.config.region_window) > 0:
+            if self.oof_scores is not None:
+                region_size = self._add_region(maps, owners[chosen], cache)
+            elif "region_window" in self.config.model_fields_set:
                 raise DetectorError(f"feature_memory: option region_window={self.config.region_window} needs "
                                     f"out-of-fold scores of at least 2 training images (got {len(train)} "
                                     f"images, oof={mode}); set region_window=0 or oof=leave_one_out")
-            region_size = self._add_region(maps, owners[chosen], cache)
+            else:
+                log.info("feature_memory: no region branch (%d training image(s): no out-of-fold scores to "
+                         "scale it)", len(train))
         t3 = time.perf_counter()
         report = FitReport(seconds=time.perf_counter() - t0, n_images=len(train), extra={
             "n_features": int(len(feats)), "feature_dim": int(feats.shape[1]), "memory_size": int(n_mem),

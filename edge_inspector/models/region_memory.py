@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .coreset import greedy_coreset
+from .nearest import nearest_squared
 
 MAX_REGION_MEMORY = 8192  # windows kept: 8192 x ~500 dims is ~16 MB in the exported graph
 
@@ -77,10 +78,7 @@ class RegionMemory(nn.Module):
         w = self.windows(f)
         a, b = w.shape[-2:]
         q = w.flatten(2).transpose(1, 2) - self.centre  # (N, ab, D)
-        partial = self.memory_sq - 2.0 * (q @ self.memory_t)
-        if excluded is not None:
-            partial = partial.masked_fill(excluded[:, None, :], float("inf"))
-        d2 = partial.min(dim=-1).values + (q * q).sum(-1)
+        d2 = nearest_squared(q, self.memory_t, self.memory_sq, excluded)
         return d2.clamp_min(0.0).sqrt().reshape(-1, 1, int(a), int(b))
 
 
