@@ -176,6 +176,55 @@ def test_lone_frames_are_prepared_inline_a_backlog_in_the_decode_pool(tmp_path, 
     assert pooled["preprocess-fast"] >= 12  # the backlog went through the pool
 
 
+def test_raw_arrays_one_resize_from_the_input_skip_the_pool_even_in_a_backlog(tmp_path, tiny_models):
+    """A camera's raw array that one resize turns into the model input has nothing to decode: it is
+    prepared in its preprocessor thread even behind a backlog (the pool's round trip costs more than
+    the work); an array that needs pyramid levels still goes through the pool; both keep frame order."""
+    from edge_inspector.sources import Source
+
+    def array_source(size: int) -> type[Source]:
+        class Arrays(Source):
+            type = "arrays"
+            n = 0
+
+            def read(self):
+                if self.n >= 24:
+                    return None
+                self.n += 1
+                image = cv2.resize(make_frame(self.n % 3 == 0, 64, seed=self.n), (size, size),
+                                   interpolation=cv2.INTER_NEAREST)
+                return Frame(self.camera, self.n - 1, image, source=f"array {self.n - 1}")
+        return Arrays
+
+    cfg = config(tmp_path, tiny_models, """\
+        - {id: small, source: {type: replay, path: .}, queue_size: 32}
+        - {id: large, source: {type: replay, path: .}, queue_size: 32}
+        """)
+    pipe, gen, _ = build(cfg)
+    (size,) = {h for h, _ in gen.sizes}
+    pooled: dict[str, int] = {"preprocess-small": 0, "preprocess-large": 0}
+    submit = pipe.decode_pool.submit
+
+    def counting(fn, *args):
+        pooled[threading.current_thread().name] += 1
+        return submit(fn, *args)
+
+    pipe.decode_pool.submit = counting
+    pipe.add_camera(cfg.cameras[0], source_type=array_source(size + size // 2))  # one resize
+    pipe.add_camera(cfg.cameras[1], source_type=array_source(4 * size))  # two pyramid levels first
+    pipe.start()
+    wait(pipe.sources_finished)
+    assert pipe.drain(10)
+    pipe.close_publishers()
+    out = verdicts(tmp_path)
+    for camera in ("small", "large"):
+        mine = [v for v in out if v["camera"] == camera]
+        assert [v["frame"] for v in mine] == list(range(24))
+        assert [v["verdict"] for v in mine] == ["ok", "ok", "defect"] * 8
+    assert pooled["preprocess-small"] == 0
+    assert pooled["preprocess-large"] >= 1  # a burst of 24 frames builds a backlog
+
+
 def test_live_camera_queue_drops_oldest_and_counts(tmp_path, tiny_models):
     frames = write_frames(tmp_path / "rec", n=10)
     cfg = config(tmp_path, tiny_models, f"""\
