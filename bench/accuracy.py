@@ -341,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-train", type=int,
                    help="at most this many training images (default: the whole train split, as the native split "
                    "means; the fit-time target line is printed for runs of at most 200 training images)")
+    p.add_argument("--max-train-kinds", nargs="+", metavar="KIND",
+                   help="apply --max-train only to these kinds (e.g. segmenter: its fit budget is for 200 images, "
+                   "while a feature memory beside it fits every good training image in seconds)")
     p.add_argument("--max-test", type=int, help="score at most this many test images (quick runs)")
     p.add_argument("--input-size", type=parse_size,
                    help="N or HxW (default: train's rule, from the images' aspect ratio, twice the pixels "
@@ -383,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.models or [] if m not in DETECTORS]
     if unknown:
         p.error(f"unknown model kind(s) {unknown}; expected {list(DETECTORS)}")
+    unknown = [m for m in args.max_train_kinds or [] if m not in DETECTORS]
+    if unknown or (args.max_train_kinds and args.max_train is None):
+        p.error(f"--max-train-kinds {args.max_train_kinds}: expected kinds of {list(DETECTORS)}, with --max-train")
     if args.auto and (args.hires or args.fuse):
         p.error("--auto trains auto's own candidates and twins: --hires and --fuse apply to the per-kind rows only")
     if args.fuse and (len(args.fuse.split("+")) != 2 or not set(args.fuse.split("+")) <= set(args.models)):
@@ -417,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.hires:
                 plan += resolution_variants(full, args.models, args.option)
             for label, kind, variant in plan:
-                dataset = limit_train(good_only if kind in NORMAL_ONLY_KINDS else full, args.max_train, seed=args.seed)
+                capped = args.max_train_kinds is None or kind in args.max_train_kinds
+                dataset = limit_train(good_only if kind in NORMAL_ONLY_KINDS else full,
+                                      args.max_train if capped else None, seed=args.seed)
                 print(f"[{category}] {label}: training on {len(dataset.split('train'))} images ...", file=sys.stderr)
                 try:
                     row = evaluate_one(kind, dataset, work / category, args, label=label, variant=variant)
