@@ -358,9 +358,9 @@ class Preprocessor(Stage[CameraMessage, Item]):
         anything, and skipping it saves two thread hand-offs on the capture-to-decision path. A
         backlog (a fast replay, a slow decode) goes through the pool, so it adapts by itself. A camera's
         raw array that one resize turns into the model input (no decode, no pyramid level) is prepared
-        here even in a backlog: the pool's round trip would cost more than the work (AMX Xeon, 256 px raw frames, classifier
-        bf16: CPU per frame of the pool and this thread 0.44 -> 0.28-0.32 ms, daemon 328 -> 388-410
-        frames/s, 0.71-0.85 -> 0.88-0.89 of the raw runtime).
+        here even in a backlog: the pool's round trip would cost more than the work (AMX Xeon, 256 px
+        raw frames, classifier bf16: CPU per frame of the pool and this thread 0.44 -> 0.28-0.32 ms,
+        daemon 328 -> 388-410 frames/s, 0.71-0.85 -> 0.88-0.89 of the raw runtime).
         """
         work = OrderedWork(self.pipeline.decode_pool)
         inbox = self.inbox
