@@ -21,9 +21,11 @@ Reload hand-over: the spool directory is locked by one process, so a reload that
 settings (new password, broker, QoS) while keeping ``spool_dir`` cannot open it a second time.
 Instead, a publisher created in the same process for a ``spool_dir`` that a live publisher holds
 becomes its *successor*: it shares the open spool (its ``publish()`` appends right away and the
-old sender delivers), and it connects only when the old one is closed. The old one then stops
-without draining and without publishing ``offline`` (the daemon stays online), and hands the spool
-over; its unacknowledged messages are resent by the successor (at-least-once, in order).
+old sender delivers), and it connects only when the old one is closed. The old one then hands
+nothing new to paho, waits briefly for the acks of what it has in flight (``HANDOVER_ACK_WAIT_S``),
+stops without draining the spool and without publishing ``offline`` (the daemon stays online), and
+hands the spool over; what is still unacknowledged is resent by the successor (at-least-once, in
+order).
 If the successor is closed first (the reload was refused), the old publisher simply continues.
 
 Connection: built by :func:`edge_inspector.publishers.mqtt_client.make_client` (login, TLS, will),
