@@ -156,9 +156,7 @@ def single_frame(model):
     """A copy of ``model`` with its batch axis fixed at 1, or None when that is not the only dynamic
     dimension (a model with a free image size stays as it is)."""
     shape = model.inputs[0].get_partial_shape()
-    if shape.rank.is_dynamic or len(shape) < 1 or not shape[0].is_dynamic:
-        return None
-    if any(d.is_dynamic for d in list(shape)[1:]):
+    if shape.rank.is_dynamic or len(shape) < 1 or not shape[0].is_dynamic or any(d.is_dynamic for d in list(shape)[1:]):
         return None
     fixed = model.clone()
     fixed.reshape({fixed.inputs[0]: [1, *(d.get_length() for d in list(shape)[1:])]})

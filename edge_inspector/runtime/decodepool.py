@@ -61,18 +61,24 @@ def pyramid_levels(height: int, width: int, sizes: Iterable[tuple[int, int]]) ->
     return levels or 0
 
 
-def reduction_factor(frame_hw: tuple[int, int], roi: tuple[int, int, int, int] | None,
-                     sizes: Iterable[tuple[int, int]], mode: str = "safe") -> int:
-    """1, 2, 4 or 8: the JPEG decode scale whose result the preprocessing would reach by pyrDown anyway."""
-    if mode == "off":
-        return 1
+def roi_levels(frame_hw: tuple[int, int], roi: tuple[int, int, int, int] | None,
+               sizes: Iterable[tuple[int, int]]) -> int:
+    """``pyramid_levels`` of the frame's ROI crop (clipped to the frame; 0 for an ROI outside it)."""
     H, W = frame_hw
     if roi is not None:
         x, y, w, h = roi
         H, W = min(H, y + h) - max(0, y), min(W, x + w) - max(0, x)
         if H <= 0 or W <= 0:
-            return 1
-    n = pyramid_levels(H, W, list(sizes))
+            return 0
+    return pyramid_levels(H, W, list(sizes))
+
+
+def reduction_factor(frame_hw: tuple[int, int], roi: tuple[int, int, int, int] | None,
+                     sizes: Iterable[tuple[int, int]], mode: str = "safe") -> int:
+    """1, 2, 4 or 8: the JPEG decode scale whose result the preprocessing would reach by pyrDown anyway."""
+    if mode == "off":
+        return 1
+    n = roi_levels(frame_hw, roi, sizes)
     if mode == "safe":
         n -= 1
     return 1 << max(0, min(n, 3))

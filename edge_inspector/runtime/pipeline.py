@@ -47,7 +47,7 @@ from ..preprocess import to_tensor
 from ..publishers.base import EventSink, Publisher
 from ..sources import Backoff, Frame, SeqStore, Source, SourceError, SourceSettings, source_class
 from .decision import FrameContext, ModelOutcome, decide
-from .decodepool import DecodePool, OrderedWork, Prepared, prepare, pyramid_levels
+from .decodepool import DecodePool, OrderedWork, Prepared, prepare, roi_levels
 from .framesaver import FrameSaver
 
 if TYPE_CHECKING:  # the coordinator is built by the daemon; the pipeline only calls its hooks
@@ -399,12 +399,7 @@ class Preprocessor(Stage[CameraMessage, Item]):
 
     def _one_resize(self, frame: Frame, gen: Generation) -> bool:
         """A raw array whose crop reaches every model input with one resize (no pyramid level)."""
-        if frame.image is None:
-            return False
-        h, w = frame.image.shape[:2]
-        if self.roi is not None:
-            w, h = min(self.roi[2], w), min(self.roi[3], h)
-        return pyramid_levels(h, w, gen.sizes) == 0
+        return frame.image is not None and roi_levels(frame.image.shape[:2], self.roi, gen.sizes) == 0
 
     def _emit(self, frame: Frame, prepared: Prepared | None) -> None:
         item = Item(frame=frame, roi=self.roi, error=frame.error)
