@@ -16,7 +16,7 @@ alone, batch 1); then one line per target of ../shared/TARGETS.md with ok/MISS.
     .venv/bin/python bench/accuracy.py --models feature_memory --hires      # + the high-resolution twin, ms/frame
     .venv/bin/python bench/accuracy.py --auto                               # the model `auto` picks per category
     .venv/bin/python bench/accuracy.py --scheme stratified --models segmenter feature_memory \
-        --fuse segmenter+feature_memory                                      # + the pair fused by rule 'any'
+        --fuse segmenter+feature_memory                 # + the pair fused by rules 'any' and 'soft_vote'
 
 A detector that fails on a category is reported with its error; the others still run.
 """
@@ -203,32 +203,53 @@ def precision_lines(row: dict) -> list[str]:
     return out
 
 
-def fused_row(pair: str, dataset, work: Path, args: argparse.Namespace, rows: list[dict]) -> dict:
-    """The pair fused as the daemon fuses it (rule 'any', evaluate/fusion.py), on its members' test images:
-    what a line running both models would see, e.g. segmenter + feature_memory (unseen defect types)."""
+def fused_rows(pair: str, rules: list[str], dataset, work: Path, args: argparse.Namespace,
+               rows: list[dict]) -> list[dict]:
+    """The pair fused as the daemon fuses it (evaluate/fusion.py), on its members' test images: what a line
+    running both models would see, e.g. segmenter + feature_memory (unseen defect types). One row per rule;
+    a rule with a threshold of its own (soft_vote, weighted) gets it from ``calibrate_fusion`` on the val
+    split (--method/--target, as the members), never from the test split. Rule 'any' keeps the pair's name
+    as its label; the others read ``pair[rule]``."""
     from edge_inspector.evaluate.fusion import Member, fused_figures
     from edge_inspector.evaluate.scoring import score_samples
     from edge_inspector.inference import LoadedModel
+    from edge_inspector.toolchain.calibrate import MEAN_RULES, calibrate_fusion
 
     kinds = pair.split("+")
     done = {r["model"]: r for r in rows if r["category"] == dataset.name and "error" not in r}
     if any(k not in done for k in kinds):
-        return {"category": dataset.name, "model": pair, "error": f"a member of {kinds} failed; nothing to fuse"}
+        return [{"category": dataset.name, "model": pair, "error": f"a member of {kinds} failed; nothing to fuse"}]
     test = test_samples(dataset, args)
-    members = []
-    for kind in kinds:
-        model = LoadedModel.load(work / f"{model_name(dataset, kind)}.card.json", threads=args.threads,
-                                 backend=args.backend)
-        members.append(Member(kind, model.card.kind, score_samples(model, test, batch_size=args.batch_size),
-                              model.card.normalization))
-    fig = fused_figures(members, "any")
+    models = [LoadedModel.load(work / f"{model_name(dataset, kind)}.card.json", threads=args.threads,
+                               backend=args.backend) for kind in kinds]
+
+    def members(samples) -> list:
+        return [Member(kind, m.card.kind, score_samples(m, samples, batch_size=args.batch_size), m.card.normalization)
+                for kind, m in zip(kinds, models, strict=True)]
+
+    on_test = members(test)
+    on_val = members(dataset.split("val")) if any(r in MEAN_RULES for r in rules) else None
     parts = [done[k] for k in kinds]
-    return {"category": dataset.name, "model": pair, "scheme": args.scheme, "rule": fig.rule,
-            "n_train": min(r["n_train"] for r in parts), "n_test": len(test),
-            "n_defect": int(sum(s.label for s in test)), "image_auroc": fig.image_auroc,
-            "pixel_auroc": fig.pixel_auroc, "false_reject_rate": fig.false_reject_rate,
-            "escape_rate": fig.escape_rate, "caught_only_by": fig.caught_only_by,
-            "fit_s": sum(r["fit_s"] for r in parts), "infer_ms": sum(r.get("infer_ms") or 0.0 for r in parts)}
+    out = []
+    for rule in rules:
+        label = pair if rule == "any" else f"{pair}[{rule}]"
+        calibration = {}
+        fusion = rule
+        if rule in MEAN_RULES:
+            fusion, cal = calibrate_fusion(on_val, rule, method=args.method, target=args.target)
+            calibration = {"threshold": fusion.threshold, "calibration": cal.method_label(),
+                           "calibration_n_normal": cal.n_normal, "calibration_n_defect": cal.n_defect,
+                           "calibration_false_reject_rate": cal.false_reject_rate,
+                           "calibration_escape_rate": cal.escape_rate}
+        fig = fused_figures(on_test, fusion)
+        out.append({"category": dataset.name, "model": label, "pair": pair, "scheme": args.scheme, "rule": fig.rule,
+                    "n_train": min(r["n_train"] for r in parts), "n_test": len(test),
+                    "n_defect": int(sum(s.label for s in test)), "image_auroc": fig.image_auroc,
+                    "pixel_auroc": fig.pixel_auroc, "false_reject_rate": fig.false_reject_rate,
+                    "escape_rate": fig.escape_rate, "caught_only_by": fig.caught_only_by, **calibration,
+                    "fit_s": sum(r["fit_s"] for r in parts),
+                    "infer_ms": sum(r.get("infer_ms") or 0.0 for r in parts)})
+    return out
 
 
 def _fmt(value, spec: str = ".3f") -> str:
@@ -274,7 +295,8 @@ def target_checks(row: dict) -> list[str]:
                        f"false-reject <= {FRR_TARGET:.0%} would pass {row['oracle_escape_at_frr_target']:.3f} "
                        "of the defects (not a calibrated figure)")
     if 0.9 * FIT_IMAGES <= (row.get("n_train") or 0) <= FIT_IMAGES:  # the target is for a fit on 200 images
-        check("fit seconds", row["fit_s"], FIT_TARGET_S.get(row["model"], FIT_TARGET_S["default"]), higher=False)
+        fit_target = FIT_TARGET_S.get(row.get("pair", row["model"]), FIT_TARGET_S["default"])
+        check("fit seconds", row["fit_s"], fit_target, higher=False)
     return out
 
 
@@ -367,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="also train the high-resolution twin `auto` tries on large frames (unsupervised kinds, "
                    "auto.resolution_variants) and print its figures and ms/frame beside the default input's")
     p.add_argument("--fuse", metavar="KIND+KIND",
-                   help="also score two of --models fused by the daemon's rule 'any', e.g. segmenter+feature_memory")
+                   help="also score two of --models fused by the daemon's rules (--fuse-rules), e.g. "
+                   "segmenter+feature_memory")
+    p.add_argument("--fuse-rules", nargs="+", default=["any", "soft_vote"], metavar="RULE",
+                   help="fusion rules for --fuse, one row each (default: any soft_vote; soft_vote and weighted get "
+                   "their threshold calibrated on the val split by --method/--target)")
     p.add_argument("--work", type=Path, help="keep trained models here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -391,6 +417,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--max-train-kinds {args.max_train_kinds}: expected kinds of {list(DETECTORS)}, with --max-train")
     if args.auto and (args.hires or args.fuse):
         p.error("--auto trains auto's own candidates and twins: --hires and --fuse apply to the per-kind rows only")
+    from typing import get_args
+
+    from edge_inspector.config import FusionRule
+
+    bad_rules = [r for r in args.fuse_rules if r not in get_args(FusionRule)]
+    if bad_rules:
+        p.error(f"--fuse-rules {bad_rules}: expected rules of {list(get_args(FusionRule))}")
     if args.fuse and (len(args.fuse.split("+")) != 2 or not set(args.fuse.split("+")) <= set(args.models)):
         p.error(f"--fuse {args.fuse}: expected two kinds of --models joined by '+', e.g. segmenter+feature_memory")
     categories = args.categories or sorted(d.name for d in args.data.iterdir() if d.is_dir())
@@ -437,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append({"category": category, "model": label, "error": f"{type(exc).__name__}: {exc}"})
             if args.fuse:
                 try:
-                    rows.append(fused_row(args.fuse, full, work / category, args, rows))
+                    rows.extend(fused_rows(args.fuse, args.fuse_rules, full, work / category, args, rows))
                 except Exception as exc:
                     logging.debug(traceback.format_exc())
                     rows.append({"category": category, "model": args.fuse, "error": f"{type(exc).__name__}: {exc}"})

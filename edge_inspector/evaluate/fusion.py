@@ -9,7 +9,9 @@ calibrated point, pixel AUROC), computed by the same metric code, from the same 
 predictions ``evaluate_model`` made, so the benchmark's fused row and the daemon's verdicts agree.
 
 The fused image score is the one ``fuse`` returns (``any``: the highest normalised score, so the pair
-rejects exactly when one member does). Ranking figures (AUROC) use the same rule over the members'
+rejects exactly when one member does), shifted so that 0.5 is the rule's threshold: ``soft_vote`` and
+``weighted`` compare their mean with ``fusion.threshold`` (calibrated by ``toolchain.calibrate.calibrate_fusion``),
+and every figure here reads a verdict as "score >= 0.5". Ranking figures (AUROC) use the same rule over the members'
 *unclipped* normalised scores, ``(raw - threshold) / (max - min) + 0.5``: the card clips to [0, 1],
 and a confident model saturates most parts at 0 or 1, whose ties would hide the other member's
 ranking. Clipping is monotone, so the verdict at 0.5 is the same either way. The fused map is the
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..card import NORMALISED_THRESHOLD, ScoreNormalization
+from ..config import FusionConfig
 from ..data.types import DatasetError
 from ..inference import ModelResult
 from ..runtime.decision import ModelOutcome, fuse
@@ -65,6 +68,7 @@ class FusedFigures:
     """The fused set's figures on one list of samples (None where undefined, e.g. no defect)."""
 
     rule: str
+    threshold: float  # the rule's threshold on the fused mean ('weighted', 'soft_vote'); unused by the others
     members: tuple[str, ...]
     image_auroc: float | None
     pixel_auroc: float | None
@@ -73,8 +77,10 @@ class FusedFigures:
     caught_only_by: dict[str, int]  # defective parts that only this member flagged
 
 
-def fuse_predictions(members: Sequence[Member], rule: str = "any") -> Predictions:
-    """One ``Predictions`` for the fused set: per image, the score ``runtime.decision.fuse`` gives."""
+def fuse_predictions(members: Sequence[Member], fusion: FusionConfig | str = "any") -> Predictions:
+    """One ``Predictions`` for the fused set: per image, the score ``runtime.decision.fuse`` gives (a bare rule
+    name: that rule with its default threshold), minus the rule's threshold plus 0.5."""
+    fusion = FusionConfig(rule=fusion) if isinstance(fusion, str) else fusion
     if len(members) < 2:
         raise EvaluationError(f"fusion needs at least two models, got {len(members)}")
     first = members[0].predictions
@@ -89,12 +95,13 @@ def fuse_predictions(members: Sequence[Member], rule: str = "any") -> Prediction
         outcomes = [ModelOutcome(name=m.name, version="", kind=m.kind, weight=m.weight,
                                  result=ModelResult(score=float(v[i]), raw_score=float(m.predictions.raw_scores[i])))
                     for m, v in zip(members, values, strict=True)]
-        return fuse(outcomes, rule).score
+        fused = fuse(outcomes, fusion)
+        return fused.score - fused.threshold + NORMALISED_THRESHOLD
 
     scores = np.array([fused_at(i, [m.predictions.scores for m in members]) for i in range(len(paths))])
     ranking = np.array([fused_at(i, unclipped) for i in range(len(paths))])
-    maps = _fused_maps(members, rule, [m.predictions.maps for m in members])
-    raw_maps = _fused_maps(members, rule, [m.unclipped_maps() for m in members])
+    maps = _fused_maps(members, fusion.rule, [m.predictions.maps for m in members])
+    raw_maps = _fused_maps(members, fusion.rule, [m.unclipped_maps() for m in members])
     return Predictions(samples=list(first.samples), scores=scores, raw_scores=ranking, maps=maps,
                        raw_maps=raw_maps if maps is not None else None,
                        masks=first.masks if maps is not None else None,
@@ -116,9 +123,10 @@ def _fused_maps(members: Sequence[Member], rule: str, maps: Sequence[np.ndarray 
     return ((stack * w).sum(axis=0) / max(float(w.sum()), 1e-12)).astype(np.float32)
 
 
-def fused_figures(members: Sequence[Member], rule: str = "any") -> FusedFigures:
+def fused_figures(members: Sequence[Member], fusion: FusionConfig | str = "any") -> FusedFigures:
     """Image and pixel figures of the fused set, and how many defects each member alone caught."""
-    pred = fuse_predictions(members, rule)
+    fusion = FusionConfig(rule=fusion) if isinstance(fusion, str) else fusion
+    pred = fuse_predictions(members, fusion)
     labels = pred.labels
     image = image_metrics(labels, pred.scores, raw_scores=pred.raw_scores)
     at = image.get("at_threshold") or {}
@@ -134,6 +142,7 @@ def fused_figures(members: Sequence[Member], rule: str = "any") -> FusedFigures:
             if other != name:
                 others |= f
         only[name] = int((flagged & ~others & (labels == 1)).sum())
-    return FusedFigures(rule=rule, members=tuple(m.name for m in members), image_auroc=image.get("auroc"),
+    return FusedFigures(rule=fusion.rule, threshold=fusion.threshold, members=tuple(m.name for m in members),
+                        image_auroc=image.get("auroc"),
                         pixel_auroc=pixel_auroc, false_reject_rate=at.get("false_reject_rate"),
                         escape_rate=at.get("escape_rate"), caught_only_by=only)

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +39,10 @@ from ..card import OperatingPoint, ScoreNormalization, card_path_for, load_card
 from ..data.types import Sample
 from ..errors import EdgeInspectorError
 from ..operating_point import rate_interval, tail_rate, tail_threshold, threshold_for_cost, tradeoff_curve
+
+if TYPE_CHECKING:
+    from ..config import FusionConfig
+    from ..evaluate.fusion import Member
 
 METHODS = ("fpr", "f1", "recall", "cost")
 DEFAULT_TARGETS = {"fpr": 0.01, "recall": 0.95, "f1": None, "cost": 10.0}
@@ -379,3 +385,34 @@ def _summary(values: np.ndarray) -> dict:
         return {"n": 0}
     q = np.quantile(values, [0.0, 0.5, 0.95, 1.0])
     return {"n": int(values.size), "min": float(q[0]), "median": float(q[1]), "p95": float(q[2]), "max": float(q[3])}
+
+
+# -- fused pairs -------------------------------------------------------------------------------------
+MEAN_RULES = ("soft_vote", "weighted")  # the fusion rules whose threshold is a setting (FusionConfig.threshold)
+
+
+def calibrate_fusion(members: Sequence[Member], rule: str = "soft_vote", *, method: str = "fpr",
+                     target: float | None = None) -> tuple[FusionConfig, Calibration]:
+    """The ``fusion`` section whose threshold gives ``method``/``target`` on images the members never trained
+    on (their ``Predictions`` on, e.g., the val split), and the figures it achieves there.
+
+    Why: under rule 'any' a pair rejects whenever either member does, so two members calibrated for 1 %
+    false rejects each reject up to 2 % together; a mean of the normalised scores ranks better (a
+    defect one member half-sees adds to what the other sees) but its 0.5 default is nobody's
+    calibrated point. The fused score is the daemon's (``runtime.decision.fuse`` over the members'
+    clipped normalised scores), so the threshold means on the line what it meant here.
+    """
+    from ..config import FusionConfig
+    from ..evaluate.fusion import fuse_predictions
+
+    if rule not in MEAN_RULES:
+        raise CalibrationError(f"fusion rule {rule!r} has no threshold of its own to calibrate; expected one of "
+                               f"{list(MEAN_RULES)} ('any' and 'all' use each member's calibrated 0.5)")
+    pred = fuse_predictions(members, FusionConfig(rule=rule))  # default threshold 0.5: scores are the means
+    cal = calibrate_scores(pred.scores, pred.labels, method=method, target=target)
+    if not 0.0 < cal.threshold < 1.0:
+        raise CalibrationError(
+            f"fusion {rule}: the calibrated threshold {cal.threshold:.4g} lies outside (0, 1): the members' "
+            f"normalised scores cannot give {cal.method_label()} on these {cal.n_normal} normal images "
+            "(recalibrate the members, or use more images)")
+    return FusionConfig(rule=rule, threshold=round(float(cal.threshold), 6)), cal

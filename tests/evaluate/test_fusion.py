@@ -9,18 +9,23 @@ it has never seen.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 
+from edge_inspector.config import FusionConfig  # noqa: E402
 from edge_inspector.data.synthetic import render_part  # noqa: E402
 from edge_inspector.data.types import Dataset, DatasetError, Sample  # noqa: E402
 from edge_inspector.evaluate.fusion import Member, fuse_predictions, fused_figures  # noqa: E402
 from edge_inspector.evaluate.metrics import image_metrics  # noqa: E402
 from edge_inspector.evaluate.scoring import score_samples  # noqa: E402
-from edge_inspector.inference import LoadedModel  # noqa: E402
+from edge_inspector.inference import LoadedModel, ModelResult  # noqa: E402
+from edge_inspector.runtime.decision import ModelOutcome, fuse  # noqa: E402
+from edge_inspector.toolchain.calibrate import CalibrationError, calibrate_fusion  # noqa: E402
 from edge_inspector.toolchain.train import train_model  # noqa: E402
 
 SIZE = 64
@@ -60,18 +65,26 @@ def line(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 
 @pytest.fixture(scope="module")
-def members(line: Dataset, tmp_path_factory: pytest.TempPathFactory) -> list[Member]:
+def cards(line: Dataset, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     out = tmp_path_factory.mktemp("fusion-models")
     seg = train_model("segmenter", line, out, name="seg", seed=0, progress=False,
                       options={"input_size": SIZE, "threads": 1, "epochs": 12, "augment_views": 1})
     fm = train_model("feature_memory", line, out, name="fm", seed=0, progress=False,
                      options={"input_size": SIZE, "threads": 1})
+    return [seg, fm]
+
+
+def _scored(cards: list[Path], samples: list[Sample]) -> list[Member]:
     result = []
-    for card in (seg, fm):
+    for card in cards:
         model = LoadedModel.load(card, threads=1)
-        result.append(Member(model.name, model.card.kind, score_samples(model, line.split("test")),
-                             model.card.normalization))
+        result.append(Member(model.name, model.card.kind, score_samples(model, samples), model.card.normalization))
     return result
+
+
+@pytest.fixture(scope="module")
+def members(line: Dataset, cards: list[Path]) -> list[Member]:
+    return _scored(cards, line.split("test"))
 
 
 def _flagged(member_or_scores, samples: list[Sample], defect_type: str) -> int:
@@ -114,3 +127,71 @@ def test_members_scored_on_other_images_are_refused(members: list[Member]) -> No
 
     with pytest.raises(EvaluationError, match="at least two models"):
         fuse_predictions([seg])
+
+
+def test_soft_vote_threshold_calibrated_on_val_gives_its_target_and_the_daemons_verdicts(
+        line: Dataset, cards: list[Path], members: list[Member]) -> None:
+    """The mean rule's threshold comes from the val split (never the test split): at most the target share of
+    val good parts are rejected, and on the test split a part is flagged exactly when the daemon's
+    ``fuse`` under that ``fusion`` section says defect."""
+    val = _scored(cards, line.split("val"))
+    fusion, cal = calibrate_fusion(val, "soft_vote", method="fpr", target=0.1)
+    assert fusion.rule == "soft_vote" and 0.0 < fusion.threshold < 1.0
+    assert cal.n_normal == 16 and cal.n_defect == 4
+    val_fused = fuse_predictions(val, fusion)
+    good = val_fused.labels == 0
+    assert (val_fused.scores[good] >= 0.5).mean() <= 0.1 + 1e-9  # floor(0.1 * 16) = 1 good part may be rejected
+    assert cal.false_reject_rate == (val_fused.scores[good] >= 0.5).mean()
+    FusionConfig.model_validate(fusion.model_dump())  # a valid config section
+
+    test_fused = fuse_predictions(members, fusion)
+    for i in range(len(test_fused.samples)):
+        outcomes = [ModelOutcome(name=m.name, version="", kind=m.kind,
+                                 result=ModelResult(score=float(m.predictions.scores[i]),
+                                                    raw_score=float(m.predictions.raw_scores[i])))
+                    for m in members]
+        assert fuse(outcomes, fusion).defect == bool(test_fused.scores[i] >= 0.5), i
+    figures = fused_figures(members, fusion)
+    assert figures.rule == "soft_vote" and figures.threshold == fusion.threshold
+    # the fused mean ranks the test parts at least as well as the weaker member alone
+    aurocs = [image_metrics(m.predictions.labels, m.predictions.scores,
+                            raw_scores=m.unclipped_scores())["auroc"] for m in members]
+    assert figures.image_auroc >= min(aurocs) - 1e-9, (figures, aurocs)
+
+
+def test_rules_without_a_threshold_of_their_own_are_refused(members: list[Member]) -> None:
+    with pytest.raises(CalibrationError, match="'any' has no threshold of its own"):
+        calibrate_fusion(members, "any")
+
+
+def test_calibrate_fusion_command_prints_the_config_section(line: Dataset, cards: list[Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI on an MVTec-layout copy of the val parts: the printed ``fusion:`` section is the function's."""
+    import shutil
+
+    import yaml
+
+    from edge_inspector.cli import main
+
+    root = tmp_path / "val-line"
+    for s in line.split("val"):
+        folder = root / "test" / s.defect_type
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(s.path, folder / s.path.name)
+        if s.mask_path is not None:
+            gt = root / "ground_truth" / s.defect_type
+            gt.mkdir(parents=True, exist_ok=True)
+            shutil.copy(s.mask_path, gt / f"{s.path.stem}_mask.png")
+    (root / "train" / "good").mkdir(parents=True)
+    shutil.copy(line.split("train")[0].path, root / "train" / "good" / "000.png")
+
+    assert main(["calibrate-fusion", str(root), *map(str, cards), "--split", "test", "--target", "0.1", "-q",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    section = yaml.safe_load(out[out.index("fusion:"):])["fusion"]
+    expected, _ = calibrate_fusion(_scored(cards, line.split("val")), "soft_vote", method="fpr", target=0.1)
+    assert section == {"rule": "soft_vote", "threshold": expected.threshold}, out
+    assert "16 normal + 4 defective images (test)" in out and "the fusion of seg + fm rejects" in out
+
+    assert main(["calibrate-fusion", str(root), str(cards[0]), "-q"]) == 1  # one model: a clear error
+    assert "at least two models" in capsys.readouterr().err
