@@ -301,16 +301,17 @@ def target_checks(row: dict) -> list[str]:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'category':<18} {'model':<24} {'img AUROC':>9} {'target':>6} {'pix AUROC':>9} {'target':>6} "
+    w = max([24, *(len(r["model"]) for r in rows)])  # a fused row's label, e.g. segmenter+feature_memory[soft_vote]
+    head = (f"{'category':<18} {'model':<{w}} {'img AUROC':>9} {'target':>6} {'pix AUROC':>9} {'target':>6} "
             f"{'FRR':>6} {'escape':>6} {'fit s':>7} {'ms/img':>7}")
     print(head)
     print("-" * len(head))
     for r in rows:
         if "error" in r:
-            print(f"{r['category']:<18} {r['model']:<24} ERROR: {r['error']}")
+            print(f"{r['category']:<18} {r['model']:<{w}} ERROR: {r['error']}")
             continue
         t_img, t_pix = TARGETS.get(r.get("scheme", ""), {}).get(r["category"], (None, None))
-        print(f"{r['category']:<18} {r['model']:<24} {_fmt(r['image_auroc']):>9} {_fmt(t_img, '.2f'):>6} "
+        print(f"{r['category']:<18} {r['model']:<{w}} {_fmt(r['image_auroc']):>9} {_fmt(t_img, '.2f'):>6} "
               f"{_fmt(r['pixel_auroc']):>9} {_fmt(t_pix, '.2f'):>6} {_fmt(r.get('false_reject_rate'), '.3f'):>6} "
               f"{_fmt(r.get('escape_rate'), '.3f'):>6} {_fmt(r['fit_s'], '.1f'):>7} "
               f"{_fmt(r.get('infer_ms'), '.1f'):>7}")

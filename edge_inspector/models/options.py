@@ -22,6 +22,7 @@ from .base import DetectorError
 
 Balance = Literal["weights", "oversample", "none"]
 Monitor = Literal["loss", "auroc"]
+EarlyStoppingSplit = Literal["val", "carved"]
 SyntheticDefects = Literal["auto"] | bool
 
 
@@ -237,8 +238,13 @@ class SegmenterOptions(DetectorOptions):
     # 2 rather than 1, chosen on the validation split (magnetic_tile, stratified, 200 images): val loss 1.50
     # vs 1.57, val AUROC 0.968 vs 0.959, for +15 % fit CPU time
     augment_views: int = Field(2, ge=0, description="cached augmented copies of each training image (0 = none)")
+    early_stopping: EarlyStoppingSplit = Field(
+        "val", description="images early stopping watches: 'val' (the val split when it holds good and defective "
+        "parts, else a carve of train) or 'carved' (always val_fraction of train, so the val split that sets the "
+        "threshold stays unseen)")
     val_fraction: float = Field(
-        0.15, gt=0, lt=0.5, description="carved from train (stratified) when the val split has no defects")
+        0.15, gt=0, lt=0.5, description="share of train carved (stratified) for early stopping when it does not "
+        "watch the val split")
     pretrained: bool = Field(True, description="ImageNet weights for the encoder (false only in tests)")
 
 

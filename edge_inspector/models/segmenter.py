@@ -30,6 +30,8 @@ Design (after Božič et al., "Mixed supervision for surface-defect detection", 
   their frozen-front activations cached (``augment_views=0``: no augmentation).
 * **Early stopping** on a validation split: the given one when it holds good and defective parts,
   otherwise a stratified, seeded ``val_fraction`` of the training images (plus any given val).
+  ``early_stopping="carved"`` always carves it from the training images and leaves the val split
+  unseen by the weights' selection, for the calibration that follows.
 
 Exported graph (only Conv, Relu/Clip, Add, Resize, Concat, ReduceMean/ReduceMax, Gemm, Sigmoid,
 Softmax, Pad: operators TensorRT supports): ``image`` [N,3,H,W] RGB [0,1] ->
@@ -267,6 +269,8 @@ class SegmenterDetector(Detector):
 
     def _splits(self, train: list[Sample], val: list[Sample] | None) -> tuple[list[Sample], list[Sample]]:
         """The training images and the early-stopping images (see the module docstring)."""
+        if self.cfg.early_stopping == "carved":
+            return stratified_carve(train, float(self.cfg.val_fraction), self.seed)
         val = list(val or [])
         if {s.label for s in val} == {0, 1}:
             return train, val

@@ -153,6 +153,8 @@ def test_soft_vote_threshold_calibrated_on_val_gives_its_target_and_the_daemons_
         assert fuse(outcomes, fusion).defect == bool(test_fused.scores[i] >= 0.5), i
     figures = fused_figures(members, fusion)
     assert figures.rule == "soft_vote" and figures.threshold == fusion.threshold
+    test = line.split("test")  # the defect type the segmenter never saw is still caught, the good parts pass
+    assert _flagged(test_fused.scores, test, NOVEL) >= 6 and _flagged(test_fused.scores, test, "good") <= 2
     # the fused mean ranks the test parts at least as well as the weaker member alone
     aurocs = [image_metrics(m.predictions.labels, m.predictions.scores,
                             raw_scores=m.unclipped_scores())["auroc"] for m in members]

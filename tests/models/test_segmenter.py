@@ -130,6 +130,7 @@ def test_auto_adds_the_segmenter_when_training_defects_have_masks(masked: Datase
     ({"epochs": -1}, "epochs=-1"),
     ({"val_fraction": 0.9}, "val_fraction=0.9"),
     ({"detach_image_head": "maybe"}, "detach_image_head='maybe'"),
+    ({"early_stopping": "test"}, "early_stopping='test'"),
 ])
 def test_bad_option_is_a_clear_error(options: dict, words: str) -> None:
     with pytest.raises(DetectorError, match="segmenter") as err:
@@ -192,3 +193,20 @@ def test_export_parity_holds_when_the_map_is_saturated_near_zero(masked: Dataset
     good = [s for s in masked.split("test") if s.label == 0][:4]
     report = export_onnx(det, tmp_path / "sat.onnx", det.load(good))
     assert report.output_range["anomaly_map"] < 1e-3  # really saturated
+
+
+def test_carved_early_stopping_leaves_the_val_split_unseen(masked: Dataset) -> None:
+    """``early_stopping="carved"``: the weights are chosen on a stratified carve of train, never on the val
+    split that sets the threshold afterwards (a split the weights were chosen on scores its good parts
+    lower than new ones)."""
+    det = create_detector("segmenter", seed=0, **{**FAST, "epochs": 1, "augment_views": 0},
+                          early_stopping="carved", val_fraction=0.25)
+    train, val = masked.split("train"), masked.split("val")
+    fit, held = det._splits(train, val)
+    assert {s.path for s in held}.isdisjoint(s.path for s in val)
+    assert sorted(s.path for s in fit + held) == sorted(s.path for s in train)
+    assert {s.label for s in held} == {0, 1}  # stratified: the carve holds good and defective parts
+    report = det.fit(train, val, progress=False)
+    assert (report.extra["n_fit"], report.extra["n_val"]) == (len(fit), len(held))
+    default = create_detector("segmenter", seed=0, **FAST)
+    assert default._splits(train, val) == (train, val)  # the default watches the val split when it has defects
