@@ -59,3 +59,15 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="composite weights, e.g. 'image_auroc=0.3,f1=0.2,recall=0.15,pro=0.25,"
                    "defect_type_auroc=0.1' (the default; unnamed components get 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_calibration_options(p: argparse.ArgumentParser, *, default: str, with_auto: bool) -> None:
+    """--method and --target, the threshold rule: the same options in train, calibrate and calibrate-fusion."""
+    methods = ["auto", "fpr", "f1", "recall", "cost"] if with_auto else ["fpr", "f1", "recall", "cost"]
+    p.add_argument("--method", choices=methods, default=default,
+                   help=("auto: f1 with labelled defects in the split, else fpr; " if with_auto else "")
+                   + "fpr: target false-reject rate on normals; f1: best F1; recall: minimum recall; "
+                   f"cost: fewest false rejects + TARGET x escapes (default: {default})")
+    p.add_argument("--target", type=float,
+                   help="fpr: false-reject rate (default 0.01); recall: minimum recall (0.95); cost: cost of one "
+                   "escape in rejected good parts (10)")

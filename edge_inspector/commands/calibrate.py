@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._options import add_dataset_options
+from ._options import add_calibration_options, add_dataset_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,12 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", type=Path, help="model .onnx or its .card.json")
     p.add_argument("dataset", type=Path, help="dataset folder or .zip")
-    p.add_argument("--method", choices=["auto", "fpr", "f1", "recall", "cost"], default="fpr",
-                   help="fpr: target false-reject rate on normals; f1: best F1; recall: minimum recall; "
-                   "cost: fewest false rejects + TARGET x escapes")
-    p.add_argument("--target", type=float,
-                   help="fpr: false-reject rate (default 0.01); recall: minimum (0.95); cost: cost of one escape "
-                   "in rejected good parts (10)")
+    add_calibration_options(p, default="fpr", with_auto=True)
     p.add_argument("--split", choices=["val", "test", "train", "all"], default="val",
                    help="images to calibrate on (val falls back to train when the dataset has none)")
     p.add_argument("--calibration-dir", type=Path, default=Path("calibration"), help="where NAME.json goes")

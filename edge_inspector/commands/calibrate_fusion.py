@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._options import add_dataset_options
+from ._options import add_calibration_options, add_dataset_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,12 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("models", type=Path, nargs="+", help="two or more models (.onnx or .card.json), as in the config")
     p.add_argument("--rule", choices=["soft_vote", "weighted"], default="soft_vote",
                    help="fusion rule whose threshold is calibrated (default: soft_vote)")
-    p.add_argument("--method", choices=["fpr", "f1", "recall", "cost"], default="fpr",
-                   help="fpr: target false-reject rate on normals; f1: best F1; recall: minimum recall; "
-                   "cost: fewest false rejects + TARGET x escapes")
-    p.add_argument("--target", type=float,
-                   help="fpr: false-reject rate (default 0.01); recall: minimum (0.95); cost: cost of one escape "
-                   "in rejected good parts (10)")
+    add_calibration_options(p, default="fpr", with_auto=False)
     p.add_argument("--split", choices=["val", "test", "train", "all"], default="val",
                    help="images to calibrate on (default: val)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..models import DETECTORS, NORMAL_ONLY_KINDS  # lazy registry: importing it does not import torch
 from ..models.backbone_table import BACKBONE_NAMES, ZOO_NAMES  # no torch either
-from ._options import add_dataset_options, parse_option, parse_size
+from ._options import add_calibration_options, add_dataset_options, parse_option, parse_size
 
 KINDS = tuple(DETECTORS)
 
@@ -42,11 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "options are listed below, with types, ranges and defaults in docs/reference/detector-options.md")
     p.add_argument("--calibration", choices=["val", "train", "none"], default="val",
                    help="images that set the threshold")
-    p.add_argument("--method", choices=["auto", "fpr", "f1", "recall", "cost"], default="auto",
-                   help="calibration rule (auto: f1 with labelled defects in the split, else fpr)")
-    p.add_argument("--target", type=float,
-                   help="fpr: false-reject rate (0.01); recall: minimum recall (0.95); cost: cost of one "
-                   "escape in rejected good parts (10)")
+    add_calibration_options(p, default="auto", with_auto=True)
     p.add_argument("--calibration-dir", type=Path, help="where calibration/NAME.json goes")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true",
