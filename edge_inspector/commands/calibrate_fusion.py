@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "calibrate-fusion",
         help="choose the fusion threshold of models that run together (rule soft_vote or weighted)",
         description="Score DATASET's images with every MODEL through ONNX Runtime (exactly as the daemon does), "
-        "fuse their normalised scores by --rule (the daemon's runtime.decision.fuse, members weighted equally) "
+        "fuse their normalised scores by --rule (the daemon's runtime.decision.fuse, weighted by --weights) "
         "and choose the threshold on the fused score by --method. Prints the `fusion:` section to put in the "
         "daemon's config and the false-reject/escape rates it gives on these images. Each member keeps its own "
         "calibration (edge-inspector calibrate); use images no member trained on (the val split).",
@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("models", type=Path, nargs="+", help="two or more models (.onnx or .card.json), as in the config")
     p.add_argument("--rule", choices=["soft_vote", "weighted"], default="soft_vote",
                    help="fusion rule whose threshold is calibrated (default: soft_vote)")
+    p.add_argument("--weights", type=float, nargs="+", metavar="W",
+                   help="each model's `weight` in the config, in the order of MODELS (default: all 1)")
     add_calibration_options(p, default="fpr", with_auto=False)
     p.add_argument("--split", choices=["val", "test", "train", "all"], default="val",
                    help="images to calibrate on (default: val)")
@@ -44,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
     if len(args.models) < 2:
         raise CalibrationError(f"calibrate-fusion needs at least two models, got {len(args.models)}")
+    weights = args.weights or [1.0] * len(args.models)
+    if len(weights) != len(args.models) or min(weights) < 0 or sum(weights) <= 0:
+        raise CalibrationError(f"--weights {args.weights}: expected {len(args.models)} weights >= 0 (one per model, "
+                               "as in the config's models list), not all 0")
     dataset = load_dataset(args.dataset, scheme=args.scheme, seed=args.split_seed,
                            val_fraction=args.val_fraction, category=args.category)
     first = load_card(card_path_for(args.models[0]), verify=False)
@@ -52,15 +58,16 @@ def run(args: argparse.Namespace) -> int:
     if not samples:
         raise CalibrationError(f"{args.dataset}: split '{args.split}' has no images")
     members = []
-    for path in args.models:
+    for path, weight in zip(args.models, weights, strict=True):
         model = LoadedModel.load(card_path_for(path), threads=args.threads)
         members.append(Member(model.name, model.card.kind, score_samples(model, samples, progress=not args.quiet),
-                              model.card.normalization))
+                              model.card.normalization, weight=weight))
     fusion, cal = calibrate_fusion(members, args.rule, method=args.method, target=args.target)
     names = " + ".join(m.name for m in members)
     print(f"At this threshold the fusion of {names} {cal.summary()}")
     print(f"calibrated on {cal.n_normal} normal + {cal.n_defect} defective images ({args.split}): "
           f"method {cal.method_label()}, rule {fusion.rule}")
-    print("put this section in the daemon's config (members weighted equally):")
+    print("put this section in the daemon's config, with these weights on its models: "
+          + ", ".join(f"{m.name} {m.weight:g}" for m in members))
     print(yaml.safe_dump({"fusion": {"rule": fusion.rule, "threshold": fusion.threshold}}, sort_keys=False).rstrip())
     return 0

@@ -170,6 +170,7 @@ def test_calibrate_fusion_command_prints_the_config_section(line: Dataset, cards
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI on an MVTec-layout copy of the val parts: the printed ``fusion:`` section is the function's."""
     import shutil
+    from dataclasses import replace
 
     import yaml
 
@@ -197,3 +198,15 @@ def test_calibrate_fusion_command_prints_the_config_section(line: Dataset, cards
 
     assert main(["calibrate-fusion", str(root), str(cards[0]), "-q"]) == 1  # one model: a clear error
     assert "at least two models" in capsys.readouterr().err
+    assert main(["calibrate-fusion", str(root), *map(str, cards), "--weights", "1", "-q"]) == 1
+    assert "expected 2 weights >= 0" in capsys.readouterr().err
+
+    # the config's weights weigh the mean as the daemon does: the threshold is the weighted members' one
+    assert main(["calibrate-fusion", str(root), *map(str, cards), "--split", "test", "--target", "0.1", "-q",
+                 "--threads", "1", "--weights", "3", "1"]) == 0
+    out = capsys.readouterr().out
+    weighted = [replace(m, weight=w) for m, w in zip(_scored(cards, line.split("val")), (3.0, 1.0), strict=True)]
+    expected, _ = calibrate_fusion(weighted, "soft_vote", method="fpr", target=0.1)
+    assert yaml.safe_load(out[out.index("fusion:"):])["fusion"]["threshold"] == expected.threshold
+    assert expected.threshold != section["threshold"]  # the weights did change the mean
+    assert "with these weights on its models: seg 3, fm 1" in out
