@@ -82,6 +82,8 @@ BAD_INPUTS = [
     (["train", "empty", "--model", "classifier", "-o", "epochs=0"],
      "train: classifier: option epochs=0: expected greater than or equal to 1"),
     (["calibrate", "bad.card.json", "empty"], "calibrate: empty: unknown dataset layout"),
+    (["calibrate-fusion", "empty", "bad.card.json", "bad.card.json"],
+     "calibrate-fusion: empty: unknown dataset layout"),
     (["export", "bad.card.json"], "export: bad.card.json: not valid JSON"),
     (["quantize", "bad.card.json", "--data", "empty"], "quantize: bad.card.json: not valid JSON"),
     (["evaluate", "bad.card.json", "empty"], "evaluate: bad.card.json: not valid JSON"),

@@ -22,6 +22,7 @@ from .base import DetectorError
 
 Balance = Literal["weights", "oversample", "none"]
 Monitor = Literal["loss", "auroc"]
+SegmenterMonitor = Literal["loss", "auroc", "defect_loss"]
 EarlyStoppingSplit = Literal["val", "carved"]
 SyntheticDefects = Literal["auto"] | bool
 
@@ -224,7 +225,9 @@ class SegmenterOptions(DetectorOptions):
     backbone_lr_scale: float = Field(0.1, ge=0, description="learning-rate factor of the unfrozen encoder blocks")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     patience: int = Field(5, ge=1, description="epochs without improvement before early stopping")
-    monitor: Monitor = Field("loss", description="early stopping on the val split's loss or image AUROC")
+    monitor: SegmenterMonitor = Field(
+        "loss", description="early stopping on the val split's loss, image AUROC, or loss on its defective images "
+        "only (defect_loss: the good parts that then set the threshold play no part in choosing the weights)")
     freeze_blocks: int | None = Field(
         None, ge=0, description="frozen encoder blocks (default: the stem and every block up to stride 8)")
     decoder_channels: int = Field(64, ge=1, description="FPN decoder width")

@@ -409,6 +409,7 @@ class SegmenterDetector(Detector):
             return total / max(count, 1)
 
         val_result: dict[str, float] = {}
+        defective = torch.from_numpy(vdata.y > 0.5) if vdata is not None else None
 
         def validate() -> float:
             net.eval()
@@ -426,6 +427,13 @@ class SegmenterDetector(Detector):
             val_result.update(val_loss=loss, val_auroc=auroc, val_pixel_auroc=pixel)
             if self.cfg.monitor == "auroc" and np.isfinite(auroc):
                 return -auroc
+            if self.cfg.monitor == "defect_loss" and bool(defective.any()):
+                with torch.no_grad():
+                    loss = float(loss_fn(b[defective], None if t is None else t[defective], seg[defective],
+                                         torch.from_numpy(vdata.y)[defective],
+                                         torch.from_numpy(vdata.has_mask)[defective],
+                                         torch.from_numpy(vdata.types)[defective], targets_v[defective]))
+                val_result.update(val_defect_loss=loss)
             return loss
 
         stopper = EarlyStopping(patience=int(self.cfg.patience), mode="min")

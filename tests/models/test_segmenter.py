@@ -210,3 +210,15 @@ def test_carved_early_stopping_leaves_the_val_split_unseen(masked: Dataset) -> N
     assert (report.extra["n_fit"], report.extra["n_val"]) == (len(fit), len(held))
     default = create_detector("segmenter", seed=0, **FAST)
     assert default._splits(train, val) == (train, val)  # the default watches the val split when it has defects
+
+
+def test_defect_loss_monitor_chooses_the_weights_on_defective_val_images_only(masked: Dataset) -> None:
+    """``monitor="defect_loss"``: early stopping reads the val loss of the defective parts alone, so the good
+    val parts that set the threshold afterwards play no part in choosing the weights."""
+    det = create_detector("segmenter", seed=0, **{**FAST, "epochs": 2, "augment_views": 0}, monitor="defect_loss")
+    report = det.fit(masked.split("train"), masked.split("val"), progress=False)
+    extra = report.extra
+    assert extra["monitor"] == "val_defect_loss"
+    assert extra["val_defect_loss"] != extra["val_loss"]  # another figure than the whole split's loss
+    # the restored weights are the best epoch's by that figure
+    assert abs(extra["val_defect_loss"] - extra["best_monitor"]) < 1e-5, extra
