@@ -225,9 +225,14 @@ class SegmenterOptions(DetectorOptions):
     backbone_lr_scale: float = Field(0.1, ge=0, description="learning-rate factor of the unfrozen encoder blocks")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     patience: int = Field(5, ge=1, description="epochs without improvement before early stopping")
+    # defect_loss rather than loss: the val good parts then set the threshold, and a split whose good parts chose
+    # the weights scores them lower than new ones. Stratified, 200 images, test split (session 19): test false-reject
+    # rate magnetic_tile 0.021 -> 0.016, kolektorsdd 0.029 -> 0.014 (target 0.01); image AUROC 0.953 -> 0.956 and
+    # 0.939 -> 0.989
     monitor: SegmenterMonitor = Field(
-        "loss", description="early stopping on the val split's loss, image AUROC, or loss on its defective images "
-        "only (defect_loss: the good parts that then set the threshold play no part in choosing the weights)")
+        "defect_loss", description="early stopping on the val split's loss on its defective images only "
+        "(defect_loss: the good parts that then set the threshold play no part in choosing the weights), its "
+        "whole loss, or its image AUROC")
     freeze_blocks: int | None = Field(
         None, ge=0, description="frozen encoder blocks (default: the stem and every block up to stride 8)")
     decoder_channels: int = Field(64, ge=1, description="FPN decoder width")

@@ -30,6 +30,9 @@ Design (after Božič et al., "Mixed supervision for surface-defect detection", 
   their frozen-front activations cached (``augment_views=0``: no augmentation).
 * **Early stopping** on a validation split: the given one when it holds good and defective parts,
   otherwise a stratified, seeded ``val_fraction`` of the training images (plus any given val).
+  It watches the loss of that split's *defective* images (``monitor="defect_loss"``): its good images
+  set the threshold afterwards, and good images that chose the weights score lower than new ones
+  (the calibrated false-reject rate would come out too high on the line).
   ``early_stopping="carved"`` always carves it from the training images and leaves the val split
   unseen by the weights' selection, for the calibration that follows.
 

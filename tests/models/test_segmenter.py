@@ -63,7 +63,7 @@ def _bgr(samples: list[Sample]) -> list[np.ndarray]:
 def test_learns_generated_defects_from_masks_through_onnx(masked: Dataset, trained: Path) -> None:
     card = load_card(trained)
     assert card.kind == "segmenter" and card.classes == ["missing", "spot"]
-    assert card.training.fit_report["n_masked"] > 0 and card.training.fit_report["monitor"] == "val_loss"
+    assert card.training.fit_report["n_masked"] > 0 and card.training.fit_report["monitor"] == "val_defect_loss"
     assert set(card.outputs) == {"pred_score", "anomaly_map", "type_probs"}
     model = LoadedModel.load(trained, threads=1)
     test = masked.split("test")
@@ -213,9 +213,9 @@ def test_carved_early_stopping_leaves_the_val_split_unseen(masked: Dataset) -> N
 
 
 def test_defect_loss_monitor_chooses_the_weights_on_defective_val_images_only(masked: Dataset) -> None:
-    """``monitor="defect_loss"``: early stopping reads the val loss of the defective parts alone, so the good
-    val parts that set the threshold afterwards play no part in choosing the weights."""
-    det = create_detector("segmenter", seed=0, **{**FAST, "epochs": 2, "augment_views": 0}, monitor="defect_loss")
+    """``monitor="defect_loss"`` (the default): early stopping reads the val loss of the defective parts alone,
+    so the good val parts that set the threshold afterwards play no part in choosing the weights."""
+    det = create_detector("segmenter", seed=0, **{**FAST, "epochs": 2, "augment_views": 0})  # the default
     report = det.fit(masked.split("train"), masked.split("val"), progress=False)
     extra = report.extra
     assert extra["monitor"] == "val_defect_loss"
